@@ -1,0 +1,5 @@
+import asyncio
+
+from services.enrollment.app import app
+
+asyncio.run(app.run())

@@ -1,0 +1,24 @@
+"""Enrollment: owns workflows and enrollments, the source of truth for who is in what
+workflow and why they left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.enrollment.config import EnrollmentSettings
+from services.enrollment.handlers import EnrollmentHandlers
+from services.enrollment.repository import EnrollmentRepository
+from shared.contracts import topics
+from shared.runtime import ServiceSpec, build_app
+
+SPEC = ServiceSpec(
+    name="enrollment",
+    schema="enrollment",
+    description=__doc__ or "",
+    migrations_dir=Path(__file__).parent / "migrations",
+    consumes=(topics.COMMANDS, topics.MESSAGING_EVENTS),
+    publishes=(topics.WORKFLOW_EVENTS, topics.ENROLLMENT_EVENTS, topics.DEAD_LETTER),
+    handlers=lambda _runtime: EnrollmentHandlers(EnrollmentRepository).handlers(),
+)
+
+app, runtime = build_app(SPEC, EnrollmentSettings())

@@ -1,0 +1,5 @@
+import asyncio
+
+from services.scheduler.app import app
+
+asyncio.run(app.run())

@@ -1,0 +1,300 @@
+"""The idempotent consumer: every service's subscribers hand their batches to this.
+
+A batch is applied in one database transaction: each message is validated, claimed in
+the inbox (a duplicate is skipped), handed to its handler inside a savepoint, and what the
+handlers publish goes to the outbox in the same transaction. Only after the commit does
+FastStream commit the Kafka offsets. If the batch fails as a whole, its messages are
+retried one by one with backoff; a message that keeps failing, or that can never apply,
+is dead-lettered with the reason, and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+
+from shared import inbox
+from shared.contracts import InvalidMessageError, Message, UnknownType, decode, derived_message_id
+from shared.contracts.events import DeadLettered, DeadLetterPayload
+from shared.logging import get_logger
+from shared.outbox import UnitOfWork, write_outbox
+
+log = get_logger(__name__)
+
+Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
+"""A handler: (unit of work, validated message) -> None. Raises to retry or reject."""
+
+UNKNOWN_ACCOUNT = "unknown"
+
+# Errors that say the database (not the message) is the problem: never dead-letter for
+# these; give the message back to Kafka and try again.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+class RejectedMessageError(Exception):
+    """A valid message that can never be applied (e.g. refers to another account's data).
+
+    Handlers raise it; the message is dead-lettered with ``reason`` and nothing it wrote is
+    kept.
+    """
+
+    def __init__(self, reason: str, *, kind: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class KafkaRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    record: KafkaRecord
+    message: Message | UnknownType | None
+    error: InvalidMessageError | None
+
+    @property
+    def inbox_id(self) -> str:
+        if isinstance(self.message, Message):
+            return str(self.message.message_id)
+        if isinstance(self.message, UnknownType):
+            return self.message.message_id
+        r = self.record
+        return f"kafka:{r.topic}:{r.partition}:{r.offset}"
+
+    @property
+    def type_name(self) -> str:
+        if self.message is not None:
+            return self.message.type
+        return "<invalid>"
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    batches: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    unknown_types: int = 0
+    last_batch_monotonic: float = 0.0
+
+
+class MessagePipeline:
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        schema: str,
+        pool_provider: Callable[[], asyncpg.Pool],
+        handlers: Mapping[str, Handler],
+        max_attempts: int = 5,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.consumer = consumer
+        self._schema = schema
+        self._pool_provider = pool_provider
+        self._handlers = dict(handlers)
+        self._max_attempts = max_attempts
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self.stats = PipelineStats()
+
+    async def process_batch(self, records: Sequence[KafkaRecord]) -> None:
+        """Apply ``records`` exactly once each; returns when all are committed."""
+        items = [self._decode(record) for record in records]
+        try:
+            await self._transaction(items)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to one by one
+            if len(items) == 1:
+                await self._retry_alone(items[0], first_error=exc)
+            else:
+                log.warning(
+                    "batch_failed", consumer=self.consumer, size=len(items), error=repr(exc)
+                )
+                for item in items:
+                    await self._retry_alone(item, first_error=None)
+        self.stats.batches += 1
+        self.stats.messages += len(items)
+        self.stats.last_batch_monotonic = time.monotonic()
+
+    def _decode(self, record: KafkaRecord) -> Incoming:
+        try:
+            return Incoming(record, decode(record.value, topic=record.topic), None)
+        except InvalidMessageError as exc:
+            return Incoming(record, None, exc)
+
+    async def _transaction(self, items: Sequence[Incoming]) -> None:
+        async with self._pool_provider().acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn)
+            for item in items:
+                await self._apply(uow, item)
+            await write_outbox(conn, self._schema, uow.outgoing)
+
+    async def _apply(self, uow: UnitOfWork, item: Incoming) -> None:
+        message = item.message
+        with structlog.contextvars.bound_contextvars(**_log_context(item)):
+            if item.error is not None:
+                if await self._claim(uow, item, "dead_lettered"):
+                    self._dead_letter(uow, item, item.error.kind, item.error.reason, attempts=1)
+                return
+            if isinstance(message, UnknownType) or (
+                isinstance(message, Message) and message.type not in self._handlers
+            ):
+                # Recorded and skipped: producers may add types before we understand them.
+                if await self._claim(uow, item, "unknown_type"):
+                    self.stats.unknown_types += 1
+                    log.info("message_type_skipped", message_type=item.type_name)
+                return
+            assert isinstance(message, Message)  # noqa: S101 - narrowed by the checks above
+            if not await self._claim(uow, item, "applied"):
+                self.stats.duplicates += 1
+                log.debug("duplicate_skipped", message_type=message.type)
+                return
+            mark = len(uow.outgoing)
+            try:
+                async with uow.conn.transaction():  # a savepoint: a rejection undoes only this
+                    await self._handlers[message.type](uow, message)
+            except RejectedMessageError as exc:
+                del uow.outgoing[mark:]
+                await inbox.set_outcome(
+                    uow.conn,
+                    consumer=self.consumer,
+                    message_id=item.inbox_id,
+                    outcome="dead_lettered",
+                )
+                self._dead_letter(uow, item, exc.kind, exc.reason, attempts=1)
+
+    async def _claim(self, uow: UnitOfWork, item: Incoming, outcome: str) -> bool:
+        return await inbox.claim(
+            uow.conn,
+            consumer=self.consumer,
+            message_id=item.inbox_id,
+            message_type=item.type_name,
+            outcome=outcome,
+        )
+
+    async def _retry_alone(self, item: Incoming, *, first_error: BaseException | None) -> None:
+        error = first_error
+        attempt = 1 if first_error is not None else 0
+        delay = self._backoff_initial_s
+        while attempt < self._max_attempts:
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max_s)
+            attempt += 1
+            try:
+                await self._transaction([item])
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+                error = exc
+                log.warning(
+                    "message_failed",
+                    consumer=self.consumer,
+                    attempt=attempt,
+                    max_attempts=self._max_attempts,
+                    error=repr(exc),
+                    **_log_context(item),
+                )
+            else:
+                return
+        reason = f"failed {attempt} times; last error: {error!r}"
+        async with self._pool_provider().acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn)
+            if await self._claim(uow, item, "dead_lettered"):
+                self._dead_letter(uow, item, "processing_failed", reason, attempts=attempt)
+            await write_outbox(conn, self._schema, uow.outgoing)
+
+    def _dead_letter(
+        self, uow: UnitOfWork, item: Incoming, kind: str, reason: str, *, attempts: int
+    ) -> None:
+        record = item.record
+        self.stats.dead_lettered += 1
+        log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))
+        envelope = item.error.envelope if item.error is not None else {}
+        message = item.message
+        account_id = (
+            message.account_id
+            if message is not None
+            else str(envelope.get("account_id") or UNKNOWN_ACCOUNT)
+        )
+        if not _valid_account(account_id):
+            account_id = UNKNOWN_ACCOUNT
+        uow.publish(
+            DeadLettered.create(
+                message_id=derived_message_id(
+                    "deadletter", self.consumer, record.topic, record.partition, record.offset
+                ),
+                account_id=account_id,
+                payload=DeadLetterPayload(
+                    consumer=self.consumer,
+                    source_topic=record.topic,
+                    source_partition=record.partition,
+                    source_offset=record.offset,
+                    source_key=_text(record.key),
+                    message_id=message.message_id if isinstance(message, Message) else None,
+                    message_type=item.type_name if message is not None else None,
+                    error_kind=kind,
+                    reason=reason[:4000],
+                    attempts=attempts,
+                    original_value=_text(record.value) or "",
+                    original_headers={k: v.decode(errors="replace") for k, v in record.headers},
+                ),
+            )
+        )
+
+
+def _valid_account(account_id: str) -> bool:
+    return 0 < len(account_id) <= 64 and account_id[0].isalnum() and account_id.isascii()
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "b64:" + base64.b64encode(value).decode()
+
+
+def _log_context(item: Incoming) -> dict[str, Any]:
+    record = item.record
+    context: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "message_key": _text(record.key),
+    }
+    message = item.message
+    if isinstance(message, Message):
+        context["account_id"] = message.account_id
+        context["message_id"] = str(message.message_id)
+        context["message_type"] = message.type
+        context["correlation_id"] = str(message.correlation_id or message.message_id)
+    elif isinstance(message, UnknownType):
+        context["account_id"] = message.account_id
+        context["message_type"] = message.type
+    return context

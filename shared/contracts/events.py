@@ -1,0 +1,234 @@
+"""Events Offramp publishes: workflow versions, enrollment lifecycle, steps, sends.
+
+``offramp.workflow.events.v1`` and ``offramp.enrollment.events.v1`` are public: any
+service may subscribe. ``offramp.scheduler.steps.v1`` and ``offramp.messaging.events.v1``
+connect Offramp's own services but are documented the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts.inbound import Channel
+from shared.contracts.workflow import WorkflowDefinition
+
+
+class WorkflowAppliedPayload(Contract):
+    version: int = Field(ge=1)
+    definition: WorkflowDefinition
+    actor: Actor
+
+
+class WorkflowApplied(Message):
+    """A workflow definition became version ``version`` (new enrollments use it)."""
+
+    type: Literal["workflow.applied"] = "workflow.applied"
+    payload: WorkflowAppliedPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.definition.workflow_id}"
+
+
+class EnrollmentRef(Contract):
+    """Identifies one enrollment: one record in one version of one workflow."""
+
+    enrollment_id: uuid.UUID
+    workflow_id: Identifier
+    workflow_version: int = Field(ge=1)
+    record: RecordRef
+
+
+class EnrolledPayload(EnrollmentRef):
+    contact: ContactDetails | None = None
+    actor: Actor
+
+
+class EnrollmentEnrolled(Message):
+    type: Literal["enrollment.enrolled"] = "enrollment.enrolled"
+    payload: EnrolledPayload
+
+
+class Rejection(Contract):
+    """One reason an enrollment was refused: a stable code and a readable detail."""
+
+    code: str = Field(max_length=100)
+    detail: str = Field(max_length=2000)
+    rule_id: Identifier | None = None
+
+
+class RejectedPayload(Contract):
+    workflow_id: Identifier
+    record: RecordRef
+    actor: Actor
+    rejections: tuple[Rejection, ...] = Field(min_length=1)
+
+
+class EnrollmentRejected(Message):
+    type: Literal["enrollment.rejected"] = "enrollment.rejected"
+    payload: RejectedPayload
+
+
+class StepScheduledPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    due_at: AwareDatetime
+
+
+class EnrollmentStepScheduled(Message):
+    """The enrollment's next step is due at ``due_at`` (the scheduler holds the timer)."""
+
+    type: Literal["enrollment.step_scheduled"] = "enrollment.step_scheduled"
+    payload: StepScheduledPayload
+
+
+class StepCompletedPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    provider_message_id: str | None = Field(None, max_length=998)
+
+
+class EnrollmentStepCompleted(Message):
+    type: Literal["enrollment.step_completed"] = "enrollment.step_completed"
+    payload: StepCompletedPayload
+
+
+class PausedPayload(EnrollmentRef):
+    until: AwareDatetime | None = None
+    reason: str = Field(max_length=100)
+    actor: Actor
+
+
+class EnrollmentPaused(Message):
+    type: Literal["enrollment.paused"] = "enrollment.paused"
+    payload: PausedPayload
+
+
+class ResumedPayload(EnrollmentRef):
+    actor: Actor
+
+
+class EnrollmentResumed(Message):
+    type: Literal["enrollment.resumed"] = "enrollment.resumed"
+    payload: ResumedPayload
+
+
+class CompletedPayload(EnrollmentRef):
+    steps_completed: int = Field(ge=0)
+
+
+class EnrollmentCompleted(Message):
+    type: Literal["enrollment.completed"] = "enrollment.completed"
+    payload: CompletedPayload
+
+
+class ExitedPayload(EnrollmentRef):
+    reason: ExitReason
+    source: ExitSource
+    actor: Actor
+    triggering_event: TriggeringEvent | None = None
+    steps_completed: int = Field(ge=0, description="Steps sent before the exit.")
+
+
+class EnrollmentExited(Message):
+    """The enrollment ended early. Published once per enrollment; pending steps are void."""
+
+    type: Literal["enrollment.exited"] = "enrollment.exited"
+    payload: ExitedPayload
+
+
+class StepDuePayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    due_at: AwareDatetime
+
+
+class StepDue(Message):
+    """Scheduler: a step's time has come; messaging sends it if the enrollment allows."""
+
+    type: Literal["step.due"] = "step.due"
+    payload: StepDuePayload
+
+
+class MessageSentPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    provider_message_id: str = Field(
+        max_length=998, description="For email, the Message-ID header replies will quote."
+    )
+    recipient: str = Field(max_length=320)
+    sent_at: AwareDatetime
+
+
+class MessageSent(Message):
+    type: Literal["message.sent"] = "message.sent"
+    payload: MessageSentPayload
+
+
+class CancelReason(StrEnum):
+    ENROLLMENT_EXITED = "enrollment_exited"
+    ENROLLMENT_COMPLETED = "enrollment_completed"
+    ENROLLMENT_PAUSED = "enrollment_paused"
+    NO_RECIPIENT = "no_recipient"
+
+
+class MessageCancelledPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    reason: CancelReason
+
+
+class MessageCancelled(Message):
+    """A due step was not sent: the enrollment had left (re-checked at send time)."""
+
+    type: Literal["message.cancelled"] = "message.cancelled"
+    payload: MessageCancelledPayload
+
+
+class DeadLetterPayload(Contract):
+    consumer: str = Field(description="The consumer group that gave up on the message.")
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_key: str | None = None
+    message_id: uuid.UUID | None = Field(None, description="The envelope's id, if it parsed.")
+    message_type: str | None = None
+    error_kind: str = Field(description="`invalid_json`, `invalid_message`, `rejected`, ...")
+    reason: str = Field(description="What was wrong, in words.")
+    attempts: int = Field(1, ge=1)
+    original_value: str = Field(description="The original bytes (UTF-8, or base64 with b64:).")
+    original_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeadLettered(Message):
+    """A message that could not be applied: kept here whole, with the reason."""
+
+    type: Literal["deadletter.recorded"] = "deadletter.recorded"
+    payload: DeadLetterPayload
+
+    def partition_key(self) -> str:
+        return self.payload.source_key or f"{self.account_id}/-"
+
+
+WORKFLOW_EVENT_MESSAGES: tuple[type[Message], ...] = (WorkflowApplied,)
+ENROLLMENT_EVENT_MESSAGES: tuple[type[Message], ...] = (
+    EnrollmentEnrolled,
+    EnrollmentRejected,
+    EnrollmentStepScheduled,
+    EnrollmentStepCompleted,
+    EnrollmentPaused,
+    EnrollmentResumed,
+    EnrollmentCompleted,
+    EnrollmentExited,
+)
+SCHEDULER_MESSAGES: tuple[type[Message], ...] = (StepDue,)
+MESSAGING_MESSAGES: tuple[type[Message], ...] = (MessageSent, MessageCancelled)
+DEAD_LETTER_MESSAGES: tuple[type[Message], ...] = (DeadLettered,)

@@ -1,0 +1,107 @@
+"""Which message types each topic carries, and decoding of raw Kafka values."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.contracts import events, inbound, topics
+from shared.contracts.base import Message
+from shared.contracts.commands import COMMAND_MESSAGES
+
+MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
+    topics.INBOUND_EMAIL: inbound.EMAIL_EVENTS,
+    topics.INBOUND_WEB: inbound.WEB_EVENTS,
+    topics.INBOUND_CRM: inbound.CRM_EVENTS,
+    topics.INBOUND_CONVERSATION: inbound.CONVERSATION_EVENTS,
+    topics.COMMANDS: COMMAND_MESSAGES,
+    topics.WORKFLOW_EVENTS: events.WORKFLOW_EVENT_MESSAGES,
+    topics.ENROLLMENT_EVENTS: events.ENROLLMENT_EVENT_MESSAGES,
+    topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
+    topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES,
+    topics.DEAD_LETTER: events.DEAD_LETTER_MESSAGES,
+}
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    model.TYPE: model for models in MESSAGES_BY_TOPIC.values() for model in models
+}
+
+_MODEL_BY_TOPIC_AND_TYPE: dict[tuple[str, str], type[Message]] = {
+    (topic, model.TYPE): model for topic, models in MESSAGES_BY_TOPIC.items() for model in models
+}
+
+TOPIC_OF_TYPE: dict[str, str] = {
+    model.TYPE: topic for topic, models in MESSAGES_BY_TOPIC.items() for model in models
+}
+
+
+class InvalidMessageError(ValueError):
+    """The bytes are not a valid Offramp message; ``kind`` says which check failed."""
+
+    def __init__(self, kind: str, reason: str, envelope: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.envelope = envelope or {}
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownType:
+    """A well-formed envelope whose ``type`` this topic's consumers do not know (yet)."""
+
+    message_id: str
+    type: str
+    account_id: str
+
+
+def decode(value: bytes | None, *, topic: str) -> Message | UnknownType:
+    """Parse and validate one Kafka value against the contracts of ``topic``.
+
+    Raises ``InvalidMessageError`` for anything that is not a valid message of a known
+    type; returns ``UnknownType`` for a valid envelope of a type the topic does not list.
+    """
+    if not value:
+        raise InvalidMessageError("invalid_json", "empty message value")
+    try:
+        document = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessageError("invalid_json", f"value is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidMessageError("invalid_message", "value is JSON but not an object")
+    message_type = document.get("type")
+    if not isinstance(message_type, str) or not message_type:
+        raise InvalidMessageError("invalid_message", "field 'type' is missing", document)
+    model = _MODEL_BY_TOPIC_AND_TYPE.get((topic, message_type))
+    if model is None:
+        envelope = _unknown_envelope(document)
+        return UnknownType(
+            message_id=envelope["message_id"], type=message_type, account_id=envelope["account_id"]
+        )
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidMessageError(
+            "invalid_message", _describe(exc, message_type), document
+        ) from exc
+
+
+def _unknown_envelope(document: dict[str, Any]) -> dict[str, str]:
+    # Even a type we do not know must carry an id (to record it once) and an account.
+    message_id = document.get("message_id")
+    account_id = document.get("account_id")
+    if not isinstance(message_id, str) or not message_id:
+        raise InvalidMessageError("invalid_message", "field 'message_id' is missing", document)
+    if not isinstance(account_id, str) or not account_id:
+        raise InvalidMessageError("invalid_message", "field 'account_id' is missing", document)
+    return {"message_id": message_id, "account_id": account_id}
+
+
+def _describe(exc: ValidationError, message_type: str) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors(include_url=False)[:10]
+    )
+    return f"{message_type}: {problems}"

@@ -1,0 +1,87 @@
+"""Workflow definitions: the steps a record goes through and the settings that end it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from shared.contracts.base import Contract, Identifier, RecordType
+from shared.contracts.inbound import Channel
+
+
+class ExitTrigger(StrEnum):
+    """Automatic exit triggers a workflow can turn on (see PRODUCT.md, Exits)."""
+
+    LINK_CLICKED = "link_clicked"
+    REPLIED = "replied"
+    NEW_CONVERSATION = "new_conversation"
+    PAGE_VISITED = "page_visited"
+    HARD_BOUNCED = "hard_bounced"
+    UNSUBSCRIBED = "unsubscribed"
+    MEETING_BOOKED = "meeting_booked"
+    FIELD_CHANGED = "field_changed"
+    MESSAGE_RECEIVED = "message_received"
+    MESSAGE_SENT_BY_PERSON = "message_sent_by_person"
+    USER_ASSIGNED = "user_assigned"
+    UNENROLLED_BY_OTHER_WORKFLOW = "unenrolled_by_other_workflow"
+    DEAL_WON = "deal_won"
+    DEAL_LOST = "deal_lost"
+
+
+TRIGGERS_BY_RECORD_TYPE: dict[RecordType, frozenset[ExitTrigger]] = {
+    RecordType.CONTACT: frozenset(ExitTrigger) - {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST},
+    RecordType.ORGANIZATION: frozenset({ExitTrigger.FIELD_CHANGED}),
+    RecordType.DEAL: frozenset(
+        {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST, ExitTrigger.FIELD_CHANGED}
+    ),
+}
+
+
+class ReenrollmentPolicy(StrEnum):
+    NEVER = "never"
+    WHEN_NOT_ACTIVE = "when_not_active"
+    ANYTIME = "anytime"
+
+
+class Step(Contract):
+    """One step: wait ``delay_seconds`` after the previous step (or enrollment), then send."""
+
+    step_id: Identifier
+    channel: Channel = Channel.EMAIL
+    delay_seconds: int = Field(0, ge=0, le=366 * 24 * 3600)
+    subject: str | None = Field(None, max_length=998)
+    body: str = Field(max_length=100_000)
+    sender: str | None = Field(None, max_length=320, description="Sending mailbox or number.")
+
+
+class WorkflowSettings(Contract):
+    exit_triggers: frozenset[ExitTrigger] = frozenset()
+    reenrollment: ReenrollmentPolicy = ReenrollmentPolicy.NEVER
+    min_days_between_enrollments: int = Field(0, ge=0, le=3650)
+    unenroll_company_on_reply: bool = False
+    agents_may_stop: bool = True
+    exclusive: bool = False
+
+
+class WorkflowDefinition(Contract):
+    """What ``workflow.apply`` carries. Applying a changed definition creates a version."""
+
+    workflow_id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    record_type: RecordType
+    owner_user_id: Identifier | None = None
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=100)
+    settings: WorkflowSettings = WorkflowSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkflowDefinition:
+        ids = [step.step_id for step in self.steps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("step_id values must be unique within a workflow")
+        allowed = TRIGGERS_BY_RECORD_TYPE[self.record_type]
+        if wrong := sorted(self.settings.exit_triggers - allowed):
+            raise ValueError(
+                f"exit triggers {wrong} do not apply to {self.record_type.value} workflows"
+            )
+        return self

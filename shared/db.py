@@ -1,0 +1,42 @@
+"""PostgreSQL plumbing: one pool per service, pinned to the service's own schema."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+DbConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A connection, whether taken from a pool or opened alone."""
+
+_SCHEMA = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    if not _SCHEMA.match(schema):
+        raise ValueError(f"schema name {schema!r} must be lower-case letters, digits, '_'")
+    return schema
+
+
+async def create_pool(
+    dsn: str, *, schema: str, application_name: str, min_size: int = 2, max_size: int = 10
+) -> asyncpg.Pool:
+    """A pool whose connections see only ``schema`` unqualified (plus ``public``).
+
+    Every service's SQL is unqualified, so a service cannot reach another's tables by
+    accident: ownership of state is enforced by the search path.
+    """
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={
+            "search_path": check_schema_name(schema),
+            "application_name": application_name,
+        },
+    )
+    if pool is None:  # pragma: no cover - asyncpg returns None only without awaiting
+        raise RuntimeError("asyncpg.create_pool returned no pool")
+    return pool

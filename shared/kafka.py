@@ -1,0 +1,126 @@
+"""Kafka plumbing: the broker every service uses, topic creation, and subscribers that
+hand whole batches to the idempotent pipeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Any, Union
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from faststream.params import NoCast
+
+from shared.consumer import MessagePipeline
+from shared.contracts import MESSAGES_BY_TOPIC
+from shared.contracts.topics import TOPIC_BY_NAME, TopicSpec
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+    """A broker whose producer waits for all in-sync replicas and never duplicates on retry."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        logger=logging.getLogger(f"offramp.{client_id}.faststream"),
+        graceful_timeout=15.0,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], *, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that are missing, with explicit partition counts; never auto-create."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="offramp-admin")
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        for spec in missing:
+            config = {} if spec.retention_ms is None else {"retention.ms": str(spec.retention_ms)}
+            try:
+                await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=config)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it first
+    finally:
+        await admin.close()
+    if created:
+        log.info("topics_created", topics=created)
+    return created
+
+
+async def raw_batch_decoder(message: StreamMessage[Any]) -> list[bytes]:
+    """Leave decoding to the pipeline, so bad JSON is dead-lettered instead of looping."""
+    return [record.value or b"" for record in message.raw_message]
+
+
+def subscribe_pipeline(
+    broker: KafkaBroker,
+    pipeline: MessagePipeline,
+    *,
+    topic: str,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+) -> None:
+    """Register a batch subscriber on ``topic`` that feeds ``pipeline``.
+
+    Offsets are committed after the handler returns (AckPolicy.ACK: after the database
+    commit); an exception that escapes the pipeline (the database is down) seeks back so
+    the batch is read again (NACK_ON_ERROR).
+    """
+    spec = TOPIC_BY_NAME[topic]
+    models = MESSAGES_BY_TOPIC[topic]
+    body_type: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
+
+    async def handle(body: NoCast[list[body_type]], message: KafkaMessage) -> None:
+        del body  # decoded by the pipeline, which also validates
+        await pipeline.process_batch(message.raw_message)
+
+    handle.__name__ = f"consume_{topic.replace('.', '_')}"
+    broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_batch_decoder,
+        title=f"{group_id}:{topic}",
+        description=spec.description,
+    )(handle)
+
+
+def document_publisher(broker: KafkaBroker, topic: str) -> None:
+    """Declare what a service publishes to ``topic`` so the AsyncAPI document shows it.
+
+    The outbox relay publishes the bytes; this object is documentation of the contract.
+    """
+    spec = TOPIC_BY_NAME[topic]
+    models = MESSAGES_BY_TOPIC[topic]
+    schema: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
+    broker.publisher(topic, title=f"{topic}:publish", description=spec.description, schema=schema)
+
+
+async def publish_raw(
+    broker: KafkaBroker, topic: str, key: bytes, value: bytes, headers: dict[str, str]
+) -> Awaitable[Any]:
+    """Hand one record to the producer; the returned future resolves when the broker acks."""
+    future: Awaitable[Any] = await broker.publish(
+        value, topic=topic, key=key, headers=headers, no_confirm=True
+    )
+    return future

@@ -1,0 +1,187 @@
+"""The one place a service is wired: broker, pool, migrations, pipeline, relay, health.
+
+A service describes itself with a ``ServiceSpec``; ``build_app`` turns it into a
+FastStream application. Start-up order: logging, topics, pool, migrations, then the
+broker and subscribers, then the outbox relay and the service's background loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from shared.consumer import Handler, MessagePipeline
+from shared.contracts.topics import TOPIC_BY_NAME
+from shared.db import create_pool
+from shared.health import HealthServer
+from shared.kafka import (
+    create_broker,
+    document_publisher,
+    ensure_topics,
+    publish_raw,
+    subscribe_pipeline,
+)
+from shared.logging import configure_logging, get_logger
+from shared.migrations import migrate
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    schema: str
+    description: str
+    migrations_dir: Path
+    consumes: Sequence[str]
+    publishes: Sequence[str]
+    handlers: Callable[[ServiceRuntime], Mapping[str, Handler]]
+    background: Sequence[BackgroundTask] = ()
+
+
+@dataclass
+class ServiceRuntime:
+    """What a running service holds; handlers reach resources only through it."""
+
+    spec: ServiceSpec
+    settings: ServiceSettings
+    broker: KafkaBroker
+    pipeline: MessagePipeline | None = None
+    relay: OutboxRelay | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    _pool: asyncpg.Pool | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def group_id(self) -> str:
+        return f"offramp-{self.spec.name}"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.spec.name}: the database pool is used before start-up")
+        return self._pool
+
+    async def start_resources(self) -> None:
+        configure_logging(
+            self.spec.name, level=self.settings.log_level, fmt=self.settings.log_format
+        )
+        settings = self.settings
+        if settings.create_topics:
+            topics = {*self.spec.consumes, *self.spec.publishes}
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                [TOPIC_BY_NAME[t] for t in sorted(topics)],
+                replication_factor=settings.topic_replication_factor,
+            )
+        self._pool = await create_pool(
+            settings.database_url,
+            schema=self.spec.schema,
+            application_name=f"offramp-{self.spec.name}",
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+        )
+        async with self._pool.acquire() as conn:
+            await migrate(conn, schema=self.spec.schema, service_dir=self.spec.migrations_dir)
+
+    async def start_background(self) -> None:
+        self.relay = OutboxRelay(
+            dsn=self.settings.database_url,
+            schema=self.spec.schema,
+            publish=partial(publish_raw, self.broker),
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval_s=self.settings.outbox_poll_interval_s,
+        )
+        self._spawn("outbox-relay", self.relay.run())
+        for task in self.spec.background:
+            self._spawn(task.__name__, task(self))
+        if self.settings.health_port:
+            server = HealthServer(self, port=self.settings.health_port)
+            self._spawn("health", server.run())
+        log.info("service_started", group_id=self.group_id, consumes=list(self.spec.consumes))
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"{self.spec.name}:{name}")
+        task.add_done_callback(self._on_task_done)
+        self._tasks.append(task)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_task_crashed", task=task.get_name(), error=repr(task.exception()))
+
+    def background_healthy(self) -> bool:
+        return all(not task.done() for task in self._tasks)
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service_stopped")
+
+
+def build_app(
+    spec: ServiceSpec, settings: ServiceSettings | None = None
+) -> tuple[FastStream, ServiceRuntime]:
+    """Wire ``spec`` into a FastStream app; no I/O happens until the app starts."""
+    settings = settings or ServiceSettings()
+    broker = create_broker(settings.kafka_bootstrap_servers, client_id=f"offramp-{spec.name}")
+    runtime = ServiceRuntime(spec=spec, settings=settings, broker=broker)
+    pipeline = MessagePipeline(
+        consumer=runtime.group_id,
+        schema=spec.schema,
+        pool_provider=lambda: runtime.pool,
+        handlers=spec.handlers(runtime),
+        max_attempts=settings.consumer_max_attempts,
+        backoff_initial_s=settings.consumer_backoff_initial_s,
+        backoff_max_s=settings.consumer_backoff_max_s,
+    )
+    runtime.pipeline = pipeline
+    for topic in spec.consumes:
+        subscribe_pipeline(
+            broker,
+            pipeline,
+            topic=topic,
+            group_id=runtime.group_id,
+            max_records=settings.consumer_max_records,
+            batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        )
+    for topic in spec.publishes:
+        document_publisher(broker, topic)
+    app = FastStream(
+        broker,
+        on_startup=[runtime.start_resources],
+        after_startup=[runtime.start_background],
+        on_shutdown=[runtime.stop],
+        specification=AsyncAPI(
+            title=f"Offramp {spec.name}",
+            version="1.0.0",
+            description=spec.description,
+        ),
+    )
+    return app, runtime
+
+
+def run(spec: ServiceSpec) -> None:
+    """Entry point of ``python -m services.<name>``."""
+    app, _runtime = build_app(spec)
+    asyncio.run(app.run())
