@@ -23,6 +23,7 @@ import structlog
 from shared import inbox
 from shared.contracts import InvalidMessageError, Message, UnknownType, decode, derived_message_id
 from shared.contracts.events import DeadLettered, DeadLetterPayload
+from shared.contracts.topics import logical
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork, write_outbox
 
@@ -110,6 +111,7 @@ class MessagePipeline:
         max_attempts: int = 5,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
+        topic_namespace: str = "",
     ) -> None:
         self.consumer = consumer
         self._schema = schema
@@ -118,6 +120,7 @@ class MessagePipeline:
         self._max_attempts = max_attempts
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
+        self._namespace = topic_namespace
         self.stats = PipelineStats()
 
     async def process_batch(self, records: Sequence[KafkaRecord]) -> None:
@@ -142,7 +145,8 @@ class MessagePipeline:
 
     def _decode(self, record: KafkaRecord) -> Incoming:
         try:
-            return Incoming(record, decode(record.value, topic=record.topic), None)
+            topic = logical(record.topic, self._namespace)
+            return Incoming(record, decode(record.value, topic=topic), None)
         except InvalidMessageError as exc:
             return Incoming(record, None, exc)
 
@@ -160,15 +164,15 @@ class MessagePipeline:
                 if await self._claim(uow, item, "dead_lettered"):
                     self._dead_letter(uow, item, item.error.kind, item.error.reason, attempts=1)
                 return
-            if isinstance(message, UnknownType) or (
-                isinstance(message, Message) and message.type not in self._handlers
-            ):
+            if isinstance(message, UnknownType):
                 # Recorded and skipped: producers may add types before we understand them.
                 if await self._claim(uow, item, "unknown_type"):
                     self.stats.unknown_types += 1
                     log.info("message_type_skipped", message_type=item.type_name)
                 return
             assert isinstance(message, Message)  # noqa: S101 - narrowed by the checks above
+            if message.type not in self._handlers:
+                return  # a contract type this service has no use for: no effect to guard
             if not await self._claim(uow, item, "applied"):
                 self.stats.duplicates += 1
                 log.debug("duplicate_skipped", message_type=message.type)

@@ -33,6 +33,8 @@ def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         linger_ms=2,
         logger=logging.getLogger(f"offramp.{client_id}.faststream"),
         graceful_timeout=15.0,
+        # FastStream logs every consumed batch at INFO; that belongs to DEBUG here.
+        log_level=logging.DEBUG,
     )
 
 
@@ -86,9 +88,17 @@ def subscribe_pipeline(
     models = MESSAGES_BY_TOPIC[topic]
     body_type: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
 
-    async def handle(body: NoCast[list[body_type]], message: KafkaMessage) -> None:
+    async def handle(body: Any, message: Any) -> None:
         del body  # decoded by the pipeline, which also validates
         await pipeline.process_batch(message.raw_message)
+
+    # Set at run time (this module uses postponed annotations): the body type documents
+    # the topic's messages in the AsyncAPI schema; NoCast leaves validation to the pipeline.
+    handle.__annotations__ = {
+        "body": NoCast[list[body_type]],
+        "message": KafkaMessage,
+        "return": None,
+    }
 
     handle.__name__ = f"consume_{topic.replace('.', '_')}"
     broker.subscriber(

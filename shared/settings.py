@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(
         1.0, gt=0, description="Fallback poll when no NOTIFY arrives (NOTIFY wakes it at once)."
     )
+    topic_namespace: str = Field(
+        "",
+        pattern=r"^[a-z0-9._-]*$",
+        description="Prefix of every topic name, so environments can share a cluster.",
+    )
     create_topics: bool = Field(True, description="Create missing topics on start.")
     topic_replication_factor: int = Field(1, ge=1)
     health_port: int = Field(0, ge=0, description="Port of /healthz and /readyz; 0 disables.")

@@ -88,3 +88,16 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 TOPIC_BY_NAME = {spec.name: spec for spec in TOPICS}
+
+
+def physical(name: str, namespace: str) -> str:
+    """The topic's name on the cluster: ``OFFRAMP_TOPIC_NAMESPACE`` + its contract name.
+
+    A namespace lets several Offramp environments (or test runs) share one cluster.
+    """
+    return f"{namespace}{name}"
+
+
+def logical(topic: str, namespace: str) -> str:
+    """The contract name of a topic read from the cluster."""
+    return topic.removeprefix(namespace)
