@@ -64,6 +64,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         3,
         "enrollment",
         "Workflow lifecycle: each applied version of a workflow definition.",
+        # Kept forever: a new consumer rebuilds every version still in use from here.
+        retention_ms=-1,
     ),
     TopicSpec(
         ENROLLMENT_EVENTS,

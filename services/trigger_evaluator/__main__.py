@@ -1,0 +1,5 @@
+import asyncio
+
+from services.trigger_evaluator.app import app
+
+asyncio.run(app.run())

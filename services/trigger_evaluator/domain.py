@@ -1,0 +1,329 @@
+"""Pure decisions of trigger-evaluator: which enrollments an inbound event takes out, and why.
+
+No I/O here. The handler asks ``classify`` what an event means and where to look for the
+enrollments it may concern, loads those candidates, and asks ``decide`` what to do with
+each: exit it (an ``enrollment.exit`` command) or leave it, always with a reason that is
+kept for explanations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from services.trigger_evaluator.triggers import Signal
+from shared.contracts import SYSTEM_ACTOR, Message, RecordRef, derived_message_id
+from shared.contracts.commands import Exit, ExitPayload, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts.events import (
+    EnrollmentCompleted,
+    EnrollmentExited,
+    EnrollmentPaused,
+    EnrollmentResumed,
+)
+from shared.contracts.workflow import ExitTrigger
+
+
+class TriggerEvaluatorError(Exception):
+    """Base of trigger-evaluator's own errors."""
+
+
+class WorkflowVersionUnknownError(TriggerEvaluatorError):
+    """A live enrollment's workflow version has not reached this service's projection.
+
+    Raised rather than guessed: the message is retried (the ``workflow.applied`` event is
+    usually only a moment behind) and, if it never arrives, dead-lettered for a replay.
+    """
+
+    def __init__(self, account_id: str, workflow_id: str, version: int) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} version {version} of account {account_id!r} is not "
+            "projected yet; replay this event once offramp.workflow.events.v1 has caught up"
+        )
+
+
+class CrossAccountError(TriggerEvaluatorError):
+    """A candidate enrollment belongs to another account than the event: a repository bug."""
+
+
+class EnrollmentStatus(StrEnum):
+    """What trigger-evaluator needs of an enrollment's state: live (active, paused) or ended."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+    @property
+    def live(self) -> bool:
+        return self is not EnrollmentStatus.ENDED
+
+
+STATUS_AFTER_EVENT: dict[str, EnrollmentStatus] = {
+    EnrollmentPaused.TYPE: EnrollmentStatus.PAUSED,
+    EnrollmentResumed.TYPE: EnrollmentStatus.ACTIVE,
+    EnrollmentExited.TYPE: EnrollmentStatus.ENDED,
+    EnrollmentCompleted.TYPE: EnrollmentStatus.ENDED,
+}
+"""The status an enrollment lifecycle event leaves behind (ended is final)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTriggers:
+    """The exit settings of one workflow version."""
+
+    exit_triggers: frozenset[ExitTrigger]
+    unenroll_company_on_reply: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentView:
+    """One enrollment as trigger-evaluator projects it, with its workflow version's settings.
+
+    ``workflow`` is None when the version's ``workflow.applied`` has not been seen yet.
+    """
+
+    enrollment_id: uuid.UUID
+    account_id: str
+    workflow_id: str
+    workflow_version: int
+    record: RecordRef
+    status: EnrollmentStatus
+    workflow: WorkflowTriggers | None
+    email: str | None = None
+    aliases: tuple[str, ...] = ()
+    company_domain: str | None = None
+    enrolled_by_user_id: str | None = None
+
+
+class MatchKind(StrEnum):
+    """How a candidate enrollment was found; declared from the strongest to the weakest."""
+
+    THREAD = "thread"  # the event quotes a message sent by this enrollment
+    RECORD = "record"  # the event names the enrollment's record
+    ATTENDEE = "attendee"  # the record attends the meeting
+    ADDRESS = "address"  # the sender's address is the enrolled email or an alias
+    COMPANY = "company"  # someone from the enrollment's company replied
+
+    @property
+    def rank(self) -> int:
+        return list(MatchKind).index(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    enrollment: EnrollmentView
+    matched_by: MatchKind
+
+
+class Outcome(StrEnum):
+    EXIT = "exit"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What was decided for one enrollment (or, with no enrollment, for the whole event)."""
+
+    outcome: Outcome
+    why: str
+    trigger: ExitTrigger | None = None
+    reason: ExitReason | None = None
+    enrollment: EnrollmentView | None = None
+    record: RecordRef | None = None
+    matched_by: MatchKind | None = None
+    exit_message_id: uuid.UUID | None = None
+
+
+# Free-mail providers are not companies: a reply from one gmail.com user must never take
+# every other gmail.com contact out of their workflows.
+PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(
+    {
+        "aol.com",
+        "gmail.com",
+        "gmx.com",
+        "gmx.de",
+        "googlemail.com",
+        "hotmail.com",
+        "icloud.com",
+        "live.com",
+        "mail.com",
+        "me.com",
+        "msn.com",
+        "outlook.com",
+        "proton.me",
+        "protonmail.com",
+        "yahoo.com",
+        "yandex.com",
+        "zoho.com",
+    }
+)
+
+
+def company_domain_key(domain: str | None) -> str | None:
+    """A company domain as stored and compared: lower case, no surrounding dots or spaces."""
+    if domain is None:
+        return None
+    cleaned = domain.strip().strip(".").lower()
+    return cleaned or None
+
+
+def exit_message_id(event_message_id: uuid.UUID, enrollment_id: uuid.UUID) -> uuid.UUID:
+    """The id of the exit an event causes for an enrollment: the same on every replay."""
+    return derived_message_id("exit", event_message_id, enrollment_id)
+
+
+def replier_company_domains(
+    direct: Iterable[Candidate], *, ignored: frozenset[str] = PERSONAL_EMAIL_DOMAINS
+) -> tuple[str, ...]:
+    """The company domains of whoever sent a reply, known from their own enrollments.
+
+    Ended enrollments count too: the replier's company does not change when their own
+    enrollment ends. Free-mail domains (``ignored``) are never a company.
+    """
+    domains: dict[str, None] = {}
+    for candidate in direct:
+        key = company_domain_key(candidate.enrollment.company_domain)
+        if key is not None and key not in ignored:
+            domains[key] = None
+    return tuple(domains)
+
+
+def decide(signal: Signal, candidates: Iterable[Candidate]) -> list[Decision]:
+    """Decide, for each candidate enrollment, whether ``signal`` takes it out of its workflow.
+
+    An enrollment exits when it is live (active or paused), its workflow version has the
+    signal's trigger turned on (or, for a colleague's reply, "unenroll the whole company"),
+    and the event is one that may exit at all (not an automatic reply, a soft bounce...).
+    An enrollment found several ways is decided once, by its strongest match. When no
+    enrollment is concerned, one decision without enrollment says why, for explanations.
+
+    Raises ``WorkflowVersionUnknownError`` when a live candidate's workflow version is not
+    known yet, so the event is retried instead of an exit being lost.
+    """
+    if not signal.may_exit:
+        why = signal.ignored_because or "this event type never exits an enrollment"
+        return [_event_decision(signal, why)]
+    strongest: dict[uuid.UUID, Candidate] = {}
+    for candidate in candidates:
+        if candidate.enrollment.account_id != signal.account_id:
+            raise CrossAccountError(
+                f"enrollment {candidate.enrollment.enrollment_id} is not of account "
+                f"{signal.account_id!r}; every repository query must filter by account_id"
+            )
+        known = strongest.get(candidate.enrollment.enrollment_id)
+        if known is None or candidate.matched_by.rank < known.matched_by.rank:
+            strongest[candidate.enrollment.enrollment_id] = candidate
+    if not strongest:
+        return [_event_decision(signal, "no enrollment of the account matched the event")]
+    return [_decide_one(signal, candidate) for candidate in strongest.values()]
+
+
+def _decide_one(signal: Signal, candidate: Candidate) -> Decision:
+    assert signal.rule is not None  # noqa: S101 - decide() returns early otherwise
+    enrollment = candidate.enrollment
+    trigger = signal.rule.trigger
+    if not enrollment.status.live:
+        return _ignore(signal, candidate, "the enrollment already ended")
+    workflow = enrollment.workflow
+    if workflow is None:
+        raise WorkflowVersionUnknownError(
+            enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version
+        )
+    version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
+    if candidate.matched_by is MatchKind.COMPANY:
+        if not workflow.unenroll_company_on_reply:
+            return _ignore(signal, candidate, f"'unenroll the whole company' is off in {version}")
+        return _exit(
+            signal,
+            candidate,
+            ExitReason.COMPANY_REPLIED,
+            f"someone from {enrollment.company_domain} replied",
+        )
+    if trigger not in workflow.exit_triggers:
+        return _ignore(signal, candidate, f"trigger {trigger.value} is off in {version}")
+    if (
+        trigger is ExitTrigger.MEETING_BOOKED
+        and candidate.matched_by is not MatchKind.THREAD
+        and signal.organizer_user_id is not None
+        and enrollment.enrolled_by_user_id is not None
+        and signal.organizer_user_id != enrollment.enrolled_by_user_id
+    ):
+        # PRODUCT: a meeting counts when booked with the enrolling user, or through a
+        # meeting link in a workflow email (a THREAD match); not with any other user.
+        return _ignore(signal, candidate, "meeting booked with another user than the enroller")
+    return _exit(
+        signal,
+        candidate,
+        signal.rule.reason,
+        f"{trigger.value} (matched by {candidate.matched_by.value})",
+    )
+
+
+def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) -> Decision:
+    enrollment = candidate.enrollment
+    return Decision(
+        outcome=Outcome.EXIT,
+        why=why,
+        trigger=signal.rule.trigger if signal.rule else None,
+        reason=reason,
+        enrollment=enrollment,
+        record=enrollment.record,
+        matched_by=candidate.matched_by,
+        exit_message_id=exit_message_id(signal.message_id, enrollment.enrollment_id),
+    )
+
+
+def _ignore(signal: Signal, candidate: Candidate, why: str) -> Decision:
+    return Decision(
+        outcome=Outcome.IGNORED,
+        why=why,
+        trigger=signal.rule.trigger if signal.rule else None,
+        enrollment=candidate.enrollment,
+        record=candidate.enrollment.record,
+        matched_by=candidate.matched_by,
+    )
+
+
+def _event_decision(signal: Signal, why: str) -> Decision:
+    return Decision(
+        outcome=Outcome.IGNORED,
+        why=why,
+        trigger=signal.rule.trigger if signal.rule else None,
+        record=signal.record,
+    )
+
+
+def exit_command(event: Message, decision: Decision, *, topic: str) -> Exit:
+    """The ``enrollment.exit`` command for an exit decision caused by ``event``.
+
+    Its id is derived from the event and the enrollment, so a replayed or duplicated event
+    yields the very same command and enrollment drops the repeat.
+    """
+    enrollment = decision.enrollment
+    if (
+        decision.outcome is not Outcome.EXIT
+        or enrollment is None
+        or decision.reason is None
+        or decision.exit_message_id is None
+    ):
+        raise ValueError(f"only an exit decision becomes an exit command, not {decision!r}")
+    return Exit.create(
+        message_id=decision.exit_message_id,
+        account_id=event.account_id,
+        caused_by=event,
+        payload=ExitPayload(
+            record=enrollment.record,
+            workflow_id=enrollment.workflow_id,
+            enrollment_id=enrollment.enrollment_id,
+            reason=decision.reason,
+            source=ExitSource.TRIGGER,
+            actor=SYSTEM_ACTOR,
+            triggering_event=TriggeringEvent(
+                message_id=event.message_id,
+                type=event.type,
+                topic=topic,
+                occurred_at=event.occurred_at,
+            ),
+        ),
+    )

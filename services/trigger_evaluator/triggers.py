@@ -1,0 +1,221 @@
+"""The trigger table: what each inbound event means for enrollments, and where to look.
+
+Pure, like ``domain``: ``classify`` reads an inbound event and says which exit trigger it
+is (and the exit reason it gives), whether this occurrence may exit at all, and which
+enrollments it may concern (a sent message it quotes, the records it names, the address
+it came from).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from shared.contracts import Message, RecordRef, RecordType
+from shared.contracts.commands import ExitReason
+from shared.contracts.inbound import (
+    BounceKind,
+    ConversationAgentAssigned,
+    ConversationMessageReceived,
+    ConversationMessageSent,
+    DealLost,
+    DealWon,
+    EmailBounced,
+    EmailLinkClicked,
+    EmailOpened,
+    EmailReplied,
+    EmailThreadStarted,
+    EmailUnsubscribed,
+    MeetingBooked,
+    PageVisited,
+    RecordFieldChanged,
+    RecordOwnerAssigned,
+    UserChanged,
+)
+from shared.contracts.workflow import ExitTrigger
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRule:
+    """The workflow trigger an event type fires and the exit reason it gives."""
+
+    trigger: ExitTrigger
+    reason: ExitReason
+
+
+EXIT_RULES: dict[str, TriggerRule | None] = {
+    EmailReplied.TYPE: TriggerRule(ExitTrigger.REPLIED, ExitReason.REPLIED),
+    EmailLinkClicked.TYPE: TriggerRule(ExitTrigger.LINK_CLICKED, ExitReason.LINK_CLICKED),
+    EmailBounced.TYPE: TriggerRule(ExitTrigger.HARD_BOUNCED, ExitReason.HARD_BOUNCED),
+    EmailUnsubscribed.TYPE: TriggerRule(ExitTrigger.UNSUBSCRIBED, ExitReason.UNSUBSCRIBED),
+    EmailThreadStarted.TYPE: TriggerRule(ExitTrigger.NEW_CONVERSATION, ExitReason.NEW_CONVERSATION),
+    EmailOpened.TYPE: None,  # opens are unreliable (privacy proxies open every email)
+    PageVisited.TYPE: TriggerRule(ExitTrigger.PAGE_VISITED, ExitReason.PAGE_VISITED),
+    RecordFieldChanged.TYPE: TriggerRule(ExitTrigger.FIELD_CHANGED, ExitReason.FIELD_CHANGED),
+    DealWon.TYPE: TriggerRule(ExitTrigger.DEAL_WON, ExitReason.DEAL_WON),
+    DealLost.TYPE: TriggerRule(ExitTrigger.DEAL_LOST, ExitReason.DEAL_LOST),
+    MeetingBooked.TYPE: TriggerRule(ExitTrigger.MEETING_BOOKED, ExitReason.MEETING_BOOKED),
+    RecordOwnerAssigned.TYPE: TriggerRule(ExitTrigger.USER_ASSIGNED, ExitReason.USER_ASSIGNED),
+    UserChanged.TYPE: None,  # owner deleted or downgraded: a later issue
+    ConversationMessageReceived.TYPE: TriggerRule(
+        ExitTrigger.MESSAGE_RECEIVED, ExitReason.MESSAGE_RECEIVED
+    ),
+    ConversationMessageSent.TYPE: TriggerRule(
+        ExitTrigger.MESSAGE_SENT_BY_PERSON, ExitReason.MESSAGE_SENT_BY_PERSON
+    ),
+    ConversationAgentAssigned.TYPE: TriggerRule(
+        ExitTrigger.USER_ASSIGNED, ExitReason.USER_ASSIGNED
+    ),
+}
+"""Every inbound event type -> the trigger it fires and the reason of its exits (None: never).
+
+A colleague's reply exits with ``COMPANY_REPLIED`` instead of ``REPLIED`` (see ``domain``).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Where the enrollments an event may concern are found (all within its account)."""
+
+    sent_message_ids: tuple[str, ...] = ()
+    """Message-IDs of Offramp emails the event quotes: their enrollments (a THREAD match)."""
+    records: tuple[RecordRef, ...] = ()
+    """Records the event names: their enrollments."""
+    attendees: tuple[RecordRef, ...] = ()
+    """Contacts attending a booked meeting: their enrollments."""
+    addresses: tuple[str, ...] = ()
+    """Addresses the event came from: enrollments with that email (or alias)."""
+    include_aliases: bool = True
+    company_of_replier: bool = False
+    """Also the live enrollments of the replier's company (unenroll the whole company)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What one inbound event means for enrollments: ``classify``'s answer."""
+
+    message_id: uuid.UUID
+    account_id: str
+    event_type: str
+    rule: TriggerRule | None
+    lookup: Lookup = Lookup()
+    ignored_because: str | None = None
+    """Set when this event can never exit anything (an automatic reply, a soft bounce...)."""
+    record: RecordRef | None = None
+    organizer_user_id: str | None = None
+
+    @property
+    def may_exit(self) -> bool:
+        return self.rule is not None and self.ignored_because is None
+
+
+def normalize_message_id(value: str | None) -> str | None:
+    """An email Message-ID without the angle brackets and spaces some headers keep."""
+    if value is None:
+        return None
+    cleaned = value.strip().removeprefix("<").removesuffix(">").strip()
+    return cleaned or None
+
+
+def _message_ids(*values: str | None) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for value in values:
+        normalized = normalize_message_id(value)
+        if normalized is not None:
+            found[normalized] = None
+    return tuple(found)
+
+
+def _records(*records: RecordRef | None) -> tuple[RecordRef, ...]:
+    return tuple(dict.fromkeys(r for r in records if r is not None))
+
+
+def classify(event: Message) -> Signal:
+    """Say which trigger ``event`` fires, whether it may exit, and where its enrollments are.
+
+    The lookup is filled in even when this occurrence may not exit (an automatic reply
+    still says whose it is). Raises ``KeyError`` for a type that is not an inbound
+    event (a wiring mistake).
+    """
+    rule = EXIT_RULES[event.type]
+    record = getattr(event.payload, "record", None)
+    lookup = Lookup()
+    why_not: str | None = None
+    organizer_user_id: str | None = None
+    match event:
+        case EmailReplied(payload=reply):
+            # PRODUCT: an out-of-office reply does not count (pausing on it comes later).
+            why_not = "automatic reply (out of office)" if reply.auto_reply else None
+            # Quoted workflow emails, the named contact, and the sender's address: a reply
+            # from an alias or another known address of the enrolled contact counts too.
+            lookup = Lookup(
+                sent_message_ids=_message_ids(
+                    reply.in_reply_to, *reply.references, reply.workflow_message_id
+                ),
+                records=_records(reply.record),
+                addresses=(reply.from_address,),
+                company_of_replier=True,
+            )
+        case EmailLinkClicked(payload=click):
+            why_not = None if click.workflow_message_id else "link clicked outside a workflow email"
+            # The clicked email's enrollment; the record and address also find it when its
+            # message.sent has not been projected yet (topics are not ordered together).
+            lookup = Lookup(
+                sent_message_ids=_message_ids(click.workflow_message_id),
+                records=_records(click.record),
+                addresses=(click.from_address,),
+            )
+        case EmailBounced(payload=bounce):
+            if bounce.bounce is not BounceKind.HARD:
+                why_not = f"{bounce.bounce.value} bounce: the address may still work"
+            # Only the address Offramp sends to: a dead alias does not stop outreach.
+            lookup = Lookup(
+                sent_message_ids=_message_ids(bounce.workflow_message_id),
+                records=_records(bounce.record),
+                addresses=(bounce.from_address,),
+                include_aliases=False,
+            )
+        case EmailUnsubscribed(payload=email) | EmailThreadStarted(payload=email):
+            lookup = Lookup(
+                sent_message_ids=_message_ids(email.workflow_message_id),
+                records=_records(email.record),
+                addresses=(email.from_address,),
+            )
+        case EmailOpened():
+            why_not = "opens never exit: privacy proxies open emails too"
+        case MeetingBooked(payload=meeting):
+            # Only contacts associated with the meeting count; the record it was logged on
+            # counts only if it is a contact itself.
+            attendees = (*meeting.attendees, meeting.record)
+            lookup = Lookup(
+                sent_message_ids=_message_ids(meeting.via_message_id),
+                attendees=_records(*(a for a in attendees if a.type is RecordType.CONTACT)),
+            )
+            organizer_user_id = meeting.organizer_user_id
+        case RecordOwnerAssigned(payload=assigned):
+            why_not = None if assigned.manual else "owner assigned automatically, not by a person"
+            lookup = Lookup(records=(assigned.record,))
+        case ConversationMessageSent(payload=sent):
+            why_not = None if sent.sent_by_user_id else "message sent by automation, not a person"
+            lookup = Lookup(records=(sent.record,))
+        case UserChanged():
+            why_not = "owner removal (user deleted or downgraded) is not handled yet"
+        case (
+            PageVisited(payload=about)
+            | RecordFieldChanged(payload=about)
+            | DealWon(payload=about)
+            | DealLost(payload=about)
+            | ConversationMessageReceived(payload=about)
+            | ConversationAgentAssigned(payload=about)
+        ):
+            lookup = Lookup(records=(about.record,))
+    return Signal(
+        message_id=event.message_id,
+        account_id=event.account_id,
+        event_type=event.type,
+        rule=rule,
+        lookup=lookup,
+        ignored_because=why_not,
+        record=record if isinstance(record, RecordRef) else None,
+        organizer_user_id=organizer_user_id,
+    )
