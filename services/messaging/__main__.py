@@ -1,0 +1,5 @@
+import asyncio
+
+from services.messaging.app import app
+
+asyncio.run(app.run())

@@ -1,0 +1,33 @@
+"""Messaging: owns sends and their provider Message-IDs. Queues due steps, re-checks the
+enrollment at send time, sends through the provider and reports ``message.sent`` or
+``message.cancelled``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.messaging.config import MessagingSettings
+from services.messaging.handlers import build_handlers
+from services.messaging.repository import MessagingRepository
+from services.messaging.sender import sender_loop
+from shared.contracts import topics
+from shared.runtime import ServiceSpec, build_app
+
+settings = MessagingSettings()
+
+SPEC = ServiceSpec(
+    name="messaging",
+    schema="messaging",
+    description=__doc__ or "",
+    migrations_dir=Path(__file__).parent / "migrations",
+    consumes=(topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+    publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
+    handlers=lambda _runtime: build_handlers(
+        MessagingRepository,
+        message_id_domain=settings.message_id_domain,
+        default_sender=settings.default_sender,
+    ),
+    background=(sender_loop,),
+)
+
+app, runtime = build_app(SPEC, settings)

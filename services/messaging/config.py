@@ -1,0 +1,59 @@
+"""Messaging settings (environment, prefix ``OFFRAMP_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from shared.settings import ServiceSettings
+
+
+class MessagingSettings(ServiceSettings):
+    message_id_domain: str = Field(
+        "offramp.local",
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$",
+        description="Right-hand side of every Message-ID we set: <enrollment.step@domain>.",
+    )
+    default_sender: str = Field(
+        "outreach@offramp.local",
+        min_length=3,
+        max_length=320,
+        description="From address (or number) of steps that name no sender.",
+    )
+    email_provider: Literal["smtp", "log"] = Field(
+        "smtp", description="smtp sends through OFFRAMP_SMTP_*; log only logs each email."
+    )
+    smtp_host: str = Field("127.0.0.1", description="SMTP relay host.")
+    smtp_port: int = Field(1025, ge=1, le=65535, description="SMTP relay port.")
+    smtp_use_tls: bool = Field(False, description="Implicit TLS from the first byte (port 465).")
+    smtp_start_tls: bool | None = Field(
+        None, description="Force STARTTLS on (true) or off (false); null: if the server offers it."
+    )
+    smtp_username: str | None = Field(None, description="SMTP AUTH user; null: no AUTH.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    send_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a provider call may take; the claim transaction stays open that long.",
+    )
+    send_max_attempts: int = Field(
+        5, ge=1, description="Provider attempts for one send before it is marked failed."
+    )
+    send_retry_backoff_s: float = Field(
+        2.0, gt=0, description="Wait before the second attempt; doubles after each failure."
+    )
+    send_retry_backoff_max_s: float = Field(
+        300.0, gt=0, description="Longest wait between two attempts of one send."
+    )
+    send_batch_size: int = Field(100, ge=1, description="Sends claimed per transaction.")
+    send_concurrency: int = Field(32, ge=1, description="Provider calls in flight per replica.")
+    send_poll_interval_s: float = Field(
+        1.0, gt=0, description="Fallback poll when no NOTIFY arrives (NOTIFY wakes it at once)."
+    )
+    send_orphan_grace_s: float = Field(
+        300.0,
+        gt=0,
+        description="How long a due step may wait for its enrollment.enrolled before it is "
+        "cancelled as having no recipient.",
+    )

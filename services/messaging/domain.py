@@ -1,0 +1,232 @@
+"""Pure decisions of messaging: what an enrollment's status becomes, whether a due step is
+sent or cancelled, how a failed send is retried, and the Message-ID a send carries.
+
+No I/O here: handlers and the sender load state, call these functions and save the result.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from shared.contracts import RecordRef
+from shared.contracts.events import CancelReason
+from shared.contracts.inbound import Channel
+
+
+class EnrollmentStatus(StrEnum):
+    """Messaging's view of an enrollment, projected from the enrollment events."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+    @property
+    def ended(self) -> bool:
+        return self in (EnrollmentStatus.COMPLETED, EnrollmentStatus.EXITED)
+
+
+class EnrollmentChange(StrEnum):
+    """The enrollment events the projection follows, by their contract type."""
+
+    ENROLLED = "enrollment.enrolled"
+    PAUSED = "enrollment.paused"
+    RESUMED = "enrollment.resumed"
+    COMPLETED = "enrollment.completed"
+    EXITED = "enrollment.exited"
+
+
+_STATUS_AFTER = {
+    EnrollmentChange.ENROLLED: EnrollmentStatus.ACTIVE,
+    EnrollmentChange.PAUSED: EnrollmentStatus.PAUSED,
+    EnrollmentChange.RESUMED: EnrollmentStatus.ACTIVE,
+    EnrollmentChange.COMPLETED: EnrollmentStatus.COMPLETED,
+    EnrollmentChange.EXITED: EnrollmentStatus.EXITED,
+}
+
+
+def next_status(current: EnrollmentStatus | None, change: EnrollmentChange) -> EnrollmentStatus:
+    """The projected status after ``change``. An ended enrollment never comes back.
+
+    Whichever of exit and completion is seen first is final, and a late ``enrolled`` (the
+    projection may start from any point of the topic) does not undo a pause either.
+    """
+    if current is not None and current.ended:
+        return current
+    if change is EnrollmentChange.ENROLLED and current is not None:
+        return current
+    return _STATUS_AFTER[change]
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentView:
+    """One row of the enrollment projection: what the sender re-checks at send time."""
+
+    enrollment_id: uuid.UUID
+    account_id: str
+    workflow_id: str
+    workflow_version: int
+    record: RecordRef
+    status: EnrollmentStatus
+    recipient_email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStep:
+    """One step of one applied workflow version, as ``workflow.applied`` defined it."""
+
+    account_id: str
+    workflow_id: str
+    version: int
+    step_index: int
+    step_id: str
+    channel: Channel
+    subject: str | None
+    body: str
+    sender: str | None
+
+
+def provider_message_id(enrollment_id: uuid.UUID, step_index: int, domain: str) -> str:
+    """The Message-ID header of a step's email, the same on every attempt.
+
+    Derived from the send's key so a re-send after a crash carries the same id (receivers
+    and our reply matching see one message), and replies quoting it name the enrollment.
+    """
+    return f"<{enrollment_id}.{step_index}@{domain}>"
+
+
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+def render_subject(subject: str | None) -> str:
+    """A subject safe for one header line: line breaks would inject headers or be refused."""
+    return _LINE_BREAKS.sub(" ", subject or "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A step to send to one enrollment: one row of ``sends``."""
+
+    enrollment_id: uuid.UUID
+    step_index: int
+    account_id: str
+    workflow_id: str
+    workflow_version: int
+    record: RecordRef
+    step_id: str
+    channel: Channel
+    sender: str
+    subject: str
+    body: str
+    provider_message_id: str
+    attempts: int = 0
+    cause_message_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+
+
+def pending_send(
+    step: WorkflowStep,
+    *,
+    enrollment_id: uuid.UUID,
+    record: RecordRef,
+    message_id_domain: str,
+    default_sender: str,
+    cause_message_id: uuid.UUID,
+    correlation_id: uuid.UUID,
+) -> Send:
+    """The send a due step asks for, rendered from the step as its workflow version has it."""
+    return Send(
+        enrollment_id=enrollment_id,
+        step_index=step.step_index,
+        account_id=step.account_id,
+        workflow_id=step.workflow_id,
+        workflow_version=step.version,
+        record=record,
+        step_id=step.step_id,
+        channel=step.channel,
+        sender=step.sender or default_sender,
+        subject=render_subject(step.subject),
+        body=step.body,
+        provider_message_id=provider_message_id(enrollment_id, step.step_index, message_id_domain),
+        cause_message_id=cause_message_id,
+        correlation_id=correlation_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedSend:
+    """A pending send, locked for this transaction, with its enrollment as it is now."""
+
+    send: Send
+    enrollment_status: EnrollmentStatus
+    recipient_email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: CancelReason
+
+
+_CANCEL_BECAUSE = {
+    EnrollmentStatus.EXITED: CancelReason.ENROLLMENT_EXITED,
+    EnrollmentStatus.COMPLETED: CancelReason.ENROLLMENT_COMPLETED,
+    EnrollmentStatus.PAUSED: CancelReason.ENROLLMENT_PAUSED,
+}
+
+
+def decide_send(claimed: ClaimedSend) -> Deliver | Cancel:
+    """Send only to an active enrollment that has somewhere to send to.
+
+    Email goes to the contact's address from ``enrollment.enrolled``. SMS and chat have no
+    address in the contracts yet; their (logging) provider is addressed by the record.
+    """
+    reason = _CANCEL_BECAUSE.get(claimed.enrollment_status)
+    if reason is not None:
+        return Cancel(reason)
+    if claimed.send.channel is Channel.EMAIL:
+        if not claimed.recipient_email:
+            return Cancel(CancelReason.NO_RECIPIENT)
+        return Deliver(claimed.recipient_email)
+    record = claimed.send.record
+    return Deliver(f"{record.type.value}:{record.id}")
+
+
+REARMABLE_CANCEL_REASON = CancelReason.ENROLLMENT_PAUSED
+"""A send cancelled for a pause was never sent, so a resume (or a new step.due) may send it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAt:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    attempts: int
+
+
+def after_failure(
+    *,
+    attempts_before: int,
+    max_attempts: int,
+    now: datetime,
+    backoff_s: float,
+    backoff_max_s: float,
+    permanent: bool = False,
+) -> RetryAt | GiveUp:
+    """A provider call failed: try again later with exponential backoff, or give up (at
+    once when the provider said it will never accept this message)."""
+    attempts = attempts_before + 1
+    if permanent or attempts >= max_attempts:
+        return GiveUp(attempts)
+    delay = min(backoff_s * 2 ** (attempts - 1), backoff_max_s)
+    return RetryAt(now + timedelta(seconds=delay))

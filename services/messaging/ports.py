@@ -1,0 +1,95 @@
+"""What the handlers and the sender need from storage.
+
+``repository.MessagingRepository`` implements both ports over one connection; tests use
+in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from services.messaging.domain import ClaimedSend, EnrollmentView, Send, WorkflowStep
+from shared.contracts.events import CancelReason
+
+
+class MessagingStore(Protocol):
+    """Storage of the consumer side: projections and the queue of pending sends."""
+
+    async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
+        """Keep the steps of one workflow version (versions never change once applied)."""
+        ...
+
+    async def workflow_step(
+        self, account_id: str, workflow_id: str, version: int, step_index: int
+    ) -> WorkflowStep | None: ...
+
+    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
+        """The projected enrollment, locked until the transaction ends."""
+        ...
+
+    async def save_enrollment(self, enrollment: EnrollmentView) -> None: ...
+
+    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
+        """Queue ``send``, due at ``now``; False if the step already has a send."""
+        ...
+
+    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+        """Queue again the sends cancelled only because the enrollment was paused."""
+        ...
+
+    async def wake_senders(self) -> None:
+        """Wake every sender loop once this transaction commits."""
+        ...
+
+
+StoreFactory = Callable[[Any], MessagingStore]
+"""Builds a store over the unit of work's connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentSend:
+    enrollment_id: uuid.UUID
+    step_index: int
+    recipient: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelledSend:
+    enrollment_id: uuid.UUID
+    step_index: int
+    reason: CancelReason
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    enrollment_id: uuid.UUID
+    step_index: int
+    error: str
+    retry_at: datetime | None
+    """None: the last attempt failed and the send is marked failed."""
+
+
+class SendQueue(Protocol):
+    """Storage of the sender loop. Everything happens in the caller's one transaction."""
+
+    async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
+        """Lock up to ``limit`` due pending sends and share-lock their enrollments.
+
+        Rows another transaction holds are skipped, never waited for.
+        """
+        ...
+
+    async def mark_sent(self, sent: Sequence[SentSend]) -> None: ...
+
+    async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None: ...
+
+    async def record_failures(self, failures: Sequence[FailedAttempt]) -> None: ...
+
+    async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
+        """Cancel pending sends whose enrollment was never projected; returns them."""
+        ...

@@ -1,0 +1,300 @@
+"""All of messaging's SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.messaging.domain import (
+    REARMABLE_CANCEL_REASON,
+    ClaimedSend,
+    EnrollmentStatus,
+    EnrollmentView,
+    Send,
+    WorkflowStep,
+)
+from services.messaging.ports import CancelledSend, FailedAttempt, SentSend
+from shared.contracts import RecordRef, RecordType
+from shared.contracts.events import CancelReason
+from shared.contracts.inbound import Channel
+from shared.db import DbConnection
+
+SENDS_CHANNEL = "messaging_sends"
+"""NOTIFY channel that wakes the sender loops when a send is queued."""
+
+_SEND_COLUMNS = """s.enrollment_id, s.step_index, s.account_id, s.workflow_id,
+    s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel, s.sender, s.subject,
+    s.body, s.provider_message_id, s.attempts, s.cause_message_id, s.correlation_id"""
+
+
+def _send(row: asyncpg.Record) -> Send:
+    return Send(
+        enrollment_id=row["enrollment_id"],
+        step_index=row["step_index"],
+        account_id=row["account_id"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+        step_id=row["step_id"],
+        channel=Channel(row["channel"]),
+        sender=row["sender"],
+        subject=row["subject"],
+        body=row["body"],
+        provider_message_id=row["provider_message_id"],
+        attempts=row["attempts"],
+        cause_message_id=row["cause_message_id"],
+        correlation_id=row["correlation_id"],
+    )
+
+
+class MessagingRepository:
+    """Both storage ports (``MessagingStore`` and ``SendQueue``) over one connection."""
+
+    def __init__(self, conn: DbConnection) -> None:
+        self._conn = conn
+
+    # --- projections and queueing (consumer side) ---
+
+    async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
+        """Keep a version's steps; a replayed ``workflow.applied`` changes nothing."""
+        await self._conn.execute(
+            """INSERT INTO workflow_steps (account_id, workflow_id, version, step_index, step_id,
+                                           channel, subject, body, sender)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
+                                    $6::text[], $7::text[], $8::text[], $9::text[])
+               ON CONFLICT DO NOTHING""",
+            [s.account_id for s in steps],
+            [s.workflow_id for s in steps],
+            [s.version for s in steps],
+            [s.step_index for s in steps],
+            [s.step_id for s in steps],
+            [s.channel.value for s in steps],
+            [s.subject for s in steps],
+            [s.body for s in steps],
+            [s.sender for s in steps],
+        )
+
+    async def workflow_step(
+        self, account_id: str, workflow_id: str, version: int, step_index: int
+    ) -> WorkflowStep | None:
+        """One step of one workflow version of the account, if it was applied."""
+        row = await self._conn.fetchrow(
+            """SELECT step_id, channel, subject, body, sender FROM workflow_steps
+               WHERE account_id = $1 AND workflow_id = $2 AND version = $3 AND step_index = $4""",
+            account_id,
+            workflow_id,
+            version,
+            step_index,
+        )
+        if row is None:
+            return None
+        return WorkflowStep(
+            account_id=account_id,
+            workflow_id=workflow_id,
+            version=version,
+            step_index=step_index,
+            step_id=row["step_id"],
+            channel=Channel(row["channel"]),
+            subject=row["subject"],
+            body=row["body"],
+            sender=row["sender"],
+        )
+
+    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
+        """The projected enrollment, locked (this waits for a sender that is sending to it)."""
+        row = await self._conn.fetchrow(
+            """SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type,
+                      record_id, status, recipient_email
+               FROM enrollments WHERE enrollment_id = $1 FOR UPDATE""",
+            enrollment_id,
+        )
+        if row is None:
+            return None
+        return EnrollmentView(
+            enrollment_id=row["enrollment_id"],
+            account_id=row["account_id"],
+            workflow_id=row["workflow_id"],
+            workflow_version=row["workflow_version"],
+            record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+            status=EnrollmentStatus(row["status"]),
+            recipient_email=row["recipient_email"],
+        )
+
+    async def save_enrollment(self, enrollment: EnrollmentView) -> None:
+        """Insert or update the projection row as the domain decided it."""
+        await self._conn.execute(
+            """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
+                                        record_type, record_id, status, recipient_email)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (enrollment_id) DO UPDATE
+                   SET status = EXCLUDED.status, recipient_email = EXCLUDED.recipient_email,
+                       updated_at = now()""",
+            enrollment.enrollment_id,
+            enrollment.account_id,
+            enrollment.workflow_id,
+            enrollment.workflow_version,
+            enrollment.record.type.value,
+            enrollment.record.id,
+            enrollment.status.value,
+            enrollment.recipient_email,
+        )
+
+    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
+        """Queue a send; a step already sent, queued or failed is left alone.
+
+        The one exception is a send cancelled because of a pause: it never went out, so a
+        new ``step.due`` for it (after a resume) queues it again.
+        """
+        created = await self._conn.fetchval(
+            """INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
+                                  workflow_version, record_type, record_id, step_id, channel,
+                                  sender, subject, body, provider_message_id, cause_message_id,
+                                  correlation_id, next_attempt_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17)
+               ON CONFLICT (enrollment_id, step_index) DO UPDATE
+                   SET status = 'pending', cancel_reason = NULL,
+                       next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL
+                   WHERE sends.status = 'cancelled' AND sends.cancel_reason = $16
+               RETURNING 1""",
+            send.enrollment_id,
+            send.step_index,
+            send.account_id,
+            send.workflow_id,
+            send.workflow_version,
+            send.record.type.value,
+            send.record.id,
+            send.step_id,
+            send.channel.value,
+            send.sender,
+            send.subject,
+            send.body,
+            send.provider_message_id,
+            send.cause_message_id,
+            send.correlation_id,
+            REARMABLE_CANCEL_REASON.value,
+            now,
+        )
+        return created is not None
+
+    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+        """Queue again the sends that were cancelled only because of a pause."""
+        result = await self._conn.execute(
+            """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $3,
+                                finished_at = NULL
+               WHERE enrollment_id = $1 AND status = 'cancelled' AND cancel_reason = $2""",
+            enrollment_id,
+            REARMABLE_CANCEL_REASON.value,
+            now,
+        )
+        return int(result.split()[-1])
+
+    async def wake_senders(self) -> None:
+        """NOTIFY is delivered at commit only: a sender never wakes for a rolled-back send."""
+        await self._conn.execute("SELECT pg_notify($1, '')", SENDS_CHANNEL)
+
+    # --- the send queue (sender side) ---
+
+    async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
+        """Lock due sends (SKIP LOCKED: replicas share the work) and share-lock their
+        enrollments, so no projection change commits until this transaction does.
+
+        Both locks skip instead of waiting: a sender never waits for the consumer (which may
+        be applying an exit to that enrollment right now); it takes the send next time and
+        then sees the exit. The inner join leaves a send whose enrollment is not projected
+        yet (``step.due`` may overtake ``enrollment.enrolled``) for a later claim.
+        """
+        rows = await self._conn.fetch(
+            f"""SELECT {_SEND_COLUMNS}, e.status AS enrollment_status, e.recipient_email
+                FROM sends s
+                JOIN enrollments e
+                  ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
+                WHERE s.status = 'pending' AND s.next_attempt_at <= $1
+                ORDER BY s.next_attempt_at
+                LIMIT $2
+                FOR NO KEY UPDATE OF s SKIP LOCKED
+                FOR SHARE OF e SKIP LOCKED""",
+            now,
+            limit,
+        )
+        return [
+            ClaimedSend(
+                send=_send(row),
+                enrollment_status=EnrollmentStatus(row["enrollment_status"]),
+                recipient_email=row["recipient_email"],
+            )
+            for row in rows
+        ]
+
+    async def mark_sent(self, sent: Sequence[SentSend]) -> None:
+        """Record accepted sends with their recipient and time."""
+        if not sent:
+            return
+        await self._conn.execute(
+            """UPDATE sends s SET status = 'sent', recipient = u.recipient, sent_at = u.sent_at,
+                                  finished_at = u.sent_at, attempts = s.attempts + 1,
+                                  last_error = NULL
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
+                    AS u(enrollment_id, step_index, recipient, sent_at)
+               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+            [s.enrollment_id for s in sent],
+            [s.step_index for s in sent],
+            [s.recipient for s in sent],
+            [s.sent_at for s in sent],
+        )
+
+    async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None:
+        """Record sends the re-check stopped, with the reason."""
+        if not cancelled:
+            return
+        await self._conn.execute(
+            """UPDATE sends s SET status = 'cancelled', cancel_reason = u.reason,
+                                  finished_at = now()
+               FROM unnest($1::uuid[], $2::int[], $3::text[])
+                    AS u(enrollment_id, step_index, reason)
+               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+            [c.enrollment_id for c in cancelled],
+            [c.step_index for c in cancelled],
+            [c.reason.value for c in cancelled],
+        )
+
+    async def record_failures(self, failures: Sequence[FailedAttempt]) -> None:
+        """Count failed attempts; a send with no retry left becomes ``failed``."""
+        if not failures:
+            return
+        await self._conn.execute(
+            """UPDATE sends s
+               SET attempts = s.attempts + 1, last_error = u.error,
+                   status = CASE WHEN u.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
+                   next_attempt_at = COALESCE(u.retry_at, s.next_attempt_at),
+                   finished_at = CASE WHEN u.retry_at IS NULL THEN now() END
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
+                    AS u(enrollment_id, step_index, error, retry_at)
+               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+            [f.enrollment_id for f in failures],
+            [f.step_index for f in failures],
+            [f.error for f in failures],
+            [f.retry_at for f in failures],
+        )
+
+    async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
+        """Cancel pending sends whose enrollment never reached the projection in time."""
+        rows = await self._conn.fetch(
+            f"""WITH orphans AS (
+                    SELECT enrollment_id, step_index FROM sends
+                    WHERE status = 'pending' AND created_at < $1
+                      AND NOT EXISTS (SELECT 1 FROM enrollments e
+                                      WHERE e.enrollment_id = sends.enrollment_id)
+                    LIMIT $2
+                    FOR NO KEY UPDATE SKIP LOCKED)
+                UPDATE sends s SET status = 'cancelled', cancel_reason = $3, finished_at = now()
+                FROM orphans o
+                WHERE s.enrollment_id = o.enrollment_id AND s.step_index = o.step_index
+                RETURNING {_SEND_COLUMNS}""",
+            created_before,
+            limit,
+            CancelReason.NO_RECIPIENT.value,
+        )
+        return [_send(row) for row in rows]

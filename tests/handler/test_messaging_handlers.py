@@ -1,0 +1,543 @@
+"""messaging handlers and the sender's transaction against in-memory ports: due steps are
+queued once, the projection follows the enrollment, and the send-time re-check decides
+between ``message.sent`` and ``message.cancelled``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.messaging.domain import (
+    REARMABLE_CANCEL_REASON,
+    ClaimedSend,
+    EnrollmentStatus,
+    EnrollmentView,
+    Send,
+    WorkflowStep,
+)
+from services.messaging.errors import ProviderError, StepMismatchError, UnknownWorkflowStepError
+from services.messaging.handlers import build_handlers
+from services.messaging.ports import CancelledSend, FailedAttempt, SentSend
+from services.messaging.providers import OutboundEmail
+from services.messaging.sender import Sender
+from shared.consumer import Handler, RejectedMessageError
+from shared.contracts import (
+    Actor,
+    ActorKind,
+    Message,
+    RecordRef,
+    RecordType,
+    decode,
+    derived_message_id,
+    topics,
+)
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
+from shared.contracts.events import (
+    CancelReason,
+    EnrolledPayload,
+    EnrollmentEnrolled,
+    EnrollmentExited,
+    EnrollmentPaused,
+    EnrollmentResumed,
+    ExitedPayload,
+    MessageCancelled,
+    MessageSent,
+    PausedPayload,
+    ResumedPayload,
+    StepDue,
+    StepDuePayload,
+    WorkflowApplied,
+    WorkflowAppliedPayload,
+)
+from shared.contracts.inbound import Channel
+from shared.contracts.workflow import Step, WorkflowDefinition
+from shared.outbox import UnitOfWork
+
+pytestmark = pytest.mark.handler
+
+ACCOUNT = "acme"
+DOMAIN = "mail.acme.test"
+DEFAULT_SENDER = "outreach@acme.test"
+USER = Actor(kind=ActorKind.USER, id="u-1")
+CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e1")
+
+
+@dataclass
+class _Row:
+    send: Send
+    status: str = "pending"
+    cancel_reason: CancelReason | None = None
+    recipient: str | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime = NOW
+
+
+@dataclass
+class FakeStore:
+    """Both storage ports in memory, with the SQL's semantics (no locking)."""
+
+    steps: dict[tuple[str, str, int, int], WorkflowStep] = field(default_factory=dict)
+    enrollments: dict[uuid.UUID, EnrollmentView] = field(default_factory=dict)
+    sends: dict[tuple[uuid.UUID, int], _Row] = field(default_factory=dict)
+    wakeups: int = 0
+
+    async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
+        for step in steps:
+            key = (step.account_id, step.workflow_id, step.version, step.step_index)
+            self.steps.setdefault(key, step)
+
+    async def workflow_step(
+        self, account_id: str, workflow_id: str, version: int, step_index: int
+    ) -> WorkflowStep | None:
+        return self.steps.get((account_id, workflow_id, version, step_index))
+
+    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
+        return self.enrollments.get(enrollment_id)
+
+    async def save_enrollment(self, enrollment: EnrollmentView) -> None:
+        self.enrollments[enrollment.enrollment_id] = enrollment
+
+    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
+        key = (send.enrollment_id, send.step_index)
+        row = self.sends.get(key)
+        if row is None:
+            self.sends[key] = _Row(send, next_attempt_at=now)
+            return True
+        if row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON:
+            row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
+            return True
+        return False
+
+    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+        rearmed = 0
+        for (eid, _), row in self.sends.items():
+            paused = row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON
+            if eid == enrollment_id and paused:
+                row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
+                rearmed += 1
+        return rearmed
+
+    async def wake_senders(self) -> None:
+        self.wakeups += 1
+
+    async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
+        due = [
+            (row, self.enrollments[key[0]])
+            for key, row in self.sends.items()
+            if row.status == "pending" and row.next_attempt_at <= now and key[0] in self.enrollments
+        ]
+        return [
+            ClaimedSend(row.send, enrollment.status, enrollment.recipient_email)
+            for row, enrollment in due[:limit]
+            if enrollment.account_id == row.send.account_id
+        ]
+
+    async def mark_sent(self, sent: Sequence[SentSend]) -> None:
+        for item in sent:
+            row = self.sends[(item.enrollment_id, item.step_index)]
+            row.status, row.recipient, row.sent_at = "sent", item.recipient, item.sent_at
+            row.send = replace(row.send, attempts=row.send.attempts + 1)
+
+    async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None:
+        for item in cancelled:
+            row = self.sends[(item.enrollment_id, item.step_index)]
+            row.status, row.cancel_reason = "cancelled", item.reason
+
+    async def record_failures(self, failures: Sequence[FailedAttempt]) -> None:
+        for item in failures:
+            row = self.sends[(item.enrollment_id, item.step_index)]
+            row.send = replace(row.send, attempts=row.send.attempts + 1)
+            row.last_error = item.error
+            if item.retry_at is None:
+                row.status = "failed"
+            else:
+                row.next_attempt_at = item.retry_at
+
+    async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
+        orphans = [
+            row
+            for (eid, _), row in self.sends.items()
+            if row.status == "pending" and eid not in self.enrollments
+        ][:limit]
+        for row in orphans:
+            row.status, row.cancel_reason = "cancelled", CancelReason.NO_RECIPIENT
+        return [row.send for row in orphans]
+
+
+@dataclass
+class FakeProvider:
+    """Accepts every message, or fails the first ``failures`` calls."""
+
+    failures: int = 0
+    refuse: bool = False
+    accepted: list[OutboundEmail] = field(default_factory=list)
+    calls: int = 0
+
+    async def send(self, email: OutboundEmail) -> None:
+        self.calls += 1
+        if self.refuse:
+            raise ProviderError("550 no such user", permanent=True)
+        if self.calls <= self.failures:
+            raise ConnectionRefusedError("relay unreachable")
+        self.accepted.append(email)
+
+
+def published(uow: UnitOfWork) -> list[Message]:
+    """What the transaction would publish, decoded back through the contracts."""
+    messages = [decode(out.value, topic=out.topic) for out in uow.outgoing]
+    assert all(isinstance(m, Message) for m in messages)
+    return [m for m in messages if isinstance(m, Message)]
+
+
+def new_uow() -> UnitOfWork:
+    return UnitOfWork(conn=None)  # type: ignore[arg-type]
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.handlers: dict[str, Handler] = dict(
+            build_handlers(
+                lambda _conn: self.store,
+                message_id_domain=DOMAIN,
+                default_sender=DEFAULT_SENDER,
+                clock=lambda: NOW,
+            )
+        )
+        self.topics: list[str] = []
+        self.email = FakeProvider()
+        self.sms = FakeProvider()
+        self.sender = Sender(
+            {Channel.EMAIL: self.email, Channel.SMS: self.sms, Channel.CHAT: FakeProvider()},
+            max_attempts=3,
+            backoff_s=2.0,
+        )
+
+    async def handle(self, message: Message) -> UnitOfWork:
+        uow = new_uow()
+        await self.handlers[message.type](uow, message)
+        return uow
+
+    async def send_due(self, *, now: datetime = NOW) -> list[Message]:
+        uow = new_uow()
+        await self.sender.process(self.store, uow, now=now)
+        self.topics.extend(out.topic for out in uow.outgoing)
+        return published(uow)
+
+    def row(self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT) -> _Row:
+        return self.store.sends[(enrollment_id, step_index)]
+
+
+def ref(enrollment_id: uuid.UUID = ENROLLMENT) -> dict[str, Any]:
+    return {
+        "enrollment_id": enrollment_id,
+        "workflow_id": "wf-1",
+        "workflow_version": 1,
+        "record": CONTACT,
+    }
+
+
+def workflow_applied() -> WorkflowApplied:
+    definition = WorkflowDefinition(
+        workflow_id="wf-1",
+        name="Welcome",
+        record_type=RecordType.CONTACT,
+        steps=(
+            Step(step_id="intro", subject="Hello\nthere", body="Hi!"),
+            Step(step_id="nudge", channel=Channel.SMS, body="Ping", sender="+15550100"),
+        ),
+    )
+    return WorkflowApplied.create(
+        account_id=ACCOUNT,
+        payload=WorkflowAppliedPayload(version=1, definition=definition, actor=USER),
+    )
+
+
+def enrolled(email: str | None = "Ada@Example.com", account: str = ACCOUNT) -> EnrollmentEnrolled:
+    return EnrollmentEnrolled.create(
+        account_id=account,
+        payload=EnrolledPayload(**ref(), contact=ContactDetails(email=email), actor=USER),
+    )
+
+
+def exited() -> EnrollmentExited:
+    return EnrollmentExited.create(
+        account_id=ACCOUNT,
+        payload=ExitedPayload(
+            **ref(),
+            reason=ExitReason.REPLIED,
+            source=ExitSource.TRIGGER,
+            actor=USER,
+            steps_completed=0,
+        ),
+    )
+
+
+def paused() -> EnrollmentPaused:
+    return EnrollmentPaused.create(
+        account_id=ACCOUNT, payload=PausedPayload(**ref(), reason="out_of_office", actor=USER)
+    )
+
+
+def resumed() -> EnrollmentResumed:
+    return EnrollmentResumed.create(account_id=ACCOUNT, payload=ResumedPayload(**ref(), actor=USER))
+
+
+def step_due(
+    step_index: int = 0, step_id: str = "intro", channel: Channel = Channel.EMAIL
+) -> StepDue:
+    return StepDue.create(
+        account_id=ACCOUNT,
+        payload=StepDuePayload(
+            **ref(), step_index=step_index, step_id=step_id, channel=channel, due_at=NOW
+        ),
+    )
+
+
+async def ready(harness: Harness, *events: Message) -> None:
+    for event in (workflow_applied(), *events):
+        await harness.handle(event)
+
+
+# --- queueing due steps ---
+
+
+async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders() -> None:
+    harness = Harness()
+    await ready(harness)
+    due = step_due()
+    uow = await harness.handle(due)
+    row = harness.row()
+    assert row.status == "pending"
+    assert row.send.provider_message_id == f"<{ENROLLMENT}.0@{DOMAIN}>"
+    assert (row.send.sender, row.send.subject, row.send.body) == (
+        DEFAULT_SENDER,
+        "Hello there",
+        "Hi!",
+    )
+    assert row.send.cause_message_id == due.message_id
+    assert harness.store.wakeups == 1
+    assert uow.outgoing == []  # nothing is published before the send itself
+
+
+async def test_a_step_is_queued_at_most_once_per_enrollment() -> None:
+    harness = Harness()
+    await ready(harness, enrolled())
+    await harness.handle(step_due())
+    await harness.send_due()
+    await harness.handle(step_due())  # fired again (another message id): already sent
+    assert harness.row().status == "sent"
+    assert len(harness.store.sends) == 1
+    assert harness.store.wakeups == 1
+    assert await harness.send_due() == []
+    assert len(harness.email.accepted) == 1
+
+
+async def test_an_unknown_step_is_an_ordinary_error_so_the_pipeline_retries_it() -> None:
+    harness = Harness()
+    with pytest.raises(UnknownWorkflowStepError) as raised:
+        await harness.handle(step_due())
+    assert not isinstance(raised.value, RejectedMessageError)
+    assert "wf-1" in str(raised.value)
+    assert harness.store.sends == {}
+
+
+async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected() -> None:
+    harness = Harness()
+    await ready(harness)
+    with pytest.raises(StepMismatchError) as raised:
+        await harness.handle(step_due(step_id="nudge"))
+    assert raised.value.kind == "step_mismatch"
+    assert harness.store.sends == {}
+
+
+# --- the enrollment projection ---
+
+
+async def test_the_projection_keeps_the_recipient_and_never_revives_an_exit() -> None:
+    harness = Harness()
+    await harness.handle(enrolled())
+    assert harness.store.enrollments[ENROLLMENT].status is EnrollmentStatus.ACTIVE
+    assert harness.store.enrollments[ENROLLMENT].recipient_email == "ada@example.com"
+    await harness.handle(exited())
+    await harness.handle(enrolled())  # replayed
+    await harness.handle(resumed())
+    view = harness.store.enrollments[ENROLLMENT]
+    assert view.status is EnrollmentStatus.EXITED
+    assert view.recipient_email == "ada@example.com"
+
+
+async def test_an_exit_seen_before_the_enrollment_still_ends_it() -> None:
+    harness = Harness()
+    await harness.handle(exited())
+    await harness.handle(enrolled())
+    view = harness.store.enrollments[ENROLLMENT]
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+
+
+async def test_an_enrollment_event_of_another_account_is_rejected() -> None:
+    harness = Harness()
+    await harness.handle(enrolled())
+    with pytest.raises(RejectedMessageError) as raised:
+        await harness.handle(enrolled(account="other-account"))
+    assert raised.value.kind == "account_mismatch"
+    assert harness.store.enrollments[ENROLLMENT].account_id == ACCOUNT
+
+
+# --- the send-time re-check ---
+
+
+async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id() -> None:
+    harness = Harness()
+    await ready(harness, enrolled())
+    due = step_due()
+    await harness.handle(due)
+    published = await harness.send_due()
+    [email] = harness.email.accepted
+    assert (email.message_id, email.recipient) == (f"<{ENROLLMENT}.0@{DOMAIN}>", "ada@example.com")
+    assert [type(m) for m in published] == [MessageSent]
+    assert harness.topics == [topics.MESSAGING_EVENTS]
+    sent = published[0]
+    assert isinstance(sent, MessageSent)
+    assert sent.message_id == derived_message_id("message.sent", ENROLLMENT, 0)
+    assert sent.payload.provider_message_id == email.message_id
+    assert sent.payload.recipient == "ada@example.com"
+    assert (sent.payload.step_index, sent.payload.step_id) == (0, "intro")
+    assert (sent.causation_id, sent.correlation_id) == (due.message_id, due.message_id)
+    assert harness.row().status == "sent"
+    assert harness.row().sent_at == sent.payload.sent_at
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [(exited, CancelReason.ENROLLMENT_EXITED), (paused, CancelReason.ENROLLMENT_PAUSED)],
+)
+async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
+    change: Any, reason: CancelReason
+) -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due(), change())
+    published = await harness.send_due()
+    assert harness.email.calls == 0
+    [cancelled] = published
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.message_id == derived_message_id("message.cancelled", ENROLLMENT, 0)
+    assert cancelled.payload.reason is reason
+    assert (harness.row().status, harness.row().cancel_reason) == ("cancelled", reason)
+
+
+async def test_an_email_step_to_a_contact_without_an_address_is_cancelled() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(email=None), step_due())
+    [cancelled] = await harness.send_due()
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
+    assert harness.email.calls == 0
+
+
+async def test_a_step_waits_for_its_enrollment_to_be_projected() -> None:
+    harness = Harness()
+    await ready(harness, step_due())  # step.due overtook enrollment.enrolled
+    assert await harness.send_due() == []
+    await harness.handle(enrolled())
+    [sent] = await harness.send_due()
+    assert isinstance(sent, MessageSent)
+
+
+async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_recipient() -> None:
+    harness = Harness()
+    await ready(harness, step_due())
+    uow = new_uow()
+    assert await harness.sender.cancel_orphans(harness.store, uow, now=NOW) == 1
+    [cancelled] = published(uow)
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
+
+
+async def test_sms_goes_to_its_own_provider_from_the_steps_sender() -> None:
+    harness = Harness()
+    await ready(harness, enrolled())
+    await harness.handle(step_due(step_index=1, step_id="nudge", channel=Channel.SMS))
+    [sent] = await harness.send_due()
+    [message] = harness.sms.accepted
+    assert (message.sender, message.recipient) == ("+15550100", "contact:c-1")
+    assert isinstance(sent, MessageSent)
+    assert sent.payload.channel is Channel.SMS
+    assert harness.email.calls == 0
+
+
+async def test_a_resume_requeues_a_step_cancelled_by_the_pause() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due(), paused())
+    await harness.send_due()
+    assert harness.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
+    wakeups = harness.store.wakeups
+    await harness.handle(resumed())
+    assert harness.row().status == "pending"
+    assert harness.store.wakeups == wakeups + 1
+    [sent] = await harness.send_due()
+    assert isinstance(sent, MessageSent)
+    assert len(harness.email.accepted) == 1
+
+
+async def test_an_exit_is_never_requeued() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due(), exited())
+    await harness.send_due()
+    await harness.handle(resumed())
+    await harness.handle(step_due())
+    assert harness.row().cancel_reason is CancelReason.ENROLLMENT_EXITED
+    assert await harness.send_due() == []
+    assert harness.email.calls == 0
+
+
+# --- provider failures ---
+
+
+async def test_a_failed_attempt_is_retried_later_with_the_same_message_id() -> None:
+    harness = Harness()
+    harness.email.failures = 1
+    await ready(harness, enrolled(), step_due())
+    assert await harness.send_due() == []
+    row = harness.row()
+    assert (row.status, row.send.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "relay unreachable" in row.last_error
+    assert row.next_attempt_at == NOW + timedelta(seconds=2)
+    assert await harness.send_due(now=NOW + timedelta(seconds=1)) == []  # not due yet
+    [sent] = await harness.send_due(now=NOW + timedelta(seconds=2))
+    assert isinstance(sent, MessageSent)
+    assert [e.message_id for e in harness.email.accepted] == [f"<{ENROLLMENT}.0@{DOMAIN}>"]
+
+
+async def test_a_send_that_keeps_failing_is_marked_failed_without_an_event() -> None:
+    harness = Harness()
+    harness.email.failures = 10
+    await ready(harness, enrolled(), step_due())
+    published = [
+        *await harness.send_due(),
+        *await harness.send_due(now=NOW + timedelta(minutes=1)),
+        *await harness.send_due(now=NOW + timedelta(minutes=2)),
+        *await harness.send_due(now=NOW + timedelta(hours=1)),
+    ]
+    assert published == []  # no message.failed contract yet: logged only
+    assert (harness.row().status, harness.row().send.attempts) == ("failed", 3)
+    assert harness.email.calls == 3
+    assert (harness.sender.stats.retried, harness.sender.stats.failed) == (2, 1)
+
+
+async def test_a_recipient_refused_for_good_fails_at_once() -> None:
+    harness = Harness()
+    harness.email.refuse = True
+    await ready(harness, enrolled(), step_due())
+    assert await harness.send_due() == []
+    assert (harness.row().status, harness.row().send.attempts) == ("failed", 1)
+    assert harness.row().last_error == "550 no such user"

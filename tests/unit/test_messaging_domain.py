@@ -1,0 +1,275 @@
+"""messaging's pure decisions: send or cancel, the Message-ID, the enrollment projection,
+and retries of failed sends."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.messaging.domain import (
+    Cancel,
+    ClaimedSend,
+    Deliver,
+    EnrollmentChange,
+    EnrollmentStatus,
+    GiveUp,
+    RetryAt,
+    Send,
+    WorkflowStep,
+    after_failure,
+    decide_send,
+    next_status,
+    pending_send,
+    provider_message_id,
+    render_subject,
+)
+from shared.contracts import RecordRef, RecordType
+from shared.contracts.events import CancelReason
+from shared.contracts.inbound import Channel
+
+pytestmark = pytest.mark.unit
+
+ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-000000000001")
+CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def a_send(channel: Channel = Channel.EMAIL, attempts: int = 0) -> Send:
+    return Send(
+        enrollment_id=ENROLLMENT,
+        step_index=2,
+        account_id="acme",
+        workflow_id="wf-1",
+        workflow_version=1,
+        record=CONTACT,
+        step_id="s-3",
+        channel=channel,
+        sender="me@acme.test",
+        subject="Hello",
+        body="Hi there",
+        provider_message_id=provider_message_id(ENROLLMENT, 2, "acme.test"),
+        attempts=attempts,
+    )
+
+
+def claimed(
+    status: EnrollmentStatus,
+    *,
+    channel: Channel = Channel.EMAIL,
+    email: str | None = "ada@example.com",
+) -> ClaimedSend:
+    return ClaimedSend(send=a_send(channel), enrollment_status=status, recipient_email=email)
+
+
+# --- send or cancel at send time ---
+
+
+def test_an_active_enrollment_with_an_address_is_sent_to_that_address() -> None:
+    assert decide_send(claimed(EnrollmentStatus.ACTIVE)) == Deliver("ada@example.com")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (EnrollmentStatus.EXITED, CancelReason.ENROLLMENT_EXITED),
+        (EnrollmentStatus.COMPLETED, CancelReason.ENROLLMENT_COMPLETED),
+        (EnrollmentStatus.PAUSED, CancelReason.ENROLLMENT_PAUSED),
+    ],
+)
+def test_an_enrollment_that_is_not_active_cancels_the_send(
+    status: EnrollmentStatus, reason: CancelReason
+) -> None:
+    assert decide_send(claimed(status)) == Cancel(reason)
+
+
+def test_the_enrollment_status_wins_over_a_missing_address() -> None:
+    # An exited contact without an email is reported as exited: that is why it stopped.
+    assert decide_send(claimed(EnrollmentStatus.EXITED, email=None)) == Cancel(
+        CancelReason.ENROLLMENT_EXITED
+    )
+
+
+@pytest.mark.parametrize("email", [None, ""])
+def test_an_email_step_without_a_recipient_is_cancelled(email: str | None) -> None:
+    assert decide_send(claimed(EnrollmentStatus.ACTIVE, email=email)) == Cancel(
+        CancelReason.NO_RECIPIENT
+    )
+
+
+@pytest.mark.parametrize("channel", [Channel.SMS, Channel.CHAT])
+def test_sms_and_chat_steps_are_addressed_by_the_record(channel: Channel) -> None:
+    decision = decide_send(claimed(EnrollmentStatus.ACTIVE, channel=channel, email=None))
+    assert decision == Deliver("contact:c-1")
+
+
+# --- Message-ID and rendering ---
+
+
+def test_the_message_id_names_the_enrollment_and_step_in_angle_brackets() -> None:
+    assert provider_message_id(ENROLLMENT, 2, "mail.acme.test") == (
+        "<6f1c2b3a-0000-4000-8000-000000000001.2@mail.acme.test>"
+    )
+
+
+def test_the_message_id_is_the_same_every_time_and_differs_per_step() -> None:
+    first = provider_message_id(ENROLLMENT, 0, "d.test")
+    assert first == provider_message_id(ENROLLMENT, 0, "d.test")
+    assert first != provider_message_id(ENROLLMENT, 1, "d.test")
+    assert first != provider_message_id(uuid.uuid4(), 0, "d.test")
+
+
+@pytest.mark.parametrize(
+    ("subject", "rendered"),
+    [
+        ("Quick question", "Quick question"),
+        ("Line one\r\nBcc: victim@example.com", "Line one Bcc: victim@example.com"),
+        (None, ""),
+    ],
+)
+def test_a_subject_is_one_header_line(subject: str | None, rendered: str) -> None:
+    assert render_subject(subject) == rendered
+
+
+def step(sender: str | None) -> WorkflowStep:
+    return WorkflowStep(
+        account_id="acme",
+        workflow_id="wf-1",
+        version=3,
+        step_index=1,
+        step_id="s-2",
+        channel=Channel.EMAIL,
+        subject="Follow\nup",
+        body="Body {first_name}",
+        sender=sender,
+    )
+
+
+def test_a_pending_send_is_rendered_from_its_workflow_version() -> None:
+    cause, correlation = uuid.uuid4(), uuid.uuid4()
+    send = pending_send(
+        step("rep@acme.test"),
+        enrollment_id=ENROLLMENT,
+        record=CONTACT,
+        message_id_domain="acme.test",
+        default_sender="default@acme.test",
+        cause_message_id=cause,
+        correlation_id=correlation,
+    )
+    assert send.provider_message_id == provider_message_id(ENROLLMENT, 1, "acme.test")
+    assert (send.workflow_version, send.step_index, send.step_id) == (3, 1, "s-2")
+    assert (send.sender, send.subject, send.body) == (
+        "rep@acme.test",
+        "Follow up",
+        "Body {first_name}",
+    )
+    assert (send.cause_message_id, send.correlation_id, send.attempts) == (cause, correlation, 0)
+
+
+def test_a_step_without_a_sender_uses_the_default_sender() -> None:
+    send = pending_send(
+        step(None),
+        enrollment_id=ENROLLMENT,
+        record=CONTACT,
+        message_id_domain="acme.test",
+        default_sender="default@acme.test",
+        cause_message_id=uuid.uuid4(),
+        correlation_id=uuid.uuid4(),
+    )
+    assert send.sender == "default@acme.test"
+
+
+# --- the enrollment projection ---
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        (EnrollmentChange.ENROLLED, EnrollmentStatus.ACTIVE),
+        (EnrollmentChange.PAUSED, EnrollmentStatus.PAUSED),
+        (EnrollmentChange.RESUMED, EnrollmentStatus.ACTIVE),
+        (EnrollmentChange.COMPLETED, EnrollmentStatus.COMPLETED),
+        (EnrollmentChange.EXITED, EnrollmentStatus.EXITED),
+    ],
+)
+def test_a_first_event_sets_the_status(change: EnrollmentChange, status: EnrollmentStatus) -> None:
+    assert next_status(None, change) is status
+
+
+def test_pause_and_resume_move_a_live_enrollment() -> None:
+    assert next_status(EnrollmentStatus.ACTIVE, EnrollmentChange.PAUSED) is EnrollmentStatus.PAUSED
+    assert next_status(EnrollmentStatus.PAUSED, EnrollmentChange.RESUMED) is EnrollmentStatus.ACTIVE
+    assert next_status(EnrollmentStatus.PAUSED, EnrollmentChange.EXITED) is EnrollmentStatus.EXITED
+
+
+@pytest.mark.parametrize("ended", [EnrollmentStatus.EXITED, EnrollmentStatus.COMPLETED])
+@pytest.mark.parametrize("change", list(EnrollmentChange))
+def test_an_ended_enrollment_never_comes_back(
+    ended: EnrollmentStatus, change: EnrollmentChange
+) -> None:
+    assert next_status(ended, change) is ended
+
+
+def test_a_late_enrolled_does_not_undo_a_pause() -> None:
+    assert (
+        next_status(EnrollmentStatus.PAUSED, EnrollmentChange.ENROLLED) is EnrollmentStatus.PAUSED
+    )
+
+
+def test_only_exited_and_completed_are_ended() -> None:
+    assert {s for s in EnrollmentStatus if s.ended} == {
+        EnrollmentStatus.EXITED,
+        EnrollmentStatus.COMPLETED,
+    }
+
+
+# --- failed sends ---
+
+
+def test_a_failed_attempt_is_retried_with_doubling_backoff() -> None:
+    delays = []
+    for attempts_before in range(3):
+        decision = after_failure(
+            attempts_before=attempts_before,
+            max_attempts=5,
+            now=NOW,
+            backoff_s=2.0,
+            backoff_max_s=300.0,
+        )
+        assert isinstance(decision, RetryAt)
+        delays.append(decision.at - NOW)
+    assert delays == [timedelta(seconds=2), timedelta(seconds=4), timedelta(seconds=8)]
+
+
+def test_the_backoff_is_capped() -> None:
+    decision = after_failure(
+        attempts_before=3, max_attempts=10, now=NOW, backoff_s=60.0, backoff_max_s=90.0
+    )
+    assert decision == RetryAt(NOW + timedelta(seconds=90))
+
+
+def test_the_last_allowed_attempt_gives_up() -> None:
+    decision = after_failure(
+        attempts_before=4, max_attempts=5, now=NOW, backoff_s=2.0, backoff_max_s=300.0
+    )
+    assert decision == GiveUp(attempts=5)
+
+
+def test_a_single_attempt_policy_gives_up_at_once() -> None:
+    decision = after_failure(
+        attempts_before=0, max_attempts=1, now=NOW, backoff_s=2.0, backoff_max_s=300.0
+    )
+    assert decision == GiveUp(attempts=1)
+
+
+def test_a_permanent_refusal_gives_up_on_the_first_attempt() -> None:
+    decision = after_failure(
+        attempts_before=0,
+        max_attempts=5,
+        now=NOW,
+        backoff_s=2.0,
+        backoff_max_s=300.0,
+        permanent=True,
+    )
+    assert decision == GiveUp(attempts=1)
