@@ -174,8 +174,11 @@ class Unchanged:
 def on_step_sent(
     enrollment: Enrollment, definition: WorkflowDefinition, *, step_index: int, sent_at: datetime
 ) -> ScheduleNext | Complete | Unchanged:
-    """A step went out: schedule the next one after its delay, or complete."""
-    if enrollment.status is not Status.ACTIVE:
+    """A step went out: schedule the next one after its delay, or complete.
+
+    A paused enrollment still records a step that was already on its way when it paused.
+    """
+    if not enrollment.status.live:
         return Unchanged(f"enrollment is {enrollment.status.value}")
     if step_index != enrollment.current_step:
         return Unchanged(f"step {step_index} is not the current step {enrollment.current_step}")

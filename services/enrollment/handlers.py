@@ -347,7 +347,9 @@ class EnrollmentHandlers:
             )
         )
         if isinstance(decision, domain.ScheduleNext):
-            uow.publish(_step_scheduled(event, decision.enrollment, decision.step))
+            # A paused enrollment records the sent step; resuming schedules the next one.
+            if decision.enrollment.status is domain.Status.ACTIVE:
+                uow.publish(_step_scheduled(event, decision.enrollment, decision.step))
             return
         completed = decision.enrollment
         await self._history(store, completed, EnrollmentCompleted.TYPE, {}, event)

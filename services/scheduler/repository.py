@@ -18,14 +18,15 @@ async def is_ended(conn: DbConnection, enrollment_id: uuid.UUID) -> bool:
 
 
 async def upsert_timer(conn: DbConnection, account_id: str, step: StepScheduledPayload) -> None:
-    """Hold a timer; a step re-scheduled after a pause replaces its cancelled timer."""
+    """Hold a timer. A step scheduled again (resumed after a pause) re-arms its timer,
+    whether the pause cancelled it or it fired and the send was then cancelled."""
     await conn.execute(
         """INSERT INTO timers (enrollment_id, step_index, account_id, workflow_id,
                                workflow_version, record_type, record_id, step_id, channel, due_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (enrollment_id, step_index) DO UPDATE
                SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
-               WHERE timers.state = 'cancelled'""",
+               WHERE timers.state <> 'pending' AND timers.due_at <> EXCLUDED.due_at""",
         step.enrollment_id,
         step.step_index,
         account_id,

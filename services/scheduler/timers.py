@@ -25,9 +25,12 @@ log = get_logger(__name__)
 
 
 def step_due_message(row: dict[str, Any]) -> StepDue:
-    # Derived id: if the same timer were ever fired twice, messaging drops the repeat.
+    # Derived id: a timer fired twice for the same due time is dropped by messaging; a
+    # step re-armed after a pause has a new due time and so a new id.
     return StepDue.create(
-        message_id=derived_message_id("step.due", row["enrollment_id"], row["step_index"]),
+        message_id=derived_message_id(
+            "step.due", row["enrollment_id"], row["step_index"], row["due_at"].isoformat()
+        ),
         account_id=row["account_id"],
         payload=StepDuePayload(
             enrollment_id=row["enrollment_id"],

@@ -1,0 +1,84 @@
+"""A small Kafka client for Offramp's contracts: what the operator CLI, the demo and the
+tests use to publish commands and events and to read topics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.contracts import Message
+from shared.contracts.topics import physical
+from shared.outbox import OutgoingMessage
+
+
+class OfframpClient:
+    def __init__(self, bootstrap_servers: str, namespace: str = "") -> None:
+        self._bootstrap = bootstrap_servers
+        self._namespace = namespace
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> OfframpClient:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
+        )
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def topic(self, name: str) -> str:
+        return physical(name, self._namespace)
+
+    async def publish(self, message: Message, topic: str | None = None) -> None:
+        """Publish ``message`` on its contract topic, keyed by account and record."""
+        out = OutgoingMessage.of(message, topic)
+        assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
+        await self._producer.send_and_wait(
+            self.topic(out.topic),
+            out.value,
+            key=out.key.encode(),
+            headers=[(k, v.encode()) for k, v in out.headers.items()],
+        )
+
+    async def publish_raw(self, topic: str, value: bytes, *, key: str) -> None:
+        assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
+        await self._producer.send_and_wait(self.topic(topic), value, key=key.encode())
+
+    async def read_all(self, topic: str, *, idle_ms: int = 300) -> list[dict[str, Any]]:
+        """Every message on ``topic`` so far, as JSON documents, read from the start."""
+        return [doc async for doc in self.follow(topic, idle_ms=idle_ms)]
+
+    async def follow(
+        self, topic: str, *, idle_ms: int | None = 300, from_beginning: bool = True
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield documents from ``topic``; stop after ``idle_ms`` without any (None: never)."""
+        consumer = AIOKafkaConsumer(
+            self.topic(topic),
+            bootstrap_servers=self._bootstrap,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=idle_ms or 1000)
+                records = [r for rs in batch.values() for r in rs]
+                if not records and idle_ms is not None:
+                    return
+                for record in records:
+                    try:
+                        yield json.loads(record.value)
+                    except (TypeError, ValueError):
+                        yield {"type": "<not json>", "raw": repr(record.value)}
+        finally:
+            await consumer.stop()
+
+
+def of_type(documents: Sequence[dict[str, Any]], message_type: str) -> list[dict[str, Any]]:
+    return [d for d in documents if d.get("type") == message_type]

@@ -1,0 +1,187 @@
+"""The idempotent consumer on the real broker and database: duplicates, bad input,
+rejections, transient and permanent failures, and offsets committed after the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.consumer import RejectedMessageError
+from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
+from shared.contracts.commands import Enroll, EnrollPayload
+from shared.outbox import UnitOfWork
+from shared.runtime import ServiceRuntime, ServiceSpec, build_app
+from shared.settings import ServiceSettings
+from tests.conftest import SessionEnv
+from tests.support.kafka import TopicClient, of_type
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "acc-pipeline"
+ACTOR = Actor(kind=ActorKind.API, id="test")
+
+
+class Behaviour:
+    """What the test handler does, by workflow id; counts attempts per message."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, int] = {}
+
+    async def handle(self, uow: UnitOfWork, command: Enroll) -> None:
+        key = str(command.message_id)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        workflow = command.payload.workflow_id
+        await uow.conn.execute(
+            "INSERT INTO effects (message_id, record_id) VALUES ($1, $2)",
+            command.message_id,
+            command.payload.record.id,
+        )
+        if workflow == "reject":
+            raise RejectedMessageError("workflow 'reject' belongs to another account")
+        if workflow == "flaky" and self.attempts[key] < 3:
+            raise RuntimeError("transient failure")
+        if workflow == "broken":
+            raise RuntimeError("this handler always fails")
+
+
+def enroll(workflow_id: str, record_id: str) -> Enroll:
+    return Enroll.create(
+        account_id=ACCOUNT,
+        payload=EnrollPayload(
+            workflow_id=workflow_id,
+            record=RecordRef(type=RecordType.CONTACT, id=record_id),
+            actor=ACTOR,
+        ),
+    )
+
+
+@pytest.fixture
+async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, Behaviour]]:
+    behaviour = Behaviour()
+    spec = ServiceSpec(
+        name="pipeline-test",
+        schema="pipeline_test",
+        description="test service",
+        migrations_dir=Path(__file__).parent / "pipeline_migrations",
+        consumes=(topics.COMMANDS,),
+        publishes=(topics.DEAD_LETTER,),
+        handlers=lambda _rt: {Enroll.TYPE: behaviour.handle},
+    )
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
+        database_url=test_env.database_url,
+        topic_namespace=test_env.topic_namespace,
+        consumer_backoff_initial_s=0.05,
+        consumer_max_attempts=4,
+        log_format="console",
+    )
+    app, runtime = build_app(spec, settings)
+    await app.start()
+    try:
+        yield runtime, behaviour
+    finally:
+        await app.stop()
+
+
+async def effects(test_env: SessionEnv) -> list[str]:
+    conn = await asyncpg.connect(test_env.database_url)
+    try:
+        rows = await conn.fetch("SELECT record_id FROM pipeline_test.effects ORDER BY record_id")
+    finally:
+        await conn.close()
+    return [r["record_id"] for r in rows]
+
+
+async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
+    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+) -> None:
+    runtime, behaviour = service
+    good = enroll("ok", "r-good")
+    flaky = enroll("flaky", "r-flaky")
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish(good)
+        await kafka.publish(good)  # a duplicate delivery
+        await kafka.publish(flaky)
+        await kafka.publish(enroll("reject", "r-rejected"))
+        await kafka.publish(enroll("broken", "r-broken"))
+        await kafka.publish_raw(topics.COMMANDS, b"{not json")
+        await kafka.publish_raw(
+            topics.COMMANDS,
+            b'{"message_id": "m-1", "account_id": "acc", "type": "enrollment.teleport"}',
+        )
+        await kafka.publish_raw(
+            topics.COMMANDS,
+            b'{"message_id": "' + str(uuid.uuid4()).encode() + b'", "type": "enrollment.enroll",'
+            b' "account_id": "acc", "occurred_at": "2026-01-01T00:00:00Z", "payload": {}}',
+        )
+        await kafka.publish(enroll("ok", "r-last"))
+
+        dead = await eventually(
+            lambda: kafka.read_all(topics.DEAD_LETTER),
+            until=lambda docs: len(of_type(docs, "deadletter.recorded")) >= 4,
+            what="four dead letters",
+        )
+    reasons = {d["payload"]["error_kind"]: d["payload"] for d in dead}
+    assert set(reasons) == {"invalid_json", "invalid_message", "rejected", "processing_failed"}
+    assert "payload.workflow_id: Field required" in reasons["invalid_message"]["reason"]
+    assert reasons["rejected"]["reason"] == "workflow 'reject' belongs to another account"
+    assert reasons["processing_failed"]["attempts"] == 4
+    assert "this handler always fails" in reasons["processing_failed"]["reason"]
+    assert reasons["invalid_json"]["original_value"] == "{not json"
+
+    applied = await eventually(
+        lambda: effects(test_env), until=lambda rows: "r-last" in rows, what="the last message"
+    )
+    # The duplicate, the rejection and the broken handler left nothing behind.
+    assert applied == ["r-flaky", "r-good", "r-last"]
+    assert behaviour.attempts[str(flaky.message_id)] == 3
+    assert runtime.pipeline is not None
+    assert runtime.pipeline.stats.unknown_types == 1
+    assert runtime.pipeline.stats.duplicates == 1
+
+
+async def test_offsets_are_committed_after_processing(
+    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+) -> None:
+    runtime, _ = service
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish(enroll("ok", "r-offsets"))
+        topic = kafka.topic(topics.COMMANDS)
+    await eventually(
+        lambda: effects(test_env), until=lambda rows: "r-offsets" in rows, what="the message"
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=test_env.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        probe = AIOKafkaConsumer(bootstrap_servers=test_env.kafka_bootstrap_servers)
+        await probe.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()]
+            if not partitions:
+                await probe.force_metadata_update()
+                partitions = [
+                    TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()
+                ]
+            ends = await probe.end_offsets(partitions)
+        finally:
+            await probe.stop()
+
+        async def committed() -> dict[TopicPartition, int]:
+            offsets = await admin.list_consumer_group_offsets(runtime.group_id)
+            return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+        await eventually(
+            committed,
+            until=lambda got: all(got.get(tp, 0) == end for tp, end in ends.items() if end),
+            what="committed offsets at the end of every partition",
+        )
+    finally:
+        await admin.close()

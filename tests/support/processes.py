@@ -1,0 +1,110 @@
+"""Offramp services as real processes, and a real SMTP server that receives their mail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message as EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from tests.support.infra import REPO
+
+SERVICES = ("enrollment", "scheduler", "trigger_evaluator", "messaging")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SmtpSink:
+    """Collects every email delivered to it (aiosmtpd handler interface)."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    health_port: int
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def start_services(env: dict[str, str], log_dir: Path) -> list[ServiceProcess]:
+    started = []
+    for name in SERVICES:
+        port = free_port()
+        log_path = log_dir / f"{name}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=REPO,
+            env={**env, "OFFRAMP_HEALTH_PORT": str(port)},
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(ServiceProcess(name, process, log_path, port))
+    return started
+
+
+async def ready(service: ServiceProcess) -> bool:
+    if service.process.poll() is not None:
+        raise AssertionError(f"{service.name} exited early:\n{service.log_tail()}")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.health_port)
+    except OSError:
+        return False
+    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    status = await reader.readline()
+    writer.close()
+    return b" 200 " in status
+
+
+def stop_services(services: list[ServiceProcess], timeout: float = 20.0) -> None:
+    for service in services:
+        if service.process.poll() is None:
+            os.killpg(service.process.pid, signal.SIGTERM)
+    for service in services:
+        try:
+            service.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait()
