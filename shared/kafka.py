@@ -17,8 +17,9 @@ from faststream.params import NoCast
 
 from shared.consumer import MessagePipeline
 from shared.contracts import MESSAGES_BY_TOPIC
-from shared.contracts.topics import TOPIC_BY_NAME, TopicSpec
+from shared.contracts.topics import TOPIC_BY_NAME, TopicSpec, physical
 from shared.logging import get_logger
+from shared.outbox import PublishFn
 
 log = get_logger(__name__)
 
@@ -75,6 +76,7 @@ def subscribe_pipeline(
     *,
     topic: str,
     group_id: str,
+    namespace: str,
     max_records: int,
     batch_timeout_ms: int,
 ) -> None:
@@ -102,7 +104,7 @@ def subscribe_pipeline(
 
     handle.__name__ = f"consume_{topic.replace('.', '_')}"
     broker.subscriber(
-        topic,
+        physical(topic, namespace),
         group_id=group_id,
         batch=True,
         max_records=max_records,
@@ -115,7 +117,7 @@ def subscribe_pipeline(
     )(handle)
 
 
-def document_publisher(broker: KafkaBroker, topic: str) -> None:
+def document_publisher(broker: KafkaBroker, topic: str, namespace: str) -> None:
     """Declare what a service publishes to ``topic`` so the AsyncAPI document shows it.
 
     The outbox relay publishes the bytes; this object is documentation of the contract.
@@ -123,14 +125,24 @@ def document_publisher(broker: KafkaBroker, topic: str) -> None:
     spec = TOPIC_BY_NAME[topic]
     models = MESSAGES_BY_TOPIC[topic]
     schema: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
-    broker.publisher(topic, title=f"{topic}:publish", description=spec.description, schema=schema)
-
-
-async def publish_raw(
-    broker: KafkaBroker, topic: str, key: bytes, value: bytes, headers: dict[str, str]
-) -> Awaitable[Any]:
-    """Hand one record to the producer; the returned future resolves when the broker acks."""
-    future: Awaitable[Any] = await broker.publish(
-        value, topic=topic, key=key, headers=headers, no_confirm=True
+    broker.publisher(
+        physical(topic, namespace),
+        title=f"{topic}:publish",
+        description=spec.description,
+        schema=schema,
     )
-    return future
+
+
+def raw_publisher(broker: KafkaBroker, namespace: str) -> PublishFn:
+    """The outbox relay's way out: contract topic names become the namespaced ones."""
+
+    async def publish(
+        topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        # Returns once the record is queued; the future resolves when the broker acks.
+        future: Awaitable[Any] = await broker.publish(
+            value, topic=physical(topic, namespace), key=key, headers=headers, no_confirm=True
+        )
+        return future
+
+    return publish

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,14 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared.consumer import Handler, MessagePipeline
-from shared.contracts.topics import TOPIC_BY_NAME
+from shared.contracts.topics import TOPIC_BY_NAME, physical
 from shared.db import create_pool
 from shared.health import HealthServer
 from shared.kafka import (
     create_broker,
     document_publisher,
     ensure_topics,
-    publish_raw,
+    raw_publisher,
     subscribe_pipeline,
 )
 from shared.logging import configure_logging, get_logger
@@ -85,7 +84,10 @@ class ServiceRuntime:
             topics = {*self.spec.consumes, *self.spec.publishes}
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
-                [TOPIC_BY_NAME[t] for t in sorted(topics)],
+                [
+                    replace(TOPIC_BY_NAME[t], name=physical(t, settings.topic_namespace))
+                    for t in sorted(topics)
+                ],
                 replication_factor=settings.topic_replication_factor,
             )
         self._pool = await create_pool(
@@ -102,7 +104,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             dsn=self.settings.database_url,
             schema=self.spec.schema,
-            publish=partial(publish_raw, self.broker),
+            publish=raw_publisher(self.broker, self.settings.topic_namespace),
             batch_size=self.settings.outbox_batch_size,
             poll_interval_s=self.settings.outbox_poll_interval_s,
         )
@@ -154,6 +156,7 @@ def build_app(
         max_attempts=settings.consumer_max_attempts,
         backoff_initial_s=settings.consumer_backoff_initial_s,
         backoff_max_s=settings.consumer_backoff_max_s,
+        topic_namespace=settings.topic_namespace,
     )
     runtime.pipeline = pipeline
     for topic in spec.consumes:
@@ -162,11 +165,12 @@ def build_app(
             pipeline,
             topic=topic,
             group_id=runtime.group_id,
+            namespace=settings.topic_namespace,
             max_records=settings.consumer_max_records,
             batch_timeout_ms=settings.consumer_batch_timeout_ms,
         )
     for topic in spec.publishes:
-        document_publisher(broker, topic)
+        document_publisher(broker, topic, settings.topic_namespace)
     app = FastStream(
         broker,
         on_startup=[runtime.start_resources],

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.consumer import RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
+from shared.contracts.topics import TOPIC_BY_NAME
 from shared.outbox import UnitOfWork
 from shared.runtime import ServiceRuntime, ServiceSpec, build_app
 from shared.settings import ServiceSettings
@@ -110,15 +112,17 @@ async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
         await kafka.publish(flaky)
         await kafka.publish(enroll("reject", "r-rejected"))
         await kafka.publish(enroll("broken", "r-broken"))
-        await kafka.publish_raw(topics.COMMANDS, b"{not json")
+        await kafka.publish_raw(topics.COMMANDS, b"{not json", key="acc/contact/x")
         await kafka.publish_raw(
             topics.COMMANDS,
             b'{"message_id": "m-1", "account_id": "acc", "type": "enrollment.teleport"}',
+            key="acc/contact/x",
         )
         await kafka.publish_raw(
             topics.COMMANDS,
             b'{"message_id": "' + str(uuid.uuid4()).encode() + b'", "type": "enrollment.enroll",'
             b' "account_id": "acc", "occurred_at": "2026-01-01T00:00:00Z", "payload": {}}',
+            key="acc/contact/x",
         )
         await kafka.publish(enroll("ok", "r-last"))
 
@@ -159,17 +163,11 @@ async def test_offsets_are_committed_after_processing(
     admin = AIOKafkaAdminClient(bootstrap_servers=test_env.kafka_bootstrap_servers)
     await admin.start()
     try:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
         probe = AIOKafkaConsumer(bootstrap_servers=test_env.kafka_bootstrap_servers)
         await probe.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()]
-            if not partitions:
-                await probe.force_metadata_update()
-                partitions = [
-                    TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()
-                ]
+            count = TOPIC_BY_NAME[topics.COMMANDS].partitions
+            partitions = [TopicPartition(topic, p) for p in range(count)]
             ends = await probe.end_offsets(partitions)
         finally:
             await probe.stop()
