@@ -253,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     command("demo", "play the skeleton flow against a running system (make run)")
     p = command("smtp-sink", "a local SMTP server that prints every email it receives")
     p.add_argument("--port", type=int, default=2525)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept mail from containers")
     return parser
 
 
@@ -279,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             asyncio.run(run_demo(*_bootstrap()))
         elif args.command == "smtp-sink":
-            asyncio.run(serve(args.port))
+            asyncio.run(serve(args.host, args.port))
     except CliError as exc:
         print(f"offramp: {exc}", file=sys.stderr)
         return 2

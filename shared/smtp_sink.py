@@ -20,10 +20,10 @@ class PrintingHandler:
         return "250 Message accepted for delivery"
 
 
-async def serve(port: int) -> None:
-    controller = Controller(PrintingHandler(), hostname="127.0.0.1", port=port)
+async def serve(host: str, port: int) -> None:
+    controller = Controller(PrintingHandler(), hostname=host, port=port)
     controller.start()
-    print(f"smtp sink listening on 127.0.0.1:{port}", flush=True)
+    print(f"smtp sink listening on {host}:{port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
