@@ -15,7 +15,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_FLAGS ?=
 
 .PHONY: help install infra-up infra-down infra-status run demo test test-unit test-handler \
-        test-integration test-e2e lint format asyncapi bench clean
+        test-integration test-e2e lint format asyncapi docs bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -71,8 +71,11 @@ format: install ## Apply ruff's formatting and safe fixes
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-asyncapi: install ## Regenerate the AsyncAPI document of every service into docs/asyncapi/
-	@$(PY) -m shared.asyncapi docs/asyncapi
+asyncapi: install ## Regenerate the AsyncAPI document of every service into deploy/asyncapi/
+	@$(PY) -m shared.asyncapi deploy/asyncapi
+
+docs: install ## Regenerate the topic and setting tables in README.md
+	@$(PY) -m shared.docs README.md --write
 
 bench: install ## Throughput and latency figures (needs the local infrastructure)
 	@$(PY) -m tests.bench

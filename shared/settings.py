@@ -25,8 +25,8 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field("auto", description="json, console, or auto (console on a TTY).")
-    db_pool_min: int = Field(2, ge=1)
-    db_pool_max: int = Field(10, ge=1)
+    db_pool_min: int = Field(2, ge=1, description="Connections the pool keeps open.")
+    db_pool_max: int = Field(10, ge=1, description="Most connections the pool opens.")
     consumer_max_records: int = Field(500, ge=1, description="Messages per batch transaction.")
     consumer_batch_timeout_ms: int = Field(
         5, ge=0, description="How long a poll waits to fill a batch; low keeps latency low."
@@ -34,9 +34,13 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(
         5, ge=1, description="Attempts for a failing message before it is dead-lettered."
     )
-    consumer_backoff_initial_s: float = Field(0.2, gt=0)
-    consumer_backoff_max_s: float = Field(5.0, gt=0)
-    outbox_batch_size: int = Field(1000, ge=1)
+    consumer_backoff_initial_s: float = Field(
+        0.2, gt=0, description="Wait before retrying a failed message; doubles each attempt."
+    )
+    consumer_backoff_max_s: float = Field(
+        5.0, gt=0, description="Longest wait between two attempts of one message."
+    )
+    outbox_batch_size: int = Field(1000, ge=1, description="Outbox rows relayed per round.")
     outbox_poll_interval_s: float = Field(
         1.0, gt=0, description="Fallback poll when no NOTIFY arrives (NOTIFY wakes it at once)."
     )
@@ -46,5 +50,7 @@ class ServiceSettings(BaseSettings):
         description="Prefix of every topic name, so environments can share a cluster.",
     )
     create_topics: bool = Field(True, description="Create missing topics on start.")
-    topic_replication_factor: int = Field(1, ge=1)
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of topics this service creates (3 in production)."
+    )
     health_port: int = Field(0, ge=0, description="Port of /healthz and /readyz; 0 disables.")
