@@ -11,6 +11,7 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic.fields import FieldInfo
@@ -87,12 +88,16 @@ def settings_table() -> str:
 SECTIONS = {"topics": topics_table, "settings": settings_table}
 
 
+def _constant(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: value
+
+
 def render(text: str) -> str:
     for name, build in SECTIONS.items():
-        pattern = re.compile(
-            rf"(<!-- BEGIN GENERATED: {name} -->\n).*?(<!-- END GENERATED: {name} -->)", re.S
-        )
-        text = pattern.sub(lambda m, b=build: m[1] + b() + "\n" + m[2], text)
+        begin, end = f"<!-- BEGIN GENERATED: {name} -->\n", f"<!-- END GENERATED: {name} -->"
+        pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+        replacement = begin + build() + "\n" + end
+        text = pattern.sub(_constant(replacement), text)
     return text
 
 
