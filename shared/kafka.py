@@ -4,7 +4,7 @@ hand whole batches to the idempotent pipeline."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Union
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -74,20 +74,21 @@ def subscribe_pipeline(
     broker: KafkaBroker,
     pipeline: MessagePipeline,
     *,
-    topic: str,
+    topics: Sequence[str],
     group_id: str,
     namespace: str,
     max_records: int,
     batch_timeout_ms: int,
 ) -> None:
-    """Register a batch subscriber on ``topic`` that feeds ``pipeline``.
+    """Register one batch subscriber on all of a service's ``topics``, feeding ``pipeline``.
 
-    Offsets are committed after the handler returns (AckPolicy.ACK: after the database
-    commit); an exception that escapes the pipeline (the database is down) seeks back so
-    the batch is read again (NACK_ON_ERROR).
+    One consumer per process (not one per topic) keeps the group to one member per
+    replica, so starting or stopping a replica costs one rebalance. Offsets are committed
+    after the handler returns, that is after the database commit; an exception that
+    escapes the pipeline (the database is down) seeks back, so the batch is read again
+    (``NACK_ON_ERROR``; FastStream's default, ACK_FIRST, would be at-most-once).
     """
-    spec = TOPIC_BY_NAME[topic]
-    models = MESSAGES_BY_TOPIC[topic]
+    models = [model for topic in topics for model in MESSAGES_BY_TOPIC[topic]]
     body_type: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
 
     async def handle(body: Any, message: Any) -> None:
@@ -95,16 +96,15 @@ def subscribe_pipeline(
         await pipeline.process_batch(message.raw_message)
 
     # Set at run time (this module uses postponed annotations): the body type documents
-    # the topic's messages in the AsyncAPI schema; NoCast leaves validation to the pipeline.
+    # the topics' messages in the AsyncAPI schema; NoCast leaves validation to the pipeline.
     handle.__annotations__ = {
         "body": NoCast[list[body_type]],
         "message": KafkaMessage,
         "return": None,
     }
-
-    handle.__name__ = f"consume_{topic.replace('.', '_')}"
+    handle.__name__ = f"consume_{group_id.replace('-', '_')}"
     broker.subscriber(
-        physical(topic, namespace),
+        *(physical(topic, namespace) for topic in topics),
         group_id=group_id,
         batch=True,
         max_records=max_records,
@@ -112,8 +112,8 @@ def subscribe_pipeline(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_batch_decoder,
-        title=f"{group_id}:{topic}",
-        description=spec.description,
+        title=group_id,
+        description=" ".join(TOPIC_BY_NAME[topic].description for topic in topics),
     )(handle)
 
 

@@ -159,16 +159,15 @@ def build_app(
         topic_namespace=settings.topic_namespace,
     )
     runtime.pipeline = pipeline
-    for topic in spec.consumes:
-        subscribe_pipeline(
-            broker,
-            pipeline,
-            topic=topic,
-            group_id=runtime.group_id,
-            namespace=settings.topic_namespace,
-            max_records=settings.consumer_max_records,
-            batch_timeout_ms=settings.consumer_batch_timeout_ms,
-        )
+    subscribe_pipeline(
+        broker,
+        pipeline,
+        topics=spec.consumes,
+        group_id=runtime.group_id,
+        namespace=settings.topic_namespace,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+    )
     for topic in spec.publishes:
         document_publisher(broker, topic, settings.topic_namespace)
     app = FastStream(
