@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,6 +32,19 @@ log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
 """A handler: (unit of work, validated message) -> None. Raises to retry or reject."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A handler that takes a run of consecutive messages of its type at once.
+
+    ``handle(uow, messages)`` gets them in partition order and must apply them as if one
+    by one (a later message sees what an earlier one changed); loading and saving for the
+    whole run at once is what makes a batch cheap.
+    """
+
+    handle: Callable[[UnitOfWork, list[Any]], Awaitable[None]]
+
 
 UNKNOWN_ACCOUNT = "unknown"
 
@@ -107,7 +121,7 @@ class MessagePipeline:
         consumer: str,
         schema: str,
         pool_provider: Callable[[], asyncpg.Pool],
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | Batched],
         max_attempts: int = 5,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
@@ -151,45 +165,107 @@ class MessagePipeline:
             return Incoming(record, None, exc)
 
     async def _transaction(self, items: Sequence[Incoming]) -> None:
+        """Apply ``items`` in one transaction.
+
+        A batch of several messages runs without savepoints (they cost two round trips
+        each); if any handler fails or rejects, the whole batch rolls back and its
+        messages are applied one by one, where a rejection is isolated in a savepoint.
+        """
+        counts: Counter[str] = Counter()
         async with self._pool_provider().acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn)
-            for item in items:
-                await self._apply(uow, item)
+            claimed = await inbox.claim_many(
+                conn,
+                consumer=self.consumer,
+                entries=[
+                    (item.inbox_id, item.type_name, outcome)
+                    for item in items
+                    if (outcome := self._outcome(item)) is not None
+                ],
+            )
+            alone = items[0] if len(items) == 1 else None
+            for handler, messages in self._runs(uow, items, claimed, counts):
+                if isinstance(handler, Batched):
+                    await self._call(uow, handler.handle, messages, alone=alone, counts=counts)
+                else:
+                    for message in messages:
+                        await self._call(uow, handler, message, alone=alone, counts=counts)
             await write_outbox(conn, self._schema, uow.outgoing)
+        # Counted only once committed: a rolled-back batch is applied again.
+        self.stats.duplicates += counts["duplicates"]
+        self.stats.unknown_types += counts["unknown_types"]
+        self.stats.dead_lettered += counts["dead_lettered"]
 
-    async def _apply(self, uow: UnitOfWork, item: Incoming) -> None:
-        message = item.message
-        with structlog.contextvars.bound_contextvars(**_log_context(item)):
+    def _outcome(self, item: Incoming) -> str | None:
+        """What the inbox records for ``item``; None: nothing to guard (not our type)."""
+        if item.error is not None:
+            return "dead_lettered"
+        if isinstance(item.message, UnknownType):
+            return "unknown_type"
+        if item.message is not None and item.message.type in self._handlers:
+            return "applied"
+        return None
+
+    def _runs(
+        self,
+        uow: UnitOfWork,
+        items: Sequence[Incoming],
+        claimed: set[str],
+        counts: Counter[str],
+    ) -> list[tuple[Handler | Batched, list[Any]]]:
+        """Group newly claimed messages into runs of one type, in order, for the handlers."""
+        runs: list[tuple[Handler | Batched, list[Any]]] = []
+        seen: set[str] = set()
+        for item in items:
+            key = item.inbox_id
+            if self._outcome(item) is None:
+                continue
+            if key not in claimed or key in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(key)
+            message = item.message
             if item.error is not None:
-                if await self._claim(uow, item, "dead_lettered"):
+                with structlog.contextvars.bound_contextvars(**_log_context(item)):
                     self._dead_letter(uow, item, item.error.kind, item.error.reason, attempts=1)
-                return
-            if isinstance(message, UnknownType):
+                counts["dead_lettered"] += 1
+            elif isinstance(message, UnknownType):
                 # Recorded and skipped: producers may add types before we understand them.
-                if await self._claim(uow, item, "unknown_type"):
-                    self.stats.unknown_types += 1
-                    log.info("message_type_skipped", message_type=item.type_name)
-                return
-            assert isinstance(message, Message)  # noqa: S101 - narrowed by the checks above
-            if message.type not in self._handlers:
-                return  # a contract type this service has no use for: no effect to guard
-            if not await self._claim(uow, item, "applied"):
-                self.stats.duplicates += 1
-                log.debug("duplicate_skipped", message_type=message.type)
-                return
-            mark = len(uow.outgoing)
-            try:
-                async with uow.conn.transaction():  # a savepoint: a rejection undoes only this
-                    await self._handlers[message.type](uow, message)
-            except RejectedMessageError as exc:
-                del uow.outgoing[mark:]
-                await inbox.set_outcome(
-                    uow.conn,
-                    consumer=self.consumer,
-                    message_id=item.inbox_id,
-                    outcome="dead_lettered",
-                )
-                self._dead_letter(uow, item, exc.kind, exc.reason, attempts=1)
+                counts["unknown_types"] += 1
+                log.info("message_type_skipped", **_log_context(item))
+            elif isinstance(message, Message):
+                handler = self._handlers[message.type]
+                if runs and runs[-1][0] is handler and isinstance(handler, Batched):
+                    runs[-1][1].append(message)
+                else:
+                    runs.append((handler, [message]))
+        return runs
+
+    async def _call(
+        self,
+        uow: UnitOfWork,
+        handler: Handler,
+        argument: Any,
+        *,
+        alone: Incoming | None,
+        counts: Counter[str],
+    ) -> None:
+        """Run one handler call; for a message applied alone, isolate a rejection."""
+        if alone is None:
+            await handler(uow, argument)
+            return
+        mark = len(uow.outgoing)
+        try:
+            async with uow.conn.transaction():  # a savepoint: a rejection undoes only this
+                await handler(uow, argument)
+        except RejectedMessageError as exc:
+            del uow.outgoing[mark:]
+            await inbox.set_outcome(
+                uow.conn, consumer=self.consumer, message_id=alone.inbox_id, outcome="dead_lettered"
+            )
+            with structlog.contextvars.bound_contextvars(**_log_context(alone)):
+                self._dead_letter(uow, alone, exc.kind, exc.reason, attempts=1)
+            counts["dead_lettered"] += 1
 
     async def _claim(self, uow: UnitOfWork, item: Incoming, outcome: str) -> bool:
         return await inbox.claim(
@@ -228,15 +304,16 @@ class MessagePipeline:
         reason = f"failed {attempt} times; last error: {error!r}"
         async with self._pool_provider().acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn)
-            if await self._claim(uow, item, "dead_lettered"):
+            claimed = await self._claim(uow, item, "dead_lettered")
+            if claimed:
                 self._dead_letter(uow, item, "processing_failed", reason, attempts=attempt)
             await write_outbox(conn, self._schema, uow.outgoing)
+        self.stats.dead_lettered += int(claimed)
 
     def _dead_letter(
         self, uow: UnitOfWork, item: Incoming, kind: str, reason: str, *, attempts: int
     ) -> None:
         record = item.record
-        self.stats.dead_lettered += 1
         log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))
         envelope = item.error.envelope if item.error is not None else {}
         message = item.message

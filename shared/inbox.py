@@ -3,6 +3,8 @@ their effect, so a redelivered message changes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from shared.db import DbConnection
 
 
@@ -28,3 +30,21 @@ async def set_outcome(conn: DbConnection, *, consumer: str, message_id: str, out
         message_id,
         outcome,
     )
+
+
+async def claim_many(
+    conn: DbConnection, *, consumer: str, entries: Sequence[tuple[str, str, str]]
+) -> set[str]:
+    """Record many (message_id, type, outcome) at once; returns the ids that were new."""
+    if not entries:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO inbox (consumer, message_id, message_type, outcome)
+           SELECT $1, m, t, o FROM unnest($2::text[], $3::text[], $4::text[]) AS e(m, t, o)
+           ON CONFLICT DO NOTHING RETURNING message_id""",
+        consumer,
+        [e[0] for e in entries],
+        [e[1] for e in entries],
+        [e[2] for e in entries],
+    )
+    return {row["message_id"] for row in rows}

@@ -19,7 +19,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.consumer import Handler, MessagePipeline
+from shared.consumer import Batched, Handler, MessagePipeline
 from shared.contracts.topics import TOPIC_BY_NAME, physical
 from shared.db import create_pool
 from shared.health import HealthServer
@@ -48,7 +48,7 @@ class ServiceSpec:
     migrations_dir: Path
     consumes: Sequence[str]
     publishes: Sequence[str]
-    handlers: Callable[[ServiceRuntime], Mapping[str, Handler]]
+    handlers: Callable[[ServiceRuntime], Mapping[str, Handler | Batched]]
     background: Sequence[BackgroundTask] = ()
 
 

@@ -26,7 +26,8 @@ async def upsert_timer(conn: DbConnection, account_id: str, step: StepScheduledP
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (enrollment_id, step_index) DO UPDATE
                SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
-               WHERE timers.state <> 'pending' AND timers.due_at <> EXCLUDED.due_at""",
+               WHERE timers.state = 'cancelled'
+                  OR (timers.state = 'fired' AND timers.due_at <> EXCLUDED.due_at)""",
         step.enrollment_id,
         step.step_index,
         account_id,

@@ -1,0 +1,252 @@
+"""Scheduler handlers against in-memory timers: step_scheduled arms, exits and pauses void."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.scheduler import repository
+from services.scheduler.handlers import build_handlers
+from shared.consumer import Handler
+from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType
+from shared.contracts.commands import ExitReason, ExitSource
+from shared.contracts.events import (
+    CompletedPayload,
+    EnrollmentCompleted,
+    EnrollmentExited,
+    EnrollmentPaused,
+    EnrollmentResumed,
+    EnrollmentStepScheduled,
+    ExitedPayload,
+    PausedPayload,
+    StepScheduledPayload,
+)
+from shared.contracts.inbound import Channel
+from shared.outbox import UnitOfWork
+
+pytestmark = pytest.mark.handler
+
+ACCOUNT = "acme-account"
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+USER = Actor(kind=ActorKind.USER, id="u-1")
+CONN = object()
+"""Stands in for the pipeline's connection: the handlers must hand ``uow.conn`` on."""
+
+
+@dataclass
+class Timer:
+    account_id: str
+    step: StepScheduledPayload
+    state: str = "pending"
+    cancelled_reason: str | None = None
+
+
+@dataclass
+class FakeTimers:
+    """``services.scheduler.repository`` in memory, with its SQL's semantics."""
+
+    timers: dict[tuple[uuid.UUID, int], Timer] = field(default_factory=dict)
+    ended: dict[uuid.UUID, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def _called(self, name: str, conn: Any) -> None:
+        assert conn is CONN, f"{name} was not given the unit of work's connection"
+        self.calls.append(name)
+
+    async def is_ended(self, conn: Any, enrollment_id: uuid.UUID) -> bool:
+        self._called("is_ended", conn)
+        return enrollment_id in self.ended
+
+    async def upsert_timer(self, conn: Any, account_id: str, step: StepScheduledPayload) -> None:
+        self._called("upsert_timer", conn)
+        key = (step.enrollment_id, step.step_index)
+        known = self.timers.get(key)
+        if known is None:
+            self.timers[key] = Timer(account_id, step)
+        # ON CONFLICT DO UPDATE ... WHERE state = 'cancelled'
+        #                               OR (state = 'fired' AND due_at <> EXCLUDED.due_at)
+        elif known.state == "cancelled" or (
+            known.state == "fired" and known.step.due_at != step.due_at
+        ):
+            known.step = known.step.model_copy(update={"due_at": step.due_at})
+            known.state, known.cancelled_reason = "pending", None
+
+    async def cancel_pending(self, conn: Any, enrollment_id: uuid.UUID, reason: str) -> int:
+        self._called("cancel_pending", conn)
+        pending = [
+            t for (e, _), t in self.timers.items() if e == enrollment_id and t.state == "pending"
+        ]
+        for timer in pending:
+            timer.state, timer.cancelled_reason = "cancelled", reason
+        return len(pending)
+
+    async def mark_ended(self, conn: Any, enrollment_id: uuid.UUID, outcome: str) -> None:
+        self._called("mark_ended", conn)
+        self.ended.setdefault(enrollment_id, outcome)
+
+    def states(self, enrollment_id: uuid.UUID) -> dict[int, tuple[str, str | None]]:
+        return {
+            i: (t.state, t.cancelled_reason)
+            for (e, i), t in self.timers.items()
+            if e == enrollment_id
+        }
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch) -> FakeTimers:
+    fake = FakeTimers()
+    for name in ("is_ended", "upsert_timer", "cancel_pending", "mark_ended"):
+        monkeypatch.setattr(repository, name, getattr(fake, name))
+    return fake
+
+
+@pytest.fixture
+def handlers(db: FakeTimers) -> Mapping[str, Handler]:
+    return build_handlers()
+
+
+async def run(handlers: Mapping[str, Handler], *events: Message) -> UnitOfWork:
+    uow = UnitOfWork(conn=CONN)  # type: ignore[arg-type]  # the fake repository needs none
+    for event in events:
+        await handlers[event.type](uow, event)
+    return uow
+
+
+def ref(enrollment_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "enrollment_id": enrollment_id,
+        "workflow_id": "onboarding",
+        "workflow_version": 1,
+        "record": RecordRef(type=RecordType.CONTACT, id="c-1"),
+    }
+
+
+def scheduled(
+    enrollment_id: uuid.UUID, step_index: int = 0, due_at: datetime = T0
+) -> EnrollmentStepScheduled:
+    payload = StepScheduledPayload(
+        **ref(enrollment_id),
+        step_index=step_index,
+        step_id=f"s{step_index}",
+        channel=Channel.EMAIL,
+        due_at=due_at,
+    )
+    return EnrollmentStepScheduled.create(account_id=ACCOUNT, payload=payload)
+
+
+def exited(enrollment_id: uuid.UUID) -> EnrollmentExited:
+    payload = ExitedPayload(
+        **ref(enrollment_id),
+        reason=ExitReason.REPLIED,
+        source=ExitSource.TRIGGER,
+        actor=USER,
+        steps_completed=0,
+    )
+    return EnrollmentExited.create(account_id=ACCOUNT, payload=payload)
+
+
+def completed(enrollment_id: uuid.UUID) -> EnrollmentCompleted:
+    payload = CompletedPayload(**ref(enrollment_id), steps_completed=2)
+    return EnrollmentCompleted.create(account_id=ACCOUNT, payload=payload)
+
+
+def paused(enrollment_id: uuid.UUID) -> EnrollmentPaused:
+    payload = PausedPayload(**ref(enrollment_id), reason="manual", actor=USER)
+    return EnrollmentPaused.create(account_id=ACCOUNT, payload=payload)
+
+
+def test_the_scheduler_follows_steps_exits_completions_and_pauses(
+    handlers: Mapping[str, Handler],
+) -> None:
+    assert set(handlers) == {
+        EnrollmentStepScheduled.TYPE,
+        EnrollmentExited.TYPE,
+        EnrollmentCompleted.TYPE,
+        EnrollmentPaused.TYPE,
+    }
+    assert EnrollmentResumed.TYPE not in handlers  # a resume arrives as a new step_scheduled
+
+
+async def test_a_scheduled_step_arms_a_timer(
+    handlers: Mapping[str, Handler], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+    event = scheduled(enrollment_id, step_index=1, due_at=T0 + timedelta(hours=2))
+
+    uow = await run(handlers, event)
+
+    timer = db.timers[(enrollment_id, 1)]
+    assert (timer.account_id, timer.state) == (ACCOUNT, "pending")
+    assert timer.step == event.payload
+    assert db.calls == ["is_ended", "upsert_timer"]
+    assert uow.outgoing == []  # step.due is published by the timer loop, not here
+
+
+async def test_a_step_scheduled_after_the_enrollment_ended_arms_nothing(
+    handlers: Mapping[str, Handler], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+
+    await run(handlers, exited(enrollment_id), scheduled(enrollment_id, step_index=1))
+
+    assert db.timers == {}
+    assert "upsert_timer" not in db.calls
+
+
+@pytest.mark.parametrize(("ending", "outcome"), [(exited, "exited"), (completed, "completed")])
+async def test_an_ended_enrollment_is_remembered_and_its_timers_cancelled(
+    handlers: Mapping[str, Handler], db: FakeTimers, ending: Any, outcome: str
+) -> None:
+    enrollment_id, other = uuid.uuid4(), uuid.uuid4()
+    await run(handlers, scheduled(enrollment_id), scheduled(other))
+
+    uow = await run(handlers, ending(enrollment_id))
+
+    assert db.ended == {enrollment_id: outcome}
+    assert db.states(enrollment_id) == {0: ("cancelled", outcome)}
+    assert db.states(other) == {0: ("pending", None)}
+    assert uow.outgoing == []
+
+
+async def test_a_pause_cancels_timers_but_does_not_end_the_enrollment(
+    handlers: Mapping[str, Handler], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+    await run(handlers, scheduled(enrollment_id, due_at=T0))
+
+    await run(handlers, paused(enrollment_id))
+
+    assert db.states(enrollment_id) == {0: ("cancelled", "paused")}
+    assert db.ended == {}
+    assert "mark_ended" not in db.calls
+
+
+async def test_resuming_after_the_due_time_re_arms_the_cancelled_timer(
+    handlers: Mapping[str, Handler], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+    await run(handlers, scheduled(enrollment_id, due_at=T0), paused(enrollment_id))
+
+    # Resumed after T0: enrollment schedules the step at the resume time.
+    await run(handlers, scheduled(enrollment_id, due_at=T0 + timedelta(hours=5)))
+
+    assert db.states(enrollment_id) == {0: ("pending", None)}
+    assert db.timers[(enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)
+
+
+async def test_resuming_before_the_due_time_re_arms_the_cancelled_timer(
+    handlers: Mapping[str, Handler], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+    due = T0 + timedelta(days=1)
+    await run(handlers, scheduled(enrollment_id, due_at=due), paused(enrollment_id))
+
+    # Resumed before ``due``: enrollment schedules the same step at the same time again.
+    await run(handlers, scheduled(enrollment_id, due_at=due))
+
+    assert db.states(enrollment_id) == {0: ("pending", None)}

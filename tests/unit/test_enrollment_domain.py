@@ -1,0 +1,366 @@
+"""Enrollment's pure decisions: admission, versions, step progress, exits, pause and resume."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.enrollment.domain import (
+    Admitted,
+    Complete,
+    Enrollment,
+    Exited,
+    Refused,
+    ScheduleNext,
+    Status,
+    Unchanged,
+    WorkflowVersion,
+    decide_enrollment,
+    decide_exit,
+    decide_pause,
+    decide_resume,
+    definition_hash,
+    next_version,
+    on_step_sent,
+)
+from shared.contracts import RecordRef, RecordType
+from shared.contracts.commands import ExitReason, ExitSource
+from shared.contracts.workflow import (
+    ReenrollmentPolicy,
+    Step,
+    WorkflowDefinition,
+    WorkflowSettings,
+)
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = "acme-account"
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+def definition(*delays: int, **settings: Any) -> WorkflowDefinition:
+    return WorkflowDefinition(
+        workflow_id="onboarding",
+        name="Onboarding",
+        record_type=RecordType.CONTACT,
+        steps=tuple(
+            Step(step_id=f"s{i}", body=f"Step {i}", delay_seconds=d)
+            for i, d in enumerate(delays or (0,))
+        ),
+        settings=WorkflowSettings(**settings),
+    )
+
+
+def workflow(*delays: int, version: int = 3, **settings: Any) -> WorkflowVersion:
+    return WorkflowVersion(ACCOUNT, "onboarding", version, definition(*delays, **settings))
+
+
+def enrollment(
+    status: Status = Status.ACTIVE,
+    *,
+    current_step: int = 0,
+    steps_completed: int = 0,
+    enrolled_at: datetime = NOW - timedelta(days=30),
+    next_due_at: datetime | None = None,
+) -> Enrollment:
+    return Enrollment(
+        enrollment_id=uuid.uuid4(),
+        account_id=ACCOUNT,
+        workflow_id="onboarding",
+        workflow_version=1,
+        record=CONTACT,
+        status=status,
+        current_step=current_step,
+        steps_completed=steps_completed,
+        enrolled_at=enrolled_at,
+        next_due_at=next_due_at,
+    )
+
+
+def enroll(
+    wf: WorkflowVersion | None,
+    *,
+    previous: list[Enrollment] | None = None,
+    record: RecordRef = CONTACT,
+    enrollment_id: uuid.UUID | None = None,
+) -> Admitted | Refused:
+    return decide_enrollment(
+        workflow=wf,
+        workflow_id="onboarding",
+        record=record,
+        account_id=ACCOUNT,
+        previous=previous or [],
+        now=NOW,
+        enrollment_id=enrollment_id or uuid.uuid4(),
+    )
+
+
+def codes(decision: Admitted | Refused) -> list[str]:
+    assert isinstance(decision, Refused)
+    return [r.code for r in decision.rejections]
+
+
+# --- admission ------------------------------------------------------------------------
+
+
+def test_an_unknown_workflow_refuses() -> None:
+    decision = enroll(None)
+    assert codes(decision) == ["unknown_workflow"]
+    assert isinstance(decision, Refused)
+    assert "'onboarding'" in decision.rejections[0].detail
+
+
+def test_a_record_of_another_type_is_refused() -> None:
+    deal = RecordRef(type=RecordType.DEAL, id="d-1")
+    decision = enroll(workflow(), record=deal)
+    assert codes(decision) == ["record_type_mismatch"]
+    assert isinstance(decision, Refused)
+    assert decision.rejections[0].detail == "a contact workflow cannot enroll a deal"
+
+
+@pytest.mark.parametrize("status", [Status.ACTIVE, Status.PAUSED])
+def test_a_record_already_in_the_workflow_is_refused(status: Status) -> None:
+    decision = enroll(
+        workflow(reenrollment=ReenrollmentPolicy.ANYTIME), previous=[enrollment(status)]
+    )
+    assert codes(decision) == ["already_enrolled"]
+
+
+def test_every_reason_is_given_at_once() -> None:
+    deal = RecordRef(type=RecordType.DEAL, id="d-1")
+    decision = enroll(workflow(), record=deal, previous=[enrollment(Status.ACTIVE)])
+    assert codes(decision) == ["record_type_mismatch", "already_enrolled"]
+
+
+@pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
+def test_a_workflow_that_never_re_enrolls_refuses_a_second_time(ended: Status) -> None:
+    decision = enroll(workflow(reenrollment=ReenrollmentPolicy.NEVER), previous=[enrollment(ended)])
+    assert codes(decision) == ["reenrollment_not_allowed"]
+
+
+@pytest.mark.parametrize("policy", [ReenrollmentPolicy.ANYTIME, ReenrollmentPolicy.WHEN_NOT_ACTIVE])
+def test_a_workflow_that_re_enrolls_admits_after_an_exit(policy: ReenrollmentPolicy) -> None:
+    decision = enroll(workflow(reenrollment=policy), previous=[enrollment(Status.EXITED)])
+    assert isinstance(decision, Admitted)
+
+
+def test_re_enrollment_waits_the_minimum_days_after_the_latest_enrollment() -> None:
+    wf = workflow(reenrollment=ReenrollmentPolicy.ANYTIME, min_days_between_enrollments=7)
+    old = enrollment(Status.COMPLETED, enrolled_at=NOW - timedelta(days=40))
+    recent = enrollment(Status.EXITED, enrolled_at=NOW - timedelta(days=6, hours=23))
+
+    too_soon = enroll(wf, previous=[old, recent])
+
+    assert codes(too_soon) == ["reenrollment_too_soon"]
+    assert isinstance(too_soon, Refused)
+    assert "7 days" in too_soon.rejections[0].detail
+
+
+def test_re_enrollment_is_allowed_once_the_minimum_days_passed() -> None:
+    wf = workflow(reenrollment=ReenrollmentPolicy.ANYTIME, min_days_between_enrollments=7)
+    previous = [enrollment(Status.EXITED, enrolled_at=NOW - timedelta(days=7))]
+    assert isinstance(enroll(wf, previous=previous), Admitted)
+
+
+def test_an_admitted_record_starts_at_the_first_step_of_the_current_version() -> None:
+    enrollment_id = uuid.uuid4()
+    decision = enroll(workflow(0, DAY, version=3), enrollment_id=enrollment_id)
+
+    assert isinstance(decision, Admitted)
+    admitted = decision.enrollment
+    assert admitted.enrollment_id == enrollment_id
+    assert (admitted.account_id, admitted.workflow_id, admitted.record) == (
+        ACCOUNT,
+        "onboarding",
+        CONTACT,
+    )
+    assert admitted.workflow_version == 3
+    assert (admitted.status, admitted.current_step, admitted.steps_completed) == (
+        Status.ACTIVE,
+        0,
+        0,
+    )
+    assert admitted.enrolled_at == NOW
+    assert decision.first_step.step_id == "s0"
+
+
+@pytest.mark.parametrize("delay", [0, 90, 2 * DAY])
+def test_the_first_step_is_due_now_plus_its_delay(delay: int) -> None:
+    decision = enroll(workflow(delay, HOUR))
+    assert isinstance(decision, Admitted)
+    assert decision.enrollment.next_due_at == NOW + timedelta(seconds=delay)
+
+
+# --- versions -------------------------------------------------------------------------
+
+
+def test_a_new_workflow_becomes_version_one() -> None:
+    assert next_version(None, None, definition_hash(definition())) == 1
+
+
+def test_an_unchanged_definition_makes_no_version() -> None:
+    same = definition_hash(definition(0, HOUR))
+    assert same == definition_hash(definition(0, HOUR))
+    assert next_version(4, same, same) is None
+
+
+def test_a_changed_definition_makes_the_next_version() -> None:
+    before = definition_hash(definition(0, HOUR))
+    after = definition_hash(definition(0, 2 * HOUR))
+    assert before != after
+    assert next_version(4, before, after) == 5
+
+
+# --- step progress --------------------------------------------------------------------
+
+
+def test_a_sent_step_schedules_the_next_after_its_delay_from_the_send() -> None:
+    sent_at = NOW + timedelta(minutes=3)
+    current = enrollment(next_due_at=NOW)
+
+    decision = on_step_sent(current, definition(0, HOUR, DAY), step_index=0, sent_at=sent_at)
+
+    assert isinstance(decision, ScheduleNext)
+    assert decision.step.step_id == "s1"
+    assert decision.enrollment == replace(
+        current, current_step=1, steps_completed=1, next_due_at=sent_at + timedelta(hours=1)
+    )
+
+
+def test_the_last_sent_step_completes_the_enrollment() -> None:
+    current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW)
+
+    decision = on_step_sent(current, definition(0, HOUR), step_index=1, sent_at=NOW)
+
+    assert isinstance(decision, Complete)
+    assert decision.enrollment == replace(
+        current, status=Status.COMPLETED, steps_completed=2, next_due_at=None, ended_at=NOW
+    )
+
+
+@pytest.mark.parametrize("step_index", [0, 2])
+def test_a_send_of_another_step_than_the_current_changes_nothing(step_index: int) -> None:
+    current = enrollment(current_step=1, steps_completed=1)
+    decision = on_step_sent(current, definition(0, HOUR, DAY), step_index=step_index, sent_at=NOW)
+    assert isinstance(decision, Unchanged)
+    assert f"step {step_index} is not the current step 1" in decision.why
+
+
+@pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
+def test_a_send_for_an_ended_enrollment_changes_nothing(ended: Status) -> None:
+    decision = on_step_sent(enrollment(ended), definition(0, HOUR), step_index=0, sent_at=NOW)
+    assert decision == Unchanged(f"enrollment is {ended.value}")
+
+
+def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
+    current = enrollment(Status.PAUSED, next_due_at=NOW)
+
+    decision = on_step_sent(current, definition(0, HOUR), step_index=0, sent_at=NOW)
+
+    assert isinstance(decision, ScheduleNext)
+    assert decision.enrollment.status is Status.PAUSED
+    assert (decision.enrollment.current_step, decision.enrollment.steps_completed) == (1, 1)
+    assert decision.enrollment.next_due_at == NOW + timedelta(hours=1)
+
+
+# --- exits ----------------------------------------------------------------------------
+
+
+def exit_of(
+    current: Enrollment,
+    *,
+    source: ExitSource = ExitSource.MANUAL,
+    agents_may_stop: bool = True,
+    by_user: bool = True,
+) -> Exited | Unchanged:
+    return decide_exit(
+        current,
+        reason=ExitReason.REPLIED,
+        source=source,
+        agents_may_stop=agents_may_stop,
+        by_user=by_user,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("status", [Status.ACTIVE, Status.PAUSED])
+def test_a_live_enrollment_exits_with_its_reason(status: Status) -> None:
+    current = enrollment(status, current_step=2, steps_completed=2, next_due_at=NOW)
+
+    decision = exit_of(current, source=ExitSource.TRIGGER, by_user=False)
+
+    assert isinstance(decision, Exited)
+    assert decision.enrollment == replace(
+        current,
+        status=Status.EXITED,
+        next_due_at=None,
+        ended_at=NOW,
+        exit_reason=ExitReason.REPLIED,
+    )
+
+
+@pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
+def test_an_ended_enrollment_stays_as_it_was(ended: Status) -> None:
+    assert exit_of(enrollment(ended)) == Unchanged(f"enrollment already {ended.value}")
+
+
+@pytest.mark.parametrize("source", [ExitSource.MANUAL, ExitSource.BULK])
+def test_a_workflow_may_forbid_users_to_stop_it(source: ExitSource) -> None:
+    decision = exit_of(enrollment(), source=source, agents_may_stop=False, by_user=True)
+    assert decision == Unchanged("the workflow does not let agents stop it")
+
+
+@pytest.mark.parametrize(
+    ("source", "by_user"),
+    [
+        (ExitSource.TRIGGER, False),
+        (ExitSource.EXCLUSION, False),
+        (ExitSource.WORKFLOW, True),
+        (ExitSource.MANUAL, False),  # an API client or Offramp itself, not an agent
+    ],
+)
+def test_only_agents_are_held_back_by_the_setting(source: ExitSource, by_user: bool) -> None:
+    decision = exit_of(enrollment(), source=source, agents_may_stop=False, by_user=by_user)
+    assert isinstance(decision, Exited)
+
+
+def test_agents_may_stop_a_workflow_that_allows_it() -> None:
+    assert isinstance(exit_of(enrollment(), agents_may_stop=True, by_user=True), Exited)
+
+
+# --- pause and resume -----------------------------------------------------------------
+
+
+def test_pausing_keeps_the_step_and_its_due_time() -> None:
+    current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW + timedelta(hours=2))
+    assert decide_pause(current) == replace(current, status=Status.PAUSED)
+
+
+@pytest.mark.parametrize("status", [Status.PAUSED, Status.EXITED, Status.COMPLETED])
+def test_only_an_active_enrollment_pauses(status: Status) -> None:
+    assert decide_pause(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
+
+
+def test_resuming_before_the_due_time_keeps_it() -> None:
+    due = NOW + timedelta(hours=2)
+    current = enrollment(Status.PAUSED, next_due_at=due)
+    assert decide_resume(current, now=NOW) == replace(current, status=Status.ACTIVE)
+
+
+@pytest.mark.parametrize("due", [NOW - timedelta(days=3), None])
+def test_resuming_after_the_due_time_runs_the_step_at_once(due: datetime | None) -> None:
+    resumed = decide_resume(enrollment(Status.PAUSED, next_due_at=due), now=NOW)
+    assert isinstance(resumed, Enrollment)
+    assert (resumed.status, resumed.next_due_at) == (Status.ACTIVE, NOW)
+
+
+@pytest.mark.parametrize("status", [Status.ACTIVE, Status.EXITED, Status.COMPLETED])
+def test_only_a_paused_enrollment_resumes(status: Status) -> None:
+    assert decide_resume(enrollment(status), now=NOW) == Unchanged(f"enrollment is {status.value}")

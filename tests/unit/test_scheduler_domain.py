@@ -1,0 +1,132 @@
+"""The scheduler's pure decisions and the ``step.due`` message a fired timer becomes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.scheduler.domain import (
+    ENDING_EVENTS,
+    TimerAction,
+    TimerDecision,
+    on_enrollment_event,
+    on_step_scheduled,
+)
+from services.scheduler.timers import step_due_message
+from shared.contracts import TOPIC_OF_TYPE, RecordRef, RecordType, decode, topics
+from shared.contracts.events import (
+    EnrollmentCompleted,
+    EnrollmentEnrolled,
+    EnrollmentExited,
+    EnrollmentPaused,
+    EnrollmentResumed,
+    EnrollmentStepCompleted,
+    EnrollmentStepScheduled,
+    StepDue,
+)
+from shared.contracts.inbound import Channel
+
+pytestmark = pytest.mark.unit
+
+DUE = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+ENROLLMENT_ID = uuid.UUID("0b6c3c4e-9f0e-4c59-a0f5-3f4f1d0f7a21")
+
+
+def test_a_scheduled_step_gets_a_timer() -> None:
+    assert on_step_scheduled(enrollment_ended=False).action is TimerAction.SCHEDULE
+
+
+def test_a_step_scheduled_after_the_enrollment_ended_gets_none() -> None:
+    assert on_step_scheduled(enrollment_ended=True) == TimerDecision(
+        TimerAction.IGNORE, "enrollment already ended"
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "why"),
+    [
+        (EnrollmentExited.TYPE, "exited"),
+        (EnrollmentCompleted.TYPE, "completed"),
+        (EnrollmentPaused.TYPE, "paused"),
+    ],
+)
+def test_exits_completions_and_pauses_cancel_pending_timers(event_type: str, why: str) -> None:
+    assert on_enrollment_event(event_type) == TimerDecision(TimerAction.CANCEL, why)
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        EnrollmentResumed.TYPE,
+        EnrollmentEnrolled.TYPE,
+        EnrollmentStepCompleted.TYPE,
+        EnrollmentStepScheduled.TYPE,
+        "enrollment.archived",
+    ],
+)
+def test_other_enrollment_events_leave_timers_alone(event_type: str) -> None:
+    assert on_enrollment_event(event_type).action is TimerAction.IGNORE
+
+
+def test_only_exits_and_completions_end_an_enrollment() -> None:
+    # The handler marks these ended; a pause must not be, or resume could never re-arm.
+    assert set(ENDING_EVENTS) == {EnrollmentExited.TYPE, EnrollmentCompleted.TYPE}
+
+
+def timer_row(**overrides: Any) -> dict[str, Any]:
+    """A row as ``repository.fire_due`` returns it."""
+    return {
+        "enrollment_id": ENROLLMENT_ID,
+        "step_index": 1,
+        "account_id": "acme-account",
+        "workflow_id": "onboarding",
+        "workflow_version": 2,
+        "record_type": "contact",
+        "record_id": "c-1",
+        "step_id": "follow-up",
+        "channel": "sms",
+        "due_at": DUE,
+        **overrides,
+    }
+
+
+def test_a_fired_timer_becomes_a_step_due_message() -> None:
+    message = step_due_message(timer_row())
+
+    assert isinstance(message, StepDue)
+    assert message.account_id == "acme-account"
+    payload = message.payload
+    assert payload.enrollment_id == ENROLLMENT_ID
+    assert (payload.workflow_id, payload.workflow_version) == ("onboarding", 2)
+    assert payload.record == RecordRef(type=RecordType.CONTACT, id="c-1")
+    assert (payload.step_index, payload.step_id) == (1, "follow-up")
+    assert payload.channel is Channel.SMS
+    assert payload.due_at == DUE
+    assert message.partition_key() == "acme-account/contact/c-1"
+    assert TOPIC_OF_TYPE[message.type] == topics.SCHEDULER_STEPS
+    assert decode(message.to_json(), topic=topics.SCHEDULER_STEPS) == message
+
+
+def test_the_same_timer_fired_twice_gets_the_same_message_id() -> None:
+    first = step_due_message(timer_row())
+    again = step_due_message(timer_row())
+    assert first.message_id == again.message_id
+    assert first.occurred_at <= again.occurred_at
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"due_at": DUE + timedelta(seconds=1)},
+        {"due_at": DUE + timedelta(microseconds=1)},
+        {"step_index": 2},
+        {"enrollment_id": uuid.UUID("5f1d4b0e-2c7e-4e0f-9a7b-2d4b1c3e5f60")},
+    ],
+)
+def test_a_re_armed_or_other_timer_gets_another_message_id(change: dict[str, Any]) -> None:
+    assert (
+        step_due_message(timer_row(**change)).message_id != step_due_message(timer_row()).message_id
+    )
