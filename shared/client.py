@@ -3,6 +3,7 @@ tests use to publish commands and events and to read topics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -44,6 +45,22 @@ class OfframpClient:
             key=out.key.encode(),
             headers=[(k, v.encode()) for k, v in out.headers.items()],
         )
+
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        """Publish ``messages`` without waiting for each one; returns when all are acked."""
+        assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
+        pending = []
+        for message in messages:
+            out = OutgoingMessage.of(message)
+            pending.append(
+                await self._producer.send(
+                    self.topic(out.topic),
+                    out.value,
+                    key=out.key.encode(),
+                    headers=[(k, v.encode()) for k, v in out.headers.items()],
+                )
+            )
+        await asyncio.gather(*pending)
 
     async def publish_raw(self, topic: str, value: bytes, *, key: str) -> None:
         assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101

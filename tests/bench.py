@@ -122,8 +122,8 @@ class ExitWatcher:
 
 
 async def enroll_all(client: OfframpClient, count: int) -> None:
-    for i in range(count):
-        await client.publish(
+    await client.publish_many(
+        [
             Enroll.create(
                 account_id=ACCOUNT,
                 payload=EnrollPayload(
@@ -133,7 +133,9 @@ async def enroll_all(client: OfframpClient, count: int) -> None:
                     actor=USER,
                 ),
             )
-        )
+            for i in range(count)
+        ]
+    )
 
 
 async def publish_at_rate(

@@ -1,18 +1,29 @@
 """Enrollment subscribers: commands and sends in, enrollment and workflow events out.
 
-Each handler runs inside the pipeline's transaction: load, decide (``domain``), save,
-write history, publish through the outbox.
+Each handler gets a run of messages of one type inside the pipeline's transaction: it
+loads the state the whole run needs in one query per kind, applies the pure decisions of
+``domain`` message by message (a later message sees what an earlier one changed), then
+saves, writes history and publishes through the outbox in bulk.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.enrollment import domain
-from services.enrollment.ports import EnrollmentStore, StoreFactory
-from shared.consumer import Handler
+from services.enrollment.ports import (
+    EnrollmentStore,
+    ExitRecord,
+    HistoryEntry,
+    NewEnrollment,
+    RecordKey,
+    StoreFactory,
+)
+from shared.consumer import Batched, Handler
 from shared.contracts import ActorKind, Message, derived_message_id, utc_now
 from shared.contracts.commands import ApplyWorkflow, Enroll, Exit, Pause, Resume
 from shared.contracts.events import (
@@ -41,6 +52,8 @@ from shared.logging import get_logger
 from shared.outbox import UnitOfWork
 
 log = get_logger(__name__)
+
+RecordCommand = Exit | Pause | Resume
 
 
 def _ref(enrollment: domain.Enrollment) -> dict[str, Any]:
@@ -75,6 +88,64 @@ def _step_scheduled(
     )
 
 
+@dataclass
+class _Changes:
+    """What a run changed, saved in bulk once the run is decided."""
+
+    history: list[HistoryEntry] = field(default_factory=list)
+    progress: dict[uuid.UUID, domain.Enrollment] = field(default_factory=dict)
+
+    def record(
+        self,
+        enrollment: domain.Enrollment,
+        event_type: str,
+        cause: Message,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.history.append(
+            HistoryEntry(
+                account_id=enrollment.account_id,
+                workflow_id=enrollment.workflow_id,
+                record=enrollment.record,
+                event_type=event_type,
+                detail={
+                    "step": enrollment.current_step,
+                    "status": enrollment.status.value,
+                    **(detail or {}),
+                },
+                enrollment_id=enrollment.enrollment_id,
+                caused_by=cause.message_id,
+                at=utc_now(),
+            )
+        )
+
+
+class _LiveEnrollments:
+    """The live enrollments of the records a run of commands is about, kept current."""
+
+    def __init__(self, loaded: Sequence[domain.Enrollment]) -> None:
+        self.by_id = {e.enrollment_id: e for e in loaded}
+        self._by_record: dict[RecordKey, list[uuid.UUID]] = defaultdict(list)
+        for enrollment in loaded:
+            self._by_record[(enrollment.account_id, enrollment.record)].append(
+                enrollment.enrollment_id
+            )
+
+    def targets(self, command: RecordCommand) -> list[domain.Enrollment]:
+        payload = command.payload
+        found = (self.by_id[i] for i in self._by_record[(command.account_id, payload.record)])
+        return [
+            e
+            for e in found
+            if e.status.live
+            and payload.workflow_id in (None, e.workflow_id)
+            and payload.enrollment_id in (None, e.enrollment_id)
+        ]
+
+    def update(self, enrollment: domain.Enrollment) -> None:
+        self.by_id[enrollment.enrollment_id] = enrollment
+
+
 class EnrollmentHandlers:
     def __init__(self, store_factory: StoreFactory) -> None:
         self._store_factory = store_factory
@@ -82,14 +153,14 @@ class EnrollmentHandlers:
     def _store(self, uow: UnitOfWork) -> EnrollmentStore:
         return self._store_factory(uow.conn)
 
-    def handlers(self) -> Mapping[str, Handler]:
+    def handlers(self) -> Mapping[str, Handler | Batched]:
         return {
-            ApplyWorkflow.TYPE: self.apply_workflow,
-            Enroll.TYPE: self.enroll,
-            Exit.TYPE: self.exit,
-            Pause.TYPE: self.pause,
-            Resume.TYPE: self.resume,
-            MessageSent.TYPE: self.step_sent,
+            ApplyWorkflow.TYPE: self.apply_workflow,  # rare: one at a time
+            Enroll.TYPE: Batched(self.enroll),
+            Exit.TYPE: Batched(self.exit),
+            Pause.TYPE: Batched(self.pause),
+            Resume.TYPE: Batched(self.resume),
+            MessageSent.TYPE: Batched(self.step_sent),
         }
 
     async def apply_workflow(self, uow: UnitOfWork, command: ApplyWorkflow) -> None:
@@ -122,25 +193,62 @@ class EnrollmentHandlers:
         )
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=version)
 
-    async def enroll(self, uow: UnitOfWork, command: Enroll) -> None:
+    async def enroll(self, uow: UnitOfWork, commands: list[Enroll]) -> None:
         store = self._store(uow)
-        payload = command.payload
         now = utc_now()
-        workflow = await store.current_workflow(command.account_id, payload.workflow_id)
-        previous = await store.record_enrollments_for_update(
-            command.account_id, payload.workflow_id, payload.record
+        workflows = await store.current_workflows(
+            [(c.account_id, c.payload.workflow_id) for c in commands]
         )
-        decision = domain.decide_enrollment(
-            workflow=workflow,
-            workflow_id=payload.workflow_id,
-            record=payload.record,
-            account_id=command.account_id,
-            previous=previous,
-            now=now,
-            enrollment_id=_event_id("enrollment", command, payload.workflow_id),
-        )
-        if isinstance(decision, domain.Refused):
-            await store.add_history(
+        previous: dict[tuple[str, str, Any], list[domain.Enrollment]] = defaultdict(list)
+        for enrollment in await store.enrollments_in_workflows_for_update(
+            [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
+        ):
+            previous[(enrollment.account_id, enrollment.workflow_id, enrollment.record)].append(
+                enrollment
+            )
+        new: list[NewEnrollment] = []
+        changes = _Changes()
+        for command in commands:
+            payload = command.payload
+            key = (command.account_id, payload.workflow_id, payload.record)
+            decision = domain.decide_enrollment(
+                workflow=workflows.get((command.account_id, payload.workflow_id)),
+                workflow_id=payload.workflow_id,
+                record=payload.record,
+                account_id=command.account_id,
+                previous=previous[key],
+                now=now,
+                enrollment_id=_event_id("enrollment", command, payload.workflow_id),
+            )
+            if isinstance(decision, domain.Refused):
+                self._reject(uow, changes, command, decision)
+                continue
+            enrollment = decision.enrollment
+            previous[key].append(enrollment)
+            new.append(NewEnrollment(enrollment, payload.contact, payload.actor))
+            changes.record(enrollment, EnrollmentEnrolled.TYPE, command)
+            uow.publish(
+                EnrollmentEnrolled.create(
+                    message_id=_event_id("enrolled", command, enrollment.enrollment_id),
+                    account_id=command.account_id,
+                    caused_by=command,
+                    payload=EnrolledPayload(
+                        **_ref(enrollment), contact=payload.contact, actor=payload.actor
+                    ),
+                )
+            )
+            uow.publish(_step_scheduled(command, enrollment, decision.first_step))
+        await store.insert_enrollments(new)
+        await store.add_history(changes.history)
+        log.info("enroll_run", admitted=len(new), rejected=len(commands) - len(new))
+
+    @staticmethod
+    def _reject(
+        uow: UnitOfWork, changes: _Changes, command: Enroll, decision: domain.Refused
+    ) -> None:
+        payload = command.payload
+        changes.history.append(
+            HistoryEntry(
                 account_id=command.account_id,
                 workflow_id=payload.workflow_id,
                 record=payload.record,
@@ -148,198 +256,224 @@ class EnrollmentHandlers:
                 detail={"rejections": [r.model_dump() for r in decision.rejections]},
                 enrollment_id=None,
                 caused_by=command.message_id,
-                at=now,
+                at=utc_now(),
             )
-            uow.publish(
-                EnrollmentRejected.create(
-                    message_id=_event_id("rejected", command, payload.workflow_id),
-                    account_id=command.account_id,
-                    caused_by=command,
-                    payload=RejectedPayload(
-                        workflow_id=payload.workflow_id,
-                        record=payload.record,
-                        actor=payload.actor,
-                        rejections=decision.rejections,
-                    ),
-                )
-            )
-            log.info("enrollment_rejected", codes=[r.code for r in decision.rejections])
-            return
-        enrollment = decision.enrollment
-        await store.insert_enrollment(enrollment, contact=payload.contact, actor=payload.actor)
-        await self._history(store, enrollment, EnrollmentEnrolled.TYPE, {}, command)
+        )
         uow.publish(
-            EnrollmentEnrolled.create(
-                message_id=_event_id("enrolled", command, enrollment.enrollment_id),
+            EnrollmentRejected.create(
+                message_id=_event_id("rejected", command, payload.workflow_id),
                 account_id=command.account_id,
                 caused_by=command,
-                payload=EnrolledPayload(
-                    **_ref(enrollment), contact=payload.contact, actor=payload.actor
+                payload=RejectedPayload(
+                    workflow_id=payload.workflow_id,
+                    record=payload.record,
+                    actor=payload.actor,
+                    rejections=decision.rejections,
                 ),
             )
         )
-        uow.publish(_step_scheduled(command, enrollment, decision.first_step))
-        log.info("enrolled", enrollment_id=str(enrollment.enrollment_id))
+        log.info("enrollment_rejected", codes=[r.code for r in decision.rejections])
 
-    async def exit(self, uow: UnitOfWork, command: Exit) -> None:
-        store = self._store(uow)
-        payload = command.payload
-        now = utc_now()
-        targets = await store.live_enrollments_for_update(
-            command.account_id,
-            payload.record,
-            workflow_id=payload.workflow_id,
-            enrollment_id=payload.enrollment_id,
-        )
-        if not targets:
-            log.info("exit_without_live_enrollment", reason=payload.reason.value)
-        for enrollment in targets:
-            workflow = await store.workflow_version(
-                enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version
+    async def _live(
+        self, store: EnrollmentStore, commands: Sequence[RecordCommand]
+    ) -> _LiveEnrollments:
+        return _LiveEnrollments(
+            await store.live_enrollments_for_update(
+                [(c.account_id, c.payload.record) for c in commands]
             )
-            decision = domain.decide_exit(
-                enrollment,
-                reason=payload.reason,
-                source=payload.source,
-                agents_may_stop=workflow.definition.settings.agents_may_stop if workflow else True,
-                by_user=payload.actor.kind is ActorKind.USER,
-                now=now,
+        )
+
+    async def exit(self, uow: UnitOfWork, commands: list[Exit]) -> None:
+        store = self._store(uow)
+        now = utc_now()
+        live = await self._live(store, commands)
+        versions = await store.workflow_versions(
+            [(e.account_id, e.workflow_id, e.workflow_version) for e in live.by_id.values()]
+        )
+        exits: list[ExitRecord] = []
+        changes = _Changes()
+        for command in commands:
+            payload = command.payload
+            for enrollment in live.targets(command):
+                workflow = versions.get(
+                    (enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version)
+                )
+                decision = domain.decide_exit(
+                    enrollment,
+                    reason=payload.reason,
+                    source=payload.source,
+                    agents_may_stop=(
+                        workflow.definition.settings.agents_may_stop if workflow else True
+                    ),
+                    by_user=payload.actor.kind is ActorKind.USER,
+                    now=now,
+                )
+                if isinstance(decision, domain.Unchanged):
+                    log.info(
+                        "exit_refused",
+                        enrollment_id=str(enrollment.enrollment_id),
+                        why=decision.why,
+                    )
+                    continue
+                exited = decision.enrollment
+                live.update(exited)
+                exits.append(
+                    ExitRecord(exited, payload.source, payload.actor, payload.triggering_event)
+                )
+                changes.record(
+                    exited,
+                    EnrollmentExited.TYPE,
+                    command,
+                    {
+                        "reason": payload.reason.value,
+                        "source": payload.source.value,
+                        "actor": payload.actor.model_dump(),
+                        "triggering_event": (
+                            payload.triggering_event.model_dump(mode="json")
+                            if payload.triggering_event
+                            else None
+                        ),
+                    },
+                )
+                uow.publish(
+                    EnrollmentExited.create(
+                        message_id=_event_id("exited", command, exited.enrollment_id),
+                        account_id=command.account_id,
+                        caused_by=command,
+                        payload=ExitedPayload(
+                            **_ref(exited),
+                            reason=payload.reason,
+                            source=payload.source,
+                            actor=payload.actor,
+                            triggering_event=payload.triggering_event,
+                            steps_completed=exited.steps_completed,
+                        ),
+                    )
+                )
+        await store.save_exits(exits)
+        await store.add_history(changes.history)
+        log.info("exit_run", commands=len(commands), exited=len(exits))
+
+    async def pause(self, uow: UnitOfWork, commands: list[Pause]) -> None:
+        store = self._store(uow)
+        live = await self._live(store, commands)
+        changes = _Changes()
+        for command in commands:
+            payload = command.payload
+            for enrollment in live.targets(command):
+                decision = domain.decide_pause(enrollment)
+                if isinstance(decision, domain.Unchanged):
+                    continue
+                live.update(decision)
+                changes.progress[decision.enrollment_id] = decision
+                changes.record(decision, EnrollmentPaused.TYPE, command, {"reason": payload.reason})
+                uow.publish(
+                    EnrollmentPaused.create(
+                        message_id=_event_id("paused", command, decision.enrollment_id),
+                        account_id=command.account_id,
+                        caused_by=command,
+                        payload=PausedPayload(
+                            **_ref(decision),
+                            until=payload.until,
+                            reason=payload.reason,
+                            actor=payload.actor,
+                        ),
+                    )
+                )
+        await store.save_progress(list(changes.progress.values()))
+        await store.add_history(changes.history)
+
+    async def resume(self, uow: UnitOfWork, commands: list[Resume]) -> None:
+        store = self._store(uow)
+        live = await self._live(store, commands)
+        versions = await store.workflow_versions(
+            [(e.account_id, e.workflow_id, e.workflow_version) for e in live.by_id.values()]
+        )
+        changes = _Changes()
+        for command in commands:
+            for enrollment in live.targets(command):
+                decision = domain.decide_resume(enrollment, now=utc_now())
+                if isinstance(decision, domain.Unchanged):
+                    continue
+                workflow = versions.get(
+                    (decision.account_id, decision.workflow_id, decision.workflow_version)
+                )
+                if workflow is None:
+                    raise RuntimeError(f"workflow version of {decision.enrollment_id} is missing")
+                live.update(decision)
+                changes.progress[decision.enrollment_id] = decision
+                changes.record(decision, EnrollmentResumed.TYPE, command)
+                uow.publish(
+                    EnrollmentResumed.create(
+                        message_id=_event_id("resumed", command, decision.enrollment_id),
+                        account_id=command.account_id,
+                        caused_by=command,
+                        payload=ResumedPayload(**_ref(decision), actor=command.payload.actor),
+                    )
+                )
+                step = workflow.definition.steps[decision.current_step]
+                uow.publish(_step_scheduled(command, decision, step))
+        await store.save_progress(list(changes.progress.values()))
+        await store.add_history(changes.history)
+
+    async def step_sent(self, uow: UnitOfWork, events: list[MessageSent]) -> None:
+        store = self._store(uow)
+        loaded = await store.enrollments_for_update(
+            [(e.account_id, e.payload.enrollment_id) for e in events]
+        )
+        state = {e.enrollment_id: e for e in loaded}
+        versions = await store.workflow_versions(
+            [(e.account_id, e.workflow_id, e.workflow_version) for e in loaded]
+        )
+        changes = _Changes()
+        for event in events:
+            sent = event.payload
+            enrollment = state.get(sent.enrollment_id)
+            if enrollment is None:
+                log.warning("sent_for_unknown_enrollment", enrollment_id=str(sent.enrollment_id))
+                continue
+            workflow = versions.get(
+                (enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version)
+            )
+            if workflow is None:
+                raise RuntimeError(f"workflow version of {enrollment.enrollment_id} is missing")
+            decision = domain.on_step_sent(
+                enrollment, workflow.definition, step_index=sent.step_index, sent_at=sent.sent_at
             )
             if isinstance(decision, domain.Unchanged):
                 log.info(
-                    "exit_refused", enrollment_id=str(enrollment.enrollment_id), why=decision.why
+                    "step_sent_ignored", enrollment_id=str(sent.enrollment_id), why=decision.why
                 )
                 continue
-            exited = decision.enrollment
-            await store.save_exit(
-                exited,
-                source=payload.source,
-                actor=payload.actor,
-                triggering_event=payload.triggering_event,
-            )
-            detail = {
-                "reason": payload.reason.value,
-                "source": payload.source.value,
-                "actor": payload.actor.model_dump(),
-                "triggering_event": (
-                    payload.triggering_event.model_dump(mode="json")
-                    if payload.triggering_event
-                    else None
-                ),
-                "at_step": exited.current_step,
-            }
-            await self._history(store, exited, EnrollmentExited.TYPE, detail, command)
-            uow.publish(
-                EnrollmentExited.create(
-                    message_id=_event_id("exited", command, exited.enrollment_id),
-                    account_id=command.account_id,
-                    caused_by=command,
-                    payload=ExitedPayload(
-                        **_ref(exited),
-                        reason=payload.reason,
-                        source=payload.source,
-                        actor=payload.actor,
-                        triggering_event=payload.triggering_event,
-                        steps_completed=exited.steps_completed,
-                    ),
-                )
-            )
-            log.info(
-                "enrollment_exited",
-                enrollment_id=str(exited.enrollment_id),
-                reason=payload.reason.value,
-            )
+            self._advance(uow, changes, event, enrollment, decision)
+            state[enrollment.enrollment_id] = decision.enrollment
+        await store.save_progress(list(changes.progress.values()))
+        await store.add_history(changes.history)
 
-    async def pause(self, uow: UnitOfWork, command: Pause) -> None:
-        store = self._store(uow)
-        payload = command.payload
-        targets = await store.live_enrollments_for_update(
-            command.account_id,
-            payload.record,
-            workflow_id=payload.workflow_id,
-            enrollment_id=payload.enrollment_id,
-        )
-        for enrollment in targets:
-            decision = domain.decide_pause(enrollment)
-            if isinstance(decision, domain.Unchanged):
-                continue
-            await store.save_progress(decision)
-            await self._history(
-                store, decision, EnrollmentPaused.TYPE, {"reason": payload.reason}, command
-            )
-            uow.publish(
-                EnrollmentPaused.create(
-                    message_id=_event_id("paused", command, decision.enrollment_id),
-                    account_id=command.account_id,
-                    caused_by=command,
-                    payload=PausedPayload(
-                        **_ref(decision),
-                        until=payload.until,
-                        reason=payload.reason,
-                        actor=payload.actor,
-                    ),
-                )
-            )
-
-    async def resume(self, uow: UnitOfWork, command: Resume) -> None:
-        store = self._store(uow)
-        payload = command.payload
-        targets = await store.live_enrollments_for_update(
-            command.account_id,
-            payload.record,
-            workflow_id=payload.workflow_id,
-            enrollment_id=payload.enrollment_id,
-        )
-        for enrollment in targets:
-            decision = domain.decide_resume(enrollment, now=utc_now())
-            if isinstance(decision, domain.Unchanged):
-                continue
-            workflow = await store.workflow_version(
-                decision.account_id, decision.workflow_id, decision.workflow_version
-            )
-            if workflow is None:
-                raise RuntimeError(f"workflow version of {decision.enrollment_id} is missing")
-            await store.save_progress(decision)
-            await self._history(store, decision, EnrollmentResumed.TYPE, {}, command)
-            uow.publish(
-                EnrollmentResumed.create(
-                    message_id=_event_id("resumed", command, decision.enrollment_id),
-                    account_id=command.account_id,
-                    caused_by=command,
-                    payload=ResumedPayload(**_ref(decision), actor=payload.actor),
-                )
-            )
-            step = workflow.definition.steps[decision.current_step]
-            uow.publish(_step_scheduled(command, decision, step))
-
-    async def step_sent(self, uow: UnitOfWork, event: MessageSent) -> None:
-        store = self._store(uow)
+    @staticmethod
+    def _advance(
+        uow: UnitOfWork,
+        changes: _Changes,
+        event: MessageSent,
+        before: domain.Enrollment,
+        decision: domain.ScheduleNext | domain.Complete,
+    ) -> None:
         sent = event.payload
-        enrollment = await store.enrollment_for_update(event.account_id, sent.enrollment_id)
-        if enrollment is None:
-            log.warning("sent_for_unknown_enrollment", enrollment_id=str(sent.enrollment_id))
-            return
-        workflow = await store.workflow_version(
-            enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version
+        after = decision.enrollment
+        changes.progress[after.enrollment_id] = after
+        changes.record(
+            after,
+            EnrollmentStepCompleted.TYPE,
+            event,
+            {"step_index": sent.step_index, "provider_message_id": sent.provider_message_id},
         )
-        if workflow is None:
-            raise RuntimeError(f"workflow version of {enrollment.enrollment_id} is missing")
-        decision = domain.on_step_sent(
-            enrollment, workflow.definition, step_index=sent.step_index, sent_at=sent.sent_at
-        )
-        if isinstance(decision, domain.Unchanged):
-            log.info("step_sent_ignored", enrollment_id=str(sent.enrollment_id), why=decision.why)
-            return
-        await store.save_progress(decision.enrollment)
-        detail = {"step_index": sent.step_index, "provider_message_id": sent.provider_message_id}
-        await self._history(store, decision.enrollment, EnrollmentStepCompleted.TYPE, detail, event)
         uow.publish(
             EnrollmentStepCompleted.create(
-                message_id=_event_id("step_completed", event, enrollment.enrollment_id),
+                message_id=_event_id("step_completed", event, before.enrollment_id),
                 account_id=event.account_id,
                 caused_by=event,
                 payload=StepCompletedPayload(
-                    **_ref(enrollment),
+                    **_ref(before),
                     step_index=sent.step_index,
                     step_id=sent.step_id,
                     provider_message_id=sent.provider_message_id,
@@ -348,37 +482,15 @@ class EnrollmentHandlers:
         )
         if isinstance(decision, domain.ScheduleNext):
             # A paused enrollment records the sent step; resuming schedules the next one.
-            if decision.enrollment.status is domain.Status.ACTIVE:
-                uow.publish(_step_scheduled(event, decision.enrollment, decision.step))
+            if after.status is domain.Status.ACTIVE:
+                uow.publish(_step_scheduled(event, after, decision.step))
             return
-        completed = decision.enrollment
-        await self._history(store, completed, EnrollmentCompleted.TYPE, {}, event)
+        changes.record(after, EnrollmentCompleted.TYPE, event)
         uow.publish(
             EnrollmentCompleted.create(
-                message_id=_event_id("completed", event, completed.enrollment_id),
+                message_id=_event_id("completed", event, after.enrollment_id),
                 account_id=event.account_id,
                 caused_by=event,
-                payload=CompletedPayload(
-                    **_ref(completed), steps_completed=completed.steps_completed
-                ),
+                payload=CompletedPayload(**_ref(after), steps_completed=after.steps_completed),
             )
-        )
-
-    @staticmethod
-    async def _history(
-        store: EnrollmentStore,
-        enrollment: domain.Enrollment,
-        event_type: str,
-        detail: dict[str, Any],
-        cause: Message,
-    ) -> None:
-        await store.add_history(
-            account_id=enrollment.account_id,
-            workflow_id=enrollment.workflow_id,
-            record=enrollment.record,
-            event_type=event_type,
-            detail={"step": enrollment.current_step, "status": enrollment.status.value, **detail},
-            enrollment_id=enrollment.enrollment_id,
-            caused_by=cause.message_id,
-            at=utc_now(),
         )

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
 
 import asyncpg
 
 from services.enrollment.domain import Enrollment, Status, WorkflowVersion
+from services.enrollment.ports import (
+    ExitRecord,
+    HistoryEntry,
+    NewEnrollment,
+    RecordKey,
+    VersionKey,
+    WorkflowKey,
+)
 from shared.contracts import Actor, RecordRef, RecordType
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts.commands import ExitReason
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
 
-_ENROLLMENT_COLUMNS = """enrollment_id, account_id, workflow_id, workflow_version, record_type,
-    record_id, status, current_step, steps_completed, enrolled_at, next_due_at, ended_at,
-    exit_reason"""
+_ENROLLMENT_COLUMNS_E = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
+    e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
+    e.next_due_at, e.ended_at, e.exit_reason"""
 
 # Workflow versions never change once written, so a process may keep them.
 _VERSION_CACHE: dict[tuple[str, str, int], WorkflowVersion] = {}
@@ -89,168 +96,184 @@ class EnrollmentRepository:
             definition.name,
         )
 
-    async def current_workflow(self, account_id: str, workflow_id: str) -> WorkflowVersion | None:
-        version = await self._conn.fetchval(
-            "SELECT current_version FROM workflows WHERE account_id = $1 AND workflow_id = $2",
-            account_id,
-            workflow_id,
+    async def current_workflows(
+        self, keys: Sequence[WorkflowKey]
+    ) -> dict[WorkflowKey, WorkflowVersion]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rows = await self._conn.fetch(
+            """SELECT w.account_id, w.workflow_id, w.current_version FROM workflows w
+               JOIN unnest($1::text[], $2::text[]) AS k(a, w)
+                 ON w.account_id = k.a AND w.workflow_id = k.w""",
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
         )
-        if version is None:
-            return None
-        return await self.workflow_version(account_id, workflow_id, version)
+        versions = await self.workflow_versions(
+            [(r["account_id"], r["workflow_id"], r["current_version"]) for r in rows]
+        )
+        return {(a, w): v for (a, w, _n), v in versions.items()}
 
-    async def workflow_version(
-        self, account_id: str, workflow_id: str, version: int
-    ) -> WorkflowVersion | None:
-        key = (account_id, workflow_id, version)
-        if (cached := _VERSION_CACHE.get(key)) is not None:
-            return cached
-        definition = await self._conn.fetchval(
-            """SELECT definition FROM workflow_versions
-               WHERE account_id = $1 AND workflow_id = $2 AND version = $3""",
-            account_id,
-            workflow_id,
-            version,
-        )
-        if definition is None:
-            return None
-        found = WorkflowVersion(
-            account_id, workflow_id, version, WorkflowDefinition.model_validate_json(definition)
-        )
-        if len(_VERSION_CACHE) >= _VERSION_CACHE_LIMIT:
-            _VERSION_CACHE.clear()
-        _VERSION_CACHE[key] = found
+    async def workflow_versions(
+        self, keys: Sequence[VersionKey]
+    ) -> dict[VersionKey, WorkflowVersion]:
+        found = {k: _VERSION_CACHE[k] for k in keys if k in _VERSION_CACHE}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            rows = await self._conn.fetch(
+                """SELECT v.account_id, v.workflow_id, v.version, v.definition
+                   FROM workflow_versions v
+                   JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(a, w, n)
+                     ON v.account_id = k.a AND v.workflow_id = k.w AND v.version = k.n""",
+                [k[0] for k in missing],
+                [k[1] for k in missing],
+                [k[2] for k in missing],
+            )
+            if len(_VERSION_CACHE) + len(rows) > _VERSION_CACHE_LIMIT:
+                _VERSION_CACHE.clear()
+            for row in rows:
+                key = (row["account_id"], row["workflow_id"], row["version"])
+                version = WorkflowVersion(
+                    *key, WorkflowDefinition.model_validate_json(row["definition"])
+                )
+                _VERSION_CACHE[key] = found[key] = version
         return found
 
-    async def record_enrollments_for_update(
-        self, account_id: str, workflow_id: str, record: RecordRef
+    async def enrollments_in_workflows_for_update(
+        self, keys: Sequence[tuple[str, str, RecordRef]]
     ) -> list[Enrollment]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
         rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollments
-                WHERE account_id = $1 AND workflow_id = $2 AND record_type = $3 AND record_id = $4
-                ORDER BY enrolled_at FOR UPDATE""",
-            account_id,
-            workflow_id,
-            record.type.value,
-            record.id,
+            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+                JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(a, w, t, i)
+                  ON e.account_id = k.a AND e.workflow_id = k.w
+                 AND e.record_type = k.t AND e.record_id = k.i
+                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
+            [k[2].type.value for k in wanted],
+            [k[2].id for k in wanted],
+        )
+        return sorted((_enrollment(row) for row in rows), key=lambda e: e.enrolled_at)
+
+    async def live_enrollments_for_update(self, records: Sequence[RecordKey]) -> list[Enrollment]:
+        wanted = list(dict.fromkeys(records))
+        if not wanted:
+            return []
+        # Locked in id order, so two transactions never wait on each other in a cycle.
+        rows = await self._conn.fetch(
+            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+                JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, t, i)
+                  ON e.account_id = k.a AND e.record_type = k.t AND e.record_id = k.i
+                WHERE e.status IN ('active', 'paused')
+                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+            [k[0] for k in wanted],
+            [k[1].type.value for k in wanted],
+            [k[1].id for k in wanted],
+        )
+        return sorted((_enrollment(row) for row in rows), key=lambda e: e.enrolled_at)
+
+    async def enrollments_for_update(
+        self, keys: Sequence[tuple[str, uuid.UUID]]
+    ) -> list[Enrollment]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
+        rows = await self._conn.fetch(
+            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+                JOIN unnest($1::text[], $2::uuid[]) AS k(a, id)
+                  ON e.account_id = k.a AND e.enrollment_id = k.id
+                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
         )
         return [_enrollment(row) for row in rows]
 
-    async def live_enrollments_for_update(
-        self,
-        account_id: str,
-        record: RecordRef,
-        *,
-        workflow_id: str | None,
-        enrollment_id: uuid.UUID | None,
-    ) -> list[Enrollment]:
-        """The record's live enrollments, narrowed to one workflow or enrollment if given."""
-        rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollments
-                WHERE account_id = $1 AND record_type = $2 AND record_id = $3
-                  AND status IN ('active', 'paused')
-                  AND ($4::text IS NULL OR workflow_id = $4)
-                  AND ($5::uuid IS NULL OR enrollment_id = $5)
-                ORDER BY enrolled_at FOR UPDATE""",
-            account_id,
-            record.type.value,
-            record.id,
-            workflow_id,
-            enrollment_id,
-        )
-        return [_enrollment(row) for row in rows]
-
-    async def enrollment_for_update(
-        self, account_id: str, enrollment_id: uuid.UUID
-    ) -> Enrollment | None:
-        row = await self._conn.fetchrow(
-            f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollments
-                WHERE account_id = $1 AND enrollment_id = $2 FOR UPDATE""",
-            account_id,
-            enrollment_id,
-        )
-        return None if row is None else _enrollment(row)
-
-    async def insert_enrollment(
-        self, enrollment: Enrollment, *, contact: ContactDetails | None, actor: Actor
-    ) -> None:
+    async def insert_enrollments(self, new: Sequence[NewEnrollment]) -> None:
+        if not new:
+            return
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                    record_type, record_id, contact, status, current_step, steps_completed,
                    next_due_at, enrolled_by, enrolled_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13)""",
-            enrollment.enrollment_id,
-            enrollment.account_id,
-            enrollment.workflow_id,
-            enrollment.workflow_version,
-            enrollment.record.type.value,
-            enrollment.record.id,
-            contact.model_dump_json() if contact else None,
-            enrollment.status.value,
-            enrollment.current_step,
-            enrollment.steps_completed,
-            enrollment.next_due_at,
-            actor.model_dump_json(),
-            enrollment.enrolled_at,
+               SELECT id, a, w, v, t, r, c::jsonb, s, cs, sc, d, b::jsonb, at
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
+                           $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],
+                           $11::timestamptz[], $12::text[], $13::timestamptz[])
+                    AS n(id, a, w, v, t, r, c, s, cs, sc, d, b, at)""",
+            [n.enrollment.enrollment_id for n in new],
+            [n.enrollment.account_id for n in new],
+            [n.enrollment.workflow_id for n in new],
+            [n.enrollment.workflow_version for n in new],
+            [n.enrollment.record.type.value for n in new],
+            [n.enrollment.record.id for n in new],
+            [n.contact.model_dump_json() if n.contact else None for n in new],
+            [n.enrollment.status.value for n in new],
+            [n.enrollment.current_step for n in new],
+            [n.enrollment.steps_completed for n in new],
+            [n.enrollment.next_due_at for n in new],
+            [n.actor.model_dump_json() for n in new],
+            [n.enrollment.enrolled_at for n in new],
         )
 
-    async def save_progress(self, enrollment: Enrollment) -> None:
+    async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
+        latest = list({e.enrollment_id: e for e in enrollments}.values())  # last state wins
+        if not latest:
+            return
         await self._conn.execute(
-            """UPDATE enrollments SET status = $2, current_step = $3, steps_completed = $4,
-                   next_due_at = $5, ended_at = $6, updated_at = now()
-               WHERE enrollment_id = $1""",
-            enrollment.enrollment_id,
-            enrollment.status.value,
-            enrollment.current_step,
-            enrollment.steps_completed,
-            enrollment.next_due_at,
-            enrollment.ended_at,
+            """UPDATE enrollments e SET status = u.s, current_step = u.cs,
+                   steps_completed = u.sc, next_due_at = u.d, ended_at = u.ended,
+                   updated_at = now()
+               FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[],
+                           $6::timestamptz[]) AS u(id, s, cs, sc, d, ended)
+               WHERE e.enrollment_id = u.id""",
+            [e.enrollment_id for e in latest],
+            [e.status.value for e in latest],
+            [e.current_step for e in latest],
+            [e.steps_completed for e in latest],
+            [e.next_due_at for e in latest],
+            [e.ended_at for e in latest],
         )
 
-    async def save_exit(
-        self,
-        enrollment: Enrollment,
-        *,
-        source: ExitSource,
-        actor: Actor,
-        triggering_event: TriggeringEvent | None,
-    ) -> None:
+    async def save_exits(self, exits: Sequence[ExitRecord]) -> None:
+        latest = list({x.enrollment.enrollment_id: x for x in exits}.values())
+        if not latest:
+            return
         await self._conn.execute(
-            """UPDATE enrollments SET status = 'exited', next_due_at = NULL, ended_at = $2,
-                   exit_reason = $3, exit_source = $4, exit_actor = $5::jsonb,
-                   triggering_event = $6::jsonb, updated_at = now()
-               WHERE enrollment_id = $1""",
-            enrollment.enrollment_id,
-            enrollment.ended_at,
-            enrollment.exit_reason.value if enrollment.exit_reason else None,
-            source.value,
-            actor.model_dump_json(),
-            triggering_event.model_dump_json() if triggering_event else None,
+            """UPDATE enrollments e SET status = 'exited', next_due_at = NULL,
+                   ended_at = u.ended, exit_reason = u.reason, exit_source = u.source,
+                   exit_actor = u.actor::jsonb, triggering_event = u.ev::jsonb,
+                   updated_at = now()
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                           $6::text[]) AS u(id, ended, reason, source, actor, ev)
+               WHERE e.enrollment_id = u.id""",
+            [x.enrollment.enrollment_id for x in latest],
+            [x.enrollment.ended_at for x in latest],
+            [x.enrollment.exit_reason.value if x.enrollment.exit_reason else None for x in latest],
+            [x.source.value for x in latest],
+            [x.actor.model_dump_json() for x in latest],
+            [x.triggering_event.model_dump_json() if x.triggering_event else None for x in latest],
         )
 
-    async def add_history(
-        self,
-        *,
-        account_id: str,
-        workflow_id: str,
-        record: RecordRef,
-        event_type: str,
-        detail: dict[str, Any],
-        enrollment_id: uuid.UUID | None,
-        caused_by: uuid.UUID | None,
-        at: datetime,
-    ) -> None:
+    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
         await self._conn.execute(
-            """INSERT INTO enrollment_history (account_id, enrollment_id, workflow_id, record_type,
-                   record_id, event_type, detail, caused_by, at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)""",
-            account_id,
-            enrollment_id,
-            workflow_id,
-            record.type.value,
-            record.id,
-            event_type,
-            json.dumps(detail, default=str),
-            caused_by,
-            at,
+            """INSERT INTO enrollment_history (account_id, enrollment_id, workflow_id,
+                   record_type, record_id, event_type, detail, caused_by, at)
+               SELECT a, e, w, t, r, k, d::jsonb, c, at
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::text[], $8::uuid[], $9::timestamptz[])
+                    AS h(a, e, w, t, r, k, d, c, at)""",
+            [h.account_id for h in entries],
+            [h.enrollment_id for h in entries],
+            [h.workflow_id for h in entries],
+            [h.record.type.value for h in entries],
+            [h.record.id for h in entries],
+            [h.event_type for h in entries],
+            [json.dumps(h.detail, default=str) for h in entries],
+            [h.caused_by for h in entries],
+            [h.at for h in entries],
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -13,8 +14,8 @@ import pytest
 from services.enrollment import handlers as enrollment_handlers
 from services.enrollment.domain import Enrollment, Status, WorkflowVersion
 from services.enrollment.handlers import EnrollmentHandlers
-from services.enrollment.ports import EnrollmentStore
-from shared.consumer import Handler
+from services.enrollment.ports import EnrollmentStore, ExitRecord, HistoryEntry, NewEnrollment
+from shared.consumer import Batched, Handler
 from shared.contracts import (
     SYSTEM_ACTOR,
     TOPIC_OF_TYPE,
@@ -103,107 +104,97 @@ class FakeEnrollmentStore:
         self.versions[key] = (WorkflowVersion(*key, definition), definition_hash)
         self.heads[(account_id, definition.workflow_id)] = version
 
-    async def current_workflow(self, account_id: str, workflow_id: str) -> WorkflowVersion | None:
-        version = self.heads.get((account_id, workflow_id))
-        return (
-            None
-            if version is None
-            else await self.workflow_version(account_id, workflow_id, version)
-        )
-
-    async def workflow_version(
-        self, account_id: str, workflow_id: str, version: int
-    ) -> WorkflowVersion | None:
-        found = self.versions.get((account_id, workflow_id, version))
+    def _version(self, key: tuple[str, str, int]) -> WorkflowVersion | None:
+        found = self.versions.get(key)
         return None if found is None else found[0]
 
-    async def record_enrollments_for_update(
-        self, account_id: str, workflow_id: str, record: RecordRef
+    async def current_workflows(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], WorkflowVersion]:
+        found = {}
+        for key in keys:
+            version = self.heads.get(key)
+            if version is not None and (v := self._version((*key, version))) is not None:
+                found[key] = v
+        return found
+
+    async def workflow_versions(
+        self, keys: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], WorkflowVersion]:
+        return {k: v for k in keys if (v := self._version(k)) is not None}
+
+    async def enrollments_in_workflows_for_update(
+        self, keys: Sequence[tuple[str, str, RecordRef]]
     ) -> list[Enrollment]:
+        wanted = set(keys)
         return sorted(
             (
                 e
                 for e in self.enrollments.values()
-                if (e.account_id, e.workflow_id, e.record) == (account_id, workflow_id, record)
+                if (e.account_id, e.workflow_id, e.record) in wanted
             ),
             key=lambda e: e.enrolled_at,
         )
 
     async def live_enrollments_for_update(
-        self,
-        account_id: str,
-        record: RecordRef,
-        *,
-        workflow_id: str | None,
-        enrollment_id: uuid.UUID | None,
+        self, records: Sequence[tuple[str, RecordRef]]
     ) -> list[Enrollment]:
+        wanted = set(records)
         return sorted(
             (
                 e
                 for e in self.enrollments.values()
-                if e.account_id == account_id
-                and e.record == record
-                and e.status.live
-                and workflow_id in (None, e.workflow_id)
-                and enrollment_id in (None, e.enrollment_id)
+                if (e.account_id, e.record) in wanted and e.status.live
             ),
             key=lambda e: e.enrolled_at,
         )
 
-    async def enrollment_for_update(
-        self, account_id: str, enrollment_id: uuid.UUID
-    ) -> Enrollment | None:
-        found = self.enrollments.get(enrollment_id)
-        return found if found is not None and found.account_id == account_id else None
+    async def enrollments_for_update(
+        self, keys: Sequence[tuple[str, uuid.UUID]]
+    ) -> list[Enrollment]:
+        return [
+            e
+            for account_id, enrollment_id in dict.fromkeys(keys)
+            if (e := self.enrollments.get(enrollment_id)) is not None  # type: ignore[misc]
+            and e.account_id == account_id
+        ]
 
-    async def insert_enrollment(
-        self, enrollment: Enrollment, *, contact: ContactDetails | None, actor: Actor
-    ) -> None:
-        assert enrollment.enrollment_id not in self.enrollments, "primary key violation"
-        self.enrollments[enrollment.enrollment_id] = enrollment
+    async def insert_enrollments(self, new: Sequence[NewEnrollment]) -> None:
+        for item in new:
+            assert item.enrollment.enrollment_id not in self.enrollments, "primary key violation"
+            self.enrollments[item.enrollment.enrollment_id] = item.enrollment
 
-    async def save_progress(self, enrollment: Enrollment) -> None:
-        known = self.enrollments[enrollment.enrollment_id]
-        self.enrollments[enrollment.enrollment_id] = replace(
-            known,
-            status=enrollment.status,
-            current_step=enrollment.current_step,
-            steps_completed=enrollment.steps_completed,
-            next_due_at=enrollment.next_due_at,
-            ended_at=enrollment.ended_at,
-        )
+    async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
+        for enrollment in enrollments:
+            known = self.enrollments[enrollment.enrollment_id]
+            self.enrollments[enrollment.enrollment_id] = replace(
+                known,
+                status=enrollment.status,
+                current_step=enrollment.current_step,
+                steps_completed=enrollment.steps_completed,
+                next_due_at=enrollment.next_due_at,
+                ended_at=enrollment.ended_at,
+            )
 
-    async def save_exit(
-        self,
-        enrollment: Enrollment,
-        *,
-        source: ExitSource,
-        actor: Actor,
-        triggering_event: TriggeringEvent | None,
-    ) -> None:
-        known = self.enrollments[enrollment.enrollment_id]
-        self.enrollments[enrollment.enrollment_id] = replace(
-            known,
-            status=Status.EXITED,
-            next_due_at=None,
-            ended_at=enrollment.ended_at,
-            exit_reason=enrollment.exit_reason,
-        )
-        self.exits[enrollment.enrollment_id] = (source, actor, triggering_event)
+    async def save_exits(self, exits: Sequence[ExitRecord]) -> None:
+        for record in exits:
+            enrollment = record.enrollment
+            known = self.enrollments[enrollment.enrollment_id]
+            self.enrollments[enrollment.enrollment_id] = replace(
+                known,
+                status=Status.EXITED,
+                next_due_at=None,
+                ended_at=enrollment.ended_at,
+                exit_reason=enrollment.exit_reason,
+            )
+            self.exits[enrollment.enrollment_id] = (
+                record.source,
+                record.actor,
+                record.triggering_event,
+            )
 
-    async def add_history(
-        self,
-        *,
-        account_id: str,
-        workflow_id: str,
-        record: RecordRef,
-        event_type: str,
-        detail: dict[str, Any],
-        enrollment_id: uuid.UUID | None,
-        caused_by: uuid.UUID | None,
-        at: datetime,
-    ) -> None:
-        self.history.append((account_id, enrollment_id, event_type))
+    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+        self.history.extend((h.account_id, h.enrollment_id, h.event_type) for h in entries)
 
 
 def _conforms(store: FakeEnrollmentStore) -> EnrollmentStore:
@@ -231,15 +222,22 @@ def store() -> FakeEnrollmentStore:
 
 
 @pytest.fixture
-def handlers(store: FakeEnrollmentStore, clock: Clock) -> Mapping[str, Handler]:
+def handlers(store: FakeEnrollmentStore, clock: Clock) -> Mapping[str, Handler | Batched]:
     return EnrollmentHandlers(lambda _conn: _conforms(store)).handlers()
 
 
-async def run(handlers: Mapping[str, Handler], *messages: Message) -> list[Message]:
-    """Hand ``messages`` to their handlers in one unit of work; decode what it publishes."""
+async def run(handlers: Mapping[str, Handler | Batched], *messages: Message) -> list[Message]:
+    """Hand ``messages`` to their handlers in one unit of work, in runs of one type as the
+    pipeline does; decode what it publishes."""
     uow = UnitOfWork(conn=None)  # type: ignore[arg-type]  # the fake store needs none
-    for message in messages:
-        await handlers[message.type](uow, message)
+    for _type, group in itertools.groupby(messages, key=lambda m: m.type):
+        run_of = list(group)
+        handler = handlers[run_of[0].type]
+        if isinstance(handler, Batched):
+            await handler.handle(uow, run_of)
+        else:
+            for message in run_of:
+                await handler(uow, message)
     published = []
     for outgoing in uow.outgoing:
         decoded = decode(outgoing.value, topic=outgoing.topic)
@@ -340,14 +338,18 @@ def sent_evt(
 
 
 async def enrolled_in(
-    handlers: Mapping[str, Handler], wf: WorkflowDefinition | None = None, record: RecordRef = ALICE
+    handlers: Mapping[str, Handler | Batched],
+    wf: WorkflowDefinition | None = None,
+    record: RecordRef = ALICE,
 ) -> EnrollmentEnrolled:
     wf = wf or definition()
     published = await run(handlers, apply_cmd(wf), enroll_cmd(record, wf.workflow_id))
     return only(published, EnrollmentEnrolled)
 
 
-def test_enrollment_handles_its_commands_and_sends(handlers: Mapping[str, Handler]) -> None:
+def test_enrollment_handles_its_commands_and_sends(
+    handlers: Mapping[str, Handler | Batched],
+) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
     assert set(handlers) == commands | {MessageSent.TYPE}
 
@@ -356,7 +358,7 @@ def test_enrollment_handles_its_commands_and_sends(handlers: Mapping[str, Handle
 
 
 async def test_applying_a_new_workflow_publishes_version_one(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     command = apply_cmd(definition())
 
@@ -371,7 +373,7 @@ async def test_applying_a_new_workflow_publishes_version_one(
 
 
 async def test_re_applying_the_same_definition_publishes_nothing(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     await run(handlers, apply_cmd(definition()))
 
@@ -380,7 +382,7 @@ async def test_re_applying_the_same_definition_publishes_nothing(
 
 
 async def test_a_changed_definition_becomes_the_next_version(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     await run(handlers, apply_cmd(definition(0, 24)))
 
@@ -388,8 +390,7 @@ async def test_a_changed_definition_becomes_the_next_version(
 
     assert isinstance(applied, WorkflowApplied)
     assert applied.payload.version == 2
-    current = await store.current_workflow(ACCOUNT, "onboarding")
-    assert current is not None
+    current = (await store.current_workflows([(ACCOUNT, "onboarding")]))[(ACCOUNT, "onboarding")]
     assert current.version == 2
     assert current.definition.steps[1].delay_seconds == 48 * 3600
 
@@ -398,7 +399,7 @@ async def test_a_changed_definition_becomes_the_next_version(
 
 
 async def test_enrolling_publishes_enrolled_and_schedules_the_first_step(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     await run(handlers, apply_cmd(definition(2, 24)))
     command = enroll_cmd()
@@ -427,7 +428,7 @@ async def test_enrolling_publishes_enrolled_and_schedules_the_first_step(
 
 
 async def test_enrolling_into_an_unknown_workflow_is_rejected(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     (rejected,) = await run(handlers, enroll_cmd(workflow_id="nowhere"))
 
@@ -439,7 +440,7 @@ async def test_enrolling_into_an_unknown_workflow_is_rejected(
 
 
 async def test_enrolling_a_record_twice_is_rejected(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     await enrolled_in(handlers)
 
@@ -454,7 +455,7 @@ async def test_enrolling_a_record_twice_is_rejected(
 
 
 async def test_a_sent_step_completes_it_and_schedules_the_next(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers, definition(0, 24, 48))
     sent_at = T0 + timedelta(minutes=1)
@@ -476,7 +477,7 @@ async def test_a_sent_step_completes_it_and_schedules_the_next(
 
 
 async def test_the_last_sent_step_completes_the_enrollment(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers, definition(0, 24))
     await run(handlers, sent_evt(enrolled, 0, T0))
@@ -490,7 +491,7 @@ async def test_the_last_sent_step_completes_the_enrollment(
 
 
 async def test_a_send_of_a_step_already_recorded_changes_nothing(
-    handlers: Mapping[str, Handler],
+    handlers: Mapping[str, Handler | Batched],
 ) -> None:
     enrolled = await enrolled_in(handlers)
     await run(handlers, sent_evt(enrolled, 0, T0))
@@ -502,7 +503,7 @@ async def test_a_send_of_a_step_already_recorded_changes_nothing(
 
 
 async def test_an_exit_publishes_one_exited_event_with_its_cause(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers)
     command = exit_cmd()
@@ -551,7 +552,7 @@ async def test_a_replayed_exit_gets_the_same_event_id_and_a_new_one_changes_noth
 
 
 async def test_an_exit_without_workflow_leaves_every_live_workflow_of_the_record(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     trial = await enrolled_in(handlers, definition(workflow_id="trial"))
     nurture = await enrolled_in(handlers, definition(0, workflow_id="nurture"))
@@ -569,7 +570,7 @@ async def test_an_exit_without_workflow_leaves_every_live_workflow_of_the_record
 
 
 async def test_a_workflow_that_agents_may_not_stop_still_exits_on_triggers(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers, definition(agents_may_stop=False))
 
@@ -583,7 +584,7 @@ async def test_a_workflow_that_agents_may_not_stop_still_exits_on_triggers(
 
 
 async def test_pausing_publishes_paused(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers)
     command = pause_cmd()
@@ -599,7 +600,7 @@ async def test_pausing_publishes_paused(
 
 @pytest.mark.parametrize(("resumed_after", "due_after"), [(HOUR, 2 * HOUR), (3 * HOUR, 3 * HOUR)])
 async def test_resuming_publishes_resumed_and_schedules_the_current_step(
-    handlers: Mapping[str, Handler],
+    handlers: Mapping[str, Handler | Batched],
     store: FakeEnrollmentStore,
     clock: Clock,
     resumed_after: timedelta,
@@ -620,7 +621,7 @@ async def test_resuming_publishes_resumed_and_schedules_the_current_step(
 
 
 async def test_a_step_sent_while_paused_is_recorded_and_the_next_waits_for_resume(
-    handlers: Mapping[str, Handler], clock: Clock
+    handlers: Mapping[str, Handler | Batched], clock: Clock
 ) -> None:
     enrolled = await enrolled_in(handlers, definition(0, 24, 48))
     await run(handlers, pause_cmd())
@@ -638,7 +639,7 @@ async def test_a_step_sent_while_paused_is_recorded_and_the_next_waits_for_resum
 
 
 async def test_nothing_crosses_accounts(
-    handlers: Mapping[str, Handler], store: FakeEnrollmentStore
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
 ) -> None:
     enrolled = await enrolled_in(handlers)
     before = dict(store.enrollments)
@@ -659,3 +660,37 @@ async def test_nothing_crosses_accounts(
     assert [r.code for r in rejected.payload.rejections] == ["unknown_workflow"]
     assert store.enrollments == before
     assert len(store.history) == history + 1  # only the other account's rejection
+
+
+# --- runs of several messages ---------------------------------------------------------
+
+
+async def test_a_run_of_exits_for_one_record_exits_it_once(
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
+) -> None:
+    enrolled = await enrolled_in(handlers)
+    first, second = exit_cmd(), exit_cmd()
+
+    published = await run(handlers, first, second)
+
+    exited = [m for m in published if isinstance(m, EnrollmentExited)]
+    assert [e.causation_id for e in exited] == [first.message_id]
+    assert store.enrollments[enrolled.payload.enrollment_id].status is Status.EXITED
+
+
+async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(
+    handlers: Mapping[str, Handler | Batched],
+) -> None:
+    await run(handlers, apply_cmd(definition(0, 24)))
+
+    published = await run(handlers, enroll_cmd(), enroll_cmd(record=BOB), enroll_cmd())
+
+    assert [m.type for m in published] == [
+        EnrollmentEnrolled.TYPE,
+        EnrollmentStepScheduled.TYPE,
+        EnrollmentEnrolled.TYPE,
+        EnrollmentStepScheduled.TYPE,
+        EnrollmentRejected.TYPE,
+    ]
+    rejected = only(published, EnrollmentRejected)
+    assert [r.code for r in rejected.payload.rejections] == ["already_enrolled"]
