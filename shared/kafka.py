@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -13,7 +13,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from faststream.params import NoCast
+from pydantic import SkipValidation
 
 from shared.consumer import MessagePipeline
 from shared.contracts import MESSAGES_BY_TOPIC
@@ -88,20 +88,11 @@ def subscribe_pipeline(
     escapes the pipeline (the database is down) seeks back, so the batch is read again
     (``NACK_ON_ERROR``; FastStream's default, ACK_FIRST, would be at-most-once).
     """
-    models = [model for topic in topics for model in MESSAGES_BY_TOPIC[topic]]
-    body_type: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
 
-    async def handle(body: Any, message: Any) -> None:
-        del body  # decoded by the pipeline, which also validates
+    async def handle(body: Any, message: KafkaMessage) -> None:
+        del body  # raw bytes: the pipeline decodes and validates each record itself
         await pipeline.process_batch(message.raw_message)
 
-    # Set at run time (this module uses postponed annotations): the body type documents
-    # the topics' messages in the AsyncAPI schema; NoCast leaves validation to the pipeline.
-    handle.__annotations__ = {
-        "body": NoCast[list[body_type]],
-        "message": KafkaMessage,
-        "return": None,
-    }
     handle.__name__ = f"consume_{group_id.replace('-', '_')}"
     broker.subscriber(
         *(physical(topic, namespace) for topic in topics),
@@ -112,24 +103,46 @@ def subscribe_pipeline(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_batch_decoder,
-        title=group_id,
-        description=" ".join(TOPIC_BY_NAME[topic].description for topic in topics),
+        include_in_schema=False,  # documented per topic by ``document_subscriber``
     )(handle)
 
 
-def document_publisher(broker: KafkaBroker, topic: str, namespace: str) -> None:
+def _union(topic: str) -> Any:
+    models = MESSAGES_BY_TOPIC[topic]
+    return Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
+
+
+def document_subscriber(docs: KafkaBroker, topic: str, *, group_id: str, namespace: str) -> None:
+    """Declare, on a broker that is never started, what a service reads from ``topic``.
+
+    The real consumer reads all of a service's topics at once; declaring each topic apart
+    gives the AsyncAPI document the exact message types of each one. SkipValidation keeps
+    the type in the schema (FastStream's NoCast would drop it).
+    """
+
+    async def documented(body: Any) -> None:
+        del body  # documentation only: never called
+
+    documented.__annotations__ = {"body": Annotated[_union(topic), SkipValidation], "return": None}
+    documented.__name__ = f"{group_id}_reads_{topic}".replace("-", "_").replace(".", "_")
+    docs.subscriber(
+        physical(topic, namespace),
+        group_id=group_id,
+        title=f"{group_id}:{topic}",
+        description=TOPIC_BY_NAME[topic].description,
+    )(documented)
+
+
+def document_publisher(docs: KafkaBroker, topic: str, namespace: str) -> None:
     """Declare what a service publishes to ``topic`` so the AsyncAPI document shows it.
 
     The outbox relay publishes the bytes; this object is documentation of the contract.
     """
-    spec = TOPIC_BY_NAME[topic]
-    models = MESSAGES_BY_TOPIC[topic]
-    schema: Any = Union[tuple(models)] if len(models) > 1 else models[0]  # noqa: UP007
-    broker.publisher(
+    docs.publisher(
         physical(topic, namespace),
         title=f"{topic}:publish",
-        description=spec.description,
-        schema=schema,
+        description=TOPIC_BY_NAME[topic].description,
+        schema=_union(topic),
     )
 
 

@@ -26,6 +26,7 @@ from shared.health import HealthServer
 from shared.kafka import (
     create_broker,
     document_publisher,
+    document_subscriber,
     ensure_topics,
     raw_publisher,
     subscribe_pipeline,
@@ -168,14 +169,22 @@ def build_app(
         max_records=settings.consumer_max_records,
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
     )
+    # The AsyncAPI document comes from a broker that is never started: it declares each
+    # topic this service reads and writes, with that topic's message types.
+    docs = KafkaBroker(settings.kafka_bootstrap_servers)
+    for topic in spec.consumes:
+        document_subscriber(
+            docs, topic, group_id=runtime.group_id, namespace=settings.topic_namespace
+        )
     for topic in spec.publishes:
-        document_publisher(broker, topic, settings.topic_namespace)
+        document_publisher(docs, topic, settings.topic_namespace)
     app = FastStream(
         broker,
         on_startup=[runtime.start_resources],
         after_startup=[runtime.start_background],
         on_shutdown=[runtime.stop],
         specification=AsyncAPI(
+            docs,
             title=f"Offramp {spec.name}",
             version="1.0.0",
             description=spec.description,
