@@ -112,6 +112,9 @@ class PipelineStats:
     dead_lettered: int = 0
     unknown_types: int = 0
     last_batch_monotonic: float = 0.0
+    database_unavailable: int = 0
+    batch_started_monotonic: float = 0.0
+    """When the batch in progress started; 0 when none is."""
 
 
 class MessagePipeline:
@@ -135,10 +138,30 @@ class MessagePipeline:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._namespace = topic_namespace
+        self._unavailable = 0
         self.stats = PipelineStats()
 
     async def process_batch(self, records: Sequence[KafkaRecord]) -> None:
         """Apply ``records`` exactly once each; returns when all are committed."""
+        self.stats.batch_started_monotonic = time.monotonic()
+        try:
+            await self._process(records)
+            self._unavailable = 0
+        except INFRASTRUCTURE_ERRORS as exc:
+            # The database, not the message, is the problem: give the batch back to Kafka
+            # (it is read again), after a growing pause so an outage is not a hot loop.
+            self._unavailable += 1
+            self.stats.database_unavailable += 1
+            pause = min(self._backoff_initial_s * 2 ** (self._unavailable - 1), self._backoff_max_s)
+            log.warning(
+                "database_unavailable", consumer=self.consumer, retry_in_s=pause, error=repr(exc)
+            )
+            await asyncio.sleep(pause)
+            raise
+        finally:
+            self.stats.batch_started_monotonic = 0.0
+
+    async def _process(self, records: Sequence[KafkaRecord]) -> None:
         items = [self._decode(record) for record in records]
         try:
             await self._transaction(items)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import TYPE_CHECKING
 
 from shared.logging import get_logger
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
+
+STUCK_AFTER_S = 120.0
+"""A batch still in progress after this long makes the service unready."""
 
 
 class HealthServer:
@@ -40,9 +44,15 @@ class HealthServer:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["database"] = repr(exc)
         checks["relay_leader"] = bool(runtime.relay and runtime.relay.is_leader)
+        # FastStream's own ping sees only the cluster; this sees our consumer: it must be
+        # running, and no batch may have been stuck for longer than STUCK_AFTER_S.
+        checks["consumer"] = all(sub.running for sub in runtime.broker.subscribers)
         if runtime.pipeline is not None:
-            checks["batches"] = runtime.pipeline.stats.batches
-            checks["dead_lettered"] = runtime.pipeline.stats.dead_lettered
+            stats = runtime.pipeline.stats
+            started = stats.batch_started_monotonic
+            checks["stuck_batch"] = bool(started and time.monotonic() - started > STUCK_AFTER_S)
+            checks["batches"] = stats.batches
+            checks["dead_lettered"] = stats.dead_lettered
         return checks
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -51,7 +61,12 @@ class HealthServer:
             path = request.split(b" ")[1].decode() if request.count(b" ") >= 2 else "/"
             if path.startswith("/readyz"):
                 checks = await self.readiness()
-                ok = checks["database"] is True and checks["background"] is True
+                ok = (
+                    checks["database"] is True
+                    and checks["background"] is True
+                    and checks["consumer"] is True
+                    and not checks.get("stuck_batch")
+                )
             elif path.startswith("/healthz"):
                 checks, ok = {"alive": True}, True
             else:

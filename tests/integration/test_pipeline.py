@@ -183,3 +183,31 @@ async def test_offsets_are_committed_after_processing(
         )
     finally:
         await admin.close()
+
+
+async def test_a_database_outage_redelivers_instead_of_dead_lettering(
+    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+) -> None:
+    runtime, _ = service
+    assert runtime.pipeline is not None
+    real_provider = runtime.pipeline._pool_provider
+    outage = {"left": 3}
+
+    def flaky_provider() -> asyncpg.Pool:
+        if outage["left"]:
+            outage["left"] -= 1
+            raise ConnectionRefusedError("database is down")
+        return real_provider()
+
+    runtime.pipeline._pool_provider = flaky_provider
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish(enroll("ok", "r-after-outage"))
+        applied = await eventually(
+            lambda: effects(test_env),
+            until=lambda rows: "r-after-outage" in rows,
+            what="the message applied once the database is back",
+        )
+        dead = await kafka.read_all(topics.DEAD_LETTER)
+    assert applied.count("r-after-outage") == 1
+    assert runtime.pipeline.stats.database_unavailable == 3
+    assert not [d for d in dead if "r-after-outage" in d["payload"]["original_value"]]
