@@ -46,7 +46,7 @@ from tests.support.isolation import (
     new_suffix,
     with_database,
 )
-from tests.support.processes import ready, start_services, stop_services
+from tests.support.processes import start_services, stop_services, wait_ready
 from tests.support.waiting import eventually
 
 ACCOUNT = "bench"
@@ -186,8 +186,7 @@ async def main() -> None:
         services = start_services(env, Path(logs))
         watcher = ExitWatcher(infra.kafka_bootstrap_servers, namespace)
         try:
-            for service in services:
-                await eventually(lambda s=service: ready(s), timeout=60, what=service.name)
+            await wait_ready(services)
             say(f"services up on Kafka {infra.kafka_bootstrap_servers} ({infra.source})")
             async with OfframpClient(infra.kafka_bootstrap_servers, namespace) as client:
                 await client.publish(

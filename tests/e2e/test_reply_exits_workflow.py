@@ -26,10 +26,10 @@ from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import (
     ServiceProcess,
     SmtpSink,
-    ready,
     smtp_server,
     start_services,
     stop_services,
+    wait_ready,
 )
 from tests.support.waiting import eventually
 
@@ -58,10 +58,7 @@ async def system(
         env = test_env.service_env(OFFRAMP_SMTP_PORT=str(smtp_port), OFFRAMP_SMTP_HOST="127.0.0.1")
         services = start_services(env, tmp_path)
         try:
-            for service in services:
-                await eventually(
-                    lambda s=service: ready(s), timeout=60, what=f"{service.name} ready"
-                )
+            await wait_ready(services)
             yield sink, services
         except BaseException:
             for service in services:

@@ -155,8 +155,7 @@ class FakeEnrollmentStore:
         return [
             e
             for account_id, enrollment_id in dict.fromkeys(keys)
-            if (e := self.enrollments.get(enrollment_id)) is not None  # type: ignore[misc]
-            and e.account_id == account_id
+            if (e := self.enrollments.get(enrollment_id)) is not None and e.account_id == account_id
         ]
 
     async def insert_enrollments(self, new: Sequence[NewEnrollment]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.support.infra import REPO
+from tests.support.waiting import eventually
 
 SERVICES = ("enrollment", "scheduler", "trigger_evaluator", "messaging")
 
@@ -108,3 +110,11 @@ def stop_services(services: list[ServiceProcess], timeout: float = 20.0) -> None
         except subprocess.TimeoutExpired:
             os.killpg(service.process.pid, signal.SIGKILL)
             service.process.wait()
+
+
+async def wait_ready(services: list[ServiceProcess], timeout: float = 60.0) -> None:
+    """Wait until every service answers /readyz (fails early if one exits)."""
+    for service in services:
+        await eventually(
+            functools.partial(ready, service), timeout=timeout, what=f"{service.name} ready"
+        )
