@@ -48,3 +48,16 @@ async def claim_many(
         [e[2] for e in entries],
     )
     return {row["message_id"] for row in rows}
+
+
+async def prune(conn: DbConnection, *, older_than_days: float, limit: int = 10_000) -> int:
+    """Forget processed ids older than the window in which Kafka could redeliver them."""
+    result = await conn.execute(
+        """DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM inbox
+               WHERE processed_at < now() - make_interval(secs => $1)
+               LIMIT $2))""",
+        older_than_days * 86_400,
+        limit,
+    )
+    return int(result.split()[-1])

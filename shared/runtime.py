@@ -19,6 +19,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from shared import inbox
 from shared.consumer import Batched, Handler, MessagePipeline
 from shared.contracts.topics import TOPIC_BY_NAME, physical
 from shared.db import create_pool
@@ -37,6 +38,8 @@ from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+INBOX_PRUNE_INTERVAL_S = 3600.0
 
 BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
 
@@ -110,12 +113,25 @@ class ServiceRuntime:
             poll_interval_s=self.settings.outbox_poll_interval_s,
         )
         self._spawn("outbox-relay", self.relay.run())
+        self._spawn("inbox-pruner", self._prune_inbox())
         for task in self.spec.background:
             self._spawn(task.__name__, task(self))
         if self.settings.health_port:
             server = HealthServer(self, port=self.settings.health_port)
             self._spawn("health", server.run())
         log.info("service_started", group_id=self.group_id, consumes=list(self.spec.consumes))
+
+    async def _prune_inbox(self) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    while await inbox.prune(
+                        conn, older_than_days=self.settings.inbox_retention_days
+                    ):
+                        pass  # more than one batch to forget
+            except Exception as exc:  # noqa: BLE001 - retried at the next round
+                log.warning("inbox_prune_failed", error=repr(exc))
+            await asyncio.sleep(INBOX_PRUNE_INTERVAL_S)
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name=f"{self.spec.name}:{name}")

@@ -53,4 +53,10 @@ class ServiceSettings(BaseSettings):
     topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of topics this service creates (3 in production)."
     )
+    inbox_retention_days: float = Field(
+        14.0,
+        gt=0,
+        description="How long processed message ids are kept for de-duplication; keep it "
+        "above the retention of every topic the service reads (Kafka's default is 7 days).",
+    )
     health_port: int = Field(0, ge=0, description="Port of /healthz and /readyz; 0 disables.")
