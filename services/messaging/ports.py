@@ -7,7 +7,7 @@ in-memory fakes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,29 +15,45 @@ from typing import Any, Protocol
 from services.messaging.domain import ClaimedSend, EnrollmentView, Send, WorkflowStep
 from shared.contracts.events import CancelReason
 
+StepKey = tuple[str, str, int, int]
+"""(account id, workflow id, version, step index): one step of one workflow version."""
+
 
 class MessagingStore(Protocol):
-    """Storage of the consumer side: projections and the queue of pending sends."""
+    """Storage of the consumer side: projections and the queue of pending sends.
+
+    Every method takes a whole run of messages' worth of rows and costs one statement.
+    """
 
     async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
-        """Keep the steps of one workflow version (versions never change once applied)."""
+        """Keep the steps of workflow versions (versions never change once applied)."""
         ...
 
-    async def workflow_step(
-        self, account_id: str, workflow_id: str, version: int, step_index: int
-    ) -> WorkflowStep | None: ...
-
-    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
-        """The projected enrollment, locked until the transaction ends."""
+    async def workflow_steps(self, keys: Collection[StepKey]) -> dict[StepKey, WorkflowStep]:
+        """Those of the steps named by ``keys`` that were applied."""
         ...
 
-    async def save_enrollment(self, enrollment: EnrollmentView) -> None: ...
-
-    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
-        """Queue ``send``, due at ``now``; False if the step already has a send."""
+    async def enrollments_for_update(
+        self, enrollment_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, EnrollmentView]:
+        """The projected enrollments among ``enrollment_ids``, locked until the transaction
+        ends."""
         ...
 
-    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+    async def save_enrollments(self, enrollments: Sequence[EnrollmentView]) -> None:
+        """Insert or update projection rows (one per enrollment), as the domain decided."""
+        ...
+
+    async def add_pending_sends(
+        self, sends: Sequence[Send], *, now: datetime
+    ) -> set[tuple[uuid.UUID, int]]:
+        """Queue ``sends`` (one per (enrollment, step)), due at ``now``; returns the
+        (enrollment, step) of those queued, leaving out steps that already have a send."""
+        ...
+
+    async def rearm_paused_sends(
+        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
+    ) -> int:
         """Queue again the sends cancelled only because the enrollment was paused."""
         ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -16,7 +16,7 @@ from services.messaging.domain import (
     Send,
     WorkflowStep,
 )
-from services.messaging.ports import CancelledSend, FailedAttempt, SentSend
+from services.messaging.ports import CancelledSend, FailedAttempt, SentSend, StepKey
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
@@ -59,7 +59,9 @@ class MessagingRepository:
     # --- projections and queueing (consumer side) ---
 
     async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
-        """Keep a version's steps; a replayed ``workflow.applied`` changes nothing."""
+        """Keep versions' steps; a replayed ``workflow.applied`` changes nothing."""
+        if not steps:
+            return
         await self._conn.execute(
             """INSERT INTO workflow_steps (account_id, workflow_id, version, step_index, step_id,
                                            channel, subject, body, sender)
@@ -77,115 +79,143 @@ class MessagingRepository:
             [s.sender for s in steps],
         )
 
-    async def workflow_step(
-        self, account_id: str, workflow_id: str, version: int, step_index: int
-    ) -> WorkflowStep | None:
-        """One step of one workflow version of the account, if it was applied."""
-        row = await self._conn.fetchrow(
-            """SELECT step_id, channel, subject, body, sender FROM workflow_steps
-               WHERE account_id = $1 AND workflow_id = $2 AND version = $3 AND step_index = $4""",
-            account_id,
-            workflow_id,
-            version,
-            step_index,
+    async def workflow_steps(self, keys: Collection[StepKey]) -> dict[StepKey, WorkflowStep]:
+        """The steps named by ``keys`` (account, workflow, version, index) that were applied."""
+        if not keys:
+            return {}
+        rows = await self._conn.fetch(
+            """SELECT w.account_id, w.workflow_id, w.version, w.step_index, w.step_id,
+                      w.channel, w.subject, w.body, w.sender
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::int[])
+                    AS k(account_id, workflow_id, version, step_index)
+               JOIN workflow_steps w
+                 ON w.account_id = k.account_id AND w.workflow_id = k.workflow_id
+                AND w.version = k.version AND w.step_index = k.step_index""",
+            *(list(column) for column in zip(*keys, strict=True)),
         )
-        if row is None:
-            return None
-        return WorkflowStep(
-            account_id=account_id,
-            workflow_id=workflow_id,
-            version=version,
-            step_index=step_index,
-            step_id=row["step_id"],
-            channel=Channel(row["channel"]),
-            subject=row["subject"],
-            body=row["body"],
-            sender=row["sender"],
+        steps = (
+            WorkflowStep(
+                account_id=row["account_id"],
+                workflow_id=row["workflow_id"],
+                version=row["version"],
+                step_index=row["step_index"],
+                step_id=row["step_id"],
+                channel=Channel(row["channel"]),
+                subject=row["subject"],
+                body=row["body"],
+                sender=row["sender"],
+            )
+            for row in rows
         )
+        return {(s.account_id, s.workflow_id, s.version, s.step_index): s for s in steps}
 
-    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
-        """The projected enrollment, locked (this waits for a sender that is sending to it)."""
-        row = await self._conn.fetchrow(
+    async def enrollments_for_update(
+        self, enrollment_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, EnrollmentView]:
+        """The projected enrollments, locked (this waits for a sender that is sending to one
+        of them). Locked in id order, so two transactions never wait on each other."""
+        if not enrollment_ids:
+            return {}
+        rows = await self._conn.fetch(
             """SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type,
                       record_id, status, recipient_email
-               FROM enrollments WHERE enrollment_id = $1 FOR UPDATE""",
-            enrollment_id,
+               FROM enrollments WHERE enrollment_id = ANY($1::uuid[])
+               ORDER BY enrollment_id
+               FOR UPDATE""",
+            list(enrollment_ids),
         )
-        if row is None:
-            return None
-        return EnrollmentView(
-            enrollment_id=row["enrollment_id"],
-            account_id=row["account_id"],
-            workflow_id=row["workflow_id"],
-            workflow_version=row["workflow_version"],
-            record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-            status=EnrollmentStatus(row["status"]),
-            recipient_email=row["recipient_email"],
-        )
+        return {
+            row["enrollment_id"]: EnrollmentView(
+                enrollment_id=row["enrollment_id"],
+                account_id=row["account_id"],
+                workflow_id=row["workflow_id"],
+                workflow_version=row["workflow_version"],
+                record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+                status=EnrollmentStatus(row["status"]),
+                recipient_email=row["recipient_email"],
+            )
+            for row in rows
+        }
 
-    async def save_enrollment(self, enrollment: EnrollmentView) -> None:
-        """Insert or update the projection row as the domain decided it."""
+    async def save_enrollments(self, enrollments: Sequence[EnrollmentView]) -> None:
+        """Insert or update projection rows (one per enrollment) as the domain decided."""
+        if not enrollments:
+            return
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                                         record_type, record_id, status, recipient_email)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
+                                    $6::text[], $7::text[], $8::text[])
                ON CONFLICT (enrollment_id) DO UPDATE
                    SET status = EXCLUDED.status, recipient_email = EXCLUDED.recipient_email,
                        updated_at = now()""",
-            enrollment.enrollment_id,
-            enrollment.account_id,
-            enrollment.workflow_id,
-            enrollment.workflow_version,
-            enrollment.record.type.value,
-            enrollment.record.id,
-            enrollment.status.value,
-            enrollment.recipient_email,
+            [e.enrollment_id for e in enrollments],
+            [e.account_id for e in enrollments],
+            [e.workflow_id for e in enrollments],
+            [e.workflow_version for e in enrollments],
+            [e.record.type.value for e in enrollments],
+            [e.record.id for e in enrollments],
+            [e.status.value for e in enrollments],
+            [e.recipient_email for e in enrollments],
         )
 
-    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
-        """Queue a send; a step already sent, queued or failed is left alone.
+    async def add_pending_sends(
+        self, sends: Sequence[Send], *, now: datetime
+    ) -> set[tuple[uuid.UUID, int]]:
+        """Queue sends (one per step and enrollment); a step already sent, queued or failed
+        is left alone. Returns the (enrollment, step) of those queued.
 
         The one exception is a send cancelled because of a pause: it never went out, so a
         new ``step.due`` for it (after a resume) queues it again.
         """
-        created = await self._conn.fetchval(
+        if not sends:
+            return set()
+        rows = await self._conn.fetch(
             """INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
                                   workflow_version, record_type, record_id, step_id, channel,
                                   sender, subject, body, provider_message_id, cause_message_id,
                                   correlation_id, next_attempt_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17)
+               SELECT u.*, $17::timestamptz
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                           $12::text[], $13::text[], $14::uuid[], $15::uuid[]) AS u
                ON CONFLICT (enrollment_id, step_index) DO UPDATE
                    SET status = 'pending', cancel_reason = NULL,
                        next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL
                    WHERE sends.status = 'cancelled' AND sends.cancel_reason = $16
-               RETURNING 1""",
-            send.enrollment_id,
-            send.step_index,
-            send.account_id,
-            send.workflow_id,
-            send.workflow_version,
-            send.record.type.value,
-            send.record.id,
-            send.step_id,
-            send.channel.value,
-            send.sender,
-            send.subject,
-            send.body,
-            send.provider_message_id,
-            send.cause_message_id,
-            send.correlation_id,
+               RETURNING enrollment_id, step_index""",
+            [s.enrollment_id for s in sends],
+            [s.step_index for s in sends],
+            [s.account_id for s in sends],
+            [s.workflow_id for s in sends],
+            [s.workflow_version for s in sends],
+            [s.record.type.value for s in sends],
+            [s.record.id for s in sends],
+            [s.step_id for s in sends],
+            [s.channel.value for s in sends],
+            [s.sender for s in sends],
+            [s.subject for s in sends],
+            [s.body for s in sends],
+            [s.provider_message_id for s in sends],
+            [s.cause_message_id for s in sends],
+            [s.correlation_id for s in sends],
             REARMABLE_CANCEL_REASON.value,
             now,
         )
-        return created is not None
+        return {(row["enrollment_id"], row["step_index"]) for row in rows}
 
-    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+    async def rearm_paused_sends(
+        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
+    ) -> int:
         """Queue again the sends that were cancelled only because of a pause."""
+        if not enrollment_ids:
+            return 0
         result = await self._conn.execute(
             """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $3,
                                 finished_at = NULL
-               WHERE enrollment_id = $1 AND status = 'cancelled' AND cancel_reason = $2""",
-            enrollment_id,
+               WHERE enrollment_id = ANY($1::uuid[]) AND status = 'cancelled'
+                 AND cancel_reason = $2""",
+            list(enrollment_ids),
             REARMABLE_CANCEL_REASON.value,
             now,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -38,3 +40,31 @@ def on_enrollment_event(event_type: str) -> TimerDecision:
     if event_type == "enrollment.paused":
         return TimerDecision(TimerAction.CANCEL, "paused")
     return TimerDecision(TimerAction.IGNORE, "no timer change")
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    """What a run of exits, completions and pauses changes, one entry per enrollment."""
+
+    ended: dict[uuid.UUID, str] = field(default_factory=dict)
+    """Enrollment -> outcome to remember (exits and completions only)."""
+    cancel: dict[uuid.UUID, str] = field(default_factory=dict)
+    """Enrollment -> reason its pending timers are cancelled with."""
+
+
+def plan_stops(events: Iterable[tuple[uuid.UUID, str]]) -> StopPlan:
+    """Fold a run of (enrollment, event type), in order, into one change per enrollment.
+
+    Applied one by one, the first stop of an enrollment cancels its pending timers and the
+    later ones find none left (no step is scheduled within such a run); the first exit or
+    completion is the outcome remembered. So the first of each wins.
+    """
+    plan = StopPlan()
+    for enrollment_id, event_type in events:
+        decision = on_enrollment_event(event_type)
+        if decision.action is not TimerAction.CANCEL:
+            continue
+        if event_type in ENDING_EVENTS:
+            plan.ended.setdefault(enrollment_id, decision.why)
+        plan.cancel.setdefault(enrollment_id, decision.why)
+    return plan

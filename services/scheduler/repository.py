@@ -1,81 +1,143 @@
-"""All of the scheduler's SQL."""
+"""All of the scheduler's SQL.
+
+The consumer side works on whole runs of messages: each function takes many rows and
+costs one statement (``unnest`` arrays in, ``= ANY`` lookups), however long the run.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.contracts.events import StepScheduledPayload
 from shared.db import DbConnection
 
+ArmTimer = tuple[str, StepScheduledPayload]
+"""(account id, scheduled step): one timer to hold."""
 
-async def is_ended(conn: DbConnection, enrollment_id: uuid.UUID) -> bool:
-    found = await conn.fetchval(
-        "SELECT 1 FROM ended_enrollments WHERE enrollment_id = $1", enrollment_id
+
+async def ended_among(conn: DbConnection, enrollment_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of ``enrollment_ids`` that ended (a late step must not arm a timer for them)."""
+    if not enrollment_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT enrollment_id FROM ended_enrollments WHERE enrollment_id = ANY($1::uuid[])",
+        list(enrollment_ids),
     )
-    return found is not None
+    return {row["enrollment_id"] for row in rows}
 
 
-async def upsert_timer(conn: DbConnection, account_id: str, step: StepScheduledPayload) -> None:
-    """Hold a timer. A step scheduled again (resumed after a pause) re-arms its timer,
-    whether the pause cancelled it or it fired and the send was then cancelled."""
+_UPSERT_TIMERS = """
+    INSERT INTO timers (enrollment_id, step_index, account_id, workflow_id, workflow_version,
+                        record_type, record_id, step_id, channel, due_at)
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+    ON CONFLICT (enrollment_id, step_index) DO UPDATE
+        SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
+        WHERE timers.state = 'cancelled'
+           OR (timers.state = 'fired' AND timers.due_at <> EXCLUDED.due_at)"""
+
+
+async def upsert_timers(conn: DbConnection, timers: Sequence[ArmTimer]) -> None:
+    """Hold timers, in order, as if one statement per timer.
+
+    A step scheduled again (resumed after a pause) re-arms its timer, whether the pause
+    cancelled it or it fired and the send was then cancelled; a fired timer is re-armed
+    only for a new due time, so a replay changes nothing.
+
+    One statement can touch a row only once: a repeat of the same step with the same due
+    time changes nothing after the first and is dropped; one with another due time goes in
+    a following statement (so normally there is one).
+    """
+    for wave in _waves(timers):
+        await conn.execute(
+            _UPSERT_TIMERS,
+            [step.enrollment_id for _, step in wave],
+            [step.step_index for _, step in wave],
+            [account_id for account_id, _ in wave],
+            [step.workflow_id for _, step in wave],
+            [step.workflow_version for _, step in wave],
+            [step.record.type.value for _, step in wave],
+            [step.record.id for _, step in wave],
+            [step.step_id for _, step in wave],
+            [step.channel.value for _, step in wave],
+            [step.due_at for _, step in wave],
+        )
+
+
+def _waves(timers: Sequence[ArmTimer]) -> list[list[ArmTimer]]:
+    """Split ``timers`` into lists with each (enrollment, step) at most once, in order."""
+    waves: list[list[ArmTimer]] = []
+    last_due: dict[tuple[uuid.UUID, int], datetime] = {}
+    times_seen: Counter[tuple[uuid.UUID, int]] = Counter()
+    for timer in timers:
+        step = timer[1]
+        key = (step.enrollment_id, step.step_index)
+        if last_due.get(key) == step.due_at:
+            continue  # the same upsert twice in a row: the second changes nothing
+        last_due[key] = step.due_at
+        index = times_seen[key]
+        times_seen[key] += 1
+        if index == len(waves):
+            waves.append([])
+        waves[index].append(timer)
+    return waves
+
+
+async def cancel_pending(
+    conn: DbConnection, reasons: Mapping[uuid.UUID, str]
+) -> Counter[uuid.UUID]:
+    """Cancel the pending timers of each enrollment with its reason; counts per enrollment."""
+    if not reasons:
+        return Counter()
+    rows = await conn.fetch(
+        """UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
+           FROM unnest($1::uuid[], $2::text[]) AS c(enrollment_id, reason)
+           WHERE t.enrollment_id = c.enrollment_id AND t.state = 'pending'
+           RETURNING t.enrollment_id""",
+        list(reasons),
+        list(reasons.values()),
+    )
+    return Counter(row["enrollment_id"] for row in rows)
+
+
+async def mark_ended(conn: DbConnection, outcomes: Mapping[uuid.UUID, str]) -> None:
+    """Remember ended enrollments; the first outcome recorded is kept."""
+    if not outcomes:
+        return
     await conn.execute(
-        """INSERT INTO timers (enrollment_id, step_index, account_id, workflow_id,
-                               workflow_version, record_type, record_id, step_id, channel, due_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (enrollment_id, step_index) DO UPDATE
-               SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
-               WHERE timers.state = 'cancelled'
-                  OR (timers.state = 'fired' AND timers.due_at <> EXCLUDED.due_at)""",
-        step.enrollment_id,
-        step.step_index,
-        account_id,
-        step.workflow_id,
-        step.workflow_version,
-        step.record.type.value,
-        step.record.id,
-        step.step_id,
-        step.channel.value,
-        step.due_at,
-    )
-
-
-async def cancel_pending(conn: DbConnection, enrollment_id: uuid.UUID, reason: str) -> int:
-    result = await conn.execute(
-        """UPDATE timers SET state = 'cancelled', cancelled_reason = $2
-           WHERE enrollment_id = $1 AND state = 'pending'""",
-        enrollment_id,
-        reason,
-    )
-    return int(result.split()[-1])
-
-
-async def mark_ended(conn: DbConnection, enrollment_id: uuid.UUID, outcome: str) -> None:
-    await conn.execute(
-        """INSERT INTO ended_enrollments (enrollment_id, outcome) VALUES ($1, $2)
+        """INSERT INTO ended_enrollments (enrollment_id, outcome)
+           SELECT * FROM unnest($1::uuid[], $2::text[])
            ON CONFLICT DO NOTHING""",
-        enrollment_id,
-        outcome,
+        list(outcomes),
+        list(outcomes.values()),
     )
 
 
 async def fire_due(conn: DbConnection, *, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Mark up to ``limit`` due timers fired; replicas skip each other's locked rows."""
+    """Mark up to ``limit`` due timers fired; replicas skip each other's locked rows.
+
+    ``limit`` is written into the statement: with ``LIMIT $2`` a generic plan (which
+    PostgreSQL may pick for a prepared statement) expects a tenth of the table to be due
+    and hash-joins the whole timers table, ~0.5 s per call with a million pending timers,
+    instead of 1,000 primary-key lookups.
+    """
     rows = await conn.fetch(
-        """WITH due AS (
-               SELECT enrollment_id, step_index FROM timers
-               WHERE state = 'pending' AND due_at <= $1
-               ORDER BY due_at
-               LIMIT $2
-               FOR UPDATE SKIP LOCKED)
-           UPDATE timers t SET state = 'fired', fired_at = $1
-           FROM due
-           WHERE t.enrollment_id = due.enrollment_id AND t.step_index = due.step_index
-           RETURNING t.enrollment_id, t.step_index, t.account_id, t.workflow_id,
-                     t.workflow_version, t.record_type, t.record_id, t.step_id, t.channel,
-                     t.due_at""",
+        f"""WITH due AS (
+                SELECT enrollment_id, step_index FROM timers
+                WHERE state = 'pending' AND due_at <= $1
+                ORDER BY due_at
+                LIMIT {int(limit)}
+                FOR UPDATE SKIP LOCKED)
+            UPDATE timers t SET state = 'fired', fired_at = $1
+            FROM due
+            WHERE t.enrollment_id = due.enrollment_id AND t.step_index = due.step_index
+            RETURNING t.enrollment_id, t.step_index, t.account_id, t.workflow_id,
+                      t.workflow_version, t.record_type, t.record_id, t.step_id, t.channel,
+                      t.due_at""",
         now,
-        limit,
     )
     return [dict(row) for row in rows]

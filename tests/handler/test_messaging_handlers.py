@@ -5,7 +5,7 @@ between ``message.sent`` and ``message.cancelled``."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,10 +22,10 @@ from services.messaging.domain import (
 )
 from services.messaging.errors import ProviderError, StepMismatchError, UnknownWorkflowStepError
 from services.messaging.handlers import build_handlers
-from services.messaging.ports import CancelledSend, FailedAttempt, SentSend
+from services.messaging.ports import CancelledSend, FailedAttempt, SentSend, StepKey
 from services.messaging.providers import OutboundEmail
 from services.messaging.sender import Sender
-from shared.consumer import Handler, RejectedMessageError
+from shared.consumer import Batched, RejectedMessageError
 from shared.contracts import (
     Actor,
     ActorKind,
@@ -88,39 +88,56 @@ class FakeStore:
     enrollments: dict[uuid.UUID, EnrollmentView] = field(default_factory=dict)
     sends: dict[tuple[uuid.UUID, int], _Row] = field(default_factory=dict)
     wakeups: int = 0
+    calls: list[str] = field(default_factory=list)
+    """The consumer side's calls, one per statement."""
 
     async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
+        self.calls.append("save_workflow_steps")
         for step in steps:
             key = (step.account_id, step.workflow_id, step.version, step.step_index)
             self.steps.setdefault(key, step)
 
-    async def workflow_step(
-        self, account_id: str, workflow_id: str, version: int, step_index: int
-    ) -> WorkflowStep | None:
-        return self.steps.get((account_id, workflow_id, version, step_index))
+    async def workflow_steps(self, keys: Collection[StepKey]) -> dict[StepKey, WorkflowStep]:
+        self.calls.append("workflow_steps")
+        return {key: self.steps[key] for key in keys if key in self.steps}
 
-    async def enrollment_for_update(self, enrollment_id: uuid.UUID) -> EnrollmentView | None:
-        return self.enrollments.get(enrollment_id)
+    async def enrollments_for_update(
+        self, enrollment_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, EnrollmentView]:
+        self.calls.append("enrollments_for_update")
+        return {e: self.enrollments[e] for e in enrollment_ids if e in self.enrollments}
 
-    async def save_enrollment(self, enrollment: EnrollmentView) -> None:
-        self.enrollments[enrollment.enrollment_id] = enrollment
+    async def save_enrollments(self, enrollments: Sequence[EnrollmentView]) -> None:
+        self.calls.append("save_enrollments")
+        assert len({e.enrollment_id for e in enrollments}) == len(enrollments)
+        for enrollment in enrollments:
+            self.enrollments[enrollment.enrollment_id] = enrollment
 
-    async def add_pending_send(self, send: Send, *, now: datetime) -> bool:
-        key = (send.enrollment_id, send.step_index)
-        row = self.sends.get(key)
-        if row is None:
-            self.sends[key] = _Row(send, next_attempt_at=now)
-            return True
-        if row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON:
-            row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
-            return True
-        return False
+    async def add_pending_sends(
+        self, sends: Sequence[Send], *, now: datetime
+    ) -> set[tuple[uuid.UUID, int]]:
+        self.calls.append("add_pending_sends")
+        keys = [(send.enrollment_id, send.step_index) for send in sends]
+        assert len(set(keys)) == len(keys), "one statement can touch a row only once"
+        queued: set[tuple[uuid.UUID, int]] = set()
+        for key, send in zip(keys, sends, strict=True):
+            row = self.sends.get(key)
+            if row is None:
+                self.sends[key] = _Row(send, next_attempt_at=now)
+                queued.add(key)
+            elif row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON:
+                row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
+                queued.add(key)
+        return queued
 
-    async def rearm_paused_sends(self, enrollment_id: uuid.UUID, *, now: datetime) -> int:
+    async def rearm_paused_sends(
+        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
+    ) -> int:
+        self.calls.append("rearm_paused_sends")
         rearmed = 0
         for (eid, _), row in self.sends.items():
             paused = row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON
-            if eid == enrollment_id and paused:
+            if eid in enrollment_ids and paused:
                 row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
                 rearmed += 1
         return rearmed
@@ -204,7 +221,7 @@ def new_uow() -> UnitOfWork:
 class Harness:
     def __init__(self) -> None:
         self.store = FakeStore()
-        self.handlers: dict[str, Handler] = dict(
+        self.handlers: dict[str, Batched] = dict(
             build_handlers(
                 lambda _conn: self.store,
                 message_id_domain=DOMAIN,
@@ -221,9 +238,18 @@ class Harness:
             backoff_s=2.0,
         )
 
-    async def handle(self, message: Message) -> UnitOfWork:
+    async def handle(self, *messages: Message) -> UnitOfWork:
+        """Apply ``messages`` as one pipeline batch: consecutive ones of a handler are a run."""
         uow = new_uow()
-        await self.handlers[message.type](uow, message)
+        runs: list[tuple[Batched, list[Message]]] = []
+        for message in messages:
+            handler = self.handlers[message.type]
+            if runs and runs[-1][0] is handler:
+                runs[-1][1].append(message)
+            else:
+                runs.append((handler, [message]))
+        for handler, run in runs:
+            await handler.handle(uow, run)
         return uow
 
     async def send_due(self, *, now: datetime = NOW) -> list[Message]:
@@ -261,18 +287,24 @@ def workflow_applied() -> WorkflowApplied:
     )
 
 
-def enrolled(email: str | None = "Ada@Example.com", account: str = ACCOUNT) -> EnrollmentEnrolled:
+def enrolled(
+    email: str | None = "Ada@Example.com",
+    account: str = ACCOUNT,
+    enrollment_id: uuid.UUID = ENROLLMENT,
+) -> EnrollmentEnrolled:
     return EnrollmentEnrolled.create(
         account_id=account,
-        payload=EnrolledPayload(**ref(), contact=ContactDetails(email=email), actor=USER),
+        payload=EnrolledPayload(
+            **ref(enrollment_id), contact=ContactDetails(email=email), actor=USER
+        ),
     )
 
 
-def exited() -> EnrollmentExited:
+def exited(enrollment_id: uuid.UUID = ENROLLMENT) -> EnrollmentExited:
     return EnrollmentExited.create(
         account_id=ACCOUNT,
         payload=ExitedPayload(
-            **ref(),
+            **ref(enrollment_id),
             reason=ExitReason.REPLIED,
             source=ExitSource.TRIGGER,
             actor=USER,
@@ -292,12 +324,19 @@ def resumed() -> EnrollmentResumed:
 
 
 def step_due(
-    step_index: int = 0, step_id: str = "intro", channel: Channel = Channel.EMAIL
+    step_index: int = 0,
+    step_id: str = "intro",
+    channel: Channel = Channel.EMAIL,
+    enrollment_id: uuid.UUID = ENROLLMENT,
 ) -> StepDue:
     return StepDue.create(
         account_id=ACCOUNT,
         payload=StepDuePayload(
-            **ref(), step_index=step_index, step_id=step_id, channel=channel, due_at=NOW
+            **ref(enrollment_id),
+            step_index=step_index,
+            step_id=step_id,
+            channel=channel,
+            due_at=NOW,
         ),
     )
 
@@ -541,3 +580,111 @@ async def test_a_recipient_refused_for_good_fails_at_once() -> None:
     assert await harness.send_due() == []
     assert (harness.row().status, harness.row().send.attempts) == ("failed", 1)
     assert harness.row().last_error == "550 no such user"
+
+
+# --- several messages in one run: one statement per kind of change, as if one by one ---
+
+OTHER = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e2")
+
+
+async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_notify() -> None:
+    harness = Harness()
+    await ready(harness)
+    harness.store.calls.clear()
+    first, second = step_due(), step_due(enrollment_id=OTHER)
+    await harness.handle(first, second)
+    assert harness.store.calls == ["workflow_steps", "add_pending_sends"]
+    assert harness.store.wakeups == 1
+    assert harness.row().send.cause_message_id == first.message_id
+    assert harness.row(enrollment_id=OTHER).send.cause_message_id == second.message_id
+    assert harness.row(enrollment_id=OTHER).send.provider_message_id == f"<{OTHER}.0@{DOMAIN}>"
+
+
+async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first() -> None:
+    harness = Harness()
+    await ready(harness)
+    first, again = step_due(), step_due()
+    await harness.handle(first, again)
+    assert len(harness.store.sends) == 1
+    assert harness.row().send.cause_message_id == first.message_id
+    assert harness.store.wakeups == 1
+
+
+async def test_a_run_of_steps_already_sent_wakes_nobody() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due())
+    await harness.send_due()
+    wakeups = harness.store.wakeups
+    await harness.handle(step_due(), step_due())
+    assert harness.row().status == "sent"
+    assert harness.store.wakeups == wakeups
+
+
+async def test_one_unknown_step_fails_the_whole_run_so_the_pipeline_retries_each() -> None:
+    harness = Harness()
+    await ready(harness)
+    with pytest.raises(UnknownWorkflowStepError):
+        await harness.handle(step_due(), step_due(step_index=7, enrollment_id=OTHER))
+    assert harness.store.sends == {}
+
+
+async def test_enrolled_then_exited_in_one_run_leaves_the_enrollment_exited() -> None:
+    harness = Harness()
+    await harness.handle(enrolled(), enrolled(enrollment_id=OTHER), exited())
+    assert harness.store.calls == ["enrollments_for_update", "save_enrollments"]
+    view = harness.store.enrollments[ENROLLMENT]
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+    assert harness.store.enrollments[OTHER].status is EnrollmentStatus.ACTIVE
+
+
+async def test_exited_then_enrolled_in_one_run_stays_exited_with_the_recipient() -> None:
+    harness = Harness()
+    await harness.handle(exited(), enrolled())
+    view = harness.store.enrollments[ENROLLMENT]
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+
+
+async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due(), paused())
+    await harness.send_due()
+    assert harness.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
+    wakeups = harness.store.wakeups
+    harness.store.calls.clear()
+    await harness.handle(resumed(), paused(), resumed())
+    assert harness.store.calls == [
+        "enrollments_for_update",
+        "save_enrollments",
+        "rearm_paused_sends",
+    ]
+    assert harness.row().status == "pending"
+    assert harness.store.wakeups == wakeups + 1
+    assert harness.store.enrollments[ENROLLMENT].status is EnrollmentStatus.ACTIVE
+
+
+async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels() -> None:
+    harness = Harness()
+    await ready(harness, enrolled(), step_due(), paused())
+    await harness.send_due()
+    await harness.handle(resumed(), exited())  # one by one: requeued, then exited
+    assert harness.row().status == "pending"
+    [cancelled] = await harness.send_due()
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.ENROLLMENT_EXITED
+    assert harness.email.calls == 0
+
+
+async def test_another_accounts_event_later_in_the_run_rejects_the_run() -> None:
+    harness = Harness()
+    with pytest.raises(RejectedMessageError) as raised:
+        await harness.handle(enrolled(), enrolled(account="other-account"))
+    assert raised.value.kind == "account_mismatch"
+
+
+async def test_workflow_versions_of_a_run_are_saved_in_one_call() -> None:
+    harness = Harness()
+    applied = workflow_applied()
+    await harness.handle(applied, workflow_applied())  # the second replays the same version
+    assert harness.store.calls == ["save_workflow_steps"]
+    assert sorted(k[3] for k in harness.store.steps) == [0, 1]
+    assert harness.store.steps[(ACCOUNT, "wf-1", 1, 0)].subject == "Hello\nthere"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from services.scheduler import repository
 from services.scheduler.handlers import build_handlers
-from shared.consumer import Handler
+from shared.consumer import Batched
 from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import (
@@ -58,36 +59,40 @@ class FakeTimers:
         assert conn is CONN, f"{name} was not given the unit of work's connection"
         self.calls.append(name)
 
-    async def is_ended(self, conn: Any, enrollment_id: uuid.UUID) -> bool:
-        self._called("is_ended", conn)
-        return enrollment_id in self.ended
+    async def ended_among(self, conn: Any, enrollment_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        self._called("ended_among", conn)
+        return {e for e in enrollment_ids if e in self.ended}
 
-    async def upsert_timer(self, conn: Any, account_id: str, step: StepScheduledPayload) -> None:
-        self._called("upsert_timer", conn)
-        key = (step.enrollment_id, step.step_index)
-        known = self.timers.get(key)
-        if known is None:
-            self.timers[key] = Timer(account_id, step)
-        # ON CONFLICT DO UPDATE ... WHERE state = 'cancelled'
-        #                               OR (state = 'fired' AND due_at <> EXCLUDED.due_at)
-        elif known.state == "cancelled" or (
-            known.state == "fired" and known.step.due_at != step.due_at
-        ):
-            known.step = known.step.model_copy(update={"due_at": step.due_at})
-            known.state, known.cancelled_reason = "pending", None
+    async def upsert_timers(self, conn: Any, timers: Sequence[repository.ArmTimer]) -> None:
+        self._called("upsert_timers", conn)
+        for account_id, step in timers:  # in order, as if one statement each
+            key = (step.enrollment_id, step.step_index)
+            known = self.timers.get(key)
+            if known is None:
+                self.timers[key] = Timer(account_id, step)
+            # ON CONFLICT DO UPDATE ... WHERE state = 'cancelled'
+            #                               OR (state = 'fired' AND due_at <> EXCLUDED.due_at)
+            elif known.state == "cancelled" or (
+                known.state == "fired" and known.step.due_at != step.due_at
+            ):
+                known.step = known.step.model_copy(update={"due_at": step.due_at})
+                known.state, known.cancelled_reason = "pending", None
 
-    async def cancel_pending(self, conn: Any, enrollment_id: uuid.UUID, reason: str) -> int:
+    async def cancel_pending(
+        self, conn: Any, reasons: Mapping[uuid.UUID, str]
+    ) -> Counter[uuid.UUID]:
         self._called("cancel_pending", conn)
-        pending = [
-            t for (e, _), t in self.timers.items() if e == enrollment_id and t.state == "pending"
-        ]
-        for timer in pending:
-            timer.state, timer.cancelled_reason = "cancelled", reason
-        return len(pending)
+        counts: Counter[uuid.UUID] = Counter()
+        for (enrollment_id, _), timer in self.timers.items():
+            if enrollment_id in reasons and timer.state == "pending":
+                timer.state, timer.cancelled_reason = "cancelled", reasons[enrollment_id]
+                counts[enrollment_id] += 1
+        return counts
 
-    async def mark_ended(self, conn: Any, enrollment_id: uuid.UUID, outcome: str) -> None:
+    async def mark_ended(self, conn: Any, outcomes: Mapping[uuid.UUID, str]) -> None:
         self._called("mark_ended", conn)
-        self.ended.setdefault(enrollment_id, outcome)
+        for enrollment_id, outcome in outcomes.items():
+            self.ended.setdefault(enrollment_id, outcome)
 
     def states(self, enrollment_id: uuid.UUID) -> dict[int, tuple[str, str | None]]:
         return {
@@ -100,20 +105,28 @@ class FakeTimers:
 @pytest.fixture
 def db(monkeypatch: pytest.MonkeyPatch) -> FakeTimers:
     fake = FakeTimers()
-    for name in ("is_ended", "upsert_timer", "cancel_pending", "mark_ended"):
+    for name in ("ended_among", "upsert_timers", "cancel_pending", "mark_ended"):
         monkeypatch.setattr(repository, name, getattr(fake, name))
     return fake
 
 
 @pytest.fixture
-def handlers(db: FakeTimers) -> Mapping[str, Handler]:
+def handlers(db: FakeTimers) -> Mapping[str, Batched]:
     return build_handlers()
 
 
-async def run(handlers: Mapping[str, Handler], *events: Message) -> UnitOfWork:
+async def run(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork:
+    """Apply ``events`` as one pipeline batch: consecutive ones of a handler form a run."""
     uow = UnitOfWork(conn=CONN)  # type: ignore[arg-type]  # the fake repository needs none
+    runs: list[tuple[Batched, list[Message]]] = []
     for event in events:
-        await handlers[event.type](uow, event)
+        handler = handlers[event.type]
+        if runs and runs[-1][0] is handler:
+            runs[-1][1].append(event)
+        else:
+            runs.append((handler, [event]))
+    for handler, messages in runs:
+        await handler.handle(uow, messages)
     return uow
 
 
@@ -161,7 +174,7 @@ def paused(enrollment_id: uuid.UUID) -> EnrollmentPaused:
 
 
 def test_the_scheduler_follows_steps_exits_completions_and_pauses(
-    handlers: Mapping[str, Handler],
+    handlers: Mapping[str, Batched],
 ) -> None:
     assert set(handlers) == {
         EnrollmentStepScheduled.TYPE,
@@ -170,10 +183,13 @@ def test_the_scheduler_follows_steps_exits_completions_and_pauses(
         EnrollmentPaused.TYPE,
     }
     assert EnrollmentResumed.TYPE not in handlers  # a resume arrives as a new step_scheduled
+    # One handler for every stop, so that mixed exits and pauses make one run.
+    assert handlers[EnrollmentExited.TYPE] is handlers[EnrollmentCompleted.TYPE]
+    assert handlers[EnrollmentExited.TYPE] is handlers[EnrollmentPaused.TYPE]
 
 
 async def test_a_scheduled_step_arms_a_timer(
-    handlers: Mapping[str, Handler], db: FakeTimers
+    handlers: Mapping[str, Batched], db: FakeTimers
 ) -> None:
     enrollment_id = uuid.uuid4()
     event = scheduled(enrollment_id, step_index=1, due_at=T0 + timedelta(hours=2))
@@ -183,24 +199,23 @@ async def test_a_scheduled_step_arms_a_timer(
     timer = db.timers[(enrollment_id, 1)]
     assert (timer.account_id, timer.state) == (ACCOUNT, "pending")
     assert timer.step == event.payload
-    assert db.calls == ["is_ended", "upsert_timer"]
+    assert db.calls == ["ended_among", "upsert_timers"]
     assert uow.outgoing == []  # step.due is published by the timer loop, not here
 
 
 async def test_a_step_scheduled_after_the_enrollment_ended_arms_nothing(
-    handlers: Mapping[str, Handler], db: FakeTimers
+    handlers: Mapping[str, Batched], db: FakeTimers
 ) -> None:
     enrollment_id = uuid.uuid4()
 
     await run(handlers, exited(enrollment_id), scheduled(enrollment_id, step_index=1))
 
     assert db.timers == {}
-    assert "upsert_timer" not in db.calls
 
 
 @pytest.mark.parametrize(("ending", "outcome"), [(exited, "exited"), (completed, "completed")])
 async def test_an_ended_enrollment_is_remembered_and_its_timers_cancelled(
-    handlers: Mapping[str, Handler], db: FakeTimers, ending: Any, outcome: str
+    handlers: Mapping[str, Batched], db: FakeTimers, ending: Any, outcome: str
 ) -> None:
     enrollment_id, other = uuid.uuid4(), uuid.uuid4()
     await run(handlers, scheduled(enrollment_id), scheduled(other))
@@ -214,7 +229,7 @@ async def test_an_ended_enrollment_is_remembered_and_its_timers_cancelled(
 
 
 async def test_a_pause_cancels_timers_but_does_not_end_the_enrollment(
-    handlers: Mapping[str, Handler], db: FakeTimers
+    handlers: Mapping[str, Batched], db: FakeTimers
 ) -> None:
     enrollment_id = uuid.uuid4()
     await run(handlers, scheduled(enrollment_id, due_at=T0))
@@ -227,7 +242,7 @@ async def test_a_pause_cancels_timers_but_does_not_end_the_enrollment(
 
 
 async def test_resuming_after_the_due_time_re_arms_the_cancelled_timer(
-    handlers: Mapping[str, Handler], db: FakeTimers
+    handlers: Mapping[str, Batched], db: FakeTimers
 ) -> None:
     enrollment_id = uuid.uuid4()
     await run(handlers, scheduled(enrollment_id, due_at=T0), paused(enrollment_id))
@@ -240,7 +255,7 @@ async def test_resuming_after_the_due_time_re_arms_the_cancelled_timer(
 
 
 async def test_resuming_before_the_due_time_re_arms_the_cancelled_timer(
-    handlers: Mapping[str, Handler], db: FakeTimers
+    handlers: Mapping[str, Batched], db: FakeTimers
 ) -> None:
     enrollment_id = uuid.uuid4()
     due = T0 + timedelta(days=1)
@@ -250,3 +265,81 @@ async def test_resuming_before_the_due_time_re_arms_the_cancelled_timer(
     await run(handlers, scheduled(enrollment_id, due_at=due))
 
     assert db.states(enrollment_id) == {0: ("pending", None)}
+
+
+# --- several messages in one run ---
+
+
+async def test_a_run_of_steps_looks_up_ended_enrollments_once_and_arms_in_one_call(
+    handlers: Mapping[str, Batched], db: FakeTimers
+) -> None:
+    first, second, ended = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await run(handlers, exited(ended))
+    db.calls.clear()
+
+    await run(
+        handlers,
+        scheduled(first, step_index=0),
+        scheduled(ended, step_index=1),
+        scheduled(second, step_index=0),
+        scheduled(first, step_index=1, due_at=T0 + timedelta(days=1)),
+    )
+
+    assert db.calls == ["ended_among", "upsert_timers"]
+    assert db.states(first) == {0: ("pending", None), 1: ("pending", None)}
+    assert db.states(second) == {0: ("pending", None)}
+    assert db.states(ended) == {}
+
+
+async def test_a_run_of_stops_ends_and_cancels_in_two_calls_the_first_stop_winning(
+    handlers: Mapping[str, Batched], db: FakeTimers
+) -> None:
+    paused_then_exited, completed_then_exited, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await run(
+        handlers,
+        scheduled(paused_then_exited),
+        scheduled(completed_then_exited),
+        scheduled(other),
+    )
+    db.calls.clear()
+
+    await run(
+        handlers,
+        paused(paused_then_exited),
+        completed(completed_then_exited),
+        exited(paused_then_exited),
+        exited(completed_then_exited),
+    )
+
+    assert db.calls == ["mark_ended", "cancel_pending"]
+    assert db.states(paused_then_exited) == {0: ("cancelled", "paused")}
+    assert db.states(completed_then_exited) == {0: ("cancelled", "completed")}
+    assert db.ended == {paused_then_exited: "exited", completed_then_exited: "completed"}
+    assert db.states(other) == {0: ("pending", None)}
+
+
+async def test_a_step_then_an_exit_in_one_batch_leaves_the_timer_cancelled(
+    handlers: Mapping[str, Batched], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+
+    await run(handlers, scheduled(enrollment_id), exited(enrollment_id))
+
+    assert db.states(enrollment_id) == {0: ("cancelled", "exited")}
+    assert db.calls == ["ended_among", "upsert_timers", "mark_ended", "cancel_pending"]
+
+
+async def test_a_pause_and_a_resume_in_one_batch_re_arm_the_timer(
+    handlers: Mapping[str, Batched], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()
+
+    await run(
+        handlers,
+        scheduled(enrollment_id, due_at=T0),
+        paused(enrollment_id),
+        scheduled(enrollment_id, due_at=T0 + timedelta(hours=5)),
+    )
+
+    assert db.states(enrollment_id) == {0: ("pending", None)}
+    assert db.timers[(enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)

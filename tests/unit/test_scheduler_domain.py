@@ -14,6 +14,7 @@ from services.scheduler.domain import (
     TimerDecision,
     on_enrollment_event,
     on_step_scheduled,
+    plan_stops,
 )
 from services.scheduler.timers import step_due_message
 from shared.contracts import TOPIC_OF_TYPE, RecordRef, RecordType, decode, topics
@@ -74,6 +75,28 @@ def test_other_enrollment_events_leave_timers_alone(event_type: str) -> None:
 def test_only_exits_and_completions_end_an_enrollment() -> None:
     # The handler marks these ended; a pause must not be, or resume could never re-arm.
     assert set(ENDING_EVENTS) == {EnrollmentExited.TYPE, EnrollmentCompleted.TYPE}
+
+
+OTHER_ID = uuid.UUID("5f1d4b0e-2c7e-4e0f-9a7b-2d4b1c3e5f60")
+
+
+def test_a_run_of_stops_is_one_change_per_enrollment_the_first_stop_winning() -> None:
+    plan = plan_stops(
+        [
+            (ENROLLMENT_ID, EnrollmentPaused.TYPE),
+            (OTHER_ID, EnrollmentCompleted.TYPE),
+            (ENROLLMENT_ID, EnrollmentExited.TYPE),
+            (OTHER_ID, EnrollmentExited.TYPE),
+        ]
+    )
+    # The pause cancelled the timers first; the exit is still what ended the enrollment.
+    assert plan.cancel == {ENROLLMENT_ID: "paused", OTHER_ID: "completed"}
+    assert plan.ended == {ENROLLMENT_ID: "exited", OTHER_ID: "completed"}
+
+
+def test_pauses_alone_end_nothing_and_other_events_change_nothing() -> None:
+    plan = plan_stops([(ENROLLMENT_ID, EnrollmentPaused.TYPE), (OTHER_ID, EnrollmentResumed.TYPE)])
+    assert (plan.cancel, plan.ended) == ({ENROLLMENT_ID: "paused"}, {})
 
 
 def timer_row(**overrides: Any) -> dict[str, Any]:
