@@ -8,12 +8,12 @@ from pathlib import Path
 
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.handlers import build_handlers
-from shared.consumer import Handler
+from shared.consumer import Batched
 from shared.contracts import topics
 from shared.runtime import ServiceRuntime, ServiceSpec, build_app
 
 
-def _handlers(runtime: ServiceRuntime) -> Mapping[str, Handler]:
+def _handlers(runtime: ServiceRuntime) -> Mapping[str, Batched]:
     settings = runtime.settings
     assert isinstance(settings, TriggerEvaluatorSettings)  # noqa: S101 - wired below
     return build_handlers(ignored_company_domains=settings.company_reply_ignored_domains)

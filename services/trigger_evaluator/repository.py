@@ -1,81 +1,179 @@
 """All of trigger-evaluator's SQL, behind the ``TriggerRepository`` port.
 
-Every query filters by ``account_id``: nothing ever crosses accounts, even where an id
-alone (an enrollment id, a Message-ID) would be unique. Every projection write is
-idempotent, so a re-applied event changes nothing.
+Every method takes a whole run of messages and costs one statement, however long the
+run: keys go in as parallel arrays (``unnest``), matches come back tagged with the index
+of the event that asked. Every query filters by ``account_id``: nothing ever crosses
+accounts, even where an id alone (an enrollment id, a Message-ID) would be unique. Every
+projection write is idempotent, so a re-applied event changes nothing.
 """
 
 from __future__ import annotations
 
-import uuid
+import json
 from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
 
 from services.trigger_evaluator.domain import (
+    Candidate,
     Decision,
     EnrollmentStatus,
     EnrollmentView,
+    MatchKind,
     WorkflowTriggers,
-    company_domain_key,
 )
-from services.trigger_evaluator.triggers import normalize_message_id
-from shared.contracts import ActorKind, RecordRef, RecordType
-from shared.contracts.events import EnrolledPayload, EnrollmentRef, MessageSentPayload
-from shared.contracts.workflow import ExitTrigger, WorkflowDefinition
+from services.trigger_evaluator.projection import EnrollmentEvent, fold_enrollment_events
+from services.trigger_evaluator.triggers import Signal, normalize_message_id
+from shared.contracts import RecordRef, RecordType
+from shared.contracts.events import MessageSent, WorkflowApplied
+from shared.contracts.workflow import ExitTrigger
 from shared.db import DbConnection
+
+CompanySearch = tuple[str, Sequence[str]]
+"""(account id, company domains): look for the live enrollments of those companies."""
+
+DecidedEvent = tuple[Signal, Sequence[Decision]]
+"""An inbound event (as classified) and every decision made for it."""
 
 
 class TriggerRepository(Protocol):
-    """What the handlers need of storage; tests plug an in-memory fake in here."""
+    """What the handlers need of storage; tests plug an in-memory fake in here.
 
-    async def save_workflow_version(
-        self, account_id: str, version: int, definition: WorkflowDefinition
-    ) -> None: ...
+    Each method takes a run of messages in partition order and must leave what handling
+    them one by one would leave.
+    """
 
-    async def save_enrollment(self, account_id: str, enrolled: EnrolledPayload) -> None: ...
+    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
+        """Keep each version's exit settings; a version, once known, never changes."""
 
-    async def set_status(
-        self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus
-    ) -> None: ...
+    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
+        """Add enrollments and follow their status; ended is final."""
 
-    async def save_sent_message(self, account_id: str, sent: MessageSentPayload) -> None: ...
+    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
+        """Remember which enrollment sent each email, for replies that quote it."""
 
-    async def by_sent_messages(
-        self, account_id: str, provider_message_ids: Sequence[str]
-    ) -> list[EnrollmentView]: ...
-
-    async def by_records(
-        self, account_id: str, records: Sequence[RecordRef]
-    ) -> list[EnrollmentView]: ...
-
-    async def by_addresses(
-        self, account_id: str, addresses: Sequence[str], *, include_aliases: bool
-    ) -> list[EnrollmentView]: ...
+    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
+        """For each signal, the enrollments its lookup finds (all but company matches)."""
 
     async def live_by_company(
-        self, account_id: str, company_domains: Sequence[str]
-    ) -> list[EnrollmentView]: ...
+        self, searches: Sequence[CompanySearch]
+    ) -> list[list[EnrollmentView]]:
+        """For each search, the active or paused enrollments of its company domains."""
 
-    async def save_decisions(
-        self,
-        account_id: str,
-        inbound_message_id: uuid.UUID,
-        inbound_type: str,
-        decisions: Sequence[Decision],
-    ) -> None: ...
+    async def save_decisions(self, decided: Sequence[DecidedEvent]) -> None:
+        """Record every decision, once per event and enrollment."""
 
 
-_ENROLLMENTS = """
-    SELECT e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
-           e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id,
-           w.exit_triggers, w.unenroll_company_on_reply
-    FROM enrollments e
+_ENROLLMENT = """
+    e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
+    e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id
+"""
+
+_WITH_WORKFLOW = """
+    SELECT m.*, w.exit_triggers, w.unenroll_company_on_reply
+    FROM ({matches}) AS m
     LEFT JOIN workflow_versions w
-           ON w.account_id = e.account_id
-          AND w.workflow_id = e.workflow_id
-          AND w.version = e.workflow_version
+           ON w.account_id = m.account_id
+          AND w.workflow_id = m.workflow_id
+          AND w.version = m.workflow_version
+"""
+
+# The matches of every lookup key of a run, tagged with the index of the event that asked.
+# One branch per kind of key, each probing its own index once per key; an enrollment
+# found twice for one event is decided once, by its strongest match (``domain.decide``).
+_CANDIDATES = _WITH_WORKFLOW.format(
+    matches=f"""
+        SELECT k.idx, 'thread' AS matched_by, {_ENROLLMENT}
+        FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, message_id)
+        JOIN sent_messages s
+          ON s.account_id = k.account_id AND s.provider_message_id = k.message_id
+        JOIN enrollments e ON e.account_id = s.account_id AND e.enrollment_id = s.enrollment_id
+        UNION ALL
+        SELECT k.idx, k.matched_by, {_ENROLLMENT}
+        FROM unnest($4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
+             AS k(idx, matched_by, account_id, record_type, record_id)
+        JOIN enrollments e
+          ON e.account_id = k.account_id
+         AND e.record_type = k.record_type AND e.record_id = k.record_id
+        UNION ALL
+        SELECT k.idx, 'address', {_ENROLLMENT}
+        FROM unnest($9::int[], $10::text[], $11::text[]) AS k(idx, account_id, address)
+        JOIN enrollments e ON e.account_id = k.account_id AND e.email = k.address
+        UNION ALL
+        SELECT k.idx, 'address', e.*
+        FROM unnest($12::int[], $13::text[], $14::text[]) AS k(idx, account_id, address)
+        CROSS JOIN LATERAL (
+            -- One GIN probe per address (OFFSET 0 keeps the planner from flattening this
+            -- into a hash join that tests every enrollment's aliases against every key).
+            SELECT {_ENROLLMENT}
+            FROM enrollments e
+            WHERE e.account_id = k.account_id AND e.aliases @> ARRAY[k.address]
+            OFFSET 0
+        ) AS e
+    """
+)
+
+_LIVE_BY_COMPANY = _WITH_WORKFLOW.format(
+    matches=f"""
+        SELECT k.idx, {_ENROLLMENT}
+        FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, company_domain)
+        JOIN enrollments e
+          ON e.account_id = k.account_id AND e.company_domain = k.company_domain
+         AND e.status IN ('active', 'paused')
+    """
+)
+
+# One row per enrollment, exactly as the events one by one would leave it (``projection``
+# says how a run folds). Rows already there are locked and merged: only the owning
+# account's change applies, ended stays ended, contact details only change with an
+# ``enrollment.enrolled``. A row another transaction inserts meanwhile (not possible
+# while one record's events share a partition) is merged by ON CONFLICT, ended still final.
+_SAVE_ENROLLMENTS = """
+    WITH change AS (
+        SELECT *
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                    $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[])
+             WITH ORDINALITY
+             AS c(enrollment_id, account_id, workflow_id, workflow_version, record_type,
+                  record_id, status, has_contact, email, aliases, company_domain,
+                  enrolled_by_user_id, ord)
+    ), known AS (
+        SELECT enrollment_id, account_id, status, email, aliases, company_domain,
+               enrolled_by_user_id
+        FROM enrollments
+        WHERE enrollment_id IN (SELECT enrollment_id FROM change)
+        ORDER BY enrollment_id
+        FOR UPDATE
+    ), chosen AS (
+        SELECT DISTINCT ON (c.enrollment_id)
+               c.*, k.account_id AS known_account, k.status AS known_status,
+               k.email AS known_email, k.aliases AS known_aliases,
+               k.company_domain AS known_domain, k.enrolled_by_user_id AS known_user
+        FROM change c LEFT JOIN known k ON k.enrollment_id = c.enrollment_id
+        ORDER BY c.enrollment_id, (k.account_id = c.account_id) IS TRUE DESC, c.ord
+    )
+    INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
+                             record_type, record_id, email, aliases, company_domain,
+                             enrolled_by_user_id, status)
+    SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type, record_id,
+           CASE WHEN has_contact THEN email ELSE known_email END,
+           CASE WHEN has_contact THEN ARRAY(SELECT jsonb_array_elements_text(aliases::jsonb))
+                ELSE coalesce(known_aliases, '{}') END,
+           CASE WHEN has_contact THEN company_domain ELSE known_domain END,
+           CASE WHEN has_contact THEN enrolled_by_user_id ELSE known_user END,
+           coalesce(status, known_status, 'active')  -- ended stays: see DO UPDATE
+    FROM chosen
+    WHERE known_account IS NULL
+       OR (known_account = account_id
+           AND (has_contact OR (status IS NOT NULL AND known_status <> 'ended')))
+    ON CONFLICT (enrollment_id) DO UPDATE
+        SET status = CASE WHEN enrollments.status = 'ended' THEN 'ended'
+                          ELSE EXCLUDED.status END,
+            email = EXCLUDED.email, aliases = EXCLUDED.aliases,
+            company_domain = EXCLUDED.company_domain,
+            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()
+        WHERE enrollments.account_id = EXCLUDED.account_id
 """
 
 
@@ -110,173 +208,154 @@ class PostgresRepository:
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
 
-    async def save_workflow_version(
-        self, account_id: str, version: int, definition: WorkflowDefinition
-    ) -> None:
+    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
+        # The first of a run wins, as it would one by one (ON CONFLICT DO NOTHING).
+        first: dict[tuple[str, str, int], WorkflowApplied] = {}
+        for event in applied:
+            key = (event.account_id, event.payload.definition.workflow_id, event.payload.version)
+            first.setdefault(key, event)
+        if not first:
+            return
+        versions = list(first.values())
         await self._conn.execute(
             """INSERT INTO workflow_versions (account_id, workflow_id, version, record_type,
                                               exit_triggers, unenroll_company_on_reply)
-               VALUES ($1, $2, $3, $4, $5, $6)
+               SELECT a, w, v, r, ARRAY(SELECT jsonb_array_elements_text(t::jsonb)), u
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
+                           $6::bool[]) AS x(a, w, v, r, t, u)
                ON CONFLICT (account_id, workflow_id, version) DO NOTHING""",
-            account_id,
-            definition.workflow_id,
-            version,
-            definition.record_type.value,
-            sorted(t.value for t in definition.settings.exit_triggers),
-            definition.settings.unenroll_company_on_reply,
+            [e.account_id for e in versions],
+            [e.payload.definition.workflow_id for e in versions],
+            [e.payload.version for e in versions],
+            [e.payload.definition.record_type.value for e in versions],
+            [
+                json.dumps(sorted(t.value for t in e.payload.definition.settings.exit_triggers))
+                for e in versions
+            ],
+            [e.payload.definition.settings.unenroll_company_on_reply for e in versions],
         )
 
-    async def save_enrollment(self, account_id: str, enrolled: EnrolledPayload) -> None:
-        """Add the enrollment as active, or fill in its contact details if a lifecycle
-        event got here first (its status then stays as that event left it)."""
-        contact = enrolled.contact
-        actor = enrolled.actor
+    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
+        changes = fold_enrollment_events(events)
+        if not changes:
+            return
         await self._conn.execute(
-            """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
-                                        record_type, record_id, email, aliases, company_domain,
-                                        enrolled_by_user_id, status)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active')
-               ON CONFLICT (enrollment_id) DO UPDATE
-                   SET email = EXCLUDED.email, aliases = EXCLUDED.aliases,
-                       company_domain = EXCLUDED.company_domain,
-                       enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()
-                   WHERE enrollments.account_id = EXCLUDED.account_id""",
-            enrolled.enrollment_id,
-            account_id,
-            enrolled.workflow_id,
-            enrolled.workflow_version,
-            enrolled.record.type.value,
-            enrolled.record.id,
-            contact.email if contact else None,
-            list(contact.aliases) if contact else [],
-            company_domain_key(contact.company_domain) if contact else None,
-            actor.id if actor.kind is ActorKind.USER else None,
+            _SAVE_ENROLLMENTS,
+            [c.enrollment_id for c in changes],
+            [c.account_id for c in changes],
+            [c.ref.workflow_id for c in changes],
+            [c.ref.workflow_version for c in changes],
+            [c.ref.record.type.value for c in changes],
+            [c.ref.record.id for c in changes],
+            [c.status.value if c.status else None for c in changes],
+            [c.contact is not None for c in changes],
+            [c.contact.email if c.contact else None for c in changes],
+            [json.dumps(c.contact.aliases) if c.contact else None for c in changes],
+            [c.contact.company_domain if c.contact else None for c in changes],
+            [c.contact.enrolled_by_user_id if c.contact else None for c in changes],
         )
 
-    async def set_status(
-        self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus
-    ) -> None:
-        """Move the enrollment to ``status``; an ended enrollment never comes back."""
-        await self._conn.execute(
-            """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
-                                        record_type, record_id, status)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (enrollment_id) DO UPDATE
-                   SET status = EXCLUDED.status, updated_at = now()
-                   WHERE enrollments.account_id = EXCLUDED.account_id
-                     AND enrollments.status <> 'ended'""",
-            ref.enrollment_id,
-            account_id,
-            ref.workflow_id,
-            ref.workflow_version,
-            ref.record.type.value,
-            ref.record.id,
-            status.value,
-        )
-
-    async def save_sent_message(self, account_id: str, sent: MessageSentPayload) -> None:
-        message_id = normalize_message_id(sent.provider_message_id)
-        if message_id is None:
-            return  # nothing a reply could quote
+    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
+        first: dict[tuple[str, str], MessageSent] = {}
+        for event in sent:
+            message_id = normalize_message_id(event.payload.provider_message_id)
+            if message_id is not None:  # otherwise nothing a reply could quote
+                first.setdefault((event.account_id, message_id), event)
+        if not first:
+            return
         await self._conn.execute(
             """INSERT INTO sent_messages (account_id, provider_message_id, enrollment_id, sent_at)
-               VALUES ($1, $2, $3, $4)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[])
                ON CONFLICT (account_id, provider_message_id) DO NOTHING""",
-            account_id,
-            message_id,
-            sent.enrollment_id,
-            sent.sent_at,
+            [account_id for account_id, _ in first],
+            [message_id for _, message_id in first],
+            [e.payload.enrollment_id for e in first.values()],
+            [e.payload.sent_at for e in first.values()],
         )
 
-    async def by_sent_messages(
-        self, account_id: str, provider_message_ids: Sequence[str]
-    ) -> list[EnrollmentView]:
-        if not provider_message_ids:
-            return []
+    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
+        threads, records, emails, aliases = _Keys(2), _Keys(4), _Keys(2), _Keys(2)
+        for idx, signal in enumerate(signals):
+            lookup, account_id = signal.lookup, signal.account_id
+            for message_id in lookup.sent_message_ids:
+                threads.add(idx, account_id, message_id)
+            for ref in lookup.records:
+                records.add(idx, MatchKind.RECORD.value, account_id, ref.type.value, ref.id)
+            for ref in lookup.attendees:
+                records.add(idx, MatchKind.ATTENDEE.value, account_id, ref.type.value, ref.id)
+            for address in lookup.addresses:
+                emails.add(idx, account_id, address)
+                if lookup.include_aliases:
+                    aliases.add(idx, account_id, address)
+        found: list[list[Candidate]] = [[] for _ in signals]
+        if not (threads or records or emails):
+            return found
         rows = await self._conn.fetch(
-            _ENROLLMENTS
-            + """JOIN sent_messages s
-                      ON s.account_id = e.account_id AND s.enrollment_id = e.enrollment_id
-                 WHERE e.account_id = $1 AND s.provider_message_id = ANY($2::text[])""",
-            account_id,
-            list(provider_message_ids),
+            _CANDIDATES, *threads.args(), *records.args(), *emails.args(), *aliases.args()
         )
-        return [_view(row) for row in rows]
-
-    async def by_records(
-        self, account_id: str, records: Sequence[RecordRef]
-    ) -> list[EnrollmentView]:
-        if not records:
-            return []
-        rows = await self._conn.fetch(
-            _ENROLLMENTS
-            + """WHERE e.account_id = $1
-                   AND (e.record_type, e.record_id) IN (
-                       SELECT t, i FROM unnest($2::text[], $3::text[]) AS r(t, i))""",
-            account_id,
-            [r.type.value for r in records],
-            [r.id for r in records],
-        )
-        return [_view(row) for row in rows]
-
-    async def by_addresses(
-        self, account_id: str, addresses: Sequence[str], *, include_aliases: bool
-    ) -> list[EnrollmentView]:
-        if not addresses:
-            return []
-        # Two constant statements rather than one with a flag, so each keeps its index.
-        where = (
-            "WHERE e.account_id = $1 AND (e.email = ANY($2::text[]) OR e.aliases && $2::text[])"
-            if include_aliases
-            else "WHERE e.account_id = $1 AND e.email = ANY($2::text[])"
-        )
-        rows = await self._conn.fetch(_ENROLLMENTS + where, account_id, list(addresses))
-        return [_view(row) for row in rows]
+        for row in rows:
+            found[row["idx"]].append(Candidate(_view(row), MatchKind(row["matched_by"])))
+        for candidates in found:  # strongest first, then a stable order for replays
+            candidates.sort(key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
+        return found
 
     async def live_by_company(
-        self, account_id: str, company_domains: Sequence[str]
-    ) -> list[EnrollmentView]:
-        if not company_domains:
-            return []
-        rows = await self._conn.fetch(
-            _ENROLLMENTS
-            + """WHERE e.account_id = $1 AND e.company_domain = ANY($2::text[])
-                   AND e.status IN ('active', 'paused')""",
-            account_id,
-            list(company_domains),
-        )
-        return [_view(row) for row in rows]
+        self, searches: Sequence[CompanySearch]
+    ) -> list[list[EnrollmentView]]:
+        keys = _Keys(2)
+        for idx, (account_id, domains) in enumerate(searches):
+            for domain in domains:
+                keys.add(idx, account_id, domain)
+        found: list[list[EnrollmentView]] = [[] for _ in searches]
+        if not keys:
+            return found
+        for row in await self._conn.fetch(_LIVE_BY_COMPANY, *keys.args()):
+            found[row["idx"]].append(_view(row))
+        for views in found:
+            views.sort(key=lambda view: view.enrollment_id)
+        return found
 
-    async def save_decisions(
-        self,
-        account_id: str,
-        inbound_message_id: uuid.UUID,
-        inbound_type: str,
-        decisions: Sequence[Decision],
-    ) -> None:
-        if not decisions:
+    async def save_decisions(self, decided: Sequence[DecidedEvent]) -> None:
+        rows = [(signal, d) for signal, decisions in decided for d in decisions]
+        if not rows:
             return
-        await self._conn.executemany(
+        await self._conn.execute(
             """INSERT INTO decisions (account_id, inbound_message_id, inbound_type, enrollment_id,
                                       record_type, record_id, trigger, matched_by, decision,
                                       reason, why, exit_message_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
+                                    $6::text[], $7::text[], $8::text[], $9::text[],
+                                    $10::text[], $11::text[], $12::uuid[])
                ON CONFLICT (account_id, inbound_message_id, enrollment_id) DO NOTHING""",
-            [
-                (
-                    account_id,
-                    inbound_message_id,
-                    inbound_type,
-                    d.enrollment.enrollment_id if d.enrollment else None,
-                    d.record.type.value if d.record else None,
-                    d.record.id if d.record else None,
-                    d.trigger.value if d.trigger else None,
-                    d.matched_by.value if d.matched_by else None,
-                    d.outcome.value,
-                    d.reason.value if d.reason else None,
-                    d.why,
-                    d.exit_message_id,
-                )
-                for d in decisions
-            ],
+            [s.account_id for s, _ in rows],
+            [s.message_id for s, _ in rows],
+            [s.event_type for s, _ in rows],
+            [d.enrollment.enrollment_id if d.enrollment else None for _, d in rows],
+            [d.record.type.value if d.record else None for _, d in rows],
+            [d.record.id if d.record else None for _, d in rows],
+            [d.trigger.value if d.trigger else None for _, d in rows],
+            [d.matched_by.value if d.matched_by else None for _, d in rows],
+            [d.outcome.value for _, d in rows],
+            [d.reason.value if d.reason else None for _, d in rows],
+            [d.why for _, d in rows],
+            [d.exit_message_id for _, d in rows],
         )
+
+
+class _Keys:
+    """Lookup keys as parallel arrays for ``unnest``, each tagged with its event's index."""
+
+    def __init__(self, width: int) -> None:
+        self._idx: list[int] = []
+        self._columns: list[list[str]] = [[] for _ in range(width)]
+
+    def add(self, idx: int, *values: str) -> None:
+        self._idx.append(idx)
+        for column, value in zip(self._columns, values, strict=True):
+            column.append(value)
+
+    def __bool__(self) -> bool:
+        return bool(self._idx)
+
+    def args(self) -> list[list[int] | list[str]]:
+        return [self._idx, *self._columns]

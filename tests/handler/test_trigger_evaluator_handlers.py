@@ -6,22 +6,26 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from services.trigger_evaluator.domain import (
+    STATUS_AFTER_EVENT,
+    Candidate,
     Decision,
     EnrollmentStatus,
     EnrollmentView,
+    MatchKind,
     WorkflowTriggers,
     WorkflowVersionUnknownError,
     company_domain_key,
 )
 from services.trigger_evaluator.handlers import build_handlers
-from services.trigger_evaluator.repository import TriggerRepository
-from services.trigger_evaluator.triggers import EXIT_RULES, normalize_message_id
-from shared.consumer import Handler
+from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.repository import CompanySearch, DecidedEvent, TriggerRepository
+from services.trigger_evaluator.triggers import EXIT_RULES, Lookup, Signal, normalize_message_id
+from shared.consumer import Batched
 from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType, decode, topics
 from shared.contracts.commands import ContactDetails, Exit, ExitReason, ExitSource
 from shared.contracts.events import (
@@ -41,7 +45,13 @@ from shared.contracts.events import (
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
-from shared.contracts.inbound import Channel, EmailReplied, EmailRepliedPayload
+from shared.contracts.inbound import (
+    Channel,
+    EmailLinkClicked,
+    EmailLinkClickedPayload,
+    EmailReplied,
+    EmailRepliedPayload,
+)
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from shared.outbox import UnitOfWork
 
@@ -52,33 +62,54 @@ AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 USER = Actor(kind=ActorKind.USER, id="u-1")
 
 
+class Apply(Protocol):
+    async def __call__(self, handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork: ...
+
+
 @dataclass
 class FakeRepository:
-    """The ``TriggerRepository`` port in memory, with the SQL's semantics."""
+    """The ``TriggerRepository`` port in memory, with the SQL's semantics.
+
+    Runs are applied one message at a time: the plain sequential behaviour the real
+    repository's batch statements must reproduce (the integration tier checks they do).
+    """
 
     workflows: dict[tuple[str, str, int], WorkflowTriggers] = field(default_factory=dict)
     enrollments: dict[uuid.UUID, EnrollmentView] = field(default_factory=dict)
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     decisions: list[tuple[str, uuid.UUID, str, Decision]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    """The port methods called, in order: a handler must cost a constant number per run."""
 
-    async def save_workflow_version(
-        self, account_id: str, version: int, definition: WorkflowDefinition
-    ) -> None:
-        settings = definition.settings
-        self.workflows.setdefault(
-            (account_id, definition.workflow_id, version),
-            WorkflowTriggers(settings.exit_triggers, settings.unenroll_company_on_reply),
-        )
+    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
+        self.calls.append("save_workflow_versions")
+        for event in applied:
+            definition = event.payload.definition
+            settings = definition.settings
+            self.workflows.setdefault(
+                (event.account_id, definition.workflow_id, event.payload.version),
+                WorkflowTriggers(settings.exit_triggers, settings.unenroll_company_on_reply),
+            )
 
-    async def save_enrollment(self, account_id: str, enrolled: EnrolledPayload) -> None:
+    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
+        self.calls.append("save_enrollment_events")
+        for event in events:
+            if isinstance(event, EnrollmentEnrolled):
+                self._enrolled(event.account_id, event.payload)
+            else:
+                self._set_status(event.account_id, event.payload, STATUS_AFTER_EVENT[event.type])
+
+    def _enrolled(self, account_id: str, enrolled: EnrolledPayload) -> None:
         contact = enrolled.contact or ContactDetails()
         known = self.enrollments.get(enrolled.enrollment_id)
+        if known is not None and known.account_id != account_id:
+            return
         self.enrollments[enrolled.enrollment_id] = EnrollmentView(
             enrollment_id=enrolled.enrollment_id,
             account_id=account_id,
-            workflow_id=enrolled.workflow_id,
-            workflow_version=enrolled.workflow_version,
-            record=enrolled.record,
+            workflow_id=known.workflow_id if known else enrolled.workflow_id,
+            workflow_version=known.workflow_version if known else enrolled.workflow_version,
+            record=known.record if known else enrolled.record,
             status=known.status if known else EnrollmentStatus.ACTIVE,
             workflow=None,
             email=contact.email,
@@ -89,9 +120,7 @@ class FakeRepository:
             else None,
         )
 
-    async def set_status(
-        self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus
-    ) -> None:
+    def _set_status(self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus) -> None:
         known = self.enrollments.get(ref.enrollment_id)
         if known is None:  # a lifecycle event ahead of enrolled: remembered all the same
             self.enrollments[ref.enrollment_id] = EnrollmentView(
@@ -106,10 +135,12 @@ class FakeRepository:
         elif known.account_id == account_id and known.status is not EnrollmentStatus.ENDED:
             self.enrollments[ref.enrollment_id] = replace(known, status=status)
 
-    async def save_sent_message(self, account_id: str, sent: MessageSentPayload) -> None:
-        message_id = normalize_message_id(sent.provider_message_id)
-        assert message_id is not None
-        self.sent.setdefault((account_id, message_id), sent.enrollment_id)
+    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
+        self.calls.append("save_sent_messages")
+        for event in sent:
+            message_id = normalize_message_id(event.payload.provider_message_id)
+            assert message_id is not None
+            self.sent.setdefault((event.account_id, message_id), event.payload.enrollment_id)
 
     def _views(self, account_id: str, keep: Any) -> list[EnrollmentView]:
         return [
@@ -120,41 +151,45 @@ class FakeRepository:
             if e.account_id == account_id and keep(e)
         ]
 
-    async def by_sent_messages(
-        self, account_id: str, provider_message_ids: Sequence[str]
-    ) -> list[EnrollmentView]:
-        ids = {self.sent.get((account_id, m)) for m in provider_message_ids}
-        return self._views(account_id, lambda e: e.enrollment_id in ids)
+    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
+        self.calls.append("candidates")
+        return [self._candidates(signal.account_id, signal.lookup) for signal in signals]
 
-    async def by_records(
-        self, account_id: str, records: Sequence[RecordRef]
-    ) -> list[EnrollmentView]:
-        return self._views(account_id, lambda e: e.record in records)
+    def _candidates(self, account_id: str, lookup: Lookup) -> list[Candidate]:
+        threads = {self.sent.get((account_id, m)) for m in lookup.sent_message_ids}
+        addresses = set(lookup.addresses)
 
-    async def by_addresses(
-        self, account_id: str, addresses: Sequence[str], *, include_aliases: bool
-    ) -> list[EnrollmentView]:
-        def matches(e: EnrollmentView) -> bool:
-            aliases = set(e.aliases) if include_aliases else set()
-            return bool({e.email, *aliases} & set(addresses))
+        def by_address(e: EnrollmentView) -> bool:
+            aliases = set(e.aliases) if lookup.include_aliases else set()
+            return bool({e.email, *aliases} & addresses)
 
-        return self._views(account_id, matches)
+        searches = [
+            (MatchKind.THREAD, lambda e: e.enrollment_id in threads),
+            (MatchKind.RECORD, lambda e: e.record in lookup.records),
+            (MatchKind.ATTENDEE, lambda e: e.record in lookup.attendees),
+            (MatchKind.ADDRESS, by_address),
+        ]
+        return [
+            Candidate(view, kind)
+            for kind, keep in searches
+            for view in self._views(account_id, keep)
+        ]
 
     async def live_by_company(
-        self, account_id: str, company_domains: Sequence[str]
-    ) -> list[EnrollmentView]:
-        return self._views(
-            account_id, lambda e: e.company_domain in company_domains and e.status.live
-        )
+        self, searches: Sequence[CompanySearch]
+    ) -> list[list[EnrollmentView]]:
+        self.calls.append("live_by_company")
+        return [self._colleagues(account_id, domains) for account_id, domains in searches]
 
-    async def save_decisions(
-        self,
-        account_id: str,
-        inbound_message_id: uuid.UUID,
-        inbound_type: str,
-        decisions: Sequence[Decision],
-    ) -> None:
-        self.decisions.extend((account_id, inbound_message_id, inbound_type, d) for d in decisions)
+    def _colleagues(self, account_id: str, domains: Sequence[str]) -> list[EnrollmentView]:
+        return self._views(account_id, lambda e: e.company_domain in domains and e.status.live)
+
+    async def save_decisions(self, decided: Sequence[DecidedEvent]) -> None:
+        self.calls.append("save_decisions")
+        for signal, decisions in decided:
+            self.decisions.extend(
+                (signal.account_id, signal.message_id, signal.event_type, d) for d in decisions
+            )
 
 
 def _conforms(repository: FakeRepository) -> TriggerRepository:
@@ -167,7 +202,7 @@ def repository() -> FakeRepository:
 
 
 @pytest.fixture
-def handlers(repository: FakeRepository) -> Mapping[str, Handler]:
+def handlers(repository: FakeRepository) -> Mapping[str, Batched]:
     return build_handlers(lambda _conn: _conforms(repository))
 
 
@@ -175,11 +210,43 @@ def new_uow() -> UnitOfWork:
     return UnitOfWork(conn=None)  # type: ignore[arg-type]  # the fake repository needs none
 
 
-async def apply(handlers: Mapping[str, Handler], *events: Message) -> UnitOfWork:
-    """Hand ``events`` to their handlers in one unit of work, as the pipeline does."""
-    uow = new_uow()
+def runs_of(
+    handlers: Mapping[str, Batched], events: Sequence[Message]
+) -> list[tuple[Batched, list[Message]]]:
+    """Consecutive events sharing a handler, grouped into one run, as the pipeline does."""
+    runs: list[tuple[Batched, list[Message]]] = []
     for event in events:
-        await handlers[event.type](uow, event)
+        handler = handlers[event.type]
+        if runs and runs[-1][0] is handler:
+            runs[-1][1].append(event)
+        else:
+            runs.append((handler, [event]))
+    return runs
+
+
+@pytest.fixture(params=["runs", "alone"])
+def apply(request: pytest.FixtureRequest) -> Apply:
+    """Hand events to their handlers in one unit of work: grouped into runs as the pipeline
+    does, or each alone (how the pipeline re-applies a failed batch). Both must agree."""
+
+    async def apply(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork:
+        uow = new_uow()
+        if request.param == "runs":
+            for handler, run in runs_of(handlers, events):
+                await handler.handle(uow, run)
+        else:
+            for event in events:
+                await handlers[event.type].handle(uow, [event])
+        return uow
+
+    return apply
+
+
+async def apply_run(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork:
+    """Hand ``events`` to their (shared) handler as one run."""
+    ((handler, run),) = runs_of(handlers, events)
+    uow = new_uow()
+    await handler.handle(uow, run)
     return uow
 
 
@@ -277,7 +344,7 @@ def reply(**overrides: Any) -> EmailReplied:
 
 
 def test_every_consumed_type_that_matters_has_a_handler(
-    handlers: Mapping[str, Handler],
+    handlers: Mapping[str, Batched],
 ) -> None:
     projection = {
         WorkflowApplied.TYPE,
@@ -292,7 +359,7 @@ def test_every_consumed_type_that_matters_has_a_handler(
 
 
 async def test_a_reply_to_a_sent_workflow_email_issues_one_exit_command(
-    handlers: Mapping[str, Handler], repository: FakeRepository
+    apply: Apply, handlers: Mapping[str, Batched], repository: FakeRepository
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     await apply(handlers, workflow_applied(), alice, sent(alice, "<m-1@offramp.test>"))
@@ -314,7 +381,8 @@ async def test_a_reply_to_a_sent_workflow_email_issues_one_exit_command(
 
 
 async def test_a_redelivered_reply_yields_the_same_command_id(
-    handlers: Mapping[str, Handler],
+    apply: Apply,
+    handlers: Mapping[str, Batched],
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     await apply(handlers, workflow_applied(), alice)
@@ -328,7 +396,8 @@ async def test_a_redelivered_reply_yields_the_same_command_id(
 
 
 async def test_a_reply_from_an_alias_exits_the_enrolled_contact(
-    handlers: Mapping[str, Handler],
+    apply: Apply,
+    handlers: Mapping[str, Batched],
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com", aliases=("a.smith@acme.com",))
     await apply(handlers, workflow_applied(), alice)
@@ -340,7 +409,7 @@ async def test_a_reply_from_an_alias_exits_the_enrolled_contact(
 
 
 async def test_an_automatic_reply_exits_nothing_and_is_recorded(
-    handlers: Mapping[str, Handler], repository: FakeRepository
+    apply: Apply, handlers: Mapping[str, Batched], repository: FakeRepository
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     await apply(handlers, workflow_applied(), alice)
@@ -353,7 +422,7 @@ async def test_an_automatic_reply_exits_nothing_and_is_recorded(
 
 
 async def test_an_exited_or_completed_enrollment_is_never_exited_again(
-    handlers: Mapping[str, Handler], repository: FakeRepository
+    apply: Apply, handlers: Mapping[str, Batched], repository: FakeRepository
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     bob = enrolled("c-2", email="bob@acme.com")
@@ -383,7 +452,9 @@ async def test_an_exited_or_completed_enrollment_is_never_exited_again(
     assert [d.why for *_, d in repository.decisions] == ["the enrollment already ended"] * 2
 
 
-async def test_a_paused_enrollment_still_exits(handlers: Mapping[str, Handler]) -> None:
+async def test_a_paused_enrollment_still_exits(
+    apply: Apply, handlers: Mapping[str, Batched]
+) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     paused = EnrollmentPaused.create(
         account_id=ACCOUNT, payload=PausedPayload(**ref_of(alice), reason="manual", actor=USER)
@@ -396,7 +467,8 @@ async def test_a_paused_enrollment_still_exits(handlers: Mapping[str, Handler]) 
 
 
 async def test_a_reply_takes_the_whole_company_out_when_the_workflow_says_so(
-    handlers: Mapping[str, Handler],
+    apply: Apply,
+    handlers: Mapping[str, Batched],
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     bob = enrolled("c-2", email="bob@acme.com")
@@ -409,7 +481,9 @@ async def test_a_reply_takes_the_whole_company_out_when_the_workflow_says_so(
     assert reasons == {"c-1": ExitReason.REPLIED, "c-2": ExitReason.COMPANY_REPLIED}
 
 
-async def test_a_free_mail_domain_is_never_a_company(repository: FakeRepository) -> None:
+async def test_a_free_mail_domain_is_never_a_company(
+    apply: Apply, repository: FakeRepository
+) -> None:
     handlers = build_handlers(
         lambda _conn: repository, ignored_company_domains=frozenset({"acme.com"})
     )
@@ -422,7 +496,7 @@ async def test_a_free_mail_domain_is_never_a_company(repository: FakeRepository)
     assert [c.payload.record.id for c in exits_of(uow)] == ["c-1"]
 
 
-async def test_nothing_crosses_accounts(handlers: Mapping[str, Handler]) -> None:
+async def test_nothing_crosses_accounts(apply: Apply, handlers: Mapping[str, Batched]) -> None:
     theirs = enrolled("c-1", email="alice@acme.com", account_id="another-account")
     await apply(handlers, workflow_applied(account_id="another-account"), theirs)
 
@@ -432,7 +506,8 @@ async def test_nothing_crosses_accounts(handlers: Mapping[str, Handler]) -> None
 
 
 async def test_an_unknown_workflow_version_fails_the_event_so_it_is_retried(
-    handlers: Mapping[str, Handler],
+    apply: Apply,
+    handlers: Mapping[str, Batched],
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com", version=2)
     await apply(handlers, workflow_applied(version=1), alice)
@@ -442,7 +517,8 @@ async def test_an_unknown_workflow_version_fails_the_event_so_it_is_retried(
 
 
 async def test_an_exit_seen_before_its_enrollment_keeps_the_enrollment_ended(
-    handlers: Mapping[str, Handler],
+    apply: Apply,
+    handlers: Mapping[str, Batched],
 ) -> None:
     alice = enrolled("c-1", email="alice@acme.com")
     exited = EnrollmentExited.create(
@@ -460,3 +536,203 @@ async def test_an_exit_seen_before_its_enrollment_keeps_the_enrollment_ended(
     uow = await apply(handlers, reply(from_address="alice@acme.com"))
 
     assert uow.outgoing == []
+
+
+# Runs: the pipeline hands each subscriber a run of consecutive messages at once.
+
+
+def click(**overrides: Any) -> EmailLinkClicked:
+    fields: dict[str, Any] = {
+        "from_address": "someone@elsewhere.org",
+        "url": "https://x",
+        **overrides,
+    }
+    return EmailLinkClicked.create(
+        account_id=ACCOUNT, payload=EmailLinkClickedPayload(**fields), occurred_at=AT
+    )
+
+
+def exited_event(enrollment: EnrollmentEnrolled) -> EnrollmentExited:
+    return EnrollmentExited.create(
+        account_id=enrollment.account_id,
+        payload=ExitedPayload(
+            **ref_of(enrollment),
+            reason=ExitReason.MANUAL,
+            source=ExitSource.MANUAL,
+            actor=USER,
+            steps_completed=0,
+        ),
+    )
+
+
+def test_one_handler_takes_every_inbound_type_and_one_every_projection_type(
+    handlers: Mapping[str, Batched],
+) -> None:
+    inbound = {handlers[t] for t in EXIT_RULES}
+    projection = {handlers[t] for t in handlers if t not in EXIT_RULES}
+    # The pipeline keeps consecutive messages in one run while their handler is the same.
+    assert len(inbound) == 1
+    assert len(projection) == 1
+    assert inbound != projection
+
+
+async def test_a_reply_and_a_click_of_one_contact_in_one_run_each_decide_and_exit(
+    handlers: Mapping[str, Batched], repository: FakeRepository, apply: Apply
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com")
+    triggers = frozenset({ExitTrigger.REPLIED, ExitTrigger.LINK_CLICKED})
+    await apply(handlers, workflow_applied(triggers=triggers), alice, sent(alice, "<m-1@o>"))
+    answer = reply(from_address="alice@acme.com")
+    clicked = click(from_address="alice@acme.com", workflow_message_id="<m-1@o>")
+
+    uow = await apply_run(handlers, answer, clicked)
+
+    # Each event exits with its own derived id; enrollment applies the first, drops the rest.
+    commands = exits_of(uow)
+    assert [(c.causation_id, c.payload.reason) for c in commands] == [
+        (answer.message_id, ExitReason.REPLIED),
+        (clicked.message_id, ExitReason.LINK_CLICKED),
+    ]
+    assert {c.payload.enrollment_id for c in commands} == {alice.payload.enrollment_id}
+    assert commands[0].message_id != commands[1].message_id
+    assert [(m, d.matched_by) for _, m, _, d in repository.decisions] == [
+        (answer.message_id, MatchKind.ADDRESS),
+        (clicked.message_id, MatchKind.THREAD),
+    ]
+
+
+async def test_a_run_decides_like_its_events_one_by_one(
+    handlers: Mapping[str, Batched], repository: FakeRepository, apply: Apply
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com")
+    bob = enrolled("c-2", email="bob@acme.com")
+    carol = enrolled("c-3", email="carol@other.com", company_domain="other.com")
+    theirs = enrolled("c-9", email="dave@acme.com", account_id="another-account")
+    await apply(
+        handlers,
+        workflow_applied(unenroll_company_on_reply=True),
+        workflow_applied(account_id="another-account"),
+        alice,
+        bob,
+        carol,
+        theirs,
+    )
+    events = [
+        reply(from_address="dave@acme.com"),  # only the other account's Dave has it
+        reply(from_address="alice@acme.com", auto_reply=True),
+        reply(from_address="carol@other.com"),
+        click(from_address="bob@acme.com"),  # outside a workflow email
+        reply(from_address="alice@acme.com"),
+    ]
+    one_by_one = [exits_of(await apply_run(handlers, event)) for event in events]
+    decided_alone = list(repository.decisions)
+    repository.decisions.clear()
+
+    uow = await apply_run(handlers, *events)
+
+    assert [(c.message_id, c.payload) for c in exits_of(uow)] == [
+        (c.message_id, c.payload) for commands in one_by_one for c in commands
+    ]
+    assert repository.decisions == decided_alone
+    assert [c.payload.record.id for c in exits_of(uow)] == ["c-3", "c-1", "c-2"]
+
+
+async def test_a_run_of_inbound_events_costs_three_repository_calls_however_long(
+    handlers: Mapping[str, Batched], repository: FakeRepository, apply: Apply
+) -> None:
+    people = [enrolled(f"c-{i}", email=f"p{i}@acme.com") for i in range(50)]
+    await apply(handlers, workflow_applied(unenroll_company_on_reply=True), *people)
+    repository.calls.clear()
+
+    uow = await apply_run(handlers, *(reply(from_address=f"p{i}@acme.com") for i in range(50)))
+
+    assert repository.calls == ["candidates", "live_by_company", "save_decisions"]
+    assert len(exits_of(uow)) == 50 * 50  # each reply takes the whole company out
+
+
+async def test_events_that_can_never_exit_look_nothing_up(
+    handlers: Mapping[str, Batched], repository: FakeRepository
+) -> None:
+    await apply_run(handlers, reply(auto_reply=True), click())
+
+    assert repository.calls == ["save_decisions"]
+    assert len(repository.decisions) == 2
+
+
+async def test_an_unknown_workflow_version_fails_the_run_and_only_its_event_alone(
+    handlers: Mapping[str, Batched], apply: Apply
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com")
+    bob = enrolled("c-2", email="bob@bob.org", company_domain="bob.org", version=2)
+    await apply(handlers, workflow_applied(version=1), alice, bob)
+    for_alice, for_bob = reply(from_address="alice@acme.com"), reply(from_address="bob@bob.org")
+
+    with pytest.raises(WorkflowVersionUnknownError):
+        await apply_run(handlers, for_alice, for_bob)
+    # The pipeline rolls the batch back and re-applies each message alone:
+    assert len(exits_of(await apply_run(handlers, for_alice))) == 1
+    with pytest.raises(WorkflowVersionUnknownError):
+        await apply_run(handlers, for_bob)
+
+
+@pytest.mark.parametrize(
+    "lifecycle",
+    [
+        pytest.param(lambda e: [e, exited_event(e)], id="enrolled-then-exited"),
+        pytest.param(lambda e: [exited_event(e), e], id="exited-then-enrolled"),
+        pytest.param(
+            lambda e: [
+                e,
+                exited_event(e),
+                EnrollmentResumed.create(
+                    account_id=ACCOUNT, payload=ResumedPayload(**ref_of(e), actor=USER)
+                ),
+            ],
+            id="resumed-after-exit",
+        ),
+    ],
+)
+async def test_ended_wins_within_one_projection_run(
+    handlers: Mapping[str, Batched], repository: FakeRepository, lifecycle: Any
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com")
+
+    await apply_run(handlers, workflow_applied(), *lifecycle(alice), sent(alice, "<m-1@o>"))
+
+    view = repository.enrollments[alice.payload.enrollment_id]
+    assert view.status is EnrollmentStatus.ENDED
+    assert view.email == "alice@acme.com"
+    assert repository.calls == [
+        "save_workflow_versions",
+        "save_enrollment_events",
+        "save_sent_messages",
+    ]
+    assert exits_of(await apply_run(handlers, reply(in_reply_to="<m-1@o>"))) == []
+
+
+async def test_a_projection_run_keeps_each_enrollments_last_status(
+    handlers: Mapping[str, Batched], repository: FakeRepository
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com")
+    bob = enrolled("c-2", email="bob@acme.com")
+    paused = EnrollmentPaused.create(
+        account_id=ACCOUNT, payload=PausedPayload(**ref_of(alice), reason="manual", actor=USER)
+    )
+    resumed = EnrollmentResumed.create(
+        account_id=ACCOUNT, payload=ResumedPayload(**ref_of(alice), actor=USER)
+    )
+    bob_paused = EnrollmentPaused.create(
+        account_id=ACCOUNT, payload=PausedPayload(**ref_of(bob), reason="manual", actor=USER)
+    )
+
+    await apply_run(handlers, alice, bob, paused, bob_paused, resumed)
+
+    statuses = {v.record.id: v.status for v in repository.enrollments.values()}
+    assert statuses == {"c-1": EnrollmentStatus.ACTIVE, "c-2": EnrollmentStatus.PAUSED}
+
+
+async def test_the_projection_refuses_a_type_it_does_not_keep(
+    handlers: Mapping[str, Batched],
+) -> None:
+    with pytest.raises(TypeError, match=r"email\.replied"):
+        await handlers[WorkflowApplied.TYPE].handle(new_uow(), [reply()])
