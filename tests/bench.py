@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.client import OfframpClient
@@ -203,11 +204,18 @@ async def main() -> None:
                 started = time.perf_counter()
                 await enroll_all(client, total)
             await eventually(
-                lambda: _count_enrollments(env["DATABASE_URL"]),
+                lambda: _count(env["DATABASE_URL"], "trigger_evaluator.enrollments"),
                 until=lambda n: n >= total,
                 timeout=600,
                 interval=0.5,
                 what=f"{total} enrollments projected by trigger-evaluator",
+            )
+            await eventually(
+                lambda: _count(env["DATABASE_URL"], "scheduler.timers"),
+                until=lambda n: n >= total,
+                timeout=600,
+                interval=0.5,
+                what=f"{total} step timers held by the scheduler",
             )
             elapsed = time.perf_counter() - started
             say(f"enrolled {total} contacts in {elapsed:.1f}s ({total / elapsed:.0f}/s end to end)")
@@ -258,12 +266,10 @@ async def main() -> None:
             await delete_topics(infra.kafka_bootstrap_servers, namespace)
 
 
-async def _count_enrollments(database_url: str) -> int:
-    import asyncpg
-
+async def _count(database_url: str, table: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM trigger_evaluator.enrollments"))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
     finally:
         await conn.close()
 
