@@ -213,7 +213,7 @@ class MessagePipeline:
                 else:
                     for message in messages:
                         await self._call(uow, handler, message, alone=alone, counts=counts)
-            await write_outbox(conn, self._schema, uow.outgoing)
+            await write_outbox(conn, uow.outgoing)
         # Counted only once committed: a rolled-back batch is applied again.
         self.stats.duplicates += counts["duplicates"]
         self.stats.unknown_types += counts["unknown_types"]
@@ -330,7 +330,7 @@ class MessagePipeline:
             claimed = await self._claim(uow, item, "dead_lettered")
             if claimed:
                 self._dead_letter(uow, item, "processing_failed", reason, attempts=attempt)
-            await write_outbox(conn, self._schema, uow.outgoing)
+            await write_outbox(conn, uow.outgoing)
         self.stats.dead_lettered += int(claimed)
 
     def _dead_letter(

@@ -20,6 +20,10 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    return None
+
+
 async def create_pool(
     dsn: str, *, schema: str, application_name: str, min_size: int = 2, max_size: int = 10
 ) -> asyncpg.Pool:
@@ -32,6 +36,9 @@ async def create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # Our code leaves no session state behind (SET LOCAL only, advisory locks released,
+        # LISTEN on dedicated connections), so skip the reset round trip on every release.
+        reset=_keep_session,
         server_settings={
             "search_path": check_schema_name(schema),
             "application_name": application_name,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Annotated, Any, Union
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -146,15 +147,33 @@ def document_publisher(docs: KafkaBroker, topic: str, namespace: str) -> None:
     )
 
 
-def raw_publisher(broker: KafkaBroker, namespace: str) -> PublishFn:
+def create_relay_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+    """The outbox relay's producer: idempotent (no duplicates on retry), all replicas ack.
+
+    The relay hands bytes that are already encoded straight to aiokafka; FastStream's
+    publish path (middlewares, encoding) has nothing to add for them.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=f"{client_id}-relay",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+    )
+
+
+def raw_publisher(producer: AIOKafkaProducer, namespace: str) -> PublishFn:
     """The outbox relay's way out: contract topic names become the namespaced ones."""
 
     async def publish(
         topic: str, key: bytes, value: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
         # Returns once the record is queued; the future resolves when the broker acks.
-        future: Awaitable[Any] = await broker.publish(
-            value, topic=physical(topic, namespace), key=key, headers=headers, no_confirm=True
+        future: Awaitable[Any] = await producer.send(
+            physical(topic, namespace),
+            value,
+            key=key,
+            headers=[(name, text.encode()) for name, text in headers.items()],
         )
         return future
 

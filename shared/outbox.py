@@ -75,9 +75,7 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-async def write_outbox(
-    conn: DbConnection, schema: str, messages: Sequence[OutgoingMessage]
-) -> None:
+async def write_outbox(conn: DbConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Insert ``messages`` in one statement, inside the caller's transaction."""
     if not messages:
         return
@@ -90,8 +88,7 @@ async def write_outbox(
         [m.value for m in messages],
         [json.dumps(m.headers) for m in messages],
     )
-    # Delivered at commit only, so the relay never wakes for a rolled-back write.
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+    # The outbox's statement trigger (shared/sql/0002) notifies the relay at commit.
 
 
 class OutboxRelay:

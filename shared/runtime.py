@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -26,6 +27,7 @@ from shared.db import create_pool
 from shared.health import HealthServer
 from shared.kafka import (
     create_broker,
+    create_relay_producer,
     document_publisher,
     document_subscriber,
     ensure_topics,
@@ -67,6 +69,7 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _pool: asyncpg.Pool | None = None
+    _producer: AIOKafkaProducer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -105,10 +108,14 @@ class ServiceRuntime:
             await migrate(conn, schema=self.spec.schema, service_dir=self.spec.migrations_dir)
 
     async def start_background(self) -> None:
+        self._producer = create_relay_producer(
+            self.settings.kafka_bootstrap_servers, client_id=self.group_id
+        )
+        await self._producer.start()
         self.relay = OutboxRelay(
             dsn=self.settings.database_url,
             schema=self.spec.schema,
-            publish=raw_publisher(self.broker, self.settings.topic_namespace),
+            publish=raw_publisher(self._producer, self.settings.topic_namespace),
             batch_size=self.settings.outbox_batch_size,
             poll_interval_s=self.settings.outbox_poll_interval_s,
         )
@@ -153,6 +160,8 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._producer is not None:
+            await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
         log.info("service_stopped")

@@ -21,6 +21,7 @@ import os
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -88,8 +89,13 @@ class ExitWatcher:
 
     def __init__(self, bootstrap: str, namespace: str) -> None:
         self.arrived: dict[str, float] = {}
+        # For the split of the latency: when enrollment decided each exit, wall clock.
+        self.decided_wall: dict[str, float] = {}
+        self.arrived_wall: dict[str, float] = {}
+        self.commanded_wall: dict[str, float] = {}
         self._consumer = AIOKafkaConsumer(
             physical(topics.ENROLLMENT_EVENTS, namespace),
+            physical(topics.COMMANDS, namespace),
             bootstrap_servers=bootstrap,
             auto_offset_reset="latest",
             enable_auto_commit=False,
@@ -113,8 +119,18 @@ class ExitWatcher:
             for records in batch.values():
                 for record in records:
                     document = json.loads(record.value)
+                    if document["type"] == "enrollment.exit":
+                        self.commanded_wall.setdefault(
+                            document["payload"]["record"]["id"],
+                            datetime.fromisoformat(document["occurred_at"]).timestamp(),
+                        )
                     if document["type"] == "enrollment.exited":
-                        self.arrived.setdefault(document["payload"]["record"]["id"], now)
+                        key = document["payload"]["record"]["id"]
+                        self.arrived.setdefault(key, now)
+                        self.arrived_wall.setdefault(key, time.time())
+                        self.decided_wall.setdefault(
+                            key, datetime.fromisoformat(document["occurred_at"]).timestamp()
+                        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -144,6 +160,7 @@ async def publish_at_rate(
 ) -> dict[str, float]:
     """Publish replies for ``ids`` at ``rate`` per second (None: as fast as possible)."""
     sent_at: dict[str, float] = {}
+    sent_wall: dict[str, float] = SENT_WALL
     topic = physical(topics.INBOUND_EMAIL, namespace)
     started = time.perf_counter()
     pending = []
@@ -155,9 +172,43 @@ async def publish_at_rate(
                 await asyncio.sleep(delay)
         out = reply(i)
         sent_at[record_id(i)] = time.perf_counter()
+        sent_wall[record_id(i)] = time.time()
         pending.append(await producer.send(topic, out.value, key=out.key.encode()))
     await asyncio.gather(*pending)
     return sent_at
+
+
+SENT_WALL: dict[str, float] = {}
+
+
+def report_latency(
+    watcher: ExitWatcher, sent: dict[str, float], *, rate: float, seconds: float
+) -> None:
+    """Print the latency distribution and where it was spent (envelope times)."""
+    steady = len(sent)
+    latencies = [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()]
+    say(
+        f"latency at {rate:.0f} replies/s for {seconds:.0f}s ({steady} exits): "
+        f"p50 {percentile(latencies, 0.50):.0f} ms, "
+        f"p95 {percentile(latencies, 0.95):.0f} ms, "
+        f"p99 {percentile(latencies, 0.99):.0f} ms, "
+        f"max {max(latencies):.0f} ms, mean {statistics.fmean(latencies):.0f} ms"
+    )
+    to_command = [(watcher.commanded_wall[k] - SENT_WALL[k]) * 1000 for k in sent]
+    say(
+        "  reply -> exit command decided in trigger-evaluator: "
+        f"p50 {percentile(to_command, 0.5):.0f} ms, "
+        f"p99 {percentile(to_command, 0.99):.0f} ms"
+    )
+    to_decision = [(watcher.decided_wall[k] - SENT_WALL[k]) * 1000 for k in sent]
+    after_decision = [(watcher.arrived_wall[k] - watcher.decided_wall[k]) * 1000 for k in sent]
+    say(
+        "  of which reply -> exit decided in enrollment: "
+        f"p50 {percentile(to_decision, 0.5):.0f} ms, "
+        f"p99 {percentile(to_decision, 0.99):.0f} ms; decided -> exited event read: "
+        f"p50 {percentile(after_decision, 0.5):.0f} ms, "
+        f"p99 {percentile(after_decision, 0.99):.0f} ms"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -233,14 +284,7 @@ async def main() -> None:
                     timeout=120,
                     what="exits of the steady phase",
                 )
-                latencies = [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()]
-                say(
-                    f"latency at {rate:.0f} replies/s for {seconds:.0f}s ({steady} exits): "
-                    f"p50 {percentile(latencies, 0.50):.0f} ms, "
-                    f"p95 {percentile(latencies, 0.95):.0f} ms, "
-                    f"p99 {percentile(latencies, 0.99):.0f} ms, "
-                    f"max {max(latencies):.0f} ms, mean {statistics.fmean(latencies):.0f} ms"
-                )
+                report_latency(watcher, sent, rate=rate, seconds=seconds)
                 burst_start = time.perf_counter()
                 await publish_at_rate(producer, namespace, range(steady, total), None)
                 published = time.perf_counter() - burst_start

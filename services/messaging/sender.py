@@ -293,7 +293,7 @@ async def send_once(pool: asyncpg.Pool, sender: Sender, *, schema: str) -> int:
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn)
         claimed = await sender.process(MessagingRepository(conn), uow, now=utc_now())
-        await write_outbox(conn, schema, uow.outgoing)
+        await write_outbox(conn, uow.outgoing)
     return claimed
 
 
@@ -302,7 +302,7 @@ async def cancel_orphans_once(pool: asyncpg.Pool, sender: Sender, *, schema: str
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn)
         cancelled = await sender.cancel_orphans(MessagingRepository(conn), uow, now=utc_now())
-        await write_outbox(conn, schema, uow.outgoing)
+        await write_outbox(conn, uow.outgoing)
     return cancelled
 
 

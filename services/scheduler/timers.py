@@ -51,7 +51,7 @@ async def fire_once(runtime: ServiceRuntime, *, limit: int) -> int:
         uow = UnitOfWork(conn)
         for row in rows:
             uow.publish(step_due_message(row))
-        await write_outbox(conn, runtime.spec.schema, uow.outgoing)
+        await write_outbox(conn, uow.outgoing)
     return len(rows)
 
 

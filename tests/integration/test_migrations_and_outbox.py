@@ -14,7 +14,7 @@ from shared.client import OfframpClient, of_type
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Exit, ExitPayload, ExitReason, ExitSource
 from shared.contracts.topics import physical
-from shared.kafka import create_broker, ensure_topics, raw_publisher
+from shared.kafka import create_relay_producer, ensure_topics, raw_publisher
 from shared.migrations import MigrationError, migrate
 from shared.outbox import OutboxRelay, OutgoingMessage, write_outbox
 from tests.conftest import SessionEnv
@@ -55,8 +55,13 @@ async def test_replicas_starting_together_apply_each_migration_once(
     finally:
         for conn in connections:
             await conn.close()
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 3]  # plumbing + two of the service's
-    assert [tuple(r) for r in rows] == [("plumbing", 1), ("service", 1), ("service", 2)]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 4]  # plumbing's two + the service's
+    assert [tuple(r) for r in rows] == [
+        ("plumbing", 1),
+        ("plumbing", 2),
+        ("service", 1),
+        ("service", 2),
+    ]
 
 
 async def test_an_edited_migration_stops_the_start(
@@ -87,7 +92,7 @@ def exit_command(record_id: str) -> Exit:
 
 async def write_then_roll_back(conn: asyncpg.Connection, schema: str) -> None:
     async with conn.transaction():
-        await write_outbox(conn, schema, [OutgoingMessage.of(exit_command("ghost"))])
+        await write_outbox(conn, [OutgoingMessage.of(exit_command("ghost"))])
         raise RuntimeError("roll back")
 
 
@@ -101,13 +106,13 @@ async def test_relay_publishes_committed_rows_in_order_and_only_one_replica_lead
         [type(spec)(physical(spec.name, namespace), 1, spec.producer, spec.description)],
     )
     conn = await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
-    broker = create_broker(test_env.kafka_bootstrap_servers, client_id="outbox-test")
-    await broker.start()
+    producer = create_relay_producer(test_env.kafka_bootstrap_servers, client_id="outbox-test")
+    await producer.start()
     relays = [
         OutboxRelay(
             dsn=test_env.database_url,
             schema=schema,
-            publish=raw_publisher(broker, namespace),
+            publish=raw_publisher(producer, namespace),
             poll_interval_s=0.2,
         )
         for _ in range(2)
@@ -117,12 +122,12 @@ async def test_relay_publishes_committed_rows_in_order_and_only_one_replica_lead
         await migrate(conn, schema=schema, service_dir=tmp_path)
         commands = [exit_command(f"r-{i:03d}") for i in range(50)]
         async with conn.transaction():
-            await write_outbox(conn, schema, [OutgoingMessage.of(c) for c in commands[:25]])
+            await write_outbox(conn, [OutgoingMessage.of(c) for c in commands[:25]])
         # A rolled-back write must never be published.
         with pytest.raises(RuntimeError, match="roll back"):
             await write_then_roll_back(conn, schema)
         async with conn.transaction():
-            await write_outbox(conn, schema, [OutgoingMessage.of(c) for c in commands[25:]])
+            await write_outbox(conn, [OutgoingMessage.of(c) for c in commands[25:]])
 
         async with OfframpClient(test_env.kafka_bootstrap_servers, namespace) as client:
             published = await eventually(
@@ -139,7 +144,7 @@ async def test_relay_publishes_committed_rows_in_order_and_only_one_replica_lead
         for relay in relays:
             relay.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await broker.stop()
+        await producer.stop()
         await conn.close()
     ids = [d["payload"]["record"]["id"] for d in of_type(published, "enrollment.exit")]
     assert ids == [f"r-{i:03d}" for i in range(50)]  # one partition: the write order

@@ -66,9 +66,10 @@ def enroll(workflow_id: str, record_id: str) -> Enroll:
 @pytest.fixture
 async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, Behaviour]]:
     behaviour = Behaviour()
+    suffix = uuid.uuid4().hex[:8]
     spec = ServiceSpec(
         name="pipeline-test",
-        schema="pipeline_test",
+        schema=f"pipeline_{suffix}",
         description="test service",
         migrations_dir=Path(__file__).parent / "pipeline_migrations",
         consumes=(topics.COMMANDS,),
@@ -78,7 +79,8 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, B
     settings = ServiceSettings(
         kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
         database_url=test_env.database_url,
-        topic_namespace=test_env.topic_namespace,
+        # A namespace of its own: nothing else published in this session reaches it.
+        topic_namespace=f"{test_env.topic_namespace}pipeline-{suffix}.",
         consumer_backoff_initial_s=0.05,
         consumer_max_attempts=4,
         log_format="console",
@@ -91,10 +93,12 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, B
         await app.stop()
 
 
-async def effects(test_env: SessionEnv) -> list[str]:
+async def effects(test_env: SessionEnv, runtime: ServiceRuntime) -> list[str]:
     conn = await asyncpg.connect(test_env.database_url)
     try:
-        rows = await conn.fetch("SELECT record_id FROM pipeline_test.effects ORDER BY record_id")
+        rows = await conn.fetch(
+            f"SELECT record_id FROM {runtime.spec.schema}.effects ORDER BY record_id"
+        )
     finally:
         await conn.close()
     return [r["record_id"] for r in rows]
@@ -106,7 +110,9 @@ async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
     runtime, behaviour = service
     good = enroll("ok", "r-good")
     flaky = enroll("flaky", "r-flaky")
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(
+        test_env.kafka_bootstrap_servers, runtime.settings.topic_namespace
+    ) as kafka:
         await kafka.publish(good)
         await kafka.publish(good)  # a duplicate delivery
         await kafka.publish(flaky)
@@ -140,7 +146,9 @@ async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
     assert reasons["invalid_json"]["original_value"] == "{not json"
 
     applied = await eventually(
-        lambda: effects(test_env), until=lambda rows: "r-last" in rows, what="the last message"
+        lambda: effects(test_env, runtime),
+        until=lambda rows: "r-last" in rows,
+        what="the last message",
     )
     # The duplicate, the rejection and the broken handler left nothing behind.
     assert applied == ["r-flaky", "r-good", "r-last"]
@@ -154,11 +162,15 @@ async def test_offsets_are_committed_after_processing(
     service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(
+        test_env.kafka_bootstrap_servers, runtime.settings.topic_namespace
+    ) as kafka:
         await kafka.publish(enroll("ok", "r-offsets"))
         topic = kafka.topic(topics.COMMANDS)
     await eventually(
-        lambda: effects(test_env), until=lambda rows: "r-offsets" in rows, what="the message"
+        lambda: effects(test_env, runtime),
+        until=lambda rows: "r-offsets" in rows,
+        what="the message",
     )
     admin = AIOKafkaAdminClient(bootstrap_servers=test_env.kafka_bootstrap_servers)
     await admin.start()
@@ -200,10 +212,12 @@ async def test_a_database_outage_redelivers_instead_of_dead_lettering(
         return real_provider()
 
     runtime.pipeline._pool_provider = flaky_provider
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(
+        test_env.kafka_bootstrap_servers, runtime.settings.topic_namespace
+    ) as kafka:
         await kafka.publish(enroll("ok", "r-after-outage"))
         applied = await eventually(
-            lambda: effects(test_env),
+            lambda: effects(test_env, runtime),
             until=lambda rows: "r-after-outage" in rows,
             what="the message applied once the database is back",
         )
