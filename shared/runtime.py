@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -218,7 +219,9 @@ def build_app(
     return app, runtime
 
 
-def run(spec: ServiceSpec) -> None:
-    """Entry point of ``python -m services.<name>``."""
-    app, _runtime = build_app(spec)
-    asyncio.run(app.run())
+def serve(app: FastStream) -> None:
+    """Entry point of ``python -m services.<name>``: run until SIGTERM or Ctrl-C.
+
+    On uvloop: asyncpg and aiokafka spend markedly less CPU per round trip on it.
+    """
+    uvloop.run(app.run())

@@ -1,5 +1,4 @@
-import asyncio
-
 from services.enrollment.app import app
+from shared.runtime import serve
 
-asyncio.run(app.run())
+serve(app)

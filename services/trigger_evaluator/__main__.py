@@ -1,5 +1,4 @@
-import asyncio
-
 from services.trigger_evaluator.app import app
+from shared.runtime import serve
 
-asyncio.run(app.run())
+serve(app)
