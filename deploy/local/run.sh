@@ -16,6 +16,7 @@ export OFFRAMP_SMTP_PORT="${OFFRAMP_SMTP_PORT:-2525}"
 export OFFRAMP_LOG_FORMAT="${OFFRAMP_LOG_FORMAT:-console}"
 
 pids=()
+names=()
 stop() {
   trap - INT TERM EXIT
   echo "run: stopping services" >&2
@@ -25,10 +26,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-start() {  # name, command...: run with every output line prefixed by the name
+start() {  # name, command...: run it in the background, every output line prefixed
   local name=$1; shift
-  ( "$@" 2>&1 | sed -u "s/^/$(printf '%-17s' "[$name]") /" ) &
+  # Process substitution keeps $! the service's own pid, so stop() signals it directly.
+  "$@" > >(sed -u "s/^/$(printf '%-17s' "[$name]") /") 2>&1 &
   pids+=($!)
+  names+=("$name")
 }
 
 start smtp-sink "$py" -m shared.cli smtp-sink --port "$OFFRAMP_SMTP_PORT"
@@ -53,4 +56,15 @@ run: Offramp is starting.
 
   Ctrl-C stops the services.
 EOT
-wait
+
+# Run until Ctrl-C, until whoever started us goes away, or until a service exits.
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null; do
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "run: ${names[$i]} exited; stopping the others (its log is above)" >&2
+      exit 1
+    fi
+  done
+  sleep 1
+done
