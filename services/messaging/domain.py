@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from shared.contracts import RecordRef
 from shared.contracts.events import CancelReason
@@ -126,6 +127,17 @@ class Send:
     attempts: int = 0
     cause_message_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
+
+    def step_ref(self) -> dict[str, Any]:
+        """The fields every message about this send carries: enrollment and step."""
+        return {
+            "enrollment_id": self.enrollment_id,
+            "workflow_id": self.workflow_id,
+            "workflow_version": self.workflow_version,
+            "record": self.record,
+            "step_index": self.step_index,
+            "step_id": self.step_id,
+        }
 
 
 def pending_send(
