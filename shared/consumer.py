@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -178,7 +179,14 @@ class MessagePipeline:
                     await self._retry_alone(item, first_error=None)
         self.stats.batches += 1
         self.stats.messages += len(items)
-        self.stats.last_batch_monotonic = time.monotonic()
+        now = time.monotonic()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch_applied",
+                size=len(items),
+                ms=round((now - self.stats.batch_started_monotonic) * 1000, 1),
+            )
+        self.stats.last_batch_monotonic = now
 
     def _decode(self, record: KafkaRecord) -> Incoming:
         try:

@@ -10,7 +10,8 @@ private database and topic namespace, then measures:
    second from the first publish to the last exit read back.
 
 Figures are printed; nothing is asserted (targets live in the issues, not in timed tests).
-Sizes: OFFRAMP_BENCH_RATE, OFFRAMP_BENCH_SECONDS, OFFRAMP_BENCH_BURST.
+Sizes: OFFRAMP_BENCH_RATE, OFFRAMP_BENCH_SECONDS, OFFRAMP_BENCH_BURST; services' logs:
+OFFRAMP_BENCH_LOGS (a folder to keep them in), OFFRAMP_BENCH_LOG_LEVEL (default WARNING).
 """
 
 from __future__ import annotations
@@ -222,7 +223,10 @@ async def main() -> None:
     burst = int(os.environ.get("OFFRAMP_BENCH_BURST", "15000"))
     steady = int(rate * seconds)
     total = steady + burst
-    with provide_infra() as infra, tempfile.TemporaryDirectory() as logs:
+    keep = os.environ.get("OFFRAMP_BENCH_LOGS")  # a folder to keep the services' logs in
+    with provide_infra() as infra, tempfile.TemporaryDirectory() as scratch:
+        logs = keep or scratch
+        Path(logs).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any load
         suffix = new_suffix()
         database, namespace = f"offramp_bench_{suffix}", f"bench-{suffix}."
         await create_database(infra.database_url, database)
@@ -232,7 +236,7 @@ async def main() -> None:
             "DATABASE_URL": with_database(infra.database_url, database),
             "OFFRAMP_TOPIC_NAMESPACE": namespace,
             "OFFRAMP_LOG_FORMAT": "json",
-            "OFFRAMP_LOG_LEVEL": "WARNING",
+            "OFFRAMP_LOG_LEVEL": os.environ.get("OFFRAMP_BENCH_LOG_LEVEL", "WARNING"),
             "OFFRAMP_EMAIL_PROVIDER": "log",
         }
         services = start_services(env, Path(logs))
