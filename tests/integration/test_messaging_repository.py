@@ -21,6 +21,7 @@ from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
 from shared.migrations import migrate
 from tests.conftest import SessionEnv
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -204,8 +205,20 @@ async def test_sends_cancelled_for_a_pause_are_requeued_for_many_enrollments(
     assert (await statuses(conn))[exited] == ("cancelled", "enrollment_exited")
 
 
+async def waiting_on_a_lock(test_env: SessionEnv, pid: int) -> bool:
+    """Whether backend ``pid`` is blocked on a lock (asked from a fresh connection)."""
+    probe = await asyncpg.connect(test_env.database_url)
+    try:
+        kind = await probe.fetchval(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+        )
+    finally:
+        await probe.close()
+    return bool(kind == "Lock")
+
+
 async def test_an_exit_applied_during_a_send_waits_for_it_and_the_next_claim_sees_it(
-    conn: asyncpg.Connection, other: asyncpg.Connection
+    conn: asyncpg.Connection, other: asyncpg.Connection, test_env: SessionEnv
 ) -> None:
     """The send-time re-check holds with the run's one lock of many projection rows."""
     sending, bystander = uuid.uuid4(), uuid.uuid4()
@@ -224,8 +237,12 @@ async def test_an_exit_applied_during_a_send_waits_for_it_and_the_next_claim_see
             await consumer.save_enrollments([view(sending, EnrollmentStatus.EXITED)])
 
     exit_applied = asyncio.create_task(apply_exit())
-    await asyncio.sleep(0.3)
-    assert not exit_applied.done()  # waits for the sender's transaction
+    # The exit blocks on the sender's lock rather than racing past it.
+    assert await eventually(
+        lambda: waiting_on_a_lock(test_env, other.get_server_pid()),
+        what="the exit to wait on the sender's lock",
+    )
+    assert not exit_applied.done()
     await sender_tx.commit()
     await asyncio.wait_for(exit_applied, timeout=5)
 

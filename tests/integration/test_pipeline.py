@@ -188,13 +188,16 @@ async def test_offsets_are_committed_after_processing(
             offsets = await admin.list_consumer_group_offsets(runtime.group_id)
             return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
-        await eventually(
+        written = {tp: end for tp, end in ends.items() if end}
+        got = await eventually(
             committed,
-            until=lambda got: all(got.get(tp, 0) == end for tp, end in ends.items() if end),
+            until=lambda got: all(got.get(tp, 0) == end for tp, end in written.items()),
             what="committed offsets at the end of every partition",
         )
     finally:
         await admin.close()
+    assert written, "the message was written to some partition"
+    assert {tp: got[tp] for tp in written} == written
 
 
 async def test_a_database_outage_redelivers_instead_of_dead_lettering(
