@@ -80,6 +80,8 @@ def subscribe_pipeline(
     namespace: str,
     max_records: int,
     batch_timeout_ms: int,
+    fetch_min_bytes: int = 1,
+    fetch_max_wait_ms: int = 500,
 ) -> None:
     """Register one batch subscriber on all of a service's ``topics``, feeding ``pipeline``.
 
@@ -101,6 +103,8 @@ def subscribe_pipeline(
         batch=True,
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_batch_decoder,

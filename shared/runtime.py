@@ -194,6 +194,8 @@ def build_app(
         namespace=settings.topic_namespace,
         max_records=settings.consumer_max_records,
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        fetch_min_bytes=settings.consumer_fetch_min_bytes,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
     )
     # The AsyncAPI document comes from a broker that is never started: it declares each
     # topic this service reads and writes, with that topic's message types.
