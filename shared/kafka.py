@@ -35,6 +35,9 @@ def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         linger_ms=2,
         logger=logging.getLogger(f"offramp.{client_id}.faststream"),
         graceful_timeout=15.0,
+        # Topics are created by ``ensure_topics`` with their partition counts, never by
+        # FastStream (it would make one-partition topics) or by the broker on first use.
+        allow_auto_create_topics=False,
         # FastStream logs every consumed batch at INFO; that belongs to DEBUG here.
         log_level=logging.DEBUG,
     )
