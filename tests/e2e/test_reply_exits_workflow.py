@@ -125,6 +125,8 @@ async def test_a_reply_exits_once_and_step_two_is_never_sent(
                 subject="Re: Hello",
             ),
         )
+        # Garbage on the inbound topic first: it is dead-lettered, and nothing stops.
+        await kafka.publish_raw(topics.INBOUND_EMAIL, b"{oops", key=f"{ACCOUNT}/contact/c-ann")
         for _ in range(3):  # the upstream platform delivers the same reply three times
             await kafka.publish(reply)
 
@@ -149,6 +151,7 @@ async def test_a_reply_exits_once_and_step_two_is_never_sent(
         )
         assert [m["Subject"] for m in sink.to("ann@example.com")] == ["Hello"]
 
+        dead = await kafka.read_all(topics.DEAD_LETTER)
         events = await kafka.read_all(topics.ENROLLMENT_EVENTS)
         commands = await kafka.read_all(topics.COMMANDS)
         sent = await kafka.read_all(topics.MESSAGING_EVENTS)
@@ -176,4 +179,7 @@ async def test_a_reply_exits_once_and_step_two_is_never_sent(
         "c-ann",
     )
     assert [tuple(t) for t in timers] == [(0, "fired"), (1, "cancelled")]
+    assert [(d["payload"]["consumer"], d["payload"]["error_kind"]) for d in dead] == [
+        ("offramp-trigger-evaluator", "invalid_json")
+    ]
     assert all(s.process.poll() is None for s in services), "a service crashed"
