@@ -8,7 +8,8 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contracts import Message
 from shared.contracts.topics import physical
@@ -66,9 +67,47 @@ class OfframpClient:
         assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
         await self._producer.send_and_wait(self.topic(topic), value, key=key.encode())
 
-    async def read_all(self, topic: str, *, idle_ms: int = 300) -> list[dict[str, Any]]:
-        """Every message on ``topic`` so far, as JSON documents, read from the start."""
-        return [doc async for doc in self.follow(topic, idle_ms=idle_ms)]
+    async def read_all(self, topic: str) -> list[dict[str, Any]]:
+        """Every message on ``topic`` so far, as JSON documents, read from the start.
+
+        "So far" is the end of each partition when the call starts, so the answer never
+        depends on how fast the broker answers.
+        """
+        name = self.topic(topic)
+        partitions = [TopicPartition(name, number) for number in await self._partitions(name)]
+        if not partitions:
+            return []
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            found: list[dict[str, Any]] = []
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=1000)
+                found.extend(
+                    _document(record.value)
+                    for records in batch.values()
+                    for record in records
+                    if record.offset < ends[TopicPartition(record.topic, record.partition)]
+                )
+            return found
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, name: str) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([name])
+        finally:
+            await admin.close()
+        return sorted(
+            p["partition"] for t in described if t["error_code"] == 0 for p in t["partitions"]
+        )
 
     async def follow(
         self, topic: str, *, idle_ms: int | None = 300, from_beginning: bool = True
@@ -89,12 +128,17 @@ class OfframpClient:
                 if not records and idle_ms is not None:
                     return
                 for record in records:
-                    try:
-                        yield json.loads(record.value)
-                    except (TypeError, ValueError):
-                        yield {"type": "<not json>", "raw": repr(record.value)}
+                    yield _document(record.value)
         finally:
             await consumer.stop()
+
+
+def _document(value: bytes | None) -> dict[str, Any]:
+    try:
+        document = json.loads(value or b"")
+    except (TypeError, ValueError):
+        return {"type": "<not json>", "raw": repr(value)}
+    return document if isinstance(document, dict) else {"type": "<not an object>", "raw": document}
 
 
 def of_type(documents: Sequence[dict[str, Any]], message_type: str) -> list[dict[str, Any]]:

@@ -210,7 +210,8 @@ def build_app(
         broker,
         on_startup=[runtime.start_resources],
         after_startup=[runtime.start_background],
-        on_shutdown=[runtime.stop],
+        # After the broker stopped: no batch is in flight when the pool closes.
+        after_shutdown=[runtime.stop],
         specification=AsyncAPI(
             docs,
             title=f"Offramp {spec.name}",
