@@ -189,9 +189,7 @@ def cmd_publish(args: argparse.Namespace) -> list[Message]:
 async def cmd_tail(args: argparse.Namespace) -> None:
     servers, namespace = _bootstrap()
     async with OfframpClient(servers, namespace) as client:
-        async for document in client.follow(
-            args.topic, idle_ms=None, from_beginning=args.from_beginning
-        ):
+        async for document in client.follow(args.topic, from_beginning=args.from_beginning):
             print(json.dumps(document))
 
 

@@ -38,21 +38,14 @@ class OfframpClient:
 
     async def publish(self, message: Message, topic: str | None = None) -> None:
         """Publish ``message`` on its contract topic, keyed by account and record."""
-        out = OutgoingMessage.of(message, topic)
-        assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
-        await self._producer.send_and_wait(
-            self.topic(out.topic),
-            out.value,
-            key=out.key.encode(),
-            headers=[(k, v.encode()) for k, v in out.headers.items()],
-        )
+        await self.publish_many([message], topic)
 
-    async def publish_many(self, messages: Sequence[Message]) -> None:
+    async def publish_many(self, messages: Sequence[Message], topic: str | None = None) -> None:
         """Publish ``messages`` without waiting for each one; returns when all are acked."""
         assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
         pending = []
         for message in messages:
-            out = OutgoingMessage.of(message)
+            out = OutgoingMessage.of(message, topic)
             pending.append(
                 await self._producer.send(
                     self.topic(out.topic),
@@ -110,9 +103,9 @@ class OfframpClient:
         )
 
     async def follow(
-        self, topic: str, *, idle_ms: int | None = 300, from_beginning: bool = True
+        self, topic: str, *, from_beginning: bool = True
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield documents from ``topic``; stop after ``idle_ms`` without any (None: never)."""
+        """Yield documents from ``topic`` as they arrive, until the caller stops."""
         consumer = AIOKafkaConsumer(
             self.topic(topic),
             bootstrap_servers=self._bootstrap,
@@ -123,12 +116,10 @@ class OfframpClient:
         await consumer.start()
         try:
             while True:
-                batch = await consumer.getmany(timeout_ms=idle_ms or 1000)
-                records = [r for rs in batch.values() for r in rs]
-                if not records and idle_ms is not None:
-                    return
-                for record in records:
-                    yield _document(record.value)
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for record in records:
+                        yield _document(record.value)
         finally:
             await consumer.stop()
 

@@ -205,17 +205,16 @@ class MessagePipeline:
         counts: Counter[str] = Counter()
         async with self._pool_provider().acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn)
+            guarded = [
+                (item, outcome) for item in items if (outcome := self._outcome(item)) is not None
+            ]
             claimed = await inbox.claim_many(
                 conn,
                 consumer=self.consumer,
-                entries=[
-                    (item.inbox_id, item.type_name, outcome)
-                    for item in items
-                    if (outcome := self._outcome(item)) is not None
-                ],
+                entries=[(item.inbox_id, item.type_name, outcome) for item, outcome in guarded],
             )
             alone = items[0] if len(items) == 1 else None
-            for handler, messages in self._runs(uow, items, claimed, counts):
+            for handler, messages in self._runs(uow, [i for i, _ in guarded], claimed, counts):
                 if isinstance(handler, Batched):
                     await self._call(uow, handler.handle, messages, alone=alone, counts=counts)
                 else:
@@ -244,13 +243,14 @@ class MessagePipeline:
         claimed: set[str],
         counts: Counter[str],
     ) -> list[tuple[Handler | Batched, list[Any]]]:
-        """Group newly claimed messages into runs of one type, in order, for the handlers."""
+        """Group newly claimed messages into runs for their handlers, in order.
+
+        ``items`` are the ones the inbox guards (see ``_outcome``).
+        """
         runs: list[tuple[Handler | Batched, list[Any]]] = []
         seen: set[str] = set()
         for item in items:
             key = item.inbox_id
-            if self._outcome(item) is None:
-                continue
             if key not in claimed or key in seen:
                 counts["duplicates"] += 1
                 continue
@@ -299,13 +299,8 @@ class MessagePipeline:
             counts["dead_lettered"] += 1
 
     async def _claim(self, uow: UnitOfWork, item: Incoming, outcome: str) -> bool:
-        return await inbox.claim(
-            uow.conn,
-            consumer=self.consumer,
-            message_id=item.inbox_id,
-            message_type=item.type_name,
-            outcome=outcome,
-        )
+        entry = (item.inbox_id, item.type_name, outcome)
+        return bool(await inbox.claim_many(uow.conn, consumer=self.consumer, entries=[entry]))
 
     async def _retry_alone(self, item: Incoming, *, first_error: BaseException | None) -> None:
         error = first_error

@@ -26,13 +26,11 @@ log = get_logger(__name__)
 
 
 def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
-    """A broker whose producer waits for all in-sync replicas and never duplicates on retry."""
+    """The broker a service consumes through; it publishes nothing itself (the outbox
+    relay has its own producer, ``create_relay_producer``)."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=2,
         logger=logging.getLogger(f"offramp.{client_id}.faststream"),
         graceful_timeout=15.0,
         # Topics are created by ``ensure_topics`` with their partition counts, never by

@@ -67,9 +67,6 @@ class UnitOfWork:
     def publish(self, message: Message, topic: str | None = None) -> None:
         self.outgoing.append(OutgoingMessage.of(message, topic))
 
-    def publish_raw(self, outgoing: OutgoingMessage) -> None:
-        self.outgoing.append(outgoing)
-
 
 def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
