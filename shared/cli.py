@@ -2,7 +2,8 @@
 
 Every command is a message on a public topic, so the CLI needs only Kafka. Settings come
 from ``KAFKA_BOOTSTRAP_SERVERS`` and ``OFFRAMP_TOPIC_NAMESPACE``; in a checkout with the
-local infrastructure up (``make run``) they are found automatically.
+local system up (``make run``) they are found automatically (from the ``run.env`` that
+``run.sh`` writes, else from the local infrastructure).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from shared import deadletters
 from shared.client import OfframpClient
 from shared.contracts import (
     MESSAGES_BY_TOPIC,
@@ -47,9 +50,11 @@ from shared.contracts.commands import (
     Resume,
     ResumePayload,
 )
+from shared.contracts.events import DeadLettered
 from shared.contracts.topics import TOPICS
 from shared.contracts.workflow import WorkflowDefinition
 from shared.demo import run_demo
+from shared.runenv import RunEnv, probe, run_env_path
 from shared.smtp_sink import serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +71,9 @@ def _bootstrap() -> tuple[str, str]:
     )
     if servers:
         return servers, namespace
+    running = RunEnv.load()
+    if running is not None and running.kafka:
+        return running.kafka, os.environ.get("OFFRAMP_TOPIC_NAMESPACE", running.namespace)
     script = REPO / "deploy" / "local" / "infra.sh"
     if script.exists():
         result = subprocess.run(  # noqa: S603 - the project's own script, bash from PATH
@@ -193,6 +201,110 @@ async def cmd_tail(args: argparse.Namespace) -> None:
             print(json.dumps(document))
 
 
+def _selection(args: argparse.Namespace) -> deadletters.Selection:
+    now = utc_now()
+    try:
+        since = deadletters.parse_time(args.since, now=now) if args.since else None
+        until = deadletters.parse_time(args.until, now=now) if args.until else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    ids = frozenset(getattr(args, "id", None) or ())
+    return deadletters.Selection(
+        consumer=args.consumer,
+        account=args.account,
+        kind=args.kind,
+        since=since,
+        until=until,
+        ids=ids,
+    )
+
+
+def _shorten(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _letter_row(letter: DeadLettered) -> list[str]:
+    payload = letter.payload
+    return [
+        letter.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        str(letter.message_id),
+        payload.consumer,
+        letter.account_id,
+        f"{payload.source_topic}[{payload.source_partition}]@{payload.source_offset}",
+        payload.message_type or "-",
+        payload.error_kind,
+        _shorten(payload.reason, 60),
+    ]
+
+
+LETTER_HEADER = ["time (UTC)", "id", "consumer", "account", "source", "type", "kind", "reason"]
+
+
+async def cmd_deadletters_list(args: argparse.Namespace) -> int:
+    servers, namespace = _bootstrap()
+    async with OfframpClient(servers, namespace) as client:
+        listing = await deadletters.list_dead_letters(client, _selection(args))
+    if args.json:
+        for letter in listing.letters:
+            print(letter.model_dump_json())
+    elif listing.letters:
+        print(_table([LETTER_HEADER, *(_letter_row(letter) for letter in listing.letters)]))
+    count = f"{len(listing.letters)} dead letter(s)"
+    if listing.unreadable:
+        count += f" ({listing.unreadable} record(s) on the topic were not readable dead letters)"
+    print(count, file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+async def cmd_deadletters_replay(args: argparse.Namespace) -> int:
+    selection = _selection(args)
+    if selection.is_empty and not args.all:
+        raise CliError(
+            "say what to replay: --id, a filter (--consumer, --account, --kind, --since,"
+            " --until), or --all"
+        )
+    servers, namespace = _bootstrap()
+    async with OfframpClient(servers, namespace) as client:
+        listing = await deadletters.list_dead_letters(client, selection)
+        results = await deadletters.replay(client, listing.letters, dry_run=args.dry_run)
+    missing = sorted(str(i) for i in selection.ids - {r.dead_letter_id for r in results})
+    rows = [["id", "outcome", "detail"]]
+    rows += [[str(r.dead_letter_id), r.outcome.value, r.detail] for r in results]
+    rows += [[i, deadletters.Outcome.SKIPPED.value, "no such dead letter"] for i in missing]
+    if len(rows) > 1:
+        print(_table(rows))
+    done = sum(r.outcome is not deadletters.Outcome.SKIPPED for r in results)
+    skipped = len(rows) - 1 - done
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {done}, skipped {skipped}, of {len(rows) - 1} selected")
+    return 1 if skipped else 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    running = RunEnv.load()
+    if running is None:
+        print(f"no `make run` is up from this checkout ({run_env_path() / 'run.env'} is absent)")
+        return 1
+    print(f"Kafka       {running.kafka or '-'}")
+    print(f"PostgreSQL  {running.values.get('DATABASE_URL', '-')}")
+    print(f"SMTP sink   127.0.0.1:{running.smtp_port or '-'}")
+    ready = True
+    for service, url in running.health_urls().items():
+        ok, said = probe(url)
+        ready = ready and ok
+        print(f"{service:<18}{'ready' if ok else 'NOT READY'}  {url}  {_shorten(said, 60)}")
+    return 0 if ready else 1
+
+
 def cmd_topics(_args: argparse.Namespace) -> None:
     for spec in TOPICS:
         types = ", ".join(m.TYPE for m in MESSAGES_BY_TOPIC[spec.name])
@@ -249,10 +361,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true")
     command("topics", "list every topic and the message types it carries")
     command("demo", "play the skeleton flow against a running system (make run)")
+    command("status", "where the local `make run` listens and whether each service is ready")
+    _deadletter_parsers(command("deadletters", "list and replay dead letters"))
     p = command("smtp-sink", "a local SMTP server that prints every email it receives")
     p.add_argument("--port", type=int, default=2525)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept mail from containers")
     return parser
+
+
+def _deadletter_parsers(parent: argparse.ArgumentParser) -> None:
+    sub = parent.add_subparsers(dest="deadletters_command", required=True)
+
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--consumer", help="the consumer group that gave up, e.g. offramp-enrollment"
+        )
+        p.add_argument("--account", help="the account (tenant) id")
+        p.add_argument(
+            "--kind", help="the error kind: invalid_json, invalid_message, rejected, ..."
+        )
+        p.add_argument(
+            "--since", help="dead-lettered at or after: ISO time or an age (30m, 2h, 7d)"
+        )
+        p.add_argument("--until", help="dead-lettered before: ISO time or an age")
+
+    text = "print the dead letters that match, oldest first, and their count"
+    p = sub.add_parser("list", help=text, description=text)
+    filters(p)
+    p.add_argument("--json", action="store_true", help="one dead letter per line, as stored")
+    text = (
+        "republish the originals of the selected dead letters to their source topics,"
+        f" with the header {deadletters.REPLAY_HEADER}"
+    )
+    p = sub.add_parser("replay", help=text, description=text)
+    filters(p)
+    p.add_argument(
+        "--id",
+        action="append",
+        type=uuid.UUID,
+        metavar="DEAD_LETTER_ID",
+        help="the dead letter's message_id (repeatable)",
+    )
+    p.add_argument("--all", action="store_true", help="every dead letter (the filters still apply)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be replayed; send nothing"
+    )
 
 
 BUILDERS = {
@@ -276,7 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "topics":
             cmd_topics(args)
         elif args.command == "demo":
-            asyncio.run(run_demo(*_bootstrap()))
+            asyncio.run(run_demo(*_bootstrap(), running=RunEnv.load()))
+        elif args.command == "status":
+            return cmd_status(args)
+        elif args.command == "deadletters" and args.deadletters_command == "list":
+            return asyncio.run(cmd_deadletters_list(args))
+        elif args.command == "deadletters":
+            return asyncio.run(cmd_deadletters_replay(args))
         elif args.command == "smtp-sink":
             asyncio.run(serve(args.host, args.port))
     except CliError as exc:

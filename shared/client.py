@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +15,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 from shared.contracts import Message
 from shared.contracts.topics import physical
 from shared.outbox import OutgoingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record exactly as stored: what replaying it must reproduce byte for byte."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
 
 
 class OfframpClient:
@@ -60,36 +74,85 @@ class OfframpClient:
         assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
         await self._producer.send_and_wait(self.topic(topic), value, key=key.encode())
 
+    async def publish_record(
+        self,
+        physical_topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Publish bytes as they are to a topic named as on the cluster (no namespace added)."""
+        assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
+        await self._producer.send_and_wait(physical_topic, value, key=key, headers=list(headers))
+
     async def read_all(self, topic: str) -> list[dict[str, Any]]:
         """Every message on ``topic`` so far, as JSON documents, read from the start.
 
         "So far" is the end of each partition when the call starts, so the answer never
         depends on how fast the broker answers.
         """
+        return [_document(record.value) for record in await self.read_records(topic)]
+
+    async def read_records(self, topic: str, *, since_ms: int | None = None) -> list[RawRecord]:
+        """Every record on ``topic`` so far (as ``read_all``), whole, in partition order.
+
+        With ``since_ms`` (a Kafka timestamp in ms) each partition is read from the first
+        record stamped at or after it instead of from its start.
+        """
         name = self.topic(topic)
         partitions = [TopicPartition(name, number) for number in await self._partitions(name)]
         if not partitions:
             return []
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
-        )
+        consumer = self._reader()
         await consumer.start()
         try:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
-            found: list[dict[str, Any]] = []
+            if since_ms is not None:
+                starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+                for tp, found in starts.items():
+                    consumer.seek(tp, found.offset if found is not None else ends[tp])
+            records: list[RawRecord] = []
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(timeout_ms=1000)
-                found.extend(
-                    _document(record.value)
-                    for records in batch.values()
-                    for record in records
+                records.extend(
+                    _raw(record)
+                    for found in batch.values()
+                    for record in found
                     if record.offset < ends[TopicPartition(record.topic, record.partition)]
                 )
-            return found
+            return records
         finally:
             await consumer.stop()
+
+    async def read_at(self, physical_topic: str, partition: int, offset: int) -> RawRecord | None:
+        """The record at these coordinates, or None if the topic no longer holds it."""
+        if partition not in await self._partitions(physical_topic):
+            return None
+        tp = TopicPartition(physical_topic, partition)
+        consumer = self._reader()
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            first = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+            if not first <= offset < end:
+                return None
+            consumer.seek(tp, offset)
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    # Past the offset means it was compacted away (or was a control record).
+                    return _raw(record) if record.offset == offset else None
+            return None
+        finally:
+            await consumer.stop()
+
+    def _reader(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+        )
 
     async def _partitions(self, name: str) -> list[int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
@@ -122,6 +185,18 @@ class OfframpClient:
                         yield _document(record.value)
         finally:
             await consumer.stop()
+
+
+def _raw(record: Any) -> RawRecord:
+    return RawRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value,
+        headers=tuple((name, bytes(value)) for name, value in record.headers),
+    )
 
 
 def _document(value: bytes | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from shared.contracts.commands import (
 )
 from shared.contracts.inbound import EmailReplied, EmailRepliedPayload
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
+from shared.runenv import RunEnv, probe
 
 ACCOUNT = "demo"
 USER = Actor(kind=ActorKind.USER, id="demo-user")
@@ -67,7 +68,32 @@ async def wait_for(
     raise SystemExit(f"demo: gave up after {timeout:.0f}s waiting for {what}; is `make run` up?")
 
 
-async def run_demo(bootstrap_servers: str, namespace: str) -> None:
+async def wait_ready(running: RunEnv, *, timeout: float = 60.0) -> None:
+    """Wait until every service ``make run`` started answers ready on its health port."""
+    deadline = time.monotonic() + timeout
+    pending = running.health_urls()
+    while pending:
+        for service, url in list(pending.items()):
+            ok, _said = await asyncio.to_thread(probe, url)
+            if ok:
+                del pending[service]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            waiting = ", ".join(f"{s} ({u})" for s, u in pending.items())
+            raise SystemExit(
+                f"demo: gave up after {timeout:.0f}s waiting for {waiting} to be ready"
+            )
+        await asyncio.sleep(0.5)
+    if running.health_urls():
+        say("every service answers ready")
+
+
+async def run_demo(
+    bootstrap_servers: str, namespace: str, *, running: RunEnv | None = None
+) -> None:
+    if running is not None:
+        await wait_ready(running)
     run = uuid.uuid4().hex[:6]
     record = RecordRef(type=RecordType.CONTACT, id=f"c-demo-{run}")
     email = f"ann+{run}@example.com"
@@ -111,7 +137,12 @@ async def run_demo(bootstrap_servers: str, namespace: str) -> None:
             what="step 1 to be sent",
         )
         message_id = sent["payload"]["provider_message_id"]
-        say(f"step 1 sent over SMTP with Message-ID {message_id}")
+        sink = (
+            f" (the SMTP sink on port {running.smtp_port} printed it)"
+            if running is not None and running.smtp_port
+            else ""
+        )
+        say(f"step 1 sent over SMTP with Message-ID {message_id}{sink}")
 
         reply = EmailReplied.create(
             account_id=ACCOUNT,
