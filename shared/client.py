@@ -81,10 +81,16 @@ class OfframpClient:
         *,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes]] = (),
-    ) -> None:
-        """Publish bytes as they are to a topic named as on the cluster (no namespace added)."""
+    ) -> tuple[int, int]:
+        """Publish bytes as they are to a topic named as on the cluster (no namespace added).
+
+        Returns the partition and offset the record was written at.
+        """
         assert self._producer is not None, "use OfframpClient as an async context manager"  # noqa: S101
-        await self._producer.send_and_wait(physical_topic, value, key=key, headers=list(headers))
+        written = await self._producer.send_and_wait(
+            physical_topic, value, key=key, headers=list(headers)
+        )
+        return written.partition, written.offset
 
     async def read_all(self, topic: str) -> list[dict[str, Any]]:
         """Every message on ``topic`` so far, as JSON documents, read from the start.

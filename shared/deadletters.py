@@ -152,17 +152,27 @@ def replay_headers(
     return [*kept, (REPLAY_HEADER, str(dead_letter_id).encode())]
 
 
-def _stored_original(letter: DeadLettered) -> RawRecord:
+def _stored_original(letter: DeadLettered) -> RawRecord | None:
+    """The original as the dead letter kept it, or None if what it kept is incomplete."""
     payload = letter.payload
-    size = getattr(payload, "original_size", None)
+    size: int | None = getattr(payload, "original_size", None)
+    if getattr(payload, "original_truncated", False):
+        return None
+    # An empty value with no size recorded was a record without a value (a tombstone).
+    value = None if size is None and not payload.original_value else payload.original_value
+    original = decode_original(value, size)
+    if size is not None and len(original or b"") != size:
+        return None
     return RawRecord(
         topic=payload.source_topic,
         partition=payload.source_partition,
         offset=payload.source_offset,
         timestamp_ms=0,
         key=decode_original(payload.source_key),
-        value=decode_original(payload.original_value, size),
-        headers=tuple((name, value.encode()) for name, value in payload.original_headers.items()),
+        value=original,
+        headers=tuple(
+            (name, decode_original(text) or b"") for name, text in payload.original_headers.items()
+        ),
     )
 
 
@@ -172,15 +182,16 @@ async def original_of(client: OfframpClient, letter: DeadLettered) -> RawRecord 
     A dead letter whose original was too large to keep whole (``original_truncated``) is
     replayed from the source topic itself, which holds it until its retention ends.
     """
+    stored = _stored_original(letter)
+    if stored is not None:
+        return stored
     payload = letter.payload
-    if not getattr(payload, "original_truncated", False):
-        return _stored_original(letter)
     found = await client.read_at(
         payload.source_topic, payload.source_partition, payload.source_offset
     )
     if found is None:
         return (
-            "original was truncated in the dead letter and is no longer on"
+            "the dead letter kept only part of the original, which is no longer on"
             f" {payload.source_topic}[{payload.source_partition}]@{payload.source_offset}"
             " (past the topic's retention)"
         )
@@ -201,13 +212,12 @@ async def replay(
         if dry_run:
             results.append(ReplayResult(letter.message_id, Outcome.WOULD_REPLAY, f"from {where}"))
             continue
-        await client.publish_record(
+        partition, offset = await client.publish_record(
             original.topic,
             original.value,
             key=original.key,
             headers=replay_headers(original.headers, letter.message_id),
         )
-        results.append(
-            ReplayResult(letter.message_id, Outcome.REPLAYED, f"to {original.topic} from {where}")
-        )
+        detail = f"from {where} as {original.topic}[{partition}]@{offset}"
+        results.append(ReplayResult(letter.message_id, Outcome.REPLAYED, detail))
     return results
