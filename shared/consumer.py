@@ -6,6 +6,11 @@ handlers publish goes to the outbox in the same transaction. Only after the comm
 FastStream commit the Kafka offsets. If the batch fails as a whole, its messages are
 retried one by one with backoff; a message that keeps failing, or that can never apply,
 is dead-lettered with the reason, and the consumer moves on.
+
+Nothing a record carries can stop the consumer: any failure to read one record makes that
+record a dead letter. Failures that are not the message's fault (the database is away,
+a deadlock, a failover) are never dead-lettered: the batch goes back to Kafka after a
+growing pause, and the service reports itself unready meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,8 +30,11 @@ import structlog
 
 from shared import inbox
 from shared.contracts import InvalidMessageError, Message, UnknownType, decode, derived_message_id
+from shared.contracts.base import ACCOUNT_PATTERN
 from shared.contracts.events import DeadLettered, DeadLetterPayload
 from shared.contracts.topics import logical
+from shared.db import is_transient
+from shared.inbox import InboxEntry, InboxKey
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork, write_outbox
 
@@ -48,17 +57,20 @@ class Batched:
 
 
 UNKNOWN_ACCOUNT = "unknown"
+"""The account of a dead letter whose record named no valid account."""
 
-# Errors that say the database (not the message) is the problem: never dead-letter for
-# these; give the message back to Kafka and try again.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-)
+REPLAY_HEADER = "offramp-replay-of"
+"""Set by ``offramp deadletters replay``: the id of the dead letter a record replays."""
+
+# What a dead letter keeps of the original record: enough to read and replay it, never so
+# much that the dead letter itself is too large to publish (a truncated value is replayed
+# from its source coordinates instead).
+MAX_KEPT_VALUE_CHARS = 256 * 1024
+MAX_KEPT_HEADERS = 32
+MAX_KEPT_HEADER_CHARS = 1024
+MAX_KEPT_KEY_CHARS = 1024
+
+_ACCOUNT = re.compile(ACCOUNT_PATTERN)
 
 
 class RejectedMessageError(Exception):
@@ -75,12 +87,18 @@ class RejectedMessageError(Exception):
 
 
 class KafkaRecord(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +106,16 @@ class Incoming:
     record: KafkaRecord
     message: Message | UnknownType | None
     error: InvalidMessageError | None
+    replay_of: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        if self.message is not None:
+            return self.message.account_id
+        account = self.error.envelope.get("account_id") if self.error is not None else None
+        if isinstance(account, str) and _ACCOUNT.match(account):
+            return account
+        return UNKNOWN_ACCOUNT
 
     @property
     def inbox_id(self) -> str:
@@ -99,10 +127,19 @@ class Incoming:
         return f"kafka:{r.topic}:{r.partition}:{r.offset}"
 
     @property
+    def inbox_key(self) -> InboxKey:
+        return (self.account_id, self.inbox_id)
+
+    @property
     def type_name(self) -> str:
         if self.message is not None:
             return self.message.type
         return "<invalid>"
+
+    def inbox_entry(self, outcome: str) -> InboxEntry:
+        return InboxEntry(
+            self.account_id, self.inbox_id, self.type_name, outcome, replay_of=self.replay_of
+        )
 
 
 @dataclass(slots=True)
@@ -116,6 +153,9 @@ class PipelineStats:
     database_unavailable: int = 0
     batch_started_monotonic: float = 0.0
     """When the batch in progress started; 0 when none is."""
+    consecutive_failures: int = 0
+    """Batches in a row given back to Kafka because the database failed; 0 once one lands."""
+    last_error: str | None = None
 
 
 class MessagePipeline:
@@ -139,23 +179,32 @@ class MessagePipeline:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._namespace = topic_namespace
-        self._unavailable = 0
         self.stats = PipelineStats()
 
     async def process_batch(self, records: Sequence[KafkaRecord]) -> None:
-        """Apply ``records`` exactly once each; returns when all are committed."""
+        """Apply ``records`` exactly once each; returns when all are committed.
+
+        Raises only when the failure is not the messages' fault (the database is away):
+        FastStream then seeks back and the batch is read again, after a growing pause.
+        """
         self.stats.batch_started_monotonic = time.monotonic()
         try:
             await self._process(records)
-            self._unavailable = 0
-        except INFRASTRUCTURE_ERRORS as exc:
-            # The database, not the message, is the problem: give the batch back to Kafka
-            # (it is read again), after a growing pause so an outage is not a hot loop.
-            self._unavailable += 1
+            self.stats.consecutive_failures = 0
+        except Exception as exc:
+            self.stats.consecutive_failures += 1
             self.stats.database_unavailable += 1
-            pause = min(self._backoff_initial_s * 2 ** (self._unavailable - 1), self._backoff_max_s)
+            self.stats.last_error = repr(exc)[:500]
+            pause = min(
+                self._backoff_initial_s * 2 ** (self.stats.consecutive_failures - 1),
+                self._backoff_max_s,
+            )
             log.warning(
-                "database_unavailable", consumer=self.consumer, retry_in_s=pause, error=repr(exc)
+                "batch_given_back",
+                consumer=self.consumer,
+                failures_in_a_row=self.stats.consecutive_failures,
+                retry_in_s=pause,
+                error=repr(exc),
             )
             await asyncio.sleep(pause)
             raise
@@ -166,9 +215,9 @@ class MessagePipeline:
         items = [self._decode(record) for record in records]
         try:
             await self._transaction(items)
-        except INFRASTRUCTURE_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to one by one
+        except Exception as exc:  # any failure falls back to one by one
+            if is_transient(exc):
+                raise
             if len(items) == 1:
                 await self._retry_alone(items[0], first_error=exc)
             else:
@@ -189,11 +238,15 @@ class MessagePipeline:
         self.stats.last_batch_monotonic = now
 
     def _decode(self, record: KafkaRecord) -> Incoming:
+        replay_of = _replay_of(record)
         try:
             topic = logical(record.topic, self._namespace)
-            return Incoming(record, decode(record.value, topic=topic), None)
+            return Incoming(record, decode(record.value, topic=topic), None, replay_of)
         except InvalidMessageError as exc:
-            return Incoming(record, None, exc)
+            return Incoming(record, None, exc, replay_of)
+        except Exception as exc:  # noqa: BLE001 - whatever one record holds, it is that record's
+            error = InvalidMessageError("invalid_message", f"record could not be read: {exc!r}")
+            return Incoming(record, None, error, replay_of)
 
     async def _transaction(self, items: Sequence[Incoming]) -> None:
         """Apply ``items`` in one transaction.
@@ -211,7 +264,7 @@ class MessagePipeline:
             claimed = await inbox.claim_many(
                 conn,
                 consumer=self.consumer,
-                entries=[(item.inbox_id, item.type_name, outcome) for item, outcome in guarded],
+                entries=[item.inbox_entry(outcome) for item, outcome in guarded],
             )
             alone = items[0] if len(items) == 1 else None
             for handler, messages in self._runs(uow, [i for i, _ in guarded], claimed, counts):
@@ -240,7 +293,7 @@ class MessagePipeline:
         self,
         uow: UnitOfWork,
         items: Sequence[Incoming],
-        claimed: set[str],
+        claimed: set[InboxKey],
         counts: Counter[str],
     ) -> list[tuple[Handler | Batched, list[Any]]]:
         """Group newly claimed messages into runs for their handlers, in order.
@@ -248,9 +301,9 @@ class MessagePipeline:
         ``items`` are the ones the inbox guards (see ``_outcome``).
         """
         runs: list[tuple[Handler | Batched, list[Any]]] = []
-        seen: set[str] = set()
+        seen: set[InboxKey] = set()
         for item in items:
-            key = item.inbox_id
+            key = item.inbox_key
             if key not in claimed or key in seen:
                 counts["duplicates"] += 1
                 continue
@@ -292,15 +345,19 @@ class MessagePipeline:
         except RejectedMessageError as exc:
             del uow.outgoing[mark:]
             await inbox.set_outcome(
-                uow.conn, consumer=self.consumer, message_id=alone.inbox_id, outcome="dead_lettered"
+                uow.conn,
+                consumer=self.consumer,
+                account_id=alone.account_id,
+                message_id=alone.inbox_id,
+                outcome="dead_lettered",
             )
             with structlog.contextvars.bound_contextvars(**_log_context(alone)):
                 self._dead_letter(uow, alone, exc.kind, exc.reason, attempts=1)
             counts["dead_lettered"] += 1
 
     async def _claim(self, uow: UnitOfWork, item: Incoming, outcome: str) -> bool:
-        entry = (item.inbox_id, item.type_name, outcome)
-        return bool(await inbox.claim_many(uow.conn, consumer=self.consumer, entries=[entry]))
+        entries = [item.inbox_entry(outcome)]
+        return bool(await inbox.claim_many(uow.conn, consumer=self.consumer, entries=entries))
 
     async def _retry_alone(self, item: Incoming, *, first_error: BaseException | None) -> None:
         error = first_error
@@ -313,9 +370,9 @@ class MessagePipeline:
             attempt += 1
             try:
                 await self._transaction([item])
-            except INFRASTRUCTURE_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+            except Exception as exc:  # retried, then dead-lettered
+                if is_transient(exc):
+                    raise
                 error = exc
                 log.warning(
                     "message_failed",
@@ -328,32 +385,56 @@ class MessagePipeline:
             else:
                 return
         reason = f"failed {attempt} times; last error: {error!r}"
+        try:
+            claimed = await self._write_dead_letter(item, "processing_failed", reason, attempt)
+        except Exception as exc:  # the record may be what cannot be kept
+            if is_transient(exc):
+                raise
+            # Even the dead letter could not be written (say, a value the database refuses):
+            # keep where the record is, so nothing is lost and the consumer moves on.
+            reason = f"{reason}; the dead letter itself could not be written: {exc!r}"
+            claimed = await self._write_dead_letter(
+                item, "processing_failed", reason, attempt, coordinates_only=True
+            )
+        self.stats.dead_lettered += int(claimed)
+
+    async def _write_dead_letter(
+        self,
+        item: Incoming,
+        kind: str,
+        reason: str,
+        attempts: int,
+        *,
+        coordinates_only: bool = False,
+    ) -> bool:
         async with self._pool_provider().acquire() as conn, conn.transaction():
             uow = UnitOfWork(conn)
+            if coordinates_only:
+                at = item.record
+                item = Incoming(_Coordinates(at.topic, at.partition, at.offset), None, None)
             claimed = await self._claim(uow, item, "dead_lettered")
             if claimed:
-                self._dead_letter(uow, item, "processing_failed", reason, attempts=attempt)
+                self._dead_letter(uow, item, kind, reason, attempts=attempts)
             await write_outbox(conn, uow.outgoing)
-        self.stats.dead_lettered += int(claimed)
+        return claimed
 
     def _dead_letter(
         self, uow: UnitOfWork, item: Incoming, kind: str, reason: str, *, attempts: int
     ) -> None:
         record = item.record
         log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))
-        envelope = item.error.envelope if item.error is not None else {}
         message = item.message
-        account_id = (
-            message.account_id
-            if message is not None
-            else str(envelope.get("account_id") or UNKNOWN_ACCOUNT)
-        )
-        if not _valid_account(account_id):
-            account_id = UNKNOWN_ACCOUNT
+        value = _text(record.value) or ""
+        account_id = item.account_id
         uow.publish(
             DeadLettered.create(
                 message_id=derived_message_id(
-                    "deadletter", self.consumer, record.topic, record.partition, record.offset
+                    "deadletter",
+                    account_id,
+                    self.consumer,
+                    record.topic,
+                    record.partition,
+                    record.offset,
                 ),
                 account_id=account_id,
                 payload=DeadLetterPayload(
@@ -361,30 +442,56 @@ class MessagePipeline:
                     source_topic=record.topic,
                     source_partition=record.partition,
                     source_offset=record.offset,
-                    source_key=_text(record.key),
+                    source_key=_clip(_text(record.key), MAX_KEPT_KEY_CHARS),
                     message_id=message.message_id if isinstance(message, Message) else None,
                     message_type=item.type_name if message is not None else None,
                     error_kind=kind,
                     reason=reason[:4000],
                     attempts=attempts,
-                    original_value=_text(record.value) or "",
-                    original_headers={k: v.decode(errors="replace") for k, v in record.headers},
+                    original_value=value[:MAX_KEPT_VALUE_CHARS],
+                    original_headers={
+                        k[:MAX_KEPT_HEADER_CHARS]: _clip(_text(v), MAX_KEPT_HEADER_CHARS) or ""
+                        for k, v in list(record.headers)[:MAX_KEPT_HEADERS]
+                    },
+                    original_truncated=len(value) > MAX_KEPT_VALUE_CHARS,
+                    original_size=None if record.value is None else len(record.value),
                 ),
             )
         )
 
 
-def _valid_account(account_id: str) -> bool:
-    return 0 < len(account_id) <= 64 and account_id[0].isalnum() and account_id.isascii()
+@dataclass(frozen=True, slots=True)
+class _Coordinates:
+    """Where a record is, and nothing of what it holds."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def _replay_of(record: KafkaRecord) -> str | None:
+    for name, value in record.headers or ():
+        if name == REPLAY_HEADER and value:
+            return value.decode(errors="replace")[:128]
+    return None
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return None if text is None else text[:limit]
 
 
 def _text(value: bytes | None) -> str | None:
     if value is None:
         return None
     try:
-        return value.decode()
+        text = value.decode()
     except UnicodeDecodeError:
         return "b64:" + base64.b64encode(value).decode()
+    # NUL is valid UTF-8 but no PostgreSQL text or jsonb value may hold it.
+    return text if "\x00" not in text else "b64:" + base64.b64encode(value).decode()
 
 
 def _log_context(item: Incoming) -> dict[str, Any]:

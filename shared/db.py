@@ -47,3 +47,27 @@ async def create_pool(
     if pool is None:  # pragma: no cover - asyncpg returns None only without awaiting
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
+
+
+# SQLSTATEs that are never the message's fault: retry the work later, never dead-letter.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57P", "58")
+_TRANSIENT_STATES = frozenset({"57014", "55P03", "55006", "25006", "25P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` says the database or the network failed, not the work itself.
+
+    Connection loss, serialization failures and deadlocks (class 40), insufficient
+    resources such as a full disk (53), an operator or failover shutdown (57P), query
+    canceled (57014), lock not available (55P03), read-only transaction during a failover
+    (25006), and time-outs.
+    """
+    if isinstance(
+        exc,
+        OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+    ):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
+    return False

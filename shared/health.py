@@ -1,8 +1,10 @@
 """A tiny HTTP endpoint for Kubernetes probes: ``/healthz`` (alive) and ``/readyz``.
 
-Ready means the database answers, every background loop (outbox relay, timers) still
-runs, and the broker's producer is connected; FastStream's own ping cannot see a dead
-consumer, so this checks the service's own parts.
+Alive means every background loop (outbox relay, timers, sender) runs or is being
+restarted; a loop given up after crashing again and again makes the process not alive.
+Ready means the database answers, the consumer runs and is not giving batches back in a
+loop, no batch is stuck, and the outbox relay is not failing round after round.
+FastStream's own ping cannot see a dead consumer, so this checks the service's own parts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ log = get_logger(__name__)
 
 STUCK_AFTER_S = 120.0
 """A batch still in progress after this long makes the service unready."""
+
+FAILING_AFTER = 2
+"""Batches (or relay rounds) failed in a row that make the service unready."""
 
 
 class HealthServer:
@@ -44,6 +49,11 @@ class HealthServer:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["database"] = repr(exc)
         checks["relay_leader"] = bool(runtime.relay and runtime.relay.is_leader)
+        relay_failures = runtime.relay.stats.consecutive_failures if runtime.relay else 0
+        checks["relay_failing"] = relay_failures >= FAILING_AFTER
+        if runtime.relay is not None:
+            checks["relay_quarantined"] = runtime.relay.stats.quarantined
+        checks["loop_restarts"] = dict(runtime.loop_restarts)
         # FastStream's own ping sees only the cluster; this sees our consumer: it must be
         # running, and no batch may have been stuck for longer than STUCK_AFTER_S.
         checks["consumer"] = all(sub.running for sub in runtime.broker.subscribers)
@@ -51,8 +61,11 @@ class HealthServer:
             stats = runtime.pipeline.stats
             started = stats.batch_started_monotonic
             checks["stuck_batch"] = bool(started and time.monotonic() - started > STUCK_AFTER_S)
+            checks["consumer_failing"] = stats.consecutive_failures >= FAILING_AFTER
             checks["batches"] = stats.batches
             checks["dead_lettered"] = stats.dead_lettered
+            if stats.consecutive_failures:
+                checks["last_error"] = stats.last_error
         return checks
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -66,9 +79,12 @@ class HealthServer:
                     and checks["background"] is True
                     and checks["consumer"] is True
                     and not checks.get("stuck_batch")
+                    and not checks.get("consumer_failing")
+                    and not checks.get("relay_failing")
                 )
             elif path.startswith("/healthz"):
-                checks, ok = {"alive": True}, True
+                ok = self._runtime.alive()
+                checks = {"alive": ok, "failed_loops": list(self._runtime.failed_loops)}
             else:
                 checks, ok = {"error": "not found"}, False
             body = json.dumps(checks).encode()

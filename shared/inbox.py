@@ -1,38 +1,77 @@
 """Inbox: the ids of messages a consumer has processed, written in the same transaction as
-their effect, so a redelivered message changes nothing."""
+their effect, so a redelivered message changes nothing.
+
+Ids are scoped by account: two accounts may use the same message id (upstream connectors
+often derive ids from their own per-tenant ids) and neither swallows the other's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from shared.db import DbConnection
 
+InboxKey = tuple[str, str]
+"""(account id, message id): what makes a message the same message."""
 
-async def set_outcome(conn: DbConnection, *, consumer: str, message_id: str, outcome: str) -> None:
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    account_id: str
+    message_id: str
+    message_type: str
+    outcome: str
+    """applied | unknown_type | dead_lettered"""
+    replay_of: str | None = None
+    """The dead letter this message replays: it is applied even if its id was
+    dead-lettered before (an id already applied stays a duplicate)."""
+
+    @property
+    def key(self) -> InboxKey:
+        return (self.account_id, self.message_id)
+
+
+async def set_outcome(
+    conn: DbConnection, *, consumer: str, account_id: str, message_id: str, outcome: str
+) -> None:
     await conn.execute(
-        "UPDATE inbox SET outcome = $3 WHERE consumer = $1 AND message_id = $2",
+        """UPDATE inbox SET outcome = $4
+           WHERE consumer = $1 AND account_id = $2 AND message_id = $3""",
         consumer,
+        account_id,
         message_id,
         outcome,
     )
 
 
 async def claim_many(
-    conn: DbConnection, *, consumer: str, entries: Sequence[tuple[str, str, str]]
-) -> set[str]:
-    """Record many (message_id, type, outcome) at once; returns the ids that were new."""
+    conn: DbConnection, *, consumer: str, entries: Sequence[InboxEntry]
+) -> set[InboxKey]:
+    """Record many entries at once; returns the keys that were new (or replayed)."""
     if not entries:
         return set()
+    # One row per key: a key twice in one upsert would be "affected a second time".
+    entries = list({e.key: e for e in reversed(entries)}.values())
     rows = await conn.fetch(
-        """INSERT INTO inbox (consumer, message_id, message_type, outcome)
-           SELECT $1, m, t, o FROM unnest($2::text[], $3::text[], $4::text[]) AS e(m, t, o)
-           ON CONFLICT DO NOTHING RETURNING message_id""",
+        """INSERT INTO inbox
+               (consumer, account_id, message_id, message_type, outcome, replayed_from)
+           SELECT $1, a, m, t, o, r
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+               AS e(a, m, t, o, r)
+           ON CONFLICT (consumer, account_id, message_id) DO UPDATE
+               SET outcome = EXCLUDED.outcome, replayed_from = EXCLUDED.replayed_from,
+                   processed_at = now()
+               WHERE inbox.outcome = 'dead_lettered' AND EXCLUDED.replayed_from IS NOT NULL
+           RETURNING account_id, message_id""",
         consumer,
-        [e[0] for e in entries],
-        [e[1] for e in entries],
-        [e[2] for e in entries],
+        [e.account_id for e in entries],
+        [e.message_id for e in entries],
+        [e.message_type for e in entries],
+        [e.outcome for e in entries],
+        [e.replay_of for e in entries],
     )
-    return {row["message_id"] for row in rows}
+    return {(row["account_id"], row["message_id"]) for row in rows}
 
 
 async def prune(conn: DbConnection, *, older_than_days: float, limit: int = 10_000) -> int:

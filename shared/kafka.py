@@ -3,11 +3,12 @@ hand whole batches to the idempotent pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Annotated, Any, Union
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -20,14 +21,13 @@ from shared.consumer import MessagePipeline
 from shared.contracts import MESSAGES_BY_TOPIC
 from shared.contracts.topics import TOPIC_BY_NAME, TopicSpec, physical
 from shared.logging import get_logger
-from shared.outbox import PublishFn
 
 log = get_logger(__name__)
 
 
 def create_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
     """The broker a service consumes through; it publishes nothing itself (the outbox
-    relay has its own producer, ``create_relay_producer``)."""
+    relay has its own producer, ``KafkaRelayProducer``)."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
@@ -65,6 +65,30 @@ async def ensure_topics(
     if created:
         log.info("topics_created", topics=created)
     return created
+
+
+async def tolerant_batch_parser(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    original: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's batch parser, made safe for any header bytes.
+
+    FastStream decodes every header as UTF-8 before our handler runs; one header that is
+    not (or has no value) would fail the whole batch again and again. Such headers are
+    decoded with replacement characters instead; the pipeline reads the records' own bytes.
+    """
+    try:
+        return await original(records)
+    except Exception:  # noqa: BLE001 - any header FastStream cannot read
+        return await original(tuple(_readable_headers(record) for record in records))
+
+
+def _readable_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = [
+        (str(name), (value or b"").decode(errors="replace").encode())
+        for name, value in record.headers or ()
+    ]
+    return dataclasses.replace(record, headers=headers)
 
 
 async def raw_batch_decoder(message: StreamMessage[Any]) -> list[bytes]:
@@ -108,6 +132,7 @@ def subscribe_pipeline(
         fetch_max_wait_ms=fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_batch_parser,
         decoder=raw_batch_decoder,
         include_in_schema=False,  # documented per topic by ``document_subscriber``
     )(handle)
@@ -152,34 +177,40 @@ def document_publisher(docs: KafkaBroker, topic: str, namespace: str) -> None:
     )
 
 
-def create_relay_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+class KafkaRelayProducer:
     """The outbox relay's producer: idempotent (no duplicates on retry), all replicas ack.
 
     The relay hands bytes that are already encoded straight to aiokafka; FastStream's
-    publish path (middlewares, encoding) has nothing to add for them.
+    publish path (middlewares, encoding) has nothing to add for them. Contract topic
+    names become the namespaced ones here.
     """
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=f"{client_id}-relay",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=2,
-    )
 
+    def __init__(self, bootstrap_servers: str, *, client_id: str, namespace: str = "") -> None:
+        self._namespace = namespace
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{client_id}-relay",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            # A topic missing from the metadata fails its send after this long, not 40 s.
+            request_timeout_ms=15_000,
+        )
 
-def raw_publisher(producer: AIOKafkaProducer, namespace: str) -> PublishFn:
-    """The outbox relay's way out: contract topic names become the namespaced ones."""
+    async def start(self) -> None:
+        await self._producer.start()
 
-    async def publish(
-        topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
         # Returns once the record is queued; the future resolves when the broker acks.
-        future: Awaitable[Any] = await producer.send(
-            physical(topic, namespace),
+        future: Awaitable[Any] = await self._producer.send(
+            physical(topic, self._namespace),
             value,
             key=key,
             headers=[(name, text.encode()) for name, text in headers.items()],
         )
         return future
-
-    return publish

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
+from aiokafka import errors as kafka_errors
 
 from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.db import DbConnection
@@ -24,8 +25,23 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-PublishFn = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
-"""(topic, key, value, headers) -> awaitable that resolves once the broker has it."""
+
+class RelayProducer(Protocol):
+    """What the relay publishes through (``shared.kafka.KafkaRelayProducer`` in services)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        """Queue one record; the returned awaitable resolves once the broker has it."""
+        ...
+
+
+class PermanentPublishError(Exception):
+    """A row that no retry can publish (too large, unknown topic, refused by the broker)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,47 +104,111 @@ async def write_outbox(conn: DbConnection, messages: Sequence[OutgoingMessage]) 
     # The outbox's statement trigger (shared/sql/0002) notifies the relay at commit.
 
 
+@dataclass(slots=True)
+class RelayStats:
+    relayed: int = 0
+    quarantined: int = 0
+    failed_rounds: int = 0
+    consecutive_failures: int = 0
+    """Rounds in a row that published nothing because of an error; 0 once one succeeds."""
+    last_error: str | None = None
+
+
 class OutboxRelay:
-    """Publishes committed outbox rows in id order, then deletes them."""
+    """Publishes committed outbox rows in id order, then deletes them.
+
+    It cannot die of an error: a failed round backs off, starts a fresh producer and goes
+    on. A row that can never be published is moved to ``outbox_quarantine`` with the
+    reason and never holds back the rows behind it; a row that keeps failing while
+    others go out is quarantined after ``max_row_attempts``. When the broker is away
+    every row fails alike: those rounds count against no row.
+    """
 
     def __init__(
         self,
         *,
         dsn: str,
         schema: str,
-        publish: PublishFn,
+        producer_factory: Callable[[], RelayProducer],
+        known_topics: Collection[str] | None = None,
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
+        max_row_attempts: int = 10,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10.0,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
-        self._publish = publish
+        self._producer_factory = producer_factory
+        self._known_topics = None if known_topics is None else frozenset(known_topics)
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._max_row_attempts = max_row_attempts
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._producer: RelayProducer | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.relayed_total = 0
+        self.stats = RelayStats()
         self.is_leader = False
+
+    @property
+    def relayed_total(self) -> int:
+        return self.stats.relayed
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
+        backoff = self._backoff_initial_s
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._lead_or_wait()
+                    backoff = self._backoff_initial_s
+                except Exception as exc:  # noqa: BLE001 - the relay must outlive any error
+                    self.is_leader = False
+                    self._failed(exc)
+                    await self._close_producer()
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, self._backoff_max_s)
+        finally:
+            await self._close_producer()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.failed_rounds += 1
+        self.stats.consecutive_failures += 1
+        self.stats.last_error = repr(exc)[:500]
+        log.warning(
+            "outbox_relay_error",
+            schema=self._schema,
+            failures_in_a_row=self.stats.consecutive_failures,
+            error=repr(exc),
+        )
+
+    async def _producer_started(self) -> RelayProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
             try:
-                await self._lead_or_wait()
-                backoff = 0.5
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self.is_leader = False
-                log.warning("outbox_relay_error", schema=self._schema, error=repr(exc))
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout=5)
 
     async def _lead_or_wait(self) -> None:
         conn = await asyncpg.connect(
             self._dsn,
+            timeout=10,
             server_settings={"search_path": self._schema, "application_name": "outbox-relay"},
         )
         try:
@@ -144,9 +224,16 @@ class OutboxRelay:
             self.is_leader = True
             log.info("outbox_relay_leading", schema=self._schema)
             await conn.add_listener(notify_channel(self._schema), self._on_notify)
+            backoff = self._backoff_initial_s
             while not self._stopping.is_set():
-                relayed = await self.relay_once(conn)
-                if relayed < self._batch_size:
+                relayed, kept = await self.relay_once(conn)
+                if kept:
+                    # The broker is away or refusing: a fresh producer, after a pause.
+                    await self._close_producer()
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, self._backoff_max_s)
+                elif relayed < self._batch_size:
+                    backoff = self._backoff_initial_s
                     await self._sleep(self._poll_interval_s)
         finally:
             self.is_leader = False
@@ -161,23 +248,121 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
 
-    async def relay_once(self, conn: DbConnection) -> int:
-        """Publish one batch of committed rows; returns how many were relayed."""
+    async def relay_once(self, conn: DbConnection) -> tuple[int, int]:
+        """Publish one batch of committed rows.
+
+        Returns how many rows went out and how many failed and stay for the next round.
+        """
         rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, topic, key, value, headers, attempts FROM outbox ORDER BY id LIMIT $1",
             self._batch_size,
         )
         if not rows:
-            return 0
-        confirmations = [
-            await self._publish(
-                row["topic"], row["key"].encode(), row["value"], json.loads(row["headers"])
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*confirmations)
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            return 0, 0
+        producer = await self._producer_started()
+        results = await asyncio.gather(
+            *(self._publish(producer, row) for row in rows), return_exceptions=True
         )
-        self.relayed_total += len(rows)
-        return len(rows)
+        done = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
+        failures = [
+            (row, result)
+            for row, result in zip(rows, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        if done:
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+            self.stats.relayed += len(done)
+        kept = 0
+        if failures:
+            kept = await self._set_aside(conn, failures, others_went_out=bool(done))
+        if kept and not done:
+            self._failed(failures[0][1])
+        else:
+            self.stats.consecutive_failures = 0
+        return len(done), kept
+
+    async def _publish(self, producer: RelayProducer, row: asyncpg.Record) -> None:
+        topic = row["topic"]
+        if self._known_topics is not None and topic not in self._known_topics:
+            raise PermanentPublishError(f"unknown topic {topic!r}")
+        headers = json.loads(row["headers"])
+        delivered = await producer.send(topic, row["key"].encode(), row["value"], headers)
+        await delivered
+
+    async def _set_aside(
+        self,
+        conn: DbConnection,
+        failures: Sequence[tuple[asyncpg.Record, BaseException]],
+        *,
+        others_went_out: bool,
+    ) -> int:
+        """Count a failed attempt against each row that failed for a reason of its own, and
+        quarantine the rows that can never go out; returns how many rows stay."""
+        quarantine: list[tuple[int, str]] = []
+        counted: list[tuple[int, str]] = []
+        for row, error in failures:
+            reason = repr(error)[:2000]
+            if is_permanent_publish_error(error):
+                quarantine.append((row["id"], reason))
+            elif others_went_out or not is_transport_error(error):
+                if row["attempts"] + 1 >= self._max_row_attempts:
+                    quarantine.append((row["id"], f"failed {row['attempts'] + 1} times: {reason}"))
+                else:
+                    counted.append((row["id"], reason))
+        if counted:
+            await conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = f.reason
+                   FROM unnest($1::bigint[], $2::text[]) AS f(id, reason)
+                   WHERE outbox.id = f.id""",
+                [i for i, _ in counted],
+                [r for _, r in counted],
+            )
+        if quarantine:
+            async with conn.transaction():
+                await conn.execute(
+                    """WITH moved AS (
+                           DELETE FROM outbox o
+                           USING unnest($1::bigint[], $2::text[]) AS q(id, reason)
+                           WHERE o.id = q.id
+                           RETURNING o.*, q.reason)
+                       INSERT INTO outbox_quarantine
+                           (id, topic, key, value, headers, created_at, attempts, reason)
+                       SELECT id, topic, key, value, headers, created_at, attempts + 1, reason
+                       FROM moved""",
+                    [i for i, _ in quarantine],
+                    [r for _, r in quarantine],
+                )
+            self.stats.quarantined += len(quarantine)
+            for row_id, reason in quarantine:
+                log.error(
+                    "outbox_row_quarantined", schema=self._schema, outbox_id=row_id, reason=reason
+                )
+        return len(failures) - len(quarantine)
+
+
+def is_permanent_publish_error(error: BaseException) -> bool:
+    """No retry can publish this row: it is too large, its topic is unknown or refused."""
+    if isinstance(error, PermanentPublishError | UnicodeError | ValueError | TypeError):
+        return True
+    return isinstance(
+        error,
+        kafka_errors.MessageSizeTooLargeError
+        | kafka_errors.RecordTooLargeError
+        | kafka_errors.InvalidTopicError
+        | kafka_errors.TopicAuthorizationFailedError
+        | kafka_errors.UnsupportedForMessageFormatError,
+    )
+
+
+def is_transport_error(error: BaseException) -> bool:
+    """The broker could not be reached or did not answer in time: no row's fault."""
+    return isinstance(
+        error,
+        kafka_errors.KafkaConnectionError
+        | kafka_errors.KafkaTimeoutError
+        | kafka_errors.NodeNotReadyError
+        | kafka_errors.RequestTimedOutError
+        | kafka_errors.ProducerClosed
+        | OSError
+        | TimeoutError,
+    )

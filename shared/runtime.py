@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import signal
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,23 +19,21 @@ from typing import Any
 
 import asyncpg
 import uvloop
-from aiokafka import AIOKafkaProducer
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import inbox
 from shared.consumer import Batched, Handler, MessagePipeline
-from shared.contracts.topics import TOPIC_BY_NAME, physical
+from shared.contracts.topics import TOPIC_BY_NAME, TOPICS, physical
 from shared.db import create_pool
 from shared.health import HealthServer
 from shared.kafka import (
+    KafkaRelayProducer,
     create_broker,
-    create_relay_producer,
     document_publisher,
     document_subscriber,
     ensure_topics,
-    raw_publisher,
     subscribe_pipeline,
 )
 from shared.logging import configure_logging, get_logger
@@ -43,6 +44,13 @@ from shared.settings import ServiceSettings
 log = get_logger(__name__)
 
 INBOX_PRUNE_INTERVAL_S = 3600.0
+
+RESTART_BACKOFF_INITIAL_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+GIVE_UP_AFTER_CRASHES = 8
+"""A loop that crashes this many times in a row (each run shorter than HEALTHY_RUN_S) is
+given up: liveness fails and the process stops, so the orchestrator starts a fresh one."""
+HEALTHY_RUN_S = 60.0
 
 BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
 
@@ -70,8 +78,15 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _pool: asyncpg.Pool | None = None
-    _producer: AIOKafkaProducer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    failed_loops: list[str] = field(default_factory=list)
+    """Background loops given up after crashing again and again: the process is not alive."""
+    loop_restarts: dict[str, int] = field(default_factory=dict)
+    give_up: Callable[[], None] = field(
+        default=functools.partial(signal.raise_signal, signal.SIGTERM)
+    )
+    """What a service does when a loop is given up: stop (FastStream shuts down on SIGTERM)."""
+    _stopping: bool = False
 
     @property
     def group_id(self) -> str:
@@ -109,24 +124,26 @@ class ServiceRuntime:
             await migrate(conn, schema=self.spec.schema, service_dir=self.spec.migrations_dir)
 
     async def start_background(self) -> None:
-        self._producer = create_relay_producer(
-            self.settings.kafka_bootstrap_servers, client_id=self.group_id
-        )
-        await self._producer.start()
+        settings = self.settings
         self.relay = OutboxRelay(
-            dsn=self.settings.database_url,
+            dsn=settings.database_url,
             schema=self.spec.schema,
-            publish=raw_publisher(self._producer, self.settings.topic_namespace),
-            batch_size=self.settings.outbox_batch_size,
-            poll_interval_s=self.settings.outbox_poll_interval_s,
+            producer_factory=lambda: KafkaRelayProducer(
+                settings.kafka_bootstrap_servers,
+                client_id=self.group_id,
+                namespace=settings.topic_namespace,
+            ),
+            known_topics=[topic.name for topic in TOPICS],
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
         )
-        self._spawn("outbox-relay", self.relay.run())
-        self._spawn("inbox-pruner", self._prune_inbox())
+        self._supervise("outbox-relay", self.relay.run)
+        self._supervise("inbox-pruner", self._prune_inbox)
         for task in self.spec.background:
-            self._spawn(task.__name__, task(self))
-        if self.settings.health_port:
-            server = HealthServer(self, port=self.settings.health_port)
-            self._spawn("health", server.run())
+            self._supervise(task.__name__, functools.partial(task, self))
+        if settings.health_port:
+            server = HealthServer(self, port=settings.health_port)
+            self._supervise("health", server.run)
         log.info("service_started", group_id=self.group_id, consumes=list(self.spec.consumes))
 
     async def _prune_inbox(self) -> None:
@@ -141,19 +158,52 @@ class ServiceRuntime:
                 log.warning("inbox_prune_failed", error=repr(exc))
             await asyncio.sleep(INBOX_PRUNE_INTERVAL_S)
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=f"{self.spec.name}:{name}")
-        task.add_done_callback(self._on_task_done)
+    def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``loop`` for the life of the service, restarting it with backoff if it ends.
+
+        A loop that keeps crashing is given up after GIVE_UP_AFTER_CRASHES: ``/healthz``
+        then fails and the process stops itself, so the orchestrator restarts the pod.
+        """
+        task = asyncio.create_task(self._keep_running(name, loop), name=f"{self.spec.name}:{name}")
         self._tasks.append(task)
 
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background_task_crashed", task=task.get_name(), error=repr(task.exception()))
+    async def _keep_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        crashes = 0
+        backoff = RESTART_BACKOFF_INITIAL_S
+        while True:
+            started = time.monotonic()
+            try:
+                await loop()
+                error = "the loop returned"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - restarted below, or given up
+                error = repr(exc)
+            if self._stopping:
+                return
+            if time.monotonic() - started >= HEALTHY_RUN_S:
+                crashes, backoff = 0, RESTART_BACKOFF_INITIAL_S
+            crashes += 1
+            self.loop_restarts[name] = self.loop_restarts.get(name, 0) + 1
+            if crashes >= GIVE_UP_AFTER_CRASHES:
+                self.failed_loops.append(name)
+                log.error("background_loop_gave_up", loop=name, crashes=crashes, error=error)
+                # Not alive any more: let the orchestrator (or `make run`) start a fresh one.
+                self.give_up()
+                return
+            log.error("background_loop_crashed", loop=name, retry_in_s=backoff, error=error)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+
+    def alive(self) -> bool:
+        """False once a background loop was given up (see ``_supervise``)."""
+        return not self.failed_loops and all(not task.done() for task in self._tasks)
 
     def background_healthy(self) -> bool:
-        return all(not task.done() for task in self._tasks)
+        return self.alive()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.relay is not None:
             self.relay.stop()
         for task in self._tasks:
@@ -161,8 +211,6 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._producer is not None:
-            await self._producer.stop()
         if self._pool is not None:
             await self._pool.close()
         log.info("service_stopped")

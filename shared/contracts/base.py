@@ -14,9 +14,11 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
 AccountId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
+    StringConstraints(min_length=1, max_length=64, pattern=ACCOUNT_PATTERN),
 ]
 """A tenant id. Every message carries one and nothing ever crosses accounts."""
 

@@ -206,6 +206,14 @@ class DeadLetterPayload(Contract):
     attempts: int = Field(1, ge=1)
     original_value: str = Field(description="The original bytes (UTF-8, or base64 with b64:).")
     original_headers: dict[str, str] = Field(default_factory=dict)
+    original_truncated: bool = Field(
+        False,
+        description="True when `original_value` holds only the start of the record (it was "
+        "too large to keep whole): replay then reads the record from its source coordinates.",
+    )
+    original_size: int | None = Field(
+        None, ge=0, description="Size of the original value in bytes (null: no value)."
+    )
 
 
 class DeadLettered(Message):

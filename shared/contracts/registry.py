@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.contracts import events, inbound, topics
-from shared.contracts.base import Message
+from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
 MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
@@ -57,23 +58,60 @@ class UnknownType:
     account_id: str
 
 
+MAX_MESSAGE_BYTES = 1_000_000
+"""The largest value a consumer parses: Kafka's default record limit (``message.max.bytes``)."""
+
+MAX_NESTING = 64
+"""Deepest JSON nesting parsed: contracts nest a few levels; 5,000 would exhaust the stack."""
+
+_ACCOUNT = re.compile(ACCOUNT_PATTERN)
+_UNKNOWN_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
+
+
 def decode(value: bytes | None, *, topic: str) -> Message | UnknownType:
     """Parse and validate one Kafka value against the contracts of ``topic``.
 
     Raises ``InvalidMessageError`` for anything that is not a valid message of a known
-    type; returns ``UnknownType`` for a valid envelope of a type the topic does not list.
+    type, whatever went wrong inside (size, encoding, nesting, validation); returns
+    ``UnknownType`` for a valid envelope of a type the topic does not list.
     """
     if not value:
         raise InvalidMessageError("invalid_json", "empty message value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise InvalidMessageError(
+            "too_large", f"value is {len(value)} bytes; the limit is {MAX_MESSAGE_BYTES}"
+        )
+    try:
+        return _decode(value, topic)
+    except InvalidMessageError:
+        raise
+    except RecursionError as exc:
+        raise InvalidMessageError("invalid_json", "value is nested too deeply to parse") from exc
+    except Exception as exc:  # whatever fails in one record is that record's
+        raise InvalidMessageError("invalid_message", f"value could not be read: {exc!r}") from exc
+
+
+def _decode(value: bytes, topic: str) -> Message | UnknownType:
     try:
         document = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidMessageError("invalid_json", f"value is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidMessageError("invalid_message", "value is JSON but not an object")
+    # Counting brackets is C-fast and bounds the depth from above: most messages skip the walk.
+    brackets = value.count(b"{") + value.count(b"[")
+    if brackets > MAX_NESTING and _depth(document) > MAX_NESTING:
+        raise InvalidMessageError(
+            "invalid_message", f"value nests deeper than {MAX_NESTING} levels", _scalars(document)
+        )
     message_type = document.get("type")
     if not isinstance(message_type, str) or not message_type:
         raise InvalidMessageError("invalid_message", "field 'type' is missing", document)
+    if not _ID.match(message_type):
+        raise InvalidMessageError(
+            "invalid_message", "field 'type' is not a type name", _scalars(document)
+        )
     model = _MODEL_BY_TOPIC_AND_TYPE.get((topic, message_type))
     if model is None:
         envelope = _unknown_envelope(document)
@@ -88,14 +126,44 @@ def decode(value: bytes | None, *, topic: str) -> Message | UnknownType:
         ) from exc
 
 
+def _depth(document: Any) -> int:
+    """How deeply ``document`` nests, without recursion (it may be thousands deep)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_NESTING:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def _scalars(document: dict[str, Any]) -> dict[str, Any]:
+    """The top-level scalar fields of ``document`` (enough to say whose it was)."""
+    return {k: v for k, v in document.items() if isinstance(v, str | int | float | bool)}
+
+
 def _unknown_envelope(document: dict[str, Any]) -> dict[str, str]:
-    # Even a type we do not know must carry an id (to record it once) and an account.
+    # Even a type we do not know must carry an envelope: an id to record it once (short
+    # enough to key the inbox with) and an account (inbox rows are scoped by it).
     message_id = document.get("message_id")
     account_id = document.get("account_id")
-    if not isinstance(message_id, str) or not message_id:
-        raise InvalidMessageError("invalid_message", "field 'message_id' is missing", document)
-    if not isinstance(account_id, str) or not account_id:
-        raise InvalidMessageError("invalid_message", "field 'account_id' is missing", document)
+    if not isinstance(message_id, str) or not _UNKNOWN_ID.match(message_id):
+        raise InvalidMessageError(
+            "invalid_message",
+            "field 'message_id' is missing, longer than 128 characters or holds control "
+            "characters",
+            _scalars(document),
+        )
+    if not isinstance(account_id, str) or not _ACCOUNT.match(account_id):
+        raise InvalidMessageError(
+            "invalid_message", "field 'account_id' is missing or not an account id", document
+        )
     return {"message_id": message_id, "account_id": account_id}
 
 

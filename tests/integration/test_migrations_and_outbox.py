@@ -14,7 +14,7 @@ from shared.client import OfframpClient, of_type
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Exit, ExitPayload, ExitReason, ExitSource
 from shared.contracts.topics import physical
-from shared.kafka import create_relay_producer, ensure_topics, raw_publisher
+from shared.kafka import KafkaRelayProducer, ensure_topics
 from shared.migrations import MigrationError, migrate
 from shared.outbox import OutboxRelay, OutgoingMessage, write_outbox
 from tests.conftest import SessionEnv
@@ -55,10 +55,11 @@ async def test_replicas_starting_together_apply_each_migration_once(
     finally:
         for conn in connections:
             await conn.close()
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 4]  # plumbing's two + the service's
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 5]  # plumbing's three + the service's
     assert [tuple(r) for r in rows] == [
         ("plumbing", 1),
         ("plumbing", 2),
+        ("plumbing", 3),
         ("service", 1),
         ("service", 2),
     ]
@@ -106,13 +107,13 @@ async def test_relay_publishes_committed_rows_in_order_and_only_one_replica_lead
         [type(spec)(physical(spec.name, namespace), 1, spec.producer, spec.description)],
     )
     conn = await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
-    producer = create_relay_producer(test_env.kafka_bootstrap_servers, client_id="outbox-test")
-    await producer.start()
     relays = [
         OutboxRelay(
             dsn=test_env.database_url,
             schema=schema,
-            publish=raw_publisher(producer, namespace),
+            producer_factory=lambda: KafkaRelayProducer(
+                test_env.kafka_bootstrap_servers, client_id="outbox-test", namespace=namespace
+            ),
             poll_interval_s=0.2,
         )
         for _ in range(2)
@@ -144,7 +145,6 @@ async def test_relay_publishes_committed_rows_in_order_and_only_one_replica_lead
         for relay in relays:
             relay.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()
         await conn.close()
     ids = [d["payload"]["record"]["id"] for d in of_type(published, "enrollment.exit")]
     assert ids == [f"r-{i:03d}" for i in range(50)]  # one partition: the write order
