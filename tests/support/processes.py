@@ -70,20 +70,25 @@ class ServiceProcess:
 
 
 def start_services(env: dict[str, str], log_dir: Path) -> list[ServiceProcess]:
-    started = []
-    for name in SERVICES:
-        port = free_port()
-        log_path = log_dir / f"{name}.log"
+    return [start_service(name, env, log_dir) for name in SERVICES]
+
+
+def start_service(
+    name: str, env: dict[str, str], log_dir: Path, *, log_name: str | None = None
+) -> ServiceProcess:
+    """Start one service process; its output is appended to ``<log_name or name>.log``."""
+    port = free_port()
+    log_path = log_dir / f"{log_name or name}.log"
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             cwd=REPO,
             env={**env, "OFFRAMP_HEALTH_PORT": str(port)},
-            stdout=log_path.open("wb"),
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        started.append(ServiceProcess(name, process, log_path, port))
-    return started
+    return ServiceProcess(name, process, log_path, port)
 
 
 async def ready(service: ServiceProcess) -> bool:

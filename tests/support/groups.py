@@ -1,0 +1,128 @@
+"""The services' consumer groups seen from outside: how far behind they are, whether the
+system has gone quiet, and rewinding a group to the beginning (a replay)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.contracts import topics
+from shared.contracts.topics import TOPICS, physical
+from tests.support.waiting import eventually
+
+CONSUMES: Mapping[str, tuple[str, ...]] = {
+    "enrollment": (topics.COMMANDS, topics.MESSAGING_EVENTS),
+    "scheduler": (topics.ENROLLMENT_EVENTS,),
+    "trigger_evaluator": (
+        topics.INBOUND_EMAIL,
+        topics.INBOUND_WEB,
+        topics.INBOUND_CRM,
+        topics.INBOUND_CONVERSATION,
+        topics.WORKFLOW_EVENTS,
+        topics.ENROLLMENT_EVENTS,
+        topics.MESSAGING_EVENTS,
+    ),
+    "messaging": (topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+}
+"""What each service reads (see each ``services/<name>/app.py``)."""
+
+
+def group_id(service: str) -> str:
+    return f"offramp-{service.replace('_', '-')}"
+
+
+def consumers_of(topic: str) -> list[str]:
+    """The consumer groups that read ``topic``."""
+    return [group_id(service) for service, read in CONSUMES.items() if topic in read]
+
+
+class Groups:
+    """Offsets of one namespace's topics and of the services' groups on them."""
+
+    def __init__(self, bootstrap_servers: str, namespace: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._namespace = namespace
+
+    def _partitions(self, names: tuple[str, ...]) -> list[TopicPartition]:
+        by_name = {spec.name: spec.partitions for spec in TOPICS}
+        return [
+            TopicPartition(physical(name, self._namespace), number)
+            for name in names
+            for number in range(by_name[name])
+        ]
+
+    async def end_offsets(self, names: tuple[str, ...]) -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            return dict(await consumer.end_offsets(self._partitions(names)))
+        finally:
+            await consumer.stop()
+
+    async def lag(self, service: str) -> int:
+        """Records of its topics that ``service``'s group has not committed yet."""
+        partitions = self._partitions(CONSUMES[service])
+        ends = await self.end_offsets(CONSUMES[service])
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group_id(service))
+        finally:
+            await admin.close()
+        behind = 0
+        for tp in partitions:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else 0
+            behind += max(ends[tp] - position, 0)
+        return behind
+
+    async def caught_up(self, *services: str, timeout: float = 60.0) -> None:
+        """Wait until each of ``services`` has committed everything on its topics."""
+        for service in services:
+            await eventually(
+                lambda service=service: self.lag(service),  # type: ignore[misc]
+                until=lambda behind: behind == 0,
+                timeout=timeout,
+                interval=0.2,
+                what=f"{group_id(service)} to catch up",
+            )
+
+    async def settle(self, *, quiet_s: float = 1.5, timeout: float = 90.0) -> None:
+        """Wait until every group is caught up and no topic has grown for ``quiet_s``.
+
+        After this, whatever the services were going to publish in reaction to what is on
+        the topics has been published: counts read now are final, not a passing moment.
+        """
+        everything = tuple(spec.name for spec in TOPICS)
+        last: dict[str, object] = {"ends": None, "since": time.monotonic()}
+
+        async def quiet() -> bool:
+            lags = [await self.lag(service) for service in CONSUMES]
+            ends = await self.end_offsets(everything)
+            if any(lags) or ends != last["ends"]:
+                last.update(ends=ends, since=time.monotonic())
+                return False
+            return time.monotonic() - float(last["since"]) >= quiet_s  # type: ignore[arg-type]
+
+        await eventually(quiet, timeout=timeout, interval=0.3, what="the system to go quiet")
+
+    async def rewind(self, service: str) -> None:
+        """Commit the earliest offset of every partition ``service`` reads (a replay).
+
+        The group must have no live member (stop the service first), as with
+        ``kafka-consumer-groups --reset-offsets --to-earliest``.
+        """
+        partitions = self._partitions(CONSUMES[service])
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=group_id(service), enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            await consumer.commit({tp: starts[tp] for tp in partitions})
+        finally:
+            await consumer.stop()
