@@ -30,11 +30,15 @@ async def steps_scheduled(uow: UnitOfWork, events: list[EnrollmentStepScheduled]
     No enrollment ends within such a run (stops are another handler's run), so whether it
     ended is looked up once for the whole run: 2 statements per run.
     """
-    ended = await repository.ended_among(uow.conn, {e.payload.enrollment_id for e in events})
+    ended = await repository.ended_among(
+        uow.conn, {(e.account_id, e.payload.enrollment_id) for e in events}
+    )
     arm: list[repository.ArmTimer] = []
     for event in events:
         step = event.payload
-        decision = domain.on_step_scheduled(enrollment_ended=step.enrollment_id in ended)
+        decision = domain.on_step_scheduled(
+            enrollment_ended=(event.account_id, step.enrollment_id) in ended
+        )
         if decision.action is domain.TimerAction.SCHEDULE:
             arm.append((event.account_id, step))
         else:
@@ -45,7 +49,7 @@ async def steps_scheduled(uow: UnitOfWork, events: list[EnrollmentStepScheduled]
 
 async def enrollments_stopped(uow: UnitOfWork, events: list[StopEvent]) -> None:
     """Remember exits and completions and cancel pending timers: 2 statements per run."""
-    plan = domain.plan_stops((e.payload.enrollment_id, e.type) for e in events)
+    plan = domain.plan_stops(((e.account_id, e.payload.enrollment_id), e.type) for e in events)
     if plan.ended:  # pauses end nothing
         await repository.mark_ended(uow.conn, plan.ended)
     cancelled = await repository.cancel_pending(uow.conn, plan.cancel)
@@ -57,7 +61,7 @@ async def enrollments_stopped(uow: UnitOfWork, events: list[StopEvent]) -> None:
             log.info(
                 "timers_cancelled",
                 enrollment_id=str(enrollment_id),
-                count=cancelled.pop(enrollment_id, 0),
+                count=cancelled.pop((event.account_id, enrollment_id), 0),
                 why=decision.why,
             )
 

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from services.scheduler.domain import EnrollmentKey
 from shared.contracts.events import StepScheduledPayload
 from shared.db import DbConnection
 
@@ -19,15 +20,20 @@ ArmTimer = tuple[str, StepScheduledPayload]
 """(account id, scheduled step): one timer to hold."""
 
 
-async def ended_among(conn: DbConnection, enrollment_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of ``enrollment_ids`` that ended (a late step must not arm a timer for them)."""
-    if not enrollment_ids:
+def _columns(keys: Collection[EnrollmentKey]) -> tuple[list[str], list[uuid.UUID]]:
+    return [account_id for account_id, _ in keys], [enrollment_id for _, enrollment_id in keys]
+
+
+async def ended_among(conn: DbConnection, keys: Collection[EnrollmentKey]) -> set[EnrollmentKey]:
+    """Those of ``keys`` that ended (a late step must not arm a timer for them)."""
+    if not keys:
         return set()
     rows = await conn.fetch(
-        "SELECT enrollment_id FROM ended_enrollments WHERE enrollment_id = ANY($1::uuid[])",
-        list(enrollment_ids),
+        """SELECT account_id, enrollment_id FROM ended_enrollments
+           WHERE (account_id, enrollment_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+        *_columns(keys),
     )
-    return {row["enrollment_id"] for row in rows}
+    return {(row["account_id"], row["enrollment_id"]) for row in rows}
 
 
 _UPSERT_TIMERS = """
@@ -35,7 +41,7 @@ _UPSERT_TIMERS = """
                         record_type, record_id, step_id, channel, due_at)
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-    ON CONFLICT (enrollment_id, step_index) DO UPDATE
+    ON CONFLICT (account_id, enrollment_id, step_index) DO UPDATE
         SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
         WHERE timers.state = 'cancelled'
            OR (timers.state = 'fired' AND timers.due_at <> EXCLUDED.due_at)"""
@@ -69,13 +75,14 @@ async def upsert_timers(conn: DbConnection, timers: Sequence[ArmTimer]) -> None:
 
 
 def _waves(timers: Sequence[ArmTimer]) -> list[list[ArmTimer]]:
-    """Split ``timers`` into lists with each (enrollment, step) at most once, in order."""
+    """Split ``timers`` into lists with each (account, enrollment, step) at most once, in
+    order."""
     waves: list[list[ArmTimer]] = []
-    last_due: dict[tuple[uuid.UUID, int], datetime] = {}
-    times_seen: Counter[tuple[uuid.UUID, int]] = Counter()
+    last_due: dict[tuple[str, uuid.UUID, int], datetime] = {}
+    times_seen: Counter[tuple[str, uuid.UUID, int]] = Counter()
     for timer in timers:
-        step = timer[1]
-        key = (step.enrollment_id, step.step_index)
+        account_id, step = timer
+        key = (account_id, step.enrollment_id, step.step_index)
         if last_due.get(key) == step.due_at:
             continue  # the same upsert twice in a row: the second changes nothing
         last_due[key] = step.due_at
@@ -88,31 +95,32 @@ def _waves(timers: Sequence[ArmTimer]) -> list[list[ArmTimer]]:
 
 
 async def cancel_pending(
-    conn: DbConnection, reasons: Mapping[uuid.UUID, str]
-) -> Counter[uuid.UUID]:
+    conn: DbConnection, reasons: Mapping[EnrollmentKey, str]
+) -> Counter[EnrollmentKey]:
     """Cancel the pending timers of each enrollment with its reason; counts per enrollment."""
     if not reasons:
         return Counter()
     rows = await conn.fetch(
         """UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
-           FROM unnest($1::uuid[], $2::text[]) AS c(enrollment_id, reason)
-           WHERE t.enrollment_id = c.enrollment_id AND t.state = 'pending'
-           RETURNING t.enrollment_id""",
-        list(reasons),
+           FROM unnest($1::text[], $2::uuid[], $3::text[]) AS c(account_id, enrollment_id, reason)
+           WHERE t.account_id = c.account_id AND t.enrollment_id = c.enrollment_id
+             AND t.state = 'pending'
+           RETURNING t.account_id, t.enrollment_id""",
+        *_columns(reasons),
         list(reasons.values()),
     )
-    return Counter(row["enrollment_id"] for row in rows)
+    return Counter((row["account_id"], row["enrollment_id"]) for row in rows)
 
 
-async def mark_ended(conn: DbConnection, outcomes: Mapping[uuid.UUID, str]) -> None:
+async def mark_ended(conn: DbConnection, outcomes: Mapping[EnrollmentKey, str]) -> None:
     """Remember ended enrollments; the first outcome recorded is kept."""
     if not outcomes:
         return
     await conn.execute(
-        """INSERT INTO ended_enrollments (enrollment_id, outcome)
-           SELECT * FROM unnest($1::uuid[], $2::text[])
+        """INSERT INTO ended_enrollments (account_id, enrollment_id, outcome)
+           SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])
            ON CONFLICT DO NOTHING""",
-        list(outcomes),
+        *_columns(outcomes),
         list(outcomes.values()),
     )
 
@@ -127,14 +135,15 @@ async def fire_due(conn: DbConnection, *, now: datetime, limit: int) -> list[dic
     """
     rows = await conn.fetch(
         f"""WITH due AS (
-                SELECT enrollment_id, step_index FROM timers
+                SELECT account_id, enrollment_id, step_index FROM timers
                 WHERE state = 'pending' AND due_at <= $1
                 ORDER BY due_at
                 LIMIT {int(limit)}
                 FOR UPDATE SKIP LOCKED)
             UPDATE timers t SET state = 'fired', fired_at = $1
             FROM due
-            WHERE t.enrollment_id = due.enrollment_id AND t.step_index = due.step_index
+            WHERE t.account_id = due.account_id AND t.enrollment_id = due.enrollment_id
+              AND t.step_index = due.step_index
             RETURNING t.enrollment_id, t.step_index, t.account_id, t.workflow_id,
                       t.workflow_version, t.record_type, t.record_id, t.step_id, t.channel,
                       t.due_at""",

@@ -10,9 +10,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from services.scheduler import domain
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.repository import fire_due
-from shared.contracts import RecordRef, RecordType, derived_message_id, utc_now
+from shared.contracts import RecordRef, RecordType, utc_now
 from shared.contracts.events import StepDue, StepDuePayload
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
@@ -25,11 +26,9 @@ log = get_logger(__name__)
 
 
 def step_due_message(row: dict[str, Any]) -> StepDue:
-    # Derived id: a timer fired twice for the same due time is dropped by messaging; a
-    # step re-armed after a pause has a new due time and so a new id.
     return StepDue.create(
-        message_id=derived_message_id(
-            "step.due", row["enrollment_id"], row["step_index"], row["due_at"].isoformat()
+        message_id=domain.step_due_id(
+            row["account_id"], row["enrollment_id"], row["step_index"], row["due_at"]
         ),
         account_id=row["account_id"],
         payload=StepDuePayload(

@@ -35,6 +35,8 @@ pytestmark = pytest.mark.handler
 ACCOUNT = "acme-account"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 USER = Actor(kind=ActorKind.USER, id="u-1")
+OTHER_ACCOUNT = "globex-account"
+Key = tuple[str, uuid.UUID]
 CONN = object()
 """Stands in for the pipeline's connection: the handlers must hand ``uow.conn`` on."""
 
@@ -51,22 +53,22 @@ class Timer:
 class FakeTimers:
     """``services.scheduler.repository`` in memory, with its SQL's semantics."""
 
-    timers: dict[tuple[uuid.UUID, int], Timer] = field(default_factory=dict)
-    ended: dict[uuid.UUID, str] = field(default_factory=dict)
+    timers: dict[tuple[str, uuid.UUID, int], Timer] = field(default_factory=dict)
+    ended: dict[Key, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
     def _called(self, name: str, conn: Any) -> None:
         assert conn is CONN, f"{name} was not given the unit of work's connection"
         self.calls.append(name)
 
-    async def ended_among(self, conn: Any, enrollment_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    async def ended_among(self, conn: Any, keys: Collection[Key]) -> set[Key]:
         self._called("ended_among", conn)
-        return {e for e in enrollment_ids if e in self.ended}
+        return {k for k in keys if k in self.ended}
 
     async def upsert_timers(self, conn: Any, timers: Sequence[repository.ArmTimer]) -> None:
         self._called("upsert_timers", conn)
         for account_id, step in timers:  # in order, as if one statement each
-            key = (step.enrollment_id, step.step_index)
+            key = (account_id, step.enrollment_id, step.step_index)
             known = self.timers.get(key)
             if known is None:
                 self.timers[key] = Timer(account_id, step)
@@ -78,27 +80,28 @@ class FakeTimers:
                 known.step = known.step.model_copy(update={"due_at": step.due_at})
                 known.state, known.cancelled_reason = "pending", None
 
-    async def cancel_pending(
-        self, conn: Any, reasons: Mapping[uuid.UUID, str]
-    ) -> Counter[uuid.UUID]:
+    async def cancel_pending(self, conn: Any, reasons: Mapping[Key, str]) -> Counter[Key]:
         self._called("cancel_pending", conn)
-        counts: Counter[uuid.UUID] = Counter()
-        for (enrollment_id, _), timer in self.timers.items():
-            if enrollment_id in reasons and timer.state == "pending":
-                timer.state, timer.cancelled_reason = "cancelled", reasons[enrollment_id]
-                counts[enrollment_id] += 1
+        counts: Counter[Key] = Counter()
+        for (account_id, enrollment_id, _), timer in self.timers.items():
+            key = (account_id, enrollment_id)
+            if key in reasons and timer.state == "pending":
+                timer.state, timer.cancelled_reason = "cancelled", reasons[key]
+                counts[key] += 1
         return counts
 
-    async def mark_ended(self, conn: Any, outcomes: Mapping[uuid.UUID, str]) -> None:
+    async def mark_ended(self, conn: Any, outcomes: Mapping[Key, str]) -> None:
         self._called("mark_ended", conn)
-        for enrollment_id, outcome in outcomes.items():
-            self.ended.setdefault(enrollment_id, outcome)
+        for key, outcome in outcomes.items():
+            self.ended.setdefault(key, outcome)
 
-    def states(self, enrollment_id: uuid.UUID) -> dict[int, tuple[str, str | None]]:
+    def states(
+        self, enrollment_id: uuid.UUID, account_id: str = ACCOUNT
+    ) -> dict[int, tuple[str, str | None]]:
         return {
             i: (t.state, t.cancelled_reason)
-            for (e, i), t in self.timers.items()
-            if e == enrollment_id
+            for (a, e, i), t in self.timers.items()
+            if (a, e) == (account_id, enrollment_id)
         }
 
 
@@ -140,7 +143,7 @@ def ref(enrollment_id: uuid.UUID) -> dict[str, Any]:
 
 
 def scheduled(
-    enrollment_id: uuid.UUID, step_index: int = 0, due_at: datetime = T0
+    enrollment_id: uuid.UUID, step_index: int = 0, due_at: datetime = T0, account: str = ACCOUNT
 ) -> EnrollmentStepScheduled:
     payload = StepScheduledPayload(
         **ref(enrollment_id),
@@ -149,10 +152,10 @@ def scheduled(
         channel=Channel.EMAIL,
         due_at=due_at,
     )
-    return EnrollmentStepScheduled.create(account_id=ACCOUNT, payload=payload)
+    return EnrollmentStepScheduled.create(account_id=account, payload=payload)
 
 
-def exited(enrollment_id: uuid.UUID) -> EnrollmentExited:
+def exited(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentExited:
     payload = ExitedPayload(
         **ref(enrollment_id),
         reason=ExitReason.REPLIED,
@@ -160,17 +163,17 @@ def exited(enrollment_id: uuid.UUID) -> EnrollmentExited:
         actor=USER,
         steps_completed=0,
     )
-    return EnrollmentExited.create(account_id=ACCOUNT, payload=payload)
+    return EnrollmentExited.create(account_id=account, payload=payload)
 
 
-def completed(enrollment_id: uuid.UUID) -> EnrollmentCompleted:
+def completed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentCompleted:
     payload = CompletedPayload(**ref(enrollment_id), steps_completed=2)
-    return EnrollmentCompleted.create(account_id=ACCOUNT, payload=payload)
+    return EnrollmentCompleted.create(account_id=account, payload=payload)
 
 
-def paused(enrollment_id: uuid.UUID) -> EnrollmentPaused:
+def paused(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentPaused:
     payload = PausedPayload(**ref(enrollment_id), reason="manual", actor=USER)
-    return EnrollmentPaused.create(account_id=ACCOUNT, payload=payload)
+    return EnrollmentPaused.create(account_id=account, payload=payload)
 
 
 def test_the_scheduler_follows_steps_exits_completions_and_pauses(
@@ -196,7 +199,7 @@ async def test_a_scheduled_step_arms_a_timer(
 
     uow = await run(handlers, event)
 
-    timer = db.timers[(enrollment_id, 1)]
+    timer = db.timers[(ACCOUNT, enrollment_id, 1)]
     assert (timer.account_id, timer.state) == (ACCOUNT, "pending")
     assert timer.step == event.payload
     assert db.calls == ["ended_among", "upsert_timers"]
@@ -222,7 +225,7 @@ async def test_an_ended_enrollment_is_remembered_and_its_timers_cancelled(
 
     uow = await run(handlers, ending(enrollment_id))
 
-    assert db.ended == {enrollment_id: outcome}
+    assert db.ended == {(ACCOUNT, enrollment_id): outcome}
     assert db.states(enrollment_id) == {0: ("cancelled", outcome)}
     assert db.states(other) == {0: ("pending", None)}
     assert uow.outgoing == []
@@ -251,7 +254,7 @@ async def test_resuming_after_the_due_time_re_arms_the_cancelled_timer(
     await run(handlers, scheduled(enrollment_id, due_at=T0 + timedelta(hours=5)))
 
     assert db.states(enrollment_id) == {0: ("pending", None)}
-    assert db.timers[(enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)
+    assert db.timers[(ACCOUNT, enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)
 
 
 async def test_resuming_before_the_due_time_re_arms_the_cancelled_timer(
@@ -314,7 +317,10 @@ async def test_a_run_of_stops_ends_and_cancels_in_two_calls_the_first_stop_winni
     assert db.calls == ["mark_ended", "cancel_pending"]
     assert db.states(paused_then_exited) == {0: ("cancelled", "paused")}
     assert db.states(completed_then_exited) == {0: ("cancelled", "completed")}
-    assert db.ended == {paused_then_exited: "exited", completed_then_exited: "completed"}
+    assert db.ended == {
+        (ACCOUNT, paused_then_exited): "exited",
+        (ACCOUNT, completed_then_exited): "completed",
+    }
     assert db.states(other) == {0: ("pending", None)}
 
 
@@ -342,4 +348,22 @@ async def test_a_pause_and_a_resume_in_one_batch_re_arm_the_timer(
     )
 
     assert db.states(enrollment_id) == {0: ("pending", None)}
-    assert db.timers[(enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)
+    assert db.timers[(ACCOUNT, enrollment_id, 0)].step.due_at == T0 + timedelta(hours=5)
+
+
+# --- accounts ---
+
+
+async def test_another_accounts_stop_for_the_same_enrollment_id_touches_nothing_of_ours(
+    handlers: Mapping[str, Batched], db: FakeTimers
+) -> None:
+    enrollment_id = uuid.uuid4()  # the same id in two accounts
+    await run(handlers, scheduled(enrollment_id), scheduled(enrollment_id, account=OTHER_ACCOUNT))
+
+    await run(handlers, exited(enrollment_id, account=OTHER_ACCOUNT))
+    await run(handlers, scheduled(enrollment_id, step_index=1))
+
+    assert db.ended == {(OTHER_ACCOUNT, enrollment_id): "exited"}
+    assert db.states(enrollment_id, OTHER_ACCOUNT) == {0: ("cancelled", "exited")}
+    # Ours is not ended: its timer stays and its next step still arms one.
+    assert db.states(enrollment_id) == {0: ("pending", None), 1: ("pending", None)}

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from services.scheduler import repository
+from services.scheduler.timers import step_due_message
 from shared.contracts import RecordRef, RecordType, utc_now
 from shared.contracts.events import StepScheduledPayload
 from shared.contracts.inbound import Channel
@@ -21,6 +22,7 @@ from tests.conftest import SessionEnv
 
 pytestmark = pytest.mark.integration
 
+ACCOUNT = "acc"
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "migrations"
 
 
@@ -59,8 +61,10 @@ async def state(conn: asyncpg.Connection, enrollment_id: uuid.UUID) -> str:
     )
 
 
-async def arm(conn: asyncpg.Connection, *steps: StepScheduledPayload) -> None:
-    await repository.upsert_timers(conn, [("acc", s) for s in steps])
+async def arm(
+    conn: asyncpg.Connection, *steps: StepScheduledPayload, account: str = ACCOUNT
+) -> None:
+    await repository.upsert_timers(conn, [(account, s) for s in steps])
 
 
 async def timers(conn: asyncpg.Connection) -> dict[uuid.UUID, tuple[str, datetime, str | None]]:
@@ -74,7 +78,9 @@ async def test_a_paused_timer_is_re_armed_on_resume_even_with_the_same_due_time(
     enrollment_id = uuid.uuid4()
     scheduled = step(enrollment_id, due_in_s=3600)
     await arm(conn, scheduled)
-    assert await repository.cancel_pending(conn, {enrollment_id: "paused"}) == {enrollment_id: 1}
+    assert await repository.cancel_pending(conn, {(ACCOUNT, enrollment_id): "paused"}) == {
+        (ACCOUNT, enrollment_id): 1
+    }
     assert await state(conn, enrollment_id) == "cancelled"
     await arm(conn, scheduled)
     assert await state(conn, enrollment_id) == "pending"
@@ -127,7 +133,7 @@ async def test_one_upsert_applies_a_whole_run_with_the_one_by_one_semantics(
     now = utc_now()
     past, later = now - timedelta(seconds=1), now + timedelta(hours=1)
     await arm(conn, at(cancelled, later), at(replayed, past), at(moved, past), at(pending, later))
-    await repository.cancel_pending(conn, {cancelled: "paused"})
+    await repository.cancel_pending(conn, {(ACCOUNT, cancelled): "paused"})
     assert len(await repository.fire_due(conn, now=now, limit=10)) == 2  # replayed, moved
 
     await arm(
@@ -175,18 +181,22 @@ async def test_a_run_of_stops_ends_and_cancels_many_enrollments_at_once(
         step(paused, due_in_s=60),
         step(untouched, due_in_s=60),
     )
-    await repository.mark_ended(conn, {exited: "completed"})
+    await repository.mark_ended(conn, {(ACCOUNT, exited): "completed"})
 
-    await repository.mark_ended(conn, {exited: "exited", paused: "completed"})
-    counts = await repository.cancel_pending(conn, {exited: "exited", paused: "paused"})
+    await repository.mark_ended(conn, {(ACCOUNT, exited): "exited", (ACCOUNT, paused): "completed"})
+    counts = await repository.cancel_pending(
+        conn, {(ACCOUNT, exited): "exited", (ACCOUNT, paused): "paused"}
+    )
 
-    assert counts == {exited: 2, paused: 1}
+    assert counts == {(ACCOUNT, exited): 2, (ACCOUNT, paused): 1}
     outcomes = await conn.fetch("SELECT enrollment_id, outcome FROM ended_enrollments")
     assert {r["enrollment_id"]: r["outcome"] for r in outcomes} == {
         exited: "completed",  # the first outcome recorded stays
         paused: "completed",
     }
-    assert await repository.ended_among(conn, [exited, untouched, paused]) == {exited, paused}
+    assert await repository.ended_among(
+        conn, [(ACCOUNT, exited), (ACCOUNT, untouched), (ACCOUNT, paused)]
+    ) == {(ACCOUNT, exited), (ACCOUNT, paused)}
     states = await conn.fetch("SELECT enrollment_id, state, cancelled_reason FROM timers")
     assert sorted(
         (r["enrollment_id"] == untouched, r["state"], r["cancelled_reason"]) for r in states
@@ -196,3 +206,33 @@ async def test_a_run_of_stops_ends_and_cancels_many_enrollments_at_once(
         (False, "cancelled", "paused"),
         (True, "pending", None),
     ]
+
+
+async def test_two_accounts_timers_for_one_enrollment_id_stay_apart(
+    conn: asyncpg.Connection,
+) -> None:
+    shared_id, other = uuid.uuid4(), "other-acc"
+    due = utc_now() - timedelta(seconds=1)
+    # One run arms both: the same (enrollment, step) of two accounts are two timers.
+    await repository.upsert_timers(
+        conn, [(ACCOUNT, at(shared_id, due)), (other, at(shared_id, due))]
+    )
+    assert await conn.fetchval("SELECT count(*) FROM timers") == 2
+
+    await repository.mark_ended(conn, {(other, shared_id): "exited"})
+    counts = await repository.cancel_pending(conn, {(other, shared_id): "exited"})
+
+    assert counts == {(other, shared_id): 1}
+    assert await repository.ended_among(conn, [(ACCOUNT, shared_id), (other, shared_id)]) == {
+        (other, shared_id)
+    }
+    fired = await repository.fire_due(conn, now=utc_now(), limit=10)
+    assert [(row["account_id"], row["enrollment_id"]) for row in fired] == [(ACCOUNT, shared_id)]
+    rows = await conn.fetch("SELECT account_id, state, cancelled_reason FROM timers")
+    assert {r["account_id"]: (r["state"], r["cancelled_reason"]) for r in rows} == {
+        ACCOUNT: ("fired", None),
+        other: ("cancelled", "exited"),
+    }
+    # Were the other's timer re-armed and fired, its step.due would not be taken for ours.
+    theirs = {**fired[0], "account_id": other}
+    assert step_due_message(fired[0]).message_id != step_due_message(theirs).message_id

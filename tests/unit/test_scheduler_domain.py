@@ -15,6 +15,7 @@ from services.scheduler.domain import (
     on_enrollment_event,
     on_step_scheduled,
     plan_stops,
+    step_due_id,
 )
 from services.scheduler.timers import step_due_message
 from shared.contracts import TOPIC_OF_TYPE, RecordRef, RecordType, decode, topics
@@ -78,25 +79,34 @@ def test_only_exits_and_completions_end_an_enrollment() -> None:
 
 
 OTHER_ID = uuid.UUID("5f1d4b0e-2c7e-4e0f-9a7b-2d4b1c3e5f60")
+ACCOUNT, OTHER_ACCOUNT = "acme-account", "globex-account"
+OURS, THEIRS = (ACCOUNT, ENROLLMENT_ID), (ACCOUNT, OTHER_ID)
 
 
 def test_a_run_of_stops_is_one_change_per_enrollment_the_first_stop_winning() -> None:
     plan = plan_stops(
         [
-            (ENROLLMENT_ID, EnrollmentPaused.TYPE),
-            (OTHER_ID, EnrollmentCompleted.TYPE),
-            (ENROLLMENT_ID, EnrollmentExited.TYPE),
-            (OTHER_ID, EnrollmentExited.TYPE),
+            (OURS, EnrollmentPaused.TYPE),
+            (THEIRS, EnrollmentCompleted.TYPE),
+            (OURS, EnrollmentExited.TYPE),
+            (THEIRS, EnrollmentExited.TYPE),
         ]
     )
     # The pause cancelled the timers first; the exit is still what ended the enrollment.
-    assert plan.cancel == {ENROLLMENT_ID: "paused", OTHER_ID: "completed"}
-    assert plan.ended == {ENROLLMENT_ID: "exited", OTHER_ID: "completed"}
+    assert plan.cancel == {OURS: "paused", THEIRS: "completed"}
+    assert plan.ended == {OURS: "exited", THEIRS: "completed"}
 
 
 def test_pauses_alone_end_nothing_and_other_events_change_nothing() -> None:
-    plan = plan_stops([(ENROLLMENT_ID, EnrollmentPaused.TYPE), (OTHER_ID, EnrollmentResumed.TYPE)])
-    assert (plan.cancel, plan.ended) == ({ENROLLMENT_ID: "paused"}, {})
+    plan = plan_stops([(OURS, EnrollmentPaused.TYPE), (THEIRS, EnrollmentResumed.TYPE)])
+    assert (plan.cancel, plan.ended) == ({OURS: "paused"}, {})
+
+
+def test_two_accounts_stops_for_one_enrollment_id_are_two_changes() -> None:
+    other_account = (OTHER_ACCOUNT, ENROLLMENT_ID)
+    plan = plan_stops([(OURS, EnrollmentPaused.TYPE), (other_account, EnrollmentExited.TYPE)])
+    assert plan.cancel == {OURS: "paused", other_account: "exited"}
+    assert plan.ended == {other_account: "exited"}  # ours was only paused
 
 
 def timer_row(**overrides: Any) -> dict[str, Any]:
@@ -147,9 +157,19 @@ def test_the_same_timer_fired_twice_gets_the_same_message_id() -> None:
         {"due_at": DUE + timedelta(microseconds=1)},
         {"step_index": 2},
         {"enrollment_id": uuid.UUID("5f1d4b0e-2c7e-4e0f-9a7b-2d4b1c3e5f60")},
+        {"account_id": "globex-account"},  # the same enrollment id in another account
     ],
 )
 def test_a_re_armed_or_other_timer_gets_another_message_id(change: dict[str, Any]) -> None:
     assert (
         step_due_message(timer_row(**change)).message_id != step_due_message(timer_row()).message_id
+    )
+
+
+def test_step_due_ids_are_deterministic_and_differ_across_accounts() -> None:
+    assert step_due_id(ACCOUNT, ENROLLMENT_ID, 1, DUE) == step_due_id(
+        ACCOUNT, ENROLLMENT_ID, 1, DUE
+    )
+    assert step_due_id(ACCOUNT, ENROLLMENT_ID, 1, DUE) != step_due_id(
+        OTHER_ACCOUNT, ENROLLMENT_ID, 1, DUE
     )
