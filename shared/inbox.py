@@ -51,8 +51,13 @@ async def claim_many(
     """Record many entries at once; returns the keys that were new (or replayed)."""
     if not entries:
         return set()
-    # One row per key: a key twice in one upsert would be "affected a second time".
-    entries = list({e.key: e for e in reversed(entries)}.values())
+    # One row per key (a key twice in one upsert would be "affected a second time"); a
+    # replay among copies of one message decides for all of them.
+    unique: dict[InboxKey, InboxEntry] = {}
+    for entry in entries:
+        if entry.key not in unique or (entry.replay_of and not unique[entry.key].replay_of):
+            unique[entry.key] = entry
+    entries = list(unique.values())
     rows = await conn.fetch(
         """INSERT INTO inbox
                (consumer, account_id, message_id, message_type, outcome, replayed_from)
