@@ -13,9 +13,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.contracts import RecordRef
+from shared.contracts import RecordRef, derived_message_id
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
+
+EnrollmentKey = tuple[str, uuid.UUID]
+"""(account id, enrollment id): enrollment ids are only ever compared within an account."""
+
+SendKey = tuple[str, uuid.UUID, int]
+"""(account id, enrollment id, step index): one send."""
 
 
 class EnrollmentStatus(StrEnum):
@@ -75,6 +81,10 @@ class EnrollmentView:
     status: EnrollmentStatus
     recipient_email: str | None
 
+    @property
+    def key(self) -> EnrollmentKey:
+        return (self.account_id, self.enrollment_id)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowStep:
@@ -128,6 +138,10 @@ class Send:
     cause_message_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
 
+    @property
+    def key(self) -> SendKey:
+        return (self.account_id, self.enrollment_id, self.step_index)
+
     def step_ref(self) -> dict[str, Any]:
         """The fields every message about this send carries: enrollment and step."""
         return {
@@ -138,6 +152,13 @@ class Send:
             "step_index": self.step_index,
             "step_id": self.step_id,
         }
+
+
+def send_event_id(kind: str, send: Send) -> uuid.UUID:
+    """The id of the ``kind`` of message about ``send`` (``message.sent``,
+    ``message.cancelled``): the same however often the step is sent or cancelled, so
+    consumers drop the repeats, and never the same for two accounts' sends."""
+    return derived_message_id(kind, send.account_id, send.enrollment_id, send.step_index)
 
 
 def pending_send(

@@ -7,7 +7,6 @@ transaction commits (the NOTIFY written here wakes it then).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -15,7 +14,7 @@ from datetime import datetime
 from services.messaging import domain
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
 from services.messaging.ports import MessagingStore, StepKey, StoreFactory
-from shared.consumer import Batched, RejectedMessageError
+from shared.consumer import Batched
 from shared.contracts import utc_now
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -113,12 +112,12 @@ class MessagingHandlers:
         """
         store = self._store(uow)
         steps = await store.workflow_steps({_step_key(event) for event in events})
-        sends: dict[tuple[uuid.UUID, int], domain.Send] = {}
+        sends: dict[domain.SendKey, domain.Send] = {}
         for event in events:
             send = self._pending_send(event, steps.get(_step_key(event)))
             # A step due twice in the run: only the first can be queued, the second finds
             # it pending (or as the first found it).
-            sends.setdefault((send.enrollment_id, send.step_index), send)
+            sends.setdefault(send.key, send)
         # Due times are compared with the sender's clock, so they are set by ours, not the
         # database's: a skew between the two would otherwise delay every send.
         queued = await store.add_pending_sends(list(sends.values()), now=self._clock())
@@ -126,7 +125,7 @@ class MessagingHandlers:
             await store.wake_senders()
         for event in events:
             due = event.payload
-            key = (due.enrollment_id, due.step_index)
+            key = (event.account_id, due.enrollment_id, due.step_index)
             if key in queued and sends[key].cause_message_id == event.message_id:
                 log.info(
                     "send_queued",
@@ -175,20 +174,19 @@ class MessagingHandlers:
         paused sends and one NOTIFY per run.
         """
         store = self._store(uow)
-        views = await store.enrollments_for_update({e.payload.enrollment_id for e in events})
-        changed: dict[uuid.UUID, domain.EnrollmentView] = {}
-        resumed: list[uuid.UUID] = []
+        views = await store.enrollments_for_update(
+            {(e.account_id, e.payload.enrollment_id) for e in events}
+        )
+        changed: dict[domain.EnrollmentKey, domain.EnrollmentView] = {}
+        resumed: list[domain.EnrollmentKey] = []
         for event in events:
             enrollment_id = event.payload.enrollment_id
-            current = views.get(enrollment_id)
-            if current is not None and current.account_id != event.account_id:
-                raise RejectedMessageError(
-                    f"enrollment {enrollment_id} belongs to another account",
-                    kind="account_mismatch",
-                )
+            # Keyed by account as well: another account's enrollment with the same id is
+            # another row, never this one.
+            key = (event.account_id, enrollment_id)
             change = domain.EnrollmentChange(event.type)
-            view = _projected(current, event, change)
-            views[enrollment_id] = changed[enrollment_id] = view
+            view = _projected(views.get(key), event, change)
+            views[key] = changed[key] = view
             if (
                 change is domain.EnrollmentChange.RESUMED
                 and view.status is domain.EnrollmentStatus.ACTIVE
@@ -197,7 +195,7 @@ class MessagingHandlers:
                 # waits on it (its timer had already fired, so no new step.due is coming):
                 # send it now. Later events of the run only change the projection, which
                 # the sender re-checks, so re-queueing after the whole run is the same.
-                resumed.append(enrollment_id)
+                resumed.append(key)
             log.info(
                 "enrollment_projected",
                 enrollment_id=str(enrollment_id),

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.messaging.domain import ClaimedSend, EnrollmentView, Send, WorkflowStep
+from services.messaging.domain import (
+    ClaimedSend,
+    EnrollmentKey,
+    EnrollmentView,
+    Send,
+    SendKey,
+    WorkflowStep,
+)
 from shared.contracts.events import CancelReason
 
 StepKey = tuple[str, str, int, int]
@@ -34,26 +41,21 @@ class MessagingStore(Protocol):
         ...
 
     async def enrollments_for_update(
-        self, enrollment_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, EnrollmentView]:
-        """The projected enrollments among ``enrollment_ids``, locked until the transaction
-        ends."""
+        self, keys: Collection[EnrollmentKey]
+    ) -> dict[EnrollmentKey, EnrollmentView]:
+        """The projected enrollments among ``keys``, locked until the transaction ends."""
         ...
 
     async def save_enrollments(self, enrollments: Sequence[EnrollmentView]) -> None:
         """Insert or update projection rows (one per enrollment), as the domain decided."""
         ...
 
-    async def add_pending_sends(
-        self, sends: Sequence[Send], *, now: datetime
-    ) -> set[tuple[uuid.UUID, int]]:
-        """Queue ``sends`` (one per (enrollment, step)), due at ``now``; returns the
-        (enrollment, step) of those queued, leaving out steps that already have a send."""
+    async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
+        """Queue ``sends`` (one per (account, enrollment, step)), due at ``now``; returns the
+        keys of those queued, leaving out steps that already have a send."""
         ...
 
-    async def rearm_paused_sends(
-        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
-    ) -> int:
+    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
         """Queue again the sends cancelled only because the enrollment was paused."""
         ...
 
@@ -68,6 +70,7 @@ StoreFactory = Callable[[Any], MessagingStore]
 
 @dataclass(frozen=True, slots=True)
 class SentSend:
+    account_id: str
     enrollment_id: uuid.UUID
     step_index: int
     recipient: str
@@ -76,6 +79,7 @@ class SentSend:
 
 @dataclass(frozen=True, slots=True)
 class CancelledSend:
+    account_id: str
     enrollment_id: uuid.UUID
     step_index: int
     reason: CancelReason
@@ -83,6 +87,7 @@ class CancelledSend:
 
 @dataclass(frozen=True, slots=True)
 class FailedAttempt:
+    account_id: str
     enrollment_id: uuid.UUID
     step_index: int
     error: str

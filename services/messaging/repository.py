@@ -11,9 +11,11 @@ import asyncpg
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
     ClaimedSend,
+    EnrollmentKey,
     EnrollmentStatus,
     EnrollmentView,
     Send,
+    SendKey,
     WorkflowStep,
 )
 from services.messaging.ports import CancelledSend, FailedAttempt, SentSend, StepKey
@@ -28,6 +30,10 @@ SENDS_CHANNEL = "messaging_sends"
 _SEND_COLUMNS = """s.enrollment_id, s.step_index, s.account_id, s.workflow_id,
     s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel, s.sender, s.subject,
     s.body, s.provider_message_id, s.attempts, s.cause_message_id, s.correlation_id"""
+
+
+def _columns(keys: Collection[EnrollmentKey]) -> tuple[list[str], list[uuid.UUID]]:
+    return [account_id for account_id, _ in keys], [enrollment_id for _, enrollment_id in keys]
 
 
 def _send(row: asyncpg.Record) -> Send:
@@ -110,22 +116,24 @@ class MessagingRepository:
         return {(s.account_id, s.workflow_id, s.version, s.step_index): s for s in steps}
 
     async def enrollments_for_update(
-        self, enrollment_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, EnrollmentView]:
+        self, keys: Collection[EnrollmentKey]
+    ) -> dict[EnrollmentKey, EnrollmentView]:
         """The projected enrollments, locked (this waits for a sender that is sending to one
-        of them). Locked in id order, so two transactions never wait on each other."""
-        if not enrollment_ids:
+        of them). Locked in key order, so two transactions never wait on each other."""
+        if not keys:
             return {}
         rows = await self._conn.fetch(
             """SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type,
                       record_id, status, recipient_email
-               FROM enrollments WHERE enrollment_id = ANY($1::uuid[])
-               ORDER BY enrollment_id
+               FROM enrollments
+               WHERE (account_id, enrollment_id) IN
+                     (SELECT * FROM unnest($1::text[], $2::uuid[]))
+               ORDER BY account_id, enrollment_id
                FOR UPDATE""",
-            list(enrollment_ids),
+            *_columns(keys),
         )
         return {
-            row["enrollment_id"]: EnrollmentView(
+            (row["account_id"], row["enrollment_id"]): EnrollmentView(
                 enrollment_id=row["enrollment_id"],
                 account_id=row["account_id"],
                 workflow_id=row["workflow_id"],
@@ -146,7 +154,7 @@ class MessagingRepository:
                                         record_type, record_id, status, recipient_email)
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
                                     $6::text[], $7::text[], $8::text[])
-               ON CONFLICT (enrollment_id) DO UPDATE
+               ON CONFLICT (account_id, enrollment_id) DO UPDATE
                    SET status = EXCLUDED.status, recipient_email = EXCLUDED.recipient_email,
                        updated_at = now()""",
             [e.enrollment_id for e in enrollments],
@@ -159,11 +167,9 @@ class MessagingRepository:
             [e.recipient_email for e in enrollments],
         )
 
-    async def add_pending_sends(
-        self, sends: Sequence[Send], *, now: datetime
-    ) -> set[tuple[uuid.UUID, int]]:
+    async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
         """Queue sends (one per step and enrollment); a step already sent, queued or failed
-        is left alone. Returns the (enrollment, step) of those queued.
+        is left alone. Returns the (account, enrollment, step) of those queued.
 
         The one exception is a send cancelled because of a pause: it never went out, so a
         new ``step.due`` for it (after a resume) queues it again.
@@ -179,11 +185,11 @@ class MessagingRepository:
                FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
                            $12::text[], $13::text[], $14::uuid[], $15::uuid[]) AS u
-               ON CONFLICT (enrollment_id, step_index) DO UPDATE
+               ON CONFLICT (account_id, enrollment_id, step_index) DO UPDATE
                    SET status = 'pending', cancel_reason = NULL,
                        next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL
                    WHERE sends.status = 'cancelled' AND sends.cancel_reason = $16
-               RETURNING enrollment_id, step_index""",
+               RETURNING account_id, enrollment_id, step_index""",
             [s.enrollment_id for s in sends],
             [s.step_index for s in sends],
             [s.account_id for s in sends],
@@ -202,20 +208,19 @@ class MessagingRepository:
             REARMABLE_CANCEL_REASON.value,
             now,
         )
-        return {(row["enrollment_id"], row["step_index"]) for row in rows}
+        return {(row["account_id"], row["enrollment_id"], row["step_index"]) for row in rows}
 
-    async def rearm_paused_sends(
-        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
-    ) -> int:
+    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
         """Queue again the sends that were cancelled only because of a pause."""
-        if not enrollment_ids:
+        if not keys:
             return 0
         result = await self._conn.execute(
-            """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $3,
+            """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $4,
                                 finished_at = NULL
-               WHERE enrollment_id = ANY($1::uuid[]) AND status = 'cancelled'
-                 AND cancel_reason = $2""",
-            list(enrollment_ids),
+               WHERE (account_id, enrollment_id) IN
+                     (SELECT * FROM unnest($1::text[], $2::uuid[]))
+                 AND status = 'cancelled' AND cancel_reason = $3""",
+            *_columns(keys),
             REARMABLE_CANCEL_REASON.value,
             now,
         )
@@ -266,9 +271,11 @@ class MessagingRepository:
             """UPDATE sends s SET status = 'sent', recipient = u.recipient, sent_at = u.sent_at,
                                   finished_at = u.sent_at, attempts = s.attempts + 1,
                                   last_error = NULL
-               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
-                    AS u(enrollment_id, step_index, recipient, sent_at)
-               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[])
+                    AS u(account_id, enrollment_id, step_index, recipient, sent_at)
+               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
+                 AND s.step_index = u.step_index""",
+            [s.account_id for s in sent],
             [s.enrollment_id for s in sent],
             [s.step_index for s in sent],
             [s.recipient for s in sent],
@@ -282,9 +289,11 @@ class MessagingRepository:
         await self._conn.execute(
             """UPDATE sends s SET status = 'cancelled', cancel_reason = u.reason,
                                   finished_at = now()
-               FROM unnest($1::uuid[], $2::int[], $3::text[])
-                    AS u(enrollment_id, step_index, reason)
-               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[])
+                    AS u(account_id, enrollment_id, step_index, reason)
+               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
+                 AND s.step_index = u.step_index""",
+            [c.account_id for c in cancelled],
             [c.enrollment_id for c in cancelled],
             [c.step_index for c in cancelled],
             [c.reason.value for c in cancelled],
@@ -300,9 +309,11 @@ class MessagingRepository:
                    status = CASE WHEN u.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
                    next_attempt_at = COALESCE(u.retry_at, s.next_attempt_at),
                    finished_at = CASE WHEN u.retry_at IS NULL THEN now() END
-               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[])
-                    AS u(enrollment_id, step_index, error, retry_at)
-               WHERE s.enrollment_id = u.enrollment_id AND s.step_index = u.step_index""",
+               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[])
+                    AS u(account_id, enrollment_id, step_index, error, retry_at)
+               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
+                 AND s.step_index = u.step_index""",
+            [f.account_id for f in failures],
             [f.enrollment_id for f in failures],
             [f.step_index for f in failures],
             [f.error for f in failures],
@@ -313,15 +324,17 @@ class MessagingRepository:
         """Cancel pending sends whose enrollment never reached the projection in time."""
         rows = await self._conn.fetch(
             f"""WITH orphans AS (
-                    SELECT enrollment_id, step_index FROM sends
+                    SELECT account_id, enrollment_id, step_index FROM sends
                     WHERE status = 'pending' AND created_at < $1
                       AND NOT EXISTS (SELECT 1 FROM enrollments e
-                                      WHERE e.enrollment_id = sends.enrollment_id)
+                                      WHERE e.account_id = sends.account_id
+                                        AND e.enrollment_id = sends.enrollment_id)
                     LIMIT $2
                     FOR NO KEY UPDATE SKIP LOCKED)
                 UPDATE sends s SET status = 'cancelled', cancel_reason = $3, finished_at = now()
                 FROM orphans o
-                WHERE s.enrollment_id = o.enrollment_id AND s.step_index = o.step_index
+                WHERE s.account_id = o.account_id AND s.enrollment_id = o.enrollment_id
+                  AND s.step_index = o.step_index
                 RETURNING {_SEND_COLUMNS}""",
             created_before,
             limit,

@@ -35,7 +35,7 @@ from services.messaging.errors import ProviderError
 from services.messaging.ports import CancelledSend, FailedAttempt, SendQueue, SentSend
 from services.messaging.providers import EmailProvider, OutboundEmail, build_providers
 from services.messaging.repository import SENDS_CHANNEL, MessagingRepository
-from shared.contracts import derived_message_id, utc_now
+from shared.contracts import utc_now
 from shared.contracts.events import (
     CancelReason,
     MessageCancelled,
@@ -76,7 +76,7 @@ def sent_message(send: domain.Send, *, recipient: str, sent_at: datetime) -> Mes
     """``message.sent``; its id is derived, so a step sent twice publishes one id."""
     return _traced(
         MessageSent.create(
-            message_id=derived_message_id(MessageSent.TYPE, send.enrollment_id, send.step_index),
+            message_id=domain.send_event_id(MessageSent.TYPE, send),
             account_id=send.account_id,
             occurred_at=sent_at,
             payload=MessageSentPayload(
@@ -95,9 +95,7 @@ def cancelled_message(send: domain.Send, *, reason: CancelReason) -> MessageCanc
     """``message.cancelled`` with the reason the send-time re-check found."""
     return _traced(
         MessageCancelled.create(
-            message_id=derived_message_id(
-                MessageCancelled.TYPE, send.enrollment_id, send.step_index
-            ),
+            message_id=domain.send_event_id(MessageCancelled.TYPE, send),
             account_id=send.account_id,
             payload=MessageCancelledPayload(
                 **send.step_ref(),
@@ -166,9 +164,7 @@ class Sender:
         for item in claimed:
             decision = domain.decide_send(item)
             if isinstance(decision, domain.Cancel):
-                cancelled.append(
-                    CancelledSend(item.send.enrollment_id, item.send.step_index, decision.reason)
-                )
+                cancelled.append(CancelledSend(*item.send.key, decision.reason))
                 uow.publish(cancelled_message(item.send, reason=decision.reason))
             else:
                 deliveries.append((item.send, decision.recipient))
@@ -231,7 +227,7 @@ class Sender:
         sent: list[SentSend] = []
         failures: list[FailedAttempt] = []
         for (send, recipient), outcome in zip(deliveries, outcomes, strict=True):
-            key = (send.enrollment_id, send.step_index)
+            key = send.key
             context = {
                 "enrollment_id": str(send.enrollment_id),
                 "step_index": send.step_index,

@@ -15,9 +15,11 @@ import pytest
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
     ClaimedSend,
+    EnrollmentKey,
     EnrollmentStatus,
     EnrollmentView,
     Send,
+    SendKey,
     WorkflowStep,
 )
 from services.messaging.errors import ProviderError, StepMismatchError, UnknownWorkflowStepError
@@ -85,8 +87,8 @@ class FakeStore:
     """Both storage ports in memory, with the SQL's semantics (no locking)."""
 
     steps: dict[tuple[str, str, int, int], WorkflowStep] = field(default_factory=dict)
-    enrollments: dict[uuid.UUID, EnrollmentView] = field(default_factory=dict)
-    sends: dict[tuple[uuid.UUID, int], _Row] = field(default_factory=dict)
+    enrollments: dict[EnrollmentKey, EnrollmentView] = field(default_factory=dict)
+    sends: dict[SendKey, _Row] = field(default_factory=dict)
     wakeups: int = 0
     calls: list[str] = field(default_factory=list)
     """The consumer side's calls, one per statement."""
@@ -102,24 +104,22 @@ class FakeStore:
         return {key: self.steps[key] for key in keys if key in self.steps}
 
     async def enrollments_for_update(
-        self, enrollment_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, EnrollmentView]:
+        self, keys: Collection[EnrollmentKey]
+    ) -> dict[EnrollmentKey, EnrollmentView]:
         self.calls.append("enrollments_for_update")
-        return {e: self.enrollments[e] for e in enrollment_ids if e in self.enrollments}
+        return {k: self.enrollments[k] for k in keys if k in self.enrollments}
 
     async def save_enrollments(self, enrollments: Sequence[EnrollmentView]) -> None:
         self.calls.append("save_enrollments")
-        assert len({e.enrollment_id for e in enrollments}) == len(enrollments)
+        assert len({e.key for e in enrollments}) == len(enrollments)
         for enrollment in enrollments:
-            self.enrollments[enrollment.enrollment_id] = enrollment
+            self.enrollments[enrollment.key] = enrollment
 
-    async def add_pending_sends(
-        self, sends: Sequence[Send], *, now: datetime
-    ) -> set[tuple[uuid.UUID, int]]:
+    async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
         self.calls.append("add_pending_sends")
-        keys = [(send.enrollment_id, send.step_index) for send in sends]
+        keys = [send.key for send in sends]
         assert len(set(keys)) == len(keys), "one statement can touch a row only once"
-        queued: set[tuple[uuid.UUID, int]] = set()
+        queued: set[SendKey] = set()
         for key, send in zip(keys, sends, strict=True):
             row = self.sends.get(key)
             if row is None:
@@ -130,14 +130,12 @@ class FakeStore:
                 queued.add(key)
         return queued
 
-    async def rearm_paused_sends(
-        self, enrollment_ids: Collection[uuid.UUID], *, now: datetime
-    ) -> int:
+    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
         self.calls.append("rearm_paused_sends")
         rearmed = 0
-        for (eid, _), row in self.sends.items():
+        for (account_id, eid, _), row in self.sends.items():
             paused = row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON
-            if eid in enrollment_ids and paused:
+            if (account_id, eid) in keys and paused:
                 row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
                 rearmed += 1
         return rearmed
@@ -147,30 +145,31 @@ class FakeStore:
 
     async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
         due = [
-            (row, self.enrollments[key[0]])
+            (row, self.enrollments[key[:2]])
             for key, row in self.sends.items()
-            if row.status == "pending" and row.next_attempt_at <= now and key[0] in self.enrollments
+            if row.status == "pending"
+            and row.next_attempt_at <= now
+            and key[:2] in self.enrollments
         ]
         return [
             ClaimedSend(row.send, enrollment.status, enrollment.recipient_email)
             for row, enrollment in due[:limit]
-            if enrollment.account_id == row.send.account_id
         ]
 
     async def mark_sent(self, sent: Sequence[SentSend]) -> None:
         for item in sent:
-            row = self.sends[(item.enrollment_id, item.step_index)]
+            row = self.sends[(item.account_id, item.enrollment_id, item.step_index)]
             row.status, row.recipient, row.sent_at = "sent", item.recipient, item.sent_at
             row.send = replace(row.send, attempts=row.send.attempts + 1)
 
     async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None:
         for item in cancelled:
-            row = self.sends[(item.enrollment_id, item.step_index)]
+            row = self.sends[(item.account_id, item.enrollment_id, item.step_index)]
             row.status, row.cancel_reason = "cancelled", item.reason
 
     async def record_failures(self, failures: Sequence[FailedAttempt]) -> None:
         for item in failures:
-            row = self.sends[(item.enrollment_id, item.step_index)]
+            row = self.sends[(item.account_id, item.enrollment_id, item.step_index)]
             row.send = replace(row.send, attempts=row.send.attempts + 1)
             row.last_error = item.error
             if item.retry_at is None:
@@ -181,8 +180,8 @@ class FakeStore:
     async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
         orphans = [
             row
-            for (eid, _), row in self.sends.items()
-            if row.status == "pending" and eid not in self.enrollments
+            for key, row in self.sends.items()
+            if row.status == "pending" and key[:2] not in self.enrollments
         ][:limit]
         for row in orphans:
             row.status, row.cancel_reason = "cancelled", CancelReason.NO_RECIPIENT
@@ -258,8 +257,13 @@ class Harness:
         self.topics.extend(out.topic for out in uow.outgoing)
         return published(uow)
 
-    def row(self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT) -> _Row:
-        return self.store.sends[(enrollment_id, step_index)]
+    def row(
+        self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT
+    ) -> _Row:
+        return self.store.sends[(account, enrollment_id, step_index)]
+
+    def view(self, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT) -> EnrollmentView:
+        return self.store.enrollments[(account, enrollment_id)]
 
 
 def ref(enrollment_id: uuid.UUID = ENROLLMENT) -> dict[str, Any]:
@@ -271,7 +275,7 @@ def ref(enrollment_id: uuid.UUID = ENROLLMENT) -> dict[str, Any]:
     }
 
 
-def workflow_applied() -> WorkflowApplied:
+def workflow_applied(account: str = ACCOUNT) -> WorkflowApplied:
     definition = WorkflowDefinition(
         workflow_id="wf-1",
         name="Welcome",
@@ -282,7 +286,7 @@ def workflow_applied() -> WorkflowApplied:
         ),
     )
     return WorkflowApplied.create(
-        account_id=ACCOUNT,
+        account_id=account,
         payload=WorkflowAppliedPayload(version=1, definition=definition, actor=USER),
     )
 
@@ -300,9 +304,9 @@ def enrolled(
     )
 
 
-def exited(enrollment_id: uuid.UUID = ENROLLMENT) -> EnrollmentExited:
+def exited(enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT) -> EnrollmentExited:
     return EnrollmentExited.create(
-        account_id=ACCOUNT,
+        account_id=account,
         payload=ExitedPayload(
             **ref(enrollment_id),
             reason=ExitReason.REPLIED,
@@ -328,9 +332,10 @@ def step_due(
     step_id: str = "intro",
     channel: Channel = Channel.EMAIL,
     enrollment_id: uuid.UUID = ENROLLMENT,
+    account: str = ACCOUNT,
 ) -> StepDue:
     return StepDue.create(
-        account_id=ACCOUNT,
+        account_id=account,
         payload=StepDuePayload(
             **ref(enrollment_id),
             step_index=step_index,
@@ -404,12 +409,12 @@ async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected() -> 
 async def test_the_projection_keeps_the_recipient_and_never_revives_an_exit() -> None:
     harness = Harness()
     await harness.handle(enrolled())
-    assert harness.store.enrollments[ENROLLMENT].status is EnrollmentStatus.ACTIVE
-    assert harness.store.enrollments[ENROLLMENT].recipient_email == "ada@example.com"
+    assert harness.view().status is EnrollmentStatus.ACTIVE
+    assert harness.view().recipient_email == "ada@example.com"
     await harness.handle(exited())
     await harness.handle(enrolled())  # replayed
     await harness.handle(resumed())
-    view = harness.store.enrollments[ENROLLMENT]
+    view = harness.view()
     assert view.status is EnrollmentStatus.EXITED
     assert view.recipient_email == "ada@example.com"
 
@@ -418,17 +423,18 @@ async def test_an_exit_seen_before_the_enrollment_still_ends_it() -> None:
     harness = Harness()
     await harness.handle(exited())
     await harness.handle(enrolled())
-    view = harness.store.enrollments[ENROLLMENT]
+    view = harness.view()
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
 
 
-async def test_an_enrollment_event_of_another_account_is_rejected() -> None:
+async def test_another_accounts_enrollment_with_the_same_id_is_another_row() -> None:
     harness = Harness()
     await harness.handle(enrolled())
-    with pytest.raises(RejectedMessageError) as raised:
-        await harness.handle(enrolled(account="other-account"))
-    assert raised.value.kind == "account_mismatch"
-    assert harness.store.enrollments[ENROLLMENT].account_id == ACCOUNT
+    await harness.handle(exited(account="other-account"))
+    # Ours is as it was; theirs is its own row, ended.
+    assert harness.view().account_id == ACCOUNT
+    assert harness.view().status is EnrollmentStatus.ACTIVE
+    assert harness.view(account="other-account").status is EnrollmentStatus.EXITED
 
 
 # --- the send-time re-check ---
@@ -446,7 +452,7 @@ async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id() -
     assert harness.topics == [topics.MESSAGING_EVENTS]
     sent = published[0]
     assert isinstance(sent, MessageSent)
-    assert sent.message_id == derived_message_id("message.sent", ENROLLMENT, 0)
+    assert sent.message_id == derived_message_id("message.sent", ACCOUNT, ENROLLMENT, 0)
     assert sent.payload.provider_message_id == email.message_id
     assert sent.payload.recipient == "ada@example.com"
     assert (sent.payload.step_index, sent.payload.step_id) == (0, "intro")
@@ -468,7 +474,7 @@ async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
     assert harness.email.calls == 0
     [cancelled] = published
     assert isinstance(cancelled, MessageCancelled)
-    assert cancelled.message_id == derived_message_id("message.cancelled", ENROLLMENT, 0)
+    assert cancelled.message_id == derived_message_id("message.cancelled", ACCOUNT, ENROLLMENT, 0)
     assert cancelled.payload.reason is reason
     assert (harness.row().status, harness.row().cancel_reason) == ("cancelled", reason)
 
@@ -632,15 +638,15 @@ async def test_enrolled_then_exited_in_one_run_leaves_the_enrollment_exited() ->
     harness = Harness()
     await harness.handle(enrolled(), enrolled(enrollment_id=OTHER), exited())
     assert harness.store.calls == ["enrollments_for_update", "save_enrollments"]
-    view = harness.store.enrollments[ENROLLMENT]
+    view = harness.view()
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
-    assert harness.store.enrollments[OTHER].status is EnrollmentStatus.ACTIVE
+    assert harness.view(OTHER).status is EnrollmentStatus.ACTIVE
 
 
 async def test_exited_then_enrolled_in_one_run_stays_exited_with_the_recipient() -> None:
     harness = Harness()
     await harness.handle(exited(), enrolled())
-    view = harness.store.enrollments[ENROLLMENT]
+    view = harness.view()
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
 
 
@@ -659,7 +665,7 @@ async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once() -> N
     ]
     assert harness.row().status == "pending"
     assert harness.store.wakeups == wakeups + 1
-    assert harness.store.enrollments[ENROLLMENT].status is EnrollmentStatus.ACTIVE
+    assert harness.view().status is EnrollmentStatus.ACTIVE
 
 
 async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels() -> None:
@@ -674,11 +680,16 @@ async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels(
     assert harness.email.calls == 0
 
 
-async def test_another_accounts_event_later_in_the_run_rejects_the_run() -> None:
+async def test_another_accounts_events_in_the_run_project_their_own_enrollment() -> None:
     harness = Harness()
-    with pytest.raises(RejectedMessageError) as raised:
-        await harness.handle(enrolled(), enrolled(account="other-account"))
-    assert raised.value.kind == "account_mismatch"
+    await harness.handle(enrolled(), enrolled("bob@example.com", account="other-account"), exited())
+    assert harness.store.calls == ["enrollments_for_update", "save_enrollments"]
+    ours, theirs = harness.view(), harness.view(account="other-account")
+    assert (ours.status, ours.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+    assert (theirs.status, theirs.recipient_email) == (
+        EnrollmentStatus.ACTIVE,
+        "bob@example.com",
+    )
 
 
 async def test_workflow_versions_of_a_run_are_saved_in_one_call() -> None:
@@ -688,3 +699,21 @@ async def test_workflow_versions_of_a_run_are_saved_in_one_call() -> None:
     assert harness.store.calls == ["save_workflow_steps"]
     assert sorted(k[3] for k in harness.store.steps) == [0, 1]
     assert harness.store.steps[(ACCOUNT, "wf-1", 1, 0)].subject == "Hello\nthere"
+
+
+async def test_two_accounts_sends_for_one_enrollment_id_stay_apart() -> None:
+    harness, other = Harness(), "other-account"
+    await ready(harness, workflow_applied(other), enrolled(), enrolled("bob@example.com", other))
+    await harness.handle(step_due(), step_due(account=other))
+    assert len(harness.store.sends) == 2  # one send per account, not one for both
+    await harness.handle(exited(account=other))
+
+    messages = await harness.send_due()
+
+    sent = [m for m in messages if isinstance(m, MessageSent)]
+    cancelled = [m for m in messages if isinstance(m, MessageCancelled)]
+    assert [(m.account_id, m.payload.recipient) for m in sent] == [(ACCOUNT, "ada@example.com")]
+    assert [m.account_id for m in cancelled] == [other]
+    assert sent[0].message_id != cancelled[0].message_id
+    assert harness.row().status == "sent"
+    assert harness.row(account=other).status == "cancelled"

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from services.messaging.domain import EnrollmentStatus, EnrollmentView, Send, WorkflowStep
-from services.messaging.ports import CancelledSend
+from services.messaging.ports import CancelledSend, FailedAttempt, SentSend
 from services.messaging.repository import MessagingRepository
 from shared.contracts import RecordRef, RecordType, utc_now
 from shared.contracts.events import CancelReason
@@ -61,10 +61,11 @@ def view(
     *,
     email: str | None = "ada@example.com",
     workflow_id: str = "wf",
+    account: str = ACCOUNT,
 ) -> EnrollmentView:
     return EnrollmentView(
         enrollment_id=enrollment_id,
-        account_id=ACCOUNT,
+        account_id=account,
         workflow_id=workflow_id,
         workflow_version=1,
         record=CONTACT,
@@ -73,9 +74,9 @@ def view(
     )
 
 
-def wf_step(index: int, step_id: str, *, version: int = 1) -> WorkflowStep:
+def wf_step(index: int, step_id: str, *, version: int = 1, account: str = ACCOUNT) -> WorkflowStep:
     return WorkflowStep(
-        account_id=ACCOUNT,
+        account_id=account,
         workflow_id="wf",
         version=version,
         step_index=index,
@@ -87,11 +88,11 @@ def wf_step(index: int, step_id: str, *, version: int = 1) -> WorkflowStep:
     )
 
 
-def send(enrollment_id: uuid.UUID, step_index: int = 0) -> Send:
+def send(enrollment_id: uuid.UUID, step_index: int = 0, account: str = ACCOUNT) -> Send:
     return Send(
         enrollment_id=enrollment_id,
         step_index=step_index,
-        account_id=ACCOUNT,
+        account_id=account,
         workflow_id="wf",
         workflow_version=1,
         record=CONTACT,
@@ -138,8 +139,8 @@ async def test_one_insert_queues_new_and_paused_sends_and_leaves_the_others(
     await repo.add_pending_sends([send(paused), send(exited), send(sent)], now=earlier)
     await repo.mark_cancelled(
         [
-            CancelledSend(paused, 0, CancelReason.ENROLLMENT_PAUSED),
-            CancelledSend(exited, 0, CancelReason.ENROLLMENT_EXITED),
+            CancelledSend(ACCOUNT, paused, 0, CancelReason.ENROLLMENT_PAUSED),
+            CancelledSend(ACCOUNT, exited, 0, CancelReason.ENROLLMENT_EXITED),
         ]
     )
     await conn.execute("UPDATE sends SET status = 'sent' WHERE enrollment_id = $1", sent)
@@ -149,7 +150,7 @@ async def test_one_insert_queues_new_and_paused_sends_and_leaves_the_others(
         [send(new), send(paused), send(exited), send(sent)], now=now
     )
 
-    assert queued == {(new, 0), (paused, 0)}
+    assert queued == {(ACCOUNT, new, 0), (ACCOUNT, paused, 0)}
     assert await statuses(conn) == {
         new: ("pending", None),
         paused: ("pending", None),
@@ -168,8 +169,8 @@ async def test_the_projection_is_locked_and_saved_for_many_enrollments_at_once(
     await repo.save_enrollments([view(known)])
 
     async with conn.transaction():
-        found = await repo.enrollments_for_update([known, unknown])
-        assert found == {known: view(known)}
+        found = await repo.enrollments_for_update([(ACCOUNT, known), (ACCOUNT, unknown)])
+        assert found == {(ACCOUNT, known): view(known)}
         await repo.save_enrollments(
             [
                 # Only status and recipient change on an existing row.
@@ -178,10 +179,10 @@ async def test_the_projection_is_locked_and_saved_for_many_enrollments_at_once(
             ]
         )
 
-    after = await repo.enrollments_for_update([known, new])
+    after = await repo.enrollments_for_update([(ACCOUNT, known), (ACCOUNT, new)])
     assert after == {
-        known: view(known, EnrollmentStatus.EXITED, email=None),
-        new: view(new, EnrollmentStatus.PAUSED),
+        (ACCOUNT, known): view(known, EnrollmentStatus.EXITED, email=None),
+        (ACCOUNT, new): view(new, EnrollmentStatus.PAUSED),
     }
 
 
@@ -193,14 +194,12 @@ async def test_sends_cancelled_for_a_pause_are_requeued_for_many_enrollments(
     sends = [send(first, 0), send(first, 1), send(second), send(exited)]
     await repo.add_pending_sends(sends, now=utc_now())
     await repo.mark_cancelled(
-        [
-            CancelledSend(s.enrollment_id, s.step_index, CancelReason.ENROLLMENT_PAUSED)
-            for s in sends[:3]
-        ]
-        + [CancelledSend(exited, 0, CancelReason.ENROLLMENT_EXITED)]
+        [CancelledSend(*s.key, CancelReason.ENROLLMENT_PAUSED) for s in sends[:3]]
+        + [CancelledSend(ACCOUNT, exited, 0, CancelReason.ENROLLMENT_EXITED)]
     )
 
-    assert await repo.rearm_paused_sends([first, second, exited], now=utc_now()) == 3
+    keys = [(ACCOUNT, first), (ACCOUNT, second), (ACCOUNT, exited)]
+    assert await repo.rearm_paused_sends(keys, now=utc_now()) == 3
     assert await repo.rearm_paused_sends([], now=utc_now()) == 0
     assert (await statuses(conn))[exited] == ("cancelled", "enrollment_exited")
 
@@ -233,7 +232,7 @@ async def test_an_exit_applied_during_a_send_waits_for_it_and_the_next_claim_see
 
     async def apply_exit() -> None:
         async with other.transaction():
-            await consumer.enrollments_for_update([bystander, sending])
+            await consumer.enrollments_for_update([(ACCOUNT, bystander), (ACCOUNT, sending)])
             await consumer.save_enrollments([view(sending, EnrollmentStatus.EXITED)])
 
     exit_applied = asyncio.create_task(apply_exit())
@@ -260,8 +259,60 @@ async def test_a_claim_skips_a_send_whose_enrollment_the_consumer_holds(
     await sender.add_pending_sends([send(held), send(free)], now=utc_now() - timedelta(seconds=1))
 
     async with other.transaction():
-        await consumer.enrollments_for_update([held])
+        await consumer.enrollments_for_update([(ACCOUNT, held)])
         async with conn.transaction():
             claimed = await sender.claim_due(now=utc_now(), limit=10)
 
     assert [c.send.enrollment_id for c in claimed] == [free]
+
+
+async def test_two_accounts_with_the_same_ids_stay_apart(conn: asyncpg.Connection) -> None:
+    """Same enrollment id, workflow id, step and provider Message-ID in two accounts."""
+    repo, other, shared_id = MessagingRepository(conn), "other-acc", uuid.uuid4()
+    await repo.save_workflow_steps([wf_step(0, "ours"), wf_step(0, "theirs", account=other)])
+    await repo.save_enrollments([view(shared_id), view(shared_id, account=other, email="b@x")])
+    earlier = utc_now() - timedelta(seconds=1)
+    queued = await repo.add_pending_sends(
+        [send(shared_id), send(shared_id, account=other)], now=earlier
+    )
+    assert queued == {(ACCOUNT, shared_id, 0), (other, shared_id, 0)}
+
+    steps = await repo.workflow_steps({(ACCOUNT, "wf", 1, 0), (other, "wf", 1, 0)})
+    assert steps[(other, "wf", 1, 0)].step_id == "theirs"
+    assert steps[(ACCOUNT, "wf", 1, 0)].step_id == "ours"
+    # Theirs exits and its send is cancelled for a pause, then re-armed: ours never moves.
+    async with conn.transaction():
+        locked = await repo.enrollments_for_update([(other, shared_id)])
+        assert list(locked) == [(other, shared_id)]
+        await repo.save_enrollments([view(shared_id, EnrollmentStatus.EXITED, account=other)])
+        await repo.mark_cancelled(
+            [CancelledSend(other, shared_id, 0, CancelReason.ENROLLMENT_PAUSED)]
+        )
+    assert await repo.rearm_paused_sends([(ACCOUNT, shared_id)], now=earlier) == 0
+    async with conn.transaction():
+        claimed = await repo.claim_due(now=utc_now(), limit=10)
+    assert [(c.send.account_id, c.enrollment_status, c.recipient_email) for c in claimed] == [
+        (ACCOUNT, EnrollmentStatus.ACTIVE, "ada@example.com")
+    ]
+    await repo.mark_sent([SentSend(ACCOUNT, shared_id, 0, "ada@example.com", utc_now())])
+    await repo.record_failures([FailedAttempt(other, shared_id, 0, "boom", None)])
+    rows = await conn.fetch("SELECT account_id, status, attempts, last_error FROM sends")
+    assert {r["account_id"]: (r["status"], r["attempts"], r["last_error"]) for r in rows} == {
+        ACCOUNT: ("sent", 1, None),
+        other: ("failed", 1, "boom"),
+    }
+    views = await repo.enrollments_for_update([(ACCOUNT, shared_id), (other, shared_id)])
+    assert views[(ACCOUNT, shared_id)].status is EnrollmentStatus.ACTIVE
+    assert views[(other, shared_id)].status is EnrollmentStatus.EXITED
+
+
+async def test_an_orphan_is_a_send_whose_own_accounts_enrollment_is_missing(
+    conn: asyncpg.Connection,
+) -> None:
+    repo, other, shared_id = MessagingRepository(conn), "other-acc", uuid.uuid4()
+    await repo.save_enrollments([view(shared_id, account=other)])  # only theirs is projected
+    await repo.add_pending_sends([send(shared_id)], now=utc_now())
+
+    orphans = await repo.cancel_orphans(created_before=utc_now() + timedelta(seconds=1), limit=10)
+
+    assert [(o.account_id, o.enrollment_id) for o in orphans] == [(ACCOUNT, shared_id)]

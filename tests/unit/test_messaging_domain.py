@@ -4,6 +4,7 @@ and retries of failed sends."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from services.messaging.domain import (
     pending_send,
     provider_message_id,
     render_subject,
+    send_event_id,
 )
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
@@ -273,3 +275,12 @@ def test_a_permanent_refusal_gives_up_on_the_first_attempt() -> None:
         permanent=True,
     )
     assert decision == GiveUp(attempts=1)
+
+
+@pytest.mark.parametrize("kind", ["message.sent", "message.cancelled"])
+def test_send_event_ids_are_deterministic_and_differ_across_accounts(kind: str) -> None:
+    ours = a_send()
+    theirs = replace(ours, account_id="other-account")  # same enrollment id and step
+    assert send_event_id(kind, ours) == send_event_id(kind, a_send())
+    assert send_event_id(kind, ours) != send_event_id(kind, theirs)
+    assert send_event_id(kind, ours) != send_event_id(kind, replace(ours, step_index=1))
