@@ -113,7 +113,7 @@ class Incoming:
         if self.message is not None:
             return self.message.account_id
         account = self.error.envelope.get("account_id") if self.error is not None else None
-        if isinstance(account, str) and _ACCOUNT.match(account):
+        if isinstance(account, str) and _ACCOUNT.fullmatch(account):
             return account
         return UNKNOWN_ACCOUNT
 

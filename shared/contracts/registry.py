@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +106,11 @@ def _decode(value: bytes, topic: str) -> Message | UnknownType:
         raise InvalidMessageError(
             "invalid_message", f"value nests deeper than {MAX_NESTING} levels", _scalars(document)
         )
+    _check_storable(value, document)
     message_type = document.get("type")
     if not isinstance(message_type, str) or not message_type:
         raise InvalidMessageError("invalid_message", "field 'type' is missing", document)
-    if not _ID.match(message_type):
+    if not _ID.fullmatch(message_type):
         raise InvalidMessageError(
             "invalid_message", "field 'type' is not a type name", _scalars(document)
         )
@@ -143,6 +145,39 @@ def _depth(document: Any) -> int:
     return deepest
 
 
+def _check_storable(value: bytes, document: dict[str, Any]) -> None:
+    """Refuse text no database column can hold, before a handler fails on it again and again.
+
+    PostgreSQL text and jsonb refuse NUL, and no UTF-8 encoder takes a lone surrogate
+    (both arrive only as JSON escapes; the byte checks keep the common case free).
+    """
+    if b"\\u0000" in value and any("\x00" in text for text in _texts(document)):
+        raise InvalidMessageError(
+            "invalid_message", "a text value holds NUL (\\u0000), which cannot be stored"
+        )
+    if b"\\ud" in value or b"\\uD" in value:
+        try:
+            json.dumps(document, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidMessageError(
+                "invalid_message", "a text value holds a lone UTF-16 surrogate"
+            ) from exc
+
+
+def _texts(document: Any) -> Iterator[str]:
+    """Every string in ``document``, keys included, without recursion."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def _scalars(document: dict[str, Any]) -> dict[str, Any]:
     """The top-level scalar fields of ``document`` (enough to say whose it was)."""
     return {k: v for k, v in document.items() if isinstance(v, str | int | float | bool)}
@@ -153,14 +188,13 @@ def _unknown_envelope(document: dict[str, Any]) -> dict[str, str]:
     # enough to key the inbox with) and an account (inbox rows are scoped by it).
     message_id = document.get("message_id")
     account_id = document.get("account_id")
-    if not isinstance(message_id, str) or not _UNKNOWN_ID.match(message_id):
+    if not isinstance(message_id, str) or not _UNKNOWN_ID.fullmatch(message_id):
         raise InvalidMessageError(
             "invalid_message",
-            "field 'message_id' is missing, longer than 128 characters or holds control "
-            "characters",
+            "field 'message_id' is missing, longer than 128 characters or holds control characters",
             _scalars(document),
         )
-    if not isinstance(account_id, str) or not _ACCOUNT.match(account_id):
+    if not isinstance(account_id, str) or not _ACCOUNT.fullmatch(account_id):
         raise InvalidMessageError(
             "invalid_message", "field 'account_id' is missing or not an account id", document
         )

@@ -84,12 +84,14 @@ def test_a_value_over_the_size_limit_is_too_large_before_it_is_parsed() -> None:
     ("field", "value", "why"),
     [
         ("message_id", "m" * 5_000, "message_id"),
-        ("message_id", "bad\x00id", "message_id"),
+        ("message_id", "bad\x00id", "NUL"),
         ("message_id", 12, "message_id"),
         ("account_id", "a" * 65, "account_id"),
-        ("account_id", "acc\x00", "account_id"),
+        ("account_id", "acc\x00", "NUL"),
         ("type", "t" * 5_000, "type"),
-        ("type", "x.unknown\x00", "type"),
+        ("type", "x.unknown\x00", "NUL"),
+        ("type", "x.unknown\n", "type"),
+        ("message_id", "bad\nid", "message_id"),
     ],
 )
 def test_an_envelope_whose_ids_cannot_be_kept_is_invalid(field: str, value: Any, why: str) -> None:
@@ -109,3 +111,20 @@ def test_an_unknown_type_with_a_plain_id_is_still_recorded_once() -> None:
     document = {**ENVELOPE, "message_id": message_id, "type": "x.unknown"}
     result = decode(json.dumps(document).encode(), topic=topics.INBOUND_EMAIL)
     assert result == UnknownType(message_id=message_id, type="x.unknown", account_id="acc-1")
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("a\\u0000b", "NUL"), ("\\ud800", "surrogate"), ("\\udc00x", "surrogate")],
+)
+def test_text_no_database_can_store_is_invalid(text: str, why: str) -> None:
+    value = b'{"type": "x.unknown", "payload": {"note": "' + text.encode() + b'"}}'
+    with pytest.raises(InvalidMessageError) as caught:
+        decode(value, topic=topics.INBOUND_EMAIL)
+    assert why in caught.value.reason
+
+
+@pytest.mark.parametrize("text", ["\\\\u0000", "\\ud83d\\ude00", "caf\\u00e9"])
+def test_escapes_that_are_storable_text_are_read(text: str) -> None:
+    value = json.dumps({**ENVELOPE, "type": "x.unknown"})[:-1] + f', "note": "{text}"}}'
+    assert outcome(value.encode()) == "decoded"
