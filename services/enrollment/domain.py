@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.contracts import RecordRef
+from shared.contracts import RecordRef, derived_message_id
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
@@ -50,6 +50,24 @@ class Enrollment:
     next_due_at: datetime | None = None
     ended_at: datetime | None = None
     exit_reason: ExitReason | None = None
+
+
+def event_id(
+    kind: str, account_id: str, cause_id: uuid.UUID, subject: uuid.UUID | str
+) -> uuid.UUID:
+    """The id of the ``kind`` of event a message causes about ``subject``.
+
+    Same cause, same id: a replayed command never publishes a second event. The account is
+    part of it because upstream ids are only unique within an account: two accounts'
+    commands with one message id must never be taken for one another's.
+    """
+    return derived_message_id(kind, account_id, cause_id, subject)
+
+
+def enrollment_id_for(account_id: str, enroll_message_id: uuid.UUID, workflow_id: str) -> uuid.UUID:
+    """The id of the enrollment an ``enrollment.enroll`` creates: the same on every replay,
+    never the same for two accounts."""
+    return event_id("enrollment", account_id, enroll_message_id, workflow_id)
 
 
 def definition_hash(definition: WorkflowDefinition) -> str:

@@ -24,7 +24,7 @@ from services.enrollment.ports import (
     StoreFactory,
 )
 from shared.consumer import Batched, Handler
-from shared.contracts import ActorKind, Message, derived_message_id, utc_now
+from shared.contracts import ActorKind, Message, utc_now
 from shared.contracts.commands import ApplyWorkflow, Enroll, Exit, Pause, Resume
 from shared.contracts.events import (
     CompletedPayload,
@@ -55,6 +55,13 @@ log = get_logger(__name__)
 
 RecordCommand = Exit | Pause | Resume
 
+EnrollmentKey = tuple[str, uuid.UUID]
+"""(account id, enrollment id): enrollment ids are only ever compared within an account."""
+
+
+def _key(enrollment: domain.Enrollment) -> EnrollmentKey:
+    return (enrollment.account_id, enrollment.enrollment_id)
+
 
 def _ref(enrollment: domain.Enrollment) -> dict[str, Any]:
     return {
@@ -65,9 +72,8 @@ def _ref(enrollment: domain.Enrollment) -> dict[str, Any]:
     }
 
 
-def _event_id(kind: str, cause: Message, enrollment_id: uuid.UUID | str) -> uuid.UUID:
-    # Same cause, same event id: a replayed command can never publish a second event.
-    return derived_message_id(kind, cause.message_id, enrollment_id)
+def _event_id(kind: str, cause: Message, subject: uuid.UUID | str) -> uuid.UUID:
+    return domain.event_id(kind, cause.account_id, cause.message_id, subject)
 
 
 def _step_scheduled(
@@ -93,7 +99,7 @@ class _Changes:
     """What a run changed, saved in bulk once the run is decided."""
 
     history: list[HistoryEntry] = field(default_factory=list)
-    progress: dict[uuid.UUID, domain.Enrollment] = field(default_factory=dict)
+    progress: dict[EnrollmentKey, domain.Enrollment] = field(default_factory=dict)
 
     def record(
         self,
@@ -124,12 +130,10 @@ class _LiveEnrollments:
     """The live enrollments of the records a run of commands is about, kept current."""
 
     def __init__(self, loaded: Sequence[domain.Enrollment]) -> None:
-        self.by_id = {e.enrollment_id: e for e in loaded}
-        self._by_record: dict[RecordKey, list[uuid.UUID]] = defaultdict(list)
+        self.by_id = {_key(e): e for e in loaded}
+        self._by_record: dict[RecordKey, list[EnrollmentKey]] = defaultdict(list)
         for enrollment in loaded:
-            self._by_record[(enrollment.account_id, enrollment.record)].append(
-                enrollment.enrollment_id
-            )
+            self._by_record[(enrollment.account_id, enrollment.record)].append(_key(enrollment))
 
     def targets(self, command: RecordCommand) -> list[domain.Enrollment]:
         payload = command.payload
@@ -143,7 +147,7 @@ class _LiveEnrollments:
         ]
 
     def update(self, enrollment: domain.Enrollment) -> None:
-        self.by_id[enrollment.enrollment_id] = enrollment
+        self.by_id[_key(enrollment)] = enrollment
 
 
 class EnrollmentHandlers:
@@ -218,7 +222,9 @@ class EnrollmentHandlers:
                 account_id=command.account_id,
                 previous=previous[key],
                 now=now,
-                enrollment_id=_event_id("enrollment", command, payload.workflow_id),
+                enrollment_id=domain.enrollment_id_for(
+                    command.account_id, command.message_id, payload.workflow_id
+                ),
             )
             if isinstance(decision, domain.Refused):
                 self._reject(uow, changes, command, decision)
@@ -365,7 +371,7 @@ class EnrollmentHandlers:
                 if isinstance(decision, domain.Unchanged):
                     continue
                 live.update(decision)
-                changes.progress[decision.enrollment_id] = decision
+                changes.progress[_key(decision)] = decision
                 changes.record(decision, EnrollmentPaused.TYPE, command, {"reason": payload.reason})
                 uow.publish(
                     EnrollmentPaused.create(
@@ -401,7 +407,7 @@ class EnrollmentHandlers:
                 if workflow is None:
                     raise RuntimeError(f"workflow version of {decision.enrollment_id} is missing")
                 live.update(decision)
-                changes.progress[decision.enrollment_id] = decision
+                changes.progress[_key(decision)] = decision
                 changes.record(decision, EnrollmentResumed.TYPE, command)
                 uow.publish(
                     EnrollmentResumed.create(
@@ -421,14 +427,14 @@ class EnrollmentHandlers:
         loaded = await store.enrollments_for_update(
             [(e.account_id, e.payload.enrollment_id) for e in events]
         )
-        state = {e.enrollment_id: e for e in loaded}
+        state = {_key(e): e for e in loaded}
         versions = await store.workflow_versions(
             [(e.account_id, e.workflow_id, e.workflow_version) for e in loaded]
         )
         changes = _Changes()
         for event in events:
             sent = event.payload
-            enrollment = state.get(sent.enrollment_id)
+            enrollment = state.get((event.account_id, sent.enrollment_id))
             if enrollment is None:
                 log.warning("sent_for_unknown_enrollment", enrollment_id=str(sent.enrollment_id))
                 continue
@@ -446,7 +452,7 @@ class EnrollmentHandlers:
                 )
                 continue
             self._advance(uow, changes, event, enrollment, decision)
-            state[enrollment.enrollment_id] = decision.enrollment
+            state[_key(enrollment)] = decision.enrollment
         await store.save_progress(list(changes.progress.values()))
         await store.add_history(changes.history)
 
@@ -460,7 +466,7 @@ class EnrollmentHandlers:
     ) -> None:
         sent = event.payload
         after = decision.enrollment
-        changes.progress[after.enrollment_id] = after
+        changes.progress[_key(after)] = after
         changes.record(
             after,
             EnrollmentStepCompleted.TYPE,

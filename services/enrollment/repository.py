@@ -150,7 +150,7 @@ class EnrollmentRepository:
                 JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(a, w, t, i)
                   ON e.account_id = k.a AND e.workflow_id = k.w
                  AND e.record_type = k.t AND e.record_id = k.i
-                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+                ORDER BY e.account_id, e.enrollment_id FOR UPDATE OF e""",
             [k[0] for k in wanted],
             [k[1] for k in wanted],
             [k[2].type.value for k in wanted],
@@ -168,7 +168,7 @@ class EnrollmentRepository:
                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, t, i)
                   ON e.account_id = k.a AND e.record_type = k.t AND e.record_id = k.i
                 WHERE e.status IN ('active', 'paused')
-                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+                ORDER BY e.account_id, e.enrollment_id FOR UPDATE OF e""",
             [k[0] for k in wanted],
             [k[1].type.value for k in wanted],
             [k[1].id for k in wanted],
@@ -185,7 +185,7 @@ class EnrollmentRepository:
             f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
                 JOIN unnest($1::text[], $2::uuid[]) AS k(a, id)
                   ON e.account_id = k.a AND e.enrollment_id = k.id
-                ORDER BY e.enrollment_id FOR UPDATE OF e""",
+                ORDER BY e.account_id, e.enrollment_id FOR UPDATE OF e""",
             [k[0] for k in wanted],
             [k[1] for k in wanted],
         )
@@ -219,16 +219,18 @@ class EnrollmentRepository:
         )
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
-        latest = list({e.enrollment_id: e for e in enrollments}.values())  # last state wins
+        # The last state wins.
+        latest = list({(e.account_id, e.enrollment_id): e for e in enrollments}.values())
         if not latest:
             return
         await self._conn.execute(
             """UPDATE enrollments e SET status = u.s, current_step = u.cs,
                    steps_completed = u.sc, next_due_at = u.d, ended_at = u.ended,
                    updated_at = now()
-               FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::timestamptz[],
-                           $6::timestamptz[]) AS u(id, s, cs, sc, d, ended)
-               WHERE e.enrollment_id = u.id""",
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::int[],
+                           $6::timestamptz[], $7::timestamptz[]) AS u(a, id, s, cs, sc, d, ended)
+               WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
+            [e.account_id for e in latest],
             [e.enrollment_id for e in latest],
             [e.status.value for e in latest],
             [e.current_step for e in latest],
@@ -238,7 +240,9 @@ class EnrollmentRepository:
         )
 
     async def save_exits(self, exits: Sequence[ExitRecord]) -> None:
-        latest = list({x.enrollment.enrollment_id: x for x in exits}.values())
+        latest = list(
+            {(x.enrollment.account_id, x.enrollment.enrollment_id): x for x in exits}.values()
+        )
         if not latest:
             return
         await self._conn.execute(
@@ -246,9 +250,10 @@ class EnrollmentRepository:
                    ended_at = u.ended, exit_reason = u.reason, exit_source = u.source,
                    exit_actor = u.actor::jsonb, triggering_event = u.ev::jsonb,
                    updated_at = now()
-               FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                           $6::text[]) AS u(id, ended, reason, source, actor, ev)
-               WHERE e.enrollment_id = u.id""",
+               FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
+                           $6::text[], $7::text[]) AS u(a, id, ended, reason, source, actor, ev)
+               WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
+            [x.enrollment.account_id for x in latest],
             [x.enrollment.enrollment_id for x in latest],
             [x.enrollment.ended_at for x in latest],
             [x.enrollment.exit_reason.value if x.enrollment.exit_reason else None for x in latest],

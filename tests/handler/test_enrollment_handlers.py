@@ -72,14 +72,18 @@ HOUR = timedelta(hours=1)
 M = TypeVar("M", bound=Message)
 
 
+def _key(enrollment: Enrollment) -> tuple[str, uuid.UUID]:
+    return (enrollment.account_id, enrollment.enrollment_id)
+
+
 @dataclass
 class FakeEnrollmentStore:
     """``EnrollmentStore`` in memory, with the repository's SQL semantics."""
 
     versions: dict[tuple[str, str, int], tuple[WorkflowVersion, str]] = field(default_factory=dict)
     heads: dict[tuple[str, str], int] = field(default_factory=dict)
-    enrollments: dict[uuid.UUID, Enrollment] = field(default_factory=dict)
-    exits: dict[uuid.UUID, tuple[ExitSource, Actor, TriggeringEvent | None]] = field(
+    enrollments: dict[tuple[str, uuid.UUID], Enrollment] = field(default_factory=dict)
+    exits: dict[tuple[str, uuid.UUID], tuple[ExitSource, Actor, TriggeringEvent | None]] = field(
         default_factory=dict
     )
     history: list[tuple[str, uuid.UUID | None, str]] = field(default_factory=list)
@@ -152,21 +156,18 @@ class FakeEnrollmentStore:
     async def enrollments_for_update(
         self, keys: Sequence[tuple[str, uuid.UUID]]
     ) -> list[Enrollment]:
-        return [
-            e
-            for account_id, enrollment_id in dict.fromkeys(keys)
-            if (e := self.enrollments.get(enrollment_id)) is not None and e.account_id == account_id
-        ]
+        return [e for key in dict.fromkeys(keys) if (e := self.enrollments.get(key)) is not None]
 
     async def insert_enrollments(self, new: Sequence[NewEnrollment]) -> None:
         for item in new:
-            assert item.enrollment.enrollment_id not in self.enrollments, "primary key violation"
-            self.enrollments[item.enrollment.enrollment_id] = item.enrollment
+            key = _key(item.enrollment)
+            assert key not in self.enrollments, "primary key violation"
+            self.enrollments[key] = item.enrollment
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
         for enrollment in enrollments:
-            known = self.enrollments[enrollment.enrollment_id]
-            self.enrollments[enrollment.enrollment_id] = replace(
+            known = self.enrollments[_key(enrollment)]
+            self.enrollments[_key(enrollment)] = replace(
                 known,
                 status=enrollment.status,
                 current_step=enrollment.current_step,
@@ -178,15 +179,15 @@ class FakeEnrollmentStore:
     async def save_exits(self, exits: Sequence[ExitRecord]) -> None:
         for record in exits:
             enrollment = record.enrollment
-            known = self.enrollments[enrollment.enrollment_id]
-            self.enrollments[enrollment.enrollment_id] = replace(
+            known = self.enrollments[_key(enrollment)]
+            self.enrollments[_key(enrollment)] = replace(
                 known,
                 status=Status.EXITED,
                 next_due_at=None,
                 ended_at=enrollment.ended_at,
                 exit_reason=enrollment.exit_reason,
             )
-            self.exits[enrollment.enrollment_id] = (
+            self.exits[_key(enrollment)] = (
                 record.source,
                 record.actor,
                 record.triggering_event,
@@ -275,7 +276,10 @@ def apply_cmd(wf: WorkflowDefinition, account_id: str = ACCOUNT) -> ApplyWorkflo
 
 
 def enroll_cmd(
-    record: RecordRef = ALICE, workflow_id: str = "onboarding", account_id: str = ACCOUNT
+    record: RecordRef = ALICE,
+    workflow_id: str = "onboarding",
+    account_id: str = ACCOUNT,
+    message_id: uuid.UUID | None = None,
 ) -> Enroll:
     payload = EnrollPayload(
         workflow_id=workflow_id,
@@ -283,7 +287,7 @@ def enroll_cmd(
         contact=ContactDetails(email=f"{record.id}@acme.com"),
         actor=USER,
     )
-    return Enroll.create(account_id=account_id, payload=payload)
+    return Enroll.create(account_id=account_id, payload=payload, message_id=message_id)
 
 
 def exit_cmd(
@@ -417,7 +421,7 @@ async def test_enrolling_publishes_enrolled_and_schedules_the_first_step(
     assert scheduled.payload.enrollment_id == enrolled.payload.enrollment_id
     assert (scheduled.payload.step_index, scheduled.payload.step_id) == (0, "s0")
     assert scheduled.payload.due_at == T0 + 2 * HOUR
-    saved = store.enrollments[enrolled.payload.enrollment_id]
+    saved = store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)]
     assert (saved.status, saved.current_step, saved.next_due_at) == (
         Status.ACTIVE,
         0,
@@ -471,7 +475,7 @@ async def test_a_sent_step_completes_it_and_schedules_the_next(
     scheduled = only(published, EnrollmentStepScheduled)
     assert (scheduled.payload.step_index, scheduled.payload.step_id) == (1, "s1")
     assert scheduled.payload.due_at == sent_at + 24 * HOUR
-    saved = store.enrollments[enrolled.payload.enrollment_id]
+    saved = store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)]
     assert (saved.current_step, saved.steps_completed) == (1, 1)
 
 
@@ -485,7 +489,7 @@ async def test_the_last_sent_step_completes_the_enrollment(
 
     assert [m.type for m in published] == [EnrollmentStepCompleted.TYPE, EnrollmentCompleted.TYPE]
     assert only(published, EnrollmentCompleted).payload.steps_completed == 2
-    saved = store.enrollments[enrolled.payload.enrollment_id]
+    saved = store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)]
     assert (saved.status, saved.ended_at) == (Status.COMPLETED, T0 + 24 * HOUR)
 
 
@@ -517,13 +521,13 @@ async def test_an_exit_publishes_one_exited_event_with_its_cause(
     assert exited.payload.triggering_event == command.payload.triggering_event
     assert exited.payload.steps_completed == 0
     assert exited.causation_id == command.message_id
-    saved = store.enrollments[enrolled.payload.enrollment_id]
+    saved = store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)]
     assert (saved.status, saved.exit_reason, saved.ended_at) == (
         Status.EXITED,
         ExitReason.REPLIED,
         T0,
     )
-    assert store.exits[saved.enrollment_id] == (
+    assert store.exits[_key(saved)] == (
         ExitSource.TRIGGER,
         SYSTEM_ACTOR,
         command.payload.triggering_event,
@@ -564,8 +568,11 @@ async def test_an_exit_without_workflow_leaves_every_live_workflow_of_the_record
     exited = {m.payload.enrollment_id for m in published if isinstance(m, EnrollmentExited)}
     assert exited == {trial.payload.enrollment_id, onboarding.payload.enrollment_id}
     assert len(published) == 2
-    assert store.enrollments[nurture.payload.enrollment_id].status is Status.COMPLETED
-    assert store.enrollments[bobs.payload.enrollment_id].status is Status.ACTIVE
+    assert (
+        store.enrollments[(nurture.account_id, nurture.payload.enrollment_id)].status
+        is Status.COMPLETED
+    )
+    assert store.enrollments[(bobs.account_id, bobs.payload.enrollment_id)].status is Status.ACTIVE
 
 
 async def test_a_workflow_that_agents_may_not_stop_still_exits_on_triggers(
@@ -574,7 +581,10 @@ async def test_a_workflow_that_agents_may_not_stop_still_exits_on_triggers(
     enrolled = await enrolled_in(handlers, definition(agents_may_stop=False))
 
     assert await run(handlers, exit_cmd(source=ExitSource.MANUAL, actor=USER)) == []
-    assert store.enrollments[enrolled.payload.enrollment_id].status is Status.ACTIVE
+    assert (
+        store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
+        is Status.ACTIVE
+    )
     (exited,) = await run(handlers, exit_cmd(source=ExitSource.TRIGGER))
     assert isinstance(exited, EnrollmentExited)
 
@@ -593,7 +603,10 @@ async def test_pausing_publishes_paused(
     assert isinstance(paused, EnrollmentPaused)
     assert paused.payload.enrollment_id == enrolled.payload.enrollment_id
     assert (paused.payload.reason, paused.payload.until) == ("ooo", command.payload.until)
-    assert store.enrollments[enrolled.payload.enrollment_id].status is Status.PAUSED
+    assert (
+        store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
+        is Status.PAUSED
+    )
     assert await run(handlers, pause_cmd()) == []
 
 
@@ -615,7 +628,10 @@ async def test_resuming_publishes_resumed_and_schedules_the_current_step(
     scheduled = only(published, EnrollmentStepScheduled)
     assert scheduled.payload.enrollment_id == enrolled.payload.enrollment_id
     assert (scheduled.payload.step_index, scheduled.payload.due_at) == (0, T0 + due_after)
-    assert store.enrollments[enrolled.payload.enrollment_id].status is Status.ACTIVE
+    assert (
+        store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
+        is Status.ACTIVE
+    )
     assert await run(handlers, resume_cmd()) == []
 
 
@@ -661,6 +677,30 @@ async def test_nothing_crosses_accounts(
     assert len(store.history) == history + 1  # only the other account's rejection
 
 
+async def test_two_accounts_with_the_same_ids_stay_apart(
+    handlers: Mapping[str, Handler | Batched], store: FakeEnrollmentStore
+) -> None:
+    """Same workflow id, record id and enroll message id (upstream ids are per account)."""
+    message_id = uuid.uuid4()
+    for account_id in (ACCOUNT, OTHER_ACCOUNT):
+        await run(handlers, apply_cmd(definition(0, 24), account_id=account_id))
+    ours = only(await run(handlers, enroll_cmd(message_id=message_id)), EnrollmentEnrolled)
+    theirs = only(
+        await run(handlers, enroll_cmd(account_id=OTHER_ACCOUNT, message_id=message_id)),
+        EnrollmentEnrolled,
+    )
+    assert ours.payload.enrollment_id != theirs.payload.enrollment_id
+    assert ours.message_id != theirs.message_id
+
+    exited = only(await run(handlers, exit_cmd(account_id=OTHER_ACCOUNT)), EnrollmentExited)
+
+    assert exited.payload.enrollment_id == theirs.payload.enrollment_id
+    assert store.enrollments[(ACCOUNT, ours.payload.enrollment_id)].status is Status.ACTIVE
+    assert store.enrollments[(OTHER_ACCOUNT, theirs.payload.enrollment_id)].status is (
+        Status.EXITED
+    )
+
+
 # --- runs of several messages ---------------------------------------------------------
 
 
@@ -674,7 +714,10 @@ async def test_a_run_of_exits_for_one_record_exits_it_once(
 
     exited = [m for m in published if isinstance(m, EnrollmentExited)]
     assert [e.causation_id for e in exited] == [first.message_id]
-    assert store.enrollments[enrolled.payload.enrollment_id].status is Status.EXITED
+    assert (
+        store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
+        is Status.EXITED
+    )
 
 
 async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(

@@ -37,10 +37,16 @@ async def repo(test_env: SessionEnv) -> AsyncIterator[EnrollmentRepository]:
     await conn.close()
 
 
-def enrollment(account: str, record_id: str, *, workflow_id: str = "wf") -> Enrollment:
+def enrollment(
+    account: str,
+    record_id: str,
+    *,
+    workflow_id: str = "wf",
+    enrollment_id: uuid.UUID | None = None,
+) -> Enrollment:
     now = utc_now()
     return Enrollment(
-        enrollment_id=uuid.uuid4(),
+        enrollment_id=enrollment_id or uuid.uuid4(),
         account_id=account,
         workflow_id=workflow_id,
         workflow_version=1,
@@ -53,13 +59,16 @@ def enrollment(account: str, record_id: str, *, workflow_id: str = "wf") -> Enro
     )
 
 
+DEFINITION = WorkflowDefinition(
+    workflow_id="wf",
+    name="wf",
+    record_type=RecordType.CONTACT,
+    steps=(Step(step_id="s", body="b"),),
+)
+
+
 async def test_bulk_reads_and_writes_round_trip(repo: EnrollmentRepository) -> None:
-    definition = WorkflowDefinition(
-        workflow_id="wf",
-        name="wf",
-        record_type=RecordType.CONTACT,
-        steps=(Step(step_id="s", body="b"),),
-    )
+    definition = DEFINITION
     for account in ("acc-a", "acc-b"):
         await repo.add_workflow_version(
             account, definition, version=1, definition_hash="h", actor=ACTOR
@@ -109,3 +118,47 @@ async def test_bulk_reads_and_writes_round_trip(repo: EnrollmentRepository) -> N
     assert reloaded[ours[11].enrollment_id].current_step == 1
     # Another account's id never matches.
     assert await repo.enrollments_for_update([("acc-b", ours[0].enrollment_id)]) == []
+
+
+async def test_two_accounts_with_the_same_ids_stay_apart(repo: EnrollmentRepository) -> None:
+    """The same enrollment id, workflow id and record id in two accounts are two rows."""
+    shared_id = uuid.uuid4()
+    for account in ("acc-a", "acc-b"):
+        await repo.add_workflow_version(
+            account, DEFINITION, version=1, definition_hash="h", actor=ACTOR
+        )
+    ours = enrollment("acc-a", "c-0", enrollment_id=shared_id)
+    theirs = enrollment("acc-b", "c-0", enrollment_id=shared_id)
+    await repo.insert_enrollments([NewEnrollment(e, None, ACTOR) for e in (ours, theirs)])
+
+    exited = replace(
+        theirs, status=Status.EXITED, ended_at=utc_now(), exit_reason=ExitReason.REPLIED
+    )
+    await repo.save_exits([ExitRecord(exited, ExitSource.TRIGGER, ACTOR, None)])
+    await repo.save_progress([replace(ours, current_step=1, steps_completed=1)])
+    await repo.add_history(
+        [
+            HistoryEntry(
+                "acc-b", "wf", theirs.record, "enrollment.exited", {}, shared_id, None, utc_now()
+            ),
+        ]
+    )
+
+    [a] = await repo.enrollments_for_update([("acc-a", shared_id)])
+    [b] = await repo.enrollments_for_update([("acc-b", shared_id)])
+    assert (a.account_id, a.status, a.steps_completed, a.exit_reason) == (
+        "acc-a",
+        Status.ACTIVE,
+        1,
+        None,
+    )
+    assert (b.account_id, b.status, b.steps_completed, b.exit_reason) == (
+        "acc-b",
+        Status.EXITED,
+        0,
+        ExitReason.REPLIED,
+    )
+    live = await repo.live_enrollments_for_update([("acc-a", ours.record), ("acc-b", ours.record)])
+    assert [(e.account_id, e.enrollment_id) for e in live] == [("acc-a", shared_id)]
+    in_workflow = await repo.enrollments_in_workflows_for_update([("acc-b", "wf", ours.record)])
+    assert [(e.account_id, e.status) for e in in_workflow] == [("acc-b", Status.EXITED)]

@@ -24,6 +24,8 @@ from services.enrollment.domain import (
     decide_pause,
     decide_resume,
     definition_hash,
+    enrollment_id_for,
+    event_id,
     next_version,
     on_step_sent,
 )
@@ -364,3 +366,28 @@ def test_resuming_after_the_due_time_runs_the_step_at_once(due: datetime | None)
 @pytest.mark.parametrize("status", [Status.ACTIVE, Status.EXITED, Status.COMPLETED])
 def test_only_a_paused_enrollment_resumes(status: Status) -> None:
     assert decide_resume(enrollment(status), now=NOW) == Unchanged(f"enrollment is {status.value}")
+
+
+# --- derived ids ---------------------------------------------------------------------
+
+CAUSE = uuid.UUID("3d2c1b0a-0000-4000-8000-00000000c0de")
+
+
+def test_an_enrollment_id_is_the_same_on_every_replay_and_differs_across_accounts() -> None:
+    ours = enrollment_id_for("acme-account", CAUSE, "onboarding")
+    assert ours == enrollment_id_for("acme-account", CAUSE, "onboarding")
+    # The same enroll message id and workflow id in another account (upstream ids are only
+    # unique within an account) is another enrollment.
+    assert ours != enrollment_id_for("other-account", CAUSE, "onboarding")
+    assert ours != enrollment_id_for("acme-account", CAUSE, "nurture")
+
+
+@pytest.mark.parametrize("kind", ["enrolled", "exited", "step_scheduled", "workflow_applied"])
+def test_event_ids_are_the_same_on_every_replay_and_differ_across_accounts(kind: str) -> None:
+    subject = uuid.UUID("6f1c2b3a-0000-4000-8000-000000000001")
+    assert event_id(kind, "acme-account", CAUSE, subject) == event_id(
+        kind, "acme-account", CAUSE, subject
+    )
+    assert event_id(kind, "acme-account", CAUSE, subject) != event_id(
+        kind, "other-account", CAUSE, subject
+    )
