@@ -425,6 +425,23 @@ class MessagePipeline:
         log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))
         message = item.message
         value = _text(record.value) or ""
+        key = _text(record.key)
+        all_headers = list(record.headers or ())
+        headers = {
+            name[:MAX_KEPT_HEADER_CHARS]: (_text(raw) or "")[:MAX_KEPT_HEADER_CHARS]
+            for name, raw in all_headers[:MAX_KEPT_HEADERS]
+        }
+        # Anything cut (or a header name seen twice) means replay must read the record
+        # itself from its source coordinates.
+        truncated = (
+            len(value) > MAX_KEPT_VALUE_CHARS
+            or len(key or "") > MAX_KEPT_KEY_CHARS
+            or len(headers) < len(all_headers)
+            or any(
+                len(name) > MAX_KEPT_HEADER_CHARS or len(_text(raw) or "") > MAX_KEPT_HEADER_CHARS
+                for name, raw in all_headers
+            )
+        )
         account_id = item.account_id
         uow.publish(
             DeadLettered.create(
@@ -442,18 +459,15 @@ class MessagePipeline:
                     source_topic=record.topic,
                     source_partition=record.partition,
                     source_offset=record.offset,
-                    source_key=_clip(_text(record.key), MAX_KEPT_KEY_CHARS),
+                    source_key=_clip(key, MAX_KEPT_KEY_CHARS),
                     message_id=message.message_id if isinstance(message, Message) else None,
                     message_type=item.type_name if message is not None else None,
                     error_kind=kind,
                     reason=reason[:4000],
                     attempts=attempts,
                     original_value=value[:MAX_KEPT_VALUE_CHARS],
-                    original_headers={
-                        k[:MAX_KEPT_HEADER_CHARS]: _clip(_text(v), MAX_KEPT_HEADER_CHARS) or ""
-                        for k, v in list(record.headers)[:MAX_KEPT_HEADERS]
-                    },
-                    original_truncated=len(value) > MAX_KEPT_VALUE_CHARS,
+                    original_headers=headers,
+                    original_truncated=truncated,
                     original_size=None if record.value is None else len(record.value),
                 ),
             )

@@ -15,6 +15,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from shared import metrics
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -68,6 +69,22 @@ class HealthServer:
                 checks["last_error"] = stats.last_error
         return checks
 
+    @staticmethod
+    async def _respond(
+        writer: asyncio.StreamWriter, status: bytes, body: bytes, content_type: str
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nContent-Type: "
+            + content_type.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+        await writer.drain()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), timeout=5)
@@ -82,26 +99,22 @@ class HealthServer:
                     and not checks.get("consumer_failing")
                     and not checks.get("relay_failing")
                 )
+            elif path.startswith("/metrics"):
+                await self._respond(
+                    writer, b"200 OK", await metrics.render(self._runtime), metrics.CONTENT_TYPE
+                )
+                return
             elif path.startswith("/healthz"):
                 ok = self._runtime.alive()
                 checks = {"alive": ok, "failed_loops": list(self._runtime.failed_loops)}
             else:
                 checks, ok = {"error": "not found"}, False
-            body = json.dumps(checks).encode()
             status = (
                 b"200 OK"
                 if ok
                 else (b"404 Not Found" if "error" in checks else b"503 Service Unavailable")
             )
-            writer.write(
-                b"HTTP/1.1 "
-                + status
-                + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\nConnection: close\r\n\r\n"
-                + body
-            )
-            await writer.drain()
+            await self._respond(writer, status, json.dumps(checks).encode(), "application/json")
         finally:
             writer.close()
             with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shared import metrics
 from shared.consumer import REPLAY_HEADER, RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
@@ -249,3 +250,39 @@ async def test_a_database_error_that_is_not_the_message_s_fault_is_retried_never
     assert runtime.pipeline.stats.database_unavailable == 3
     assert False in readiness, "unready while batches fail in a row"
     assert (await health.readiness())["consumer_failing"] is False
+
+
+async def test_metrics_report_what_the_pipeline_and_the_outbox_did(
+    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+) -> None:
+    runtime, _ = service
+    async with TopicClient(
+        test_env.kafka_bootstrap_servers, runtime.settings.topic_namespace
+    ) as kafka:
+        await kafka.publish_raw(topics.COMMANDS, b"{not json", key=KEY)
+        await kafka.publish(enroll("counted"))
+        await eventually(
+            lambda: kafka.read_all(topics.DEAD_LETTER), until=bool, what="the dead letter"
+        )
+    label = '{service="fault-test"}'
+
+    async def samples_now() -> dict[str, float]:
+        text = (await metrics.render(runtime)).decode()
+        return {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("offramp_")
+        }
+
+    # The relay counts a row once the broker acked it and the row is deleted: a moment
+    # after a reader may already see it.
+    samples = await eventually(
+        samples_now,
+        until=lambda s: s.get(f"offramp_outbox_relayed_total{label}", 0) >= 1,
+        what="the relayed dead letter counted",
+    )
+    assert samples[f"offramp_consumer_messages_total{label}"] >= 2
+    assert samples[f"offramp_consumer_dead_lettered_total{label}"] == 1
+    assert samples[f"offramp_outbox_relayed_total{label}"] >= 1
+    assert samples[f"offramp_outbox_quarantined_rows{label}"] == 0
+    assert samples[f"offramp_background_loops_failed{label}"] == 0
