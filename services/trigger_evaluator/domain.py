@@ -168,9 +168,12 @@ def company_domain_key(domain: str | None) -> str | None:
     return cleaned or None
 
 
-def exit_message_id(event_message_id: uuid.UUID, enrollment_id: uuid.UUID) -> uuid.UUID:
-    """The id of the exit an event causes for an enrollment: the same on every replay."""
-    return derived_message_id("exit", event_message_id, enrollment_id)
+def exit_message_id(
+    account_id: str, event_message_id: uuid.UUID, enrollment_id: uuid.UUID
+) -> uuid.UUID:
+    """The id of the exit an event causes for an enrollment: the same on every replay, and
+    never the same for two accounts (upstream event ids are only unique within one)."""
+    return derived_message_id("exit", account_id, event_message_id, enrollment_id)
 
 
 def replier_company_domains(
@@ -270,7 +273,9 @@ def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) ->
         enrollment=enrollment,
         record=enrollment.record,
         matched_by=candidate.matched_by,
-        exit_message_id=exit_message_id(signal.message_id, enrollment.enrollment_id),
+        exit_message_id=exit_message_id(
+            signal.account_id, signal.message_id, enrollment.enrollment_id
+        ),
     )
 
 

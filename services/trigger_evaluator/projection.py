@@ -107,9 +107,8 @@ def contact_keys(event: EnrollmentEnrolled) -> ContactKeys:
 def fold_enrollment_events(events: Iterable[EnrollmentEvent]) -> list[EnrollmentChange]:
     """One change per (enrollment, account) of ``events``, in order of first appearance.
 
-    Several changes for one enrollment id only arise when two accounts claim it; which
-    one applies depends on who already owns the id, which only storage knows: the
-    earliest change of the owning account, or the earliest change when the id is new.
+    Two accounts' events for one enrollment id are two changes of two enrollments: an id
+    is only ever compared within its account.
     """
     changes: dict[tuple[uuid.UUID, str], EnrollmentChange] = {}
     for event in events:

@@ -130,56 +130,51 @@ _LIVE_BY_COMPANY = _WITH_WORKFLOW.format(
     """
 )
 
-# One row per enrollment, exactly as the events one by one would leave it (``projection``
-# says how a run folds). Rows already there are locked and merged: only the owning
-# account's change applies, ended stays ended, contact details only change with an
-# ``enrollment.enrolled``. A row another transaction inserts meanwhile (not possible
-# while one record's events share a partition) is merged by ON CONFLICT, ended still final.
+# One row per (account, enrollment), exactly as the events one by one would leave it
+# (``projection`` says how a run folds). Rows already there are locked and merged: ended
+# stays ended, contact details only change with an ``enrollment.enrolled``. Another
+# account's enrollment with the same id is another row, never this one. A row another
+# transaction inserts meanwhile (not possible while one record's events share a partition)
+# is merged by ON CONFLICT, ended still final.
 _SAVE_ENROLLMENTS = """
     WITH change AS (
         SELECT *
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
                     $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[])
-             WITH ORDINALITY
              AS c(enrollment_id, account_id, workflow_id, workflow_version, record_type,
                   record_id, status, has_contact, email, aliases, company_domain,
-                  enrolled_by_user_id, ord)
+                  enrolled_by_user_id)
     ), known AS (
-        SELECT enrollment_id, account_id, status, email, aliases, company_domain,
+        SELECT account_id, enrollment_id, status, email, aliases, company_domain,
                enrolled_by_user_id
         FROM enrollments
-        WHERE enrollment_id IN (SELECT enrollment_id FROM change)
-        ORDER BY enrollment_id
+        WHERE (account_id, enrollment_id) IN (SELECT account_id, enrollment_id FROM change)
+        ORDER BY account_id, enrollment_id
         FOR UPDATE
-    ), chosen AS (
-        SELECT DISTINCT ON (c.enrollment_id)
-               c.*, k.account_id AS known_account, k.status AS known_status,
-               k.email AS known_email, k.aliases AS known_aliases,
-               k.company_domain AS known_domain, k.enrolled_by_user_id AS known_user
-        FROM change c LEFT JOIN known k ON k.enrollment_id = c.enrollment_id
-        ORDER BY c.enrollment_id, (k.account_id = c.account_id) IS TRUE DESC, c.ord
     )
     INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                              record_type, record_id, email, aliases, company_domain,
                              enrolled_by_user_id, status)
-    SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type, record_id,
-           CASE WHEN has_contact THEN email ELSE known_email END,
-           CASE WHEN has_contact THEN ARRAY(SELECT jsonb_array_elements_text(aliases::jsonb))
-                ELSE coalesce(known_aliases, '{}') END,
-           CASE WHEN has_contact THEN company_domain ELSE known_domain END,
-           CASE WHEN has_contact THEN enrolled_by_user_id ELSE known_user END,
-           coalesce(status, known_status, 'active')  -- ended stays: see DO UPDATE
-    FROM chosen
-    WHERE known_account IS NULL
-       OR (known_account = account_id
-           AND (has_contact OR (status IS NOT NULL AND known_status <> 'ended')))
-    ON CONFLICT (enrollment_id) DO UPDATE
+    SELECT c.enrollment_id, c.account_id, c.workflow_id, c.workflow_version, c.record_type,
+           c.record_id,
+           CASE WHEN c.has_contact THEN c.email ELSE k.email END,
+           CASE WHEN c.has_contact
+                THEN ARRAY(SELECT jsonb_array_elements_text(c.aliases::jsonb))
+                ELSE coalesce(k.aliases, '{}') END,
+           CASE WHEN c.has_contact THEN c.company_domain ELSE k.company_domain END,
+           CASE WHEN c.has_contact THEN c.enrolled_by_user_id ELSE k.enrolled_by_user_id END,
+           coalesce(c.status, k.status, 'active')  -- ended stays: see DO UPDATE
+    FROM change c
+    LEFT JOIN known k ON k.account_id = c.account_id AND k.enrollment_id = c.enrollment_id
+    WHERE k.enrollment_id IS NULL
+       OR c.has_contact
+       OR (c.status IS NOT NULL AND k.status <> 'ended')
+    ON CONFLICT (account_id, enrollment_id) DO UPDATE
         SET status = CASE WHEN enrollments.status = 'ended' THEN 'ended'
                           ELSE EXCLUDED.status END,
             email = EXCLUDED.email, aliases = EXCLUDED.aliases,
             company_domain = EXCLUDED.company_domain,
             enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()
-        WHERE enrollments.account_id = EXCLUDED.account_id
 """
 
 

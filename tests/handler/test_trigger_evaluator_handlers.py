@@ -20,6 +20,7 @@ from services.trigger_evaluator.domain import (
     WorkflowTriggers,
     WorkflowVersionUnknownError,
     company_domain_key,
+    exit_message_id,
 )
 from services.trigger_evaluator.handlers import build_handlers
 from services.trigger_evaluator.projection import EnrollmentEvent
@@ -75,7 +76,8 @@ class FakeRepository:
     """
 
     workflows: dict[tuple[str, str, int], WorkflowTriggers] = field(default_factory=dict)
-    enrollments: dict[uuid.UUID, EnrollmentView] = field(default_factory=dict)
+    enrollments: dict[tuple[str, uuid.UUID], EnrollmentView] = field(default_factory=dict)
+    """(account, enrollment id) -> view: another account's same id is another enrollment."""
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     decisions: list[tuple[str, uuid.UUID, str, Decision]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
@@ -101,10 +103,9 @@ class FakeRepository:
 
     def _enrolled(self, account_id: str, enrolled: EnrolledPayload) -> None:
         contact = enrolled.contact or ContactDetails()
-        known = self.enrollments.get(enrolled.enrollment_id)
-        if known is not None and known.account_id != account_id:
-            return
-        self.enrollments[enrolled.enrollment_id] = EnrollmentView(
+        key = (account_id, enrolled.enrollment_id)
+        known = self.enrollments.get(key)
+        self.enrollments[key] = EnrollmentView(
             enrollment_id=enrolled.enrollment_id,
             account_id=account_id,
             workflow_id=known.workflow_id if known else enrolled.workflow_id,
@@ -121,9 +122,10 @@ class FakeRepository:
         )
 
     def _set_status(self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus) -> None:
-        known = self.enrollments.get(ref.enrollment_id)
+        key = (account_id, ref.enrollment_id)
+        known = self.enrollments.get(key)
         if known is None:  # a lifecycle event ahead of enrolled: remembered all the same
-            self.enrollments[ref.enrollment_id] = EnrollmentView(
+            self.enrollments[key] = EnrollmentView(
                 enrollment_id=ref.enrollment_id,
                 account_id=account_id,
                 workflow_id=ref.workflow_id,
@@ -132,8 +134,8 @@ class FakeRepository:
                 status=status,
                 workflow=None,
             )
-        elif known.account_id == account_id and known.status is not EnrollmentStatus.ENDED:
-            self.enrollments[ref.enrollment_id] = replace(known, status=status)
+        elif known.status is not EnrollmentStatus.ENDED:
+            self.enrollments[key] = replace(known, status=status)
 
     async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
         self.calls.append("save_sent_messages")
@@ -505,6 +507,39 @@ async def test_nothing_crosses_accounts(apply: Apply, handlers: Mapping[str, Bat
     assert uow.outgoing == []
 
 
+async def test_two_accounts_with_the_same_ids_stay_apart(
+    apply: Apply, handlers: Mapping[str, Batched], repository: FakeRepository
+) -> None:
+    """Same enrollment id, workflow id, record id, email, Message-ID and inbound event id."""
+    other = "another-account"
+    ours = enrolled("c-1", email="alice@acme.com")
+    theirs = EnrollmentEnrolled.create(account_id=other, payload=ours.payload)
+    await apply(
+        handlers,
+        workflow_applied(),
+        workflow_applied(account_id=other),
+        ours,
+        theirs,
+        sent(ours, "<m-1@offramp>"),
+        sent(theirs, "<m-1@offramp>"),
+        exited_event(theirs),
+    )
+    ours_replied = reply(from_address="alice@acme.com", in_reply_to="<m-1@offramp>")
+    theirs_replied = EmailReplied.create(
+        account_id=other, payload=ours_replied.payload, message_id=ours_replied.message_id
+    )
+
+    uow = await apply(handlers, ours_replied, theirs_replied)
+
+    (command,) = exits_of(uow)  # theirs had ended: only ours exits
+    enrollment_id = ours.payload.enrollment_id
+    assert (command.account_id, command.payload.enrollment_id) == (ACCOUNT, enrollment_id)
+    assert command.message_id == exit_message_id(ACCOUNT, ours_replied.message_id, enrollment_id)
+    assert command.message_id != exit_message_id(other, ours_replied.message_id, enrollment_id)
+    assert repository.enrollments[(ACCOUNT, enrollment_id)].status is EnrollmentStatus.ACTIVE
+    assert repository.enrollments[(other, enrollment_id)].status is EnrollmentStatus.ENDED
+
+
 async def test_an_unknown_workflow_version_fails_the_event_so_it_is_retried(
     apply: Apply,
     handlers: Mapping[str, Batched],
@@ -699,7 +734,7 @@ async def test_ended_wins_within_one_projection_run(
 
     await apply_run(handlers, workflow_applied(), *lifecycle(alice), sent(alice, "<m-1@o>"))
 
-    view = repository.enrollments[alice.payload.enrollment_id]
+    view = repository.enrollments[(alice.account_id, alice.payload.enrollment_id)]
     assert view.status is EnrollmentStatus.ENDED
     assert view.email == "alice@acme.com"
     assert repository.calls == [

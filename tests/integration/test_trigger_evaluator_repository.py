@@ -78,18 +78,17 @@ _ENROLLED_ALONE = """
                              record_type, record_id, email, aliases, company_domain,
                              enrolled_by_user_id, status)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active')
-    ON CONFLICT (enrollment_id) DO UPDATE
+    ON CONFLICT (account_id, enrollment_id) DO UPDATE
         SET email = EXCLUDED.email, aliases = EXCLUDED.aliases,
             company_domain = EXCLUDED.company_domain,
-            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()
-        WHERE enrollments.account_id = EXCLUDED.account_id"""
+            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()"""
 _STATUS_ALONE = """
     INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                              record_type, record_id, status)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
-    ON CONFLICT (enrollment_id) DO UPDATE
+    ON CONFLICT (account_id, enrollment_id) DO UPDATE
         SET status = EXCLUDED.status, updated_at = now()
-        WHERE enrollments.account_id = EXCLUDED.account_id AND enrollments.status <> 'ended'"""
+        WHERE enrollments.status <> 'ended'"""
 
 
 @pytest.fixture
@@ -157,7 +156,7 @@ def ref(enrollment_id: uuid.UUID, record_id: str, version: int = 1) -> dict[str,
 def random_enrollment_event(
     rng: random.Random, enrollment_id: uuid.UUID, home: str, number: int
 ) -> EnrollmentEvent:
-    # Now and then another account claims the same id: it must never change it.
+    # Now and then another account has the same id: its events are another enrollment's.
     account_id = home if rng.random() < 0.9 else next(a for a in ACCOUNTS if a != home)
     fields = ref(enrollment_id, f"c-{number}")
     kind = rng.choice(["enrolled", "enrolled", "paused", "resumed", "exited", "completed"])
@@ -205,10 +204,12 @@ async def apply_alone(conn: asyncpg.Connection, event: EnrollmentEvent) -> None:
         await conn.execute(_STATUS_ALONE, *key, *record, status.get(event.type, "ended"))
 
 
-async def changed_now(conn: asyncpg.Connection) -> set[uuid.UUID]:
+async def changed_now(conn: asyncpg.Connection) -> set[tuple[str, uuid.UUID]]:
     """The enrollments the current transaction wrote."""
-    rows = await conn.fetch("SELECT enrollment_id FROM enrollments WHERE updated_at = now()")
-    return {row["enrollment_id"] for row in rows}
+    rows = await conn.fetch(
+        "SELECT account_id, enrollment_id FROM enrollments WHERE updated_at = now()"
+    )
+    return {(row["account_id"], row["enrollment_id"]) for row in rows}
 
 
 async def table(conn: asyncpg.Connection, name: str) -> list[tuple[Any, ...]]:
@@ -231,7 +232,7 @@ async def test_runs_of_enrollment_events_leave_what_the_events_one_by_one_leave(
         start += length
 
     counting = CountingConnection(batched)
-    touched: dict[str, list[set[uuid.UUID]]] = {"batched": [], "alone": []}
+    touched: dict[str, list[set[tuple[str, uuid.UUID]]]] = {"batched": [], "alone": []}
     for run in runs:
         async with batched.transaction():
             await PostgresRepository(counting).save_enrollment_events(run)  # type: ignore[arg-type]
@@ -465,7 +466,9 @@ async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Con
                     enrollment=view,
                     record=view.record,
                     matched_by=MatchKind.ADDRESS,
-                    exit_message_id=exit_message_id(event.message_id, view.enrollment_id),
+                    exit_message_id=exit_message_id(
+                        event.account_id, event.message_id, view.enrollment_id
+                    ),
                 ),
             ],
         )
@@ -492,7 +495,9 @@ async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Con
         "decision": "exit",
         "reason": "replied",
         "why": "replied (matched by address)",
-        "exit_message_id": exit_message_id(events[0].message_id, view.enrollment_id),
+        "exit_message_id": exit_message_id(
+            events[0].account_id, events[0].message_id, view.enrollment_id
+        ),
         "decided_at": None,
     }
     assert (event_row["enrollment_id"], event_row["decision"]) == (None, "ignored")

@@ -21,6 +21,7 @@ from services.trigger_evaluator.domain import (
     company_domain_key,
     decide,
     exit_command,
+    exit_message_id,
     replier_company_domains,
 )
 from services.trigger_evaluator.projection import (
@@ -772,3 +773,11 @@ def test_two_accounts_claiming_one_enrollment_id_fold_apart_in_order_of_appearan
     assert changes[1] == EnrollmentChange(
         ACCOUNT, changes[1].ref, EnrollmentStatus.ACTIVE, ALICE_KEYS
     )
+
+
+def test_exit_ids_are_the_same_on_every_replay_and_differ_across_accounts() -> None:
+    event_id, enrollment_id = uuid.uuid4(), uuid.uuid4()
+    ours = exit_message_id("acme-account", event_id, enrollment_id)
+    assert ours == exit_message_id("acme-account", event_id, enrollment_id)
+    # The same upstream event id and enrollment id in another account: another exit.
+    assert ours != exit_message_id("other-account", event_id, enrollment_id)
