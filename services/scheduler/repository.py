@@ -1,7 +1,8 @@
 """All of the scheduler's SQL.
 
 The consumer side works on whole runs of messages: each function takes many rows and
-costs one statement (``unnest`` arrays in, ``= ANY`` lookups), however long the run.
+costs one statement (``unnest`` arrays in, every row keyed by account and id), however long
+the run.
 """
 
 from __future__ import annotations
