@@ -21,7 +21,9 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from shared import deadletters
+import asyncpg
+
+from shared import deadletters, quarantine
 from shared.client import OfframpClient
 from shared.contracts import (
     MESSAGES_BY_TOPIC,
@@ -289,6 +291,145 @@ async def cmd_deadletters_replay(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+def _database_url() -> str:
+    """Like ``_bootstrap``: the environment, then ``run.env``, then the local infrastructure."""
+    url = os.environ.get("OFFRAMP_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    running = RunEnv.load()
+    if running is not None and running.values.get("DATABASE_URL"):
+        return running.values["DATABASE_URL"]
+    script = REPO / "deploy" / "local" / "infra.sh"
+    if script.exists():
+        result = subprocess.run(  # noqa: S603 - the project's own script, bash from PATH
+            ["bash", str(script), "env"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for line in result.stdout.splitlines():
+            if line.startswith("DATABASE_URL="):
+                return line.split("=", 1)[1]
+    raise CliError("set DATABASE_URL (or start the local system with `make run`)")
+
+
+def _schemas(services: Sequence[str] | None) -> list[str]:
+    try:
+        return [quarantine.schema_of(s) for s in services or quarantine.SERVICE_SCHEMAS]
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+async def _connect() -> asyncpg.Connection:
+    url = _database_url()
+    try:
+        return await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise CliError(f"cannot reach PostgreSQL: {exc}") from exc
+
+
+QUARANTINE_HEADER = [
+    "service",
+    "id",
+    "quarantined at (UTC)",
+    "topic",
+    "key",
+    "size",
+    "attempts",
+    "reason",
+]
+
+
+def _quarantined_row(row: quarantine.QuarantinedRow) -> list[str]:
+    return [
+        row.schema,
+        str(row.id),
+        row.quarantined_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        row.topic,
+        _shorten(row.key, 40),
+        f"{len(row.value)} B",
+        str(row.attempts),
+        _shorten(row.reason, 60),
+    ]
+
+
+async def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    schemas = _schemas(args.service)
+    conn = await _connect()
+    try:
+        listings = await quarantine.list_quarantined(conn, schemas)
+    finally:
+        await conn.close()
+    rows = [row for listing in listings for row in listing.rows]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_json()))
+    elif rows:
+        print(_table([QUARANTINE_HEADER, *(_quarantined_row(row) for row in rows)]))
+        print()
+    counts = sys.stderr if args.json else sys.stdout
+    for listing in listings:
+        if listing.state is quarantine.SchemaState.READY:
+            print(f"{listing.schema}: {len(listing.rows)} quarantined row(s)", file=counts)
+        else:
+            print(f"{listing.schema}: {listing.state.value}", file=counts)
+    return 0
+
+
+def _outcome_table(outcomes: Sequence[quarantine.Outcome], verb: str) -> None:
+    rows = [["id", "outcome", "detail"]]
+    for outcome in outcomes:
+        if not outcome.done:
+            rows.append([str(outcome.id), "not found", "no such quarantined row"])
+        elif outcome.new_id is not None:
+            rows.append([str(outcome.id), verb, f"outbox id {outcome.new_id}"])
+        else:
+            rows.append([str(outcome.id), verb, ""])
+    if len(rows) > 1:
+        print(_table(rows))
+
+
+async def cmd_quarantine_release(args: argparse.Namespace) -> int:
+    if not args.id and not args.all:
+        raise CliError("say what to release: --id (repeatable) or --all")
+    if args.id and args.all:
+        raise CliError("--id and --all select differently: give one of them")
+    schema = _schemas([args.service])[0]
+    conn = await _connect()
+    try:
+        outcomes = await quarantine.release(
+            conn, schema, None if args.all else args.id, dry_run=args.dry_run
+        )
+    except quarantine.QuarantineError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        await conn.close()
+    verb = "would release" if args.dry_run else "released"
+    _outcome_table(outcomes, verb)
+    done = sum(o.done for o in outcomes)
+    missing = len(outcomes) - done
+    print(f"{schema}: {verb} {done}, not found {missing}, of {len(outcomes)} selected")
+    return 1 if missing else 0
+
+
+async def cmd_quarantine_drop(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError("dropping deletes the rows for good: add --yes")
+    schema = _schemas([args.service])[0]
+    conn = await _connect()
+    try:
+        outcomes = await quarantine.drop(conn, schema, args.id)
+    except quarantine.QuarantineError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        await conn.close()
+    _outcome_table(outcomes, "dropped")
+    done = sum(o.done for o in outcomes)
+    missing = len(outcomes) - done
+    print(f"{schema}: dropped {done}, not found {missing}, of {len(outcomes)} selected")
+    return 1 if missing else 0
+
+
 def cmd_status(_args: argparse.Namespace) -> int:
     running = RunEnv.load()
     if running is None:
@@ -363,6 +504,9 @@ def _parser() -> argparse.ArgumentParser:
     command("demo", "play the skeleton flow against a running system (make run)")
     command("status", "where the local `make run` listens and whether each service is ready")
     _deadletter_parsers(command("deadletters", "list and replay dead letters"))
+    _quarantine_parsers(
+        command("quarantine", "list, release or drop outbox rows the relay could not publish")
+    )
     p = command("smtp-sink", "a local SMTP server that prints every email it receives")
     p.add_argument("--port", type=int, default=2525)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept mail from containers")
@@ -408,6 +552,52 @@ def _deadletter_parsers(parent: argparse.ArgumentParser) -> None:
     )
 
 
+def _quarantine_parsers(parent: argparse.ArgumentParser) -> None:
+    sub = parent.add_subparsers(dest="quarantine_command", required=True)
+    schemas = ", ".join(quarantine.SERVICE_SCHEMAS)
+
+    def ids(p: argparse.ArgumentParser, *, required: bool) -> None:
+        p.add_argument(
+            "--id",
+            action="append",
+            type=int,
+            required=required,
+            metavar="ID",
+            help="the quarantined row's id (repeatable)",
+        )
+
+    text = "print each service's quarantined outbox rows, oldest first, and their count"
+    p = sub.add_parser("list", help=text, description=text)
+    p.add_argument(
+        "--service",
+        action="append",
+        metavar="SERVICE",
+        help=f"a service schema ({schemas}); repeatable; default: all four",
+    )
+    p.add_argument("--json", action="store_true", help="one row per line, whole")
+    text = (
+        "move quarantined rows back to the service's outbox (new ids, attempts 0), once"
+        " the cause is fixed"
+    )
+    p = sub.add_parser("release", help=text, description=text)
+    p.add_argument("--service", required=True, help=f"the service schema ({schemas})")
+    ids(p, required=False)
+    p.add_argument("--all", action="store_true", help="every quarantined row of the service")
+    p.add_argument("--dry-run", action="store_true", help="show what would be released")
+    text = "delete quarantined rows that must never be published"
+    p = sub.add_parser("drop", help=text, description=text)
+    p.add_argument("--service", required=True, help=f"the service schema ({schemas})")
+    ids(p, required=True)
+    p.add_argument("--yes", action="store_true", help="really delete them")
+
+
+QUARANTINE_COMMANDS = {
+    "list": cmd_quarantine_list,
+    "release": cmd_quarantine_release,
+    "drop": cmd_quarantine_drop,
+}
+
+
 BUILDERS = {
     "apply": cmd_apply,
     "enroll": cmd_enroll,
@@ -419,7 +609,7 @@ BUILDERS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per command
     args = _parser().parse_args(argv)
     try:
         if args.command in BUILDERS:
@@ -436,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_deadletters_list(args))
         elif args.command == "deadletters":
             return asyncio.run(cmd_deadletters_replay(args))
+        elif args.command == "quarantine":
+            return asyncio.run(QUARANTINE_COMMANDS[args.quarantine_command](args))
         elif args.command == "smtp-sink":
             asyncio.run(serve(args.host, args.port))
     except CliError as exc:
