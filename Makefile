@@ -15,7 +15,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_FLAGS ?=
 
 .PHONY: help install infra-up infra-down infra-status run demo test test-unit test-handler \
-        test-integration test-e2e lint format asyncapi docs bench clean
+        test-integration test-e2e test-fault soak lint format asyncapi docs bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ test-integration: install ## Integration tests on the real broker and database
 
 test-e2e: install ## The four services as processes on the real broker and database
 	@$(PY) -m pytest -m e2e $(PYTEST_FLAGS)
+
+test-fault: install ## Fault injection: poison, broker and database outages, kill -9, replicas, replays
+	@$(PY) -m pytest -m fault $(PYTEST_FLAGS)
+
+soak: install ## The fault scenarios with OFFRAMP_FAULT_SCALE (default 5) times the volume
+	@OFFRAMP_FAULT_SCALE=$${OFFRAMP_FAULT_SCALE:-5} $(PY) -m pytest -m fault --timeout=3600 $(PYTEST_FLAGS)
 
 lint: install ## ruff lint, ruff format check, mypy strict
 	@$(VENV)/bin/ruff check .

@@ -42,8 +42,10 @@ FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(scope="session")
-def fault_infra() -> Iterator[FaultInfra]:
-    yield FaultInfra.up()
+def fault_infra() -> FaultInfra:
+    """Started once; left running like the shared infrastructure (stop it with
+    ``OFFRAMP_STATE_DIR=.local/fault deploy/local/infra.sh down``)."""
+    return FaultInfra.up()
 
 
 @pytest.fixture
@@ -99,5 +101,5 @@ def groups(fault_env: SessionEnv) -> Groups:
 
 
 @pytest.fixture
-def driver(client: OfframpClient, system: System) -> Driver:
-    return Driver(client, system.sink)
+def driver(client: OfframpClient, groups: Groups, system: System) -> Driver:
+    return Driver(client, groups, system.sink)

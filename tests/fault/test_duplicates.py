@@ -77,7 +77,7 @@ async def test_inbound_messages_repeated_and_shuffled_end_as_if_each_came_once(
     await groups.settle()
 
     observed = await driver.observe()
-    assert observed.problems(once) == []
-    assert observed.problems(dups) == []
+    assert not (problems := observed.problems(once)), "\n".join(problems)
+    assert not (problems := observed.problems(dups)), "\n".join(problems)
     assert summary(observed, dups) == summary(observed, once)
     assert system.crashed() == []

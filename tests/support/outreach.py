@@ -10,6 +10,7 @@ SMTP server, and counted per enrollment.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections import Counter
@@ -51,6 +52,7 @@ SCALE = max(1, int(os.environ.get("OFFRAMP_FAULT_SCALE", "1")))
 
 def scaled(count: int) -> int:
     return count * SCALE
+
 
 USER = Actor(kind=ActorKind.USER, id="user-fault")
 STEP_1_DELAY_S = 6
@@ -201,13 +203,13 @@ class Observed:
     mails: list[EmailMessage]
 
     @classmethod
-    async def read(cls, client: OfframpClient, sink: SmtpSink) -> Observed:
+    async def read(cls, groups: Groups, sink: SmtpSink) -> Observed:
         return cls(
-            await client.read_all(topics.WORKFLOW_EVENTS),
-            await client.read_all(topics.ENROLLMENT_EVENTS),
-            await client.read_all(topics.MESSAGING_EVENTS),
-            await client.read_all(topics.COMMANDS),
-            await client.read_all(topics.DEAD_LETTER),
+            await groups.read_all(topics.WORKFLOW_EVENTS),
+            await groups.read_all(topics.ENROLLMENT_EVENTS),
+            await groups.read_all(topics.MESSAGING_EVENTS),
+            await groups.read_all(topics.COMMANDS),
+            await groups.read_all(topics.DEAD_LETTER),
             list(sink.messages),
         )
 
@@ -272,14 +274,15 @@ class Observed:
 class Driver:
     """Drives cohorts through the public topics and waits on what comes back."""
 
-    def __init__(self, client: OfframpClient, sink: SmtpSink) -> None:
+    def __init__(self, client: OfframpClient, groups: Groups, sink: SmtpSink) -> None:
         self.client = client
+        self.groups = groups
         self.sink = sink
 
     async def apply(self, cohort: Cohort, message_id: uuid.UUID | None = None) -> None:
         await self.client.publish(cohort.apply(message_id))
         await eventually(
-            lambda: self.client.read_all(topics.WORKFLOW_EVENTS),
+            lambda: self.groups.read_all(topics.WORKFLOW_EVENTS),
             until=lambda docs: any(
                 d.get("account_id") == cohort.account
                 and d["payload"]["definition"]["workflow_id"] == cohort.definition.workflow_id
@@ -318,20 +321,22 @@ class Driver:
     ) -> None:
         wanted = {c.record_id for c in people}
         await eventually(
-            lambda: self.client.read_all(topics.ENROLLMENT_EVENTS),
-            until=lambda docs: wanted
-            <= {
-                d["payload"]["record"]["id"]
-                for d in of_type(docs, "enrollment.exited")
-                if d.get("account_id") == cohort.account
-            },
+            lambda: self.groups.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: (
+                wanted
+                <= {
+                    d["payload"]["record"]["id"]
+                    for d in of_type(docs, "enrollment.exited")
+                    if d.get("account_id") == cohort.account
+                }
+            ),
             timeout=timeout,
             interval=0.5,
             what=f"{len(wanted)} exits in {cohort.account}",
         )
 
     async def observe(self) -> Observed:
-        return await Observed.read(self.client, self.sink)
+        return await Observed.read(self.groups, self.sink)
 
 
 def waves(people: Sequence[Contact], count: int) -> list[list[Contact]]:
@@ -356,8 +361,8 @@ async def run_in_waves(
         await driver.enroll(cohort, people)
         await driver.trigger_exits(cohort, previous)
         await eventually(
-            lambda people=people: asyncio.sleep(0, driver.mailed(cohort, people, 0)),  # type: ignore[misc]
-            until=lambda missing, people=people: len(missing) < len(people),  # type: ignore[misc]
+            functools.partial(asyncio.to_thread, driver.mailed, cohort, people, 0),
+            until=functools.partial(_some_mailed, len(people)),
             timeout=60,
             interval=0.05,
             what=f"the first step 0 of wave {k}",
@@ -370,3 +375,7 @@ async def run_in_waves(
     await driver.await_exits(cohort, cohort.exiters)
     await driver.await_step(cohort, cohort.controls, 1)
     await groups.settle()
+
+
+def _some_mailed(wave_size: int, missing: list[str]) -> bool:
+    return len(missing) < wave_size

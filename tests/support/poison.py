@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType, decode, topics
-from shared.contracts.commands import Enroll, EnrollPayload
+from shared.contracts.commands import Enroll, EnrollPayload, ExitReason, ExitSource
 from shared.contracts.events import (
     EnrollmentExited,
     ExitedPayload,
@@ -37,7 +38,6 @@ from shared.contracts.events import (
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
-from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.inbound import (
     Channel,
     ConversationMessagePayload,
@@ -86,7 +86,7 @@ class Poison:
 
 def template(topic: str, account_id: str) -> dict[str, Any]:
     """A valid message of ``topic`` about nobody the test enrolls, as a JSON document."""
-    enrollment = {
+    enrollment: dict[str, Any] = {
         "enrollment_id": uuid.uuid4(),
         "workflow_id": "wf-ghost",
         "workflow_version": 1,
@@ -191,73 +191,96 @@ TIMESTAMPS = st.one_of(
 )
 
 
-KINDS = (
-    "deep_nesting",
-    "huge_value",
-    "invalid_utf8",
-    "oversized_message_id",
-    "oversized_account_id",
-    "wrong_type",
-    "extreme_timestamp",
-    "missing_field",
-    "unknown_type",
-    "not_an_object",
-    "empty",
-)
+Spoiler = Callable[[st.DrawFn, dict[str, Any]], bytes | None]
+"""Spoils a valid document (which it may change) into the bytes to publish."""
+
+
+def _deep_nesting(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    depth = draw(st.integers(min_value=3_000, max_value=20_000))
+    if draw(st.booleans()):
+        return _nested(depth, "1").encode()
+    text = json.dumps({**doc, "payload": None})
+    return text.replace('"payload": null', f'"payload": {_nested(depth, "{}")}').encode()
+
+
+def _huge_value(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    char = draw(st.sampled_from(["a", "é", "€", "😀"]))
+    size = draw(st.integers(min_value=TOP_SIZE - 100_000, max_value=TOP_SIZE))
+    field = draw(st.sampled_from(["payload", "type", "correlation_id", "extra"]))
+    value = char * (size // len(char.encode()))
+    if field == "payload":
+        doc["payload"] = {**doc["payload"], "record": {"type": "contact", "id": value}}
+    else:
+        doc[field] = value
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def _invalid_utf8(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    raw = json.dumps(doc).encode()
+    cut = draw(st.integers(min_value=0, max_value=len(raw)))
+    junk = draw(st.binary(min_size=1, max_size=16))
+    return raw[:cut] + b"\xff\xfe" + junk + b"\xc3" + raw[cut:]
+
+
+def _oversized(field: str) -> Spoiler:
+    def spoil(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+        size = draw(st.integers(min_value=2_000, max_value=20_000))
+        doc["type"] = draw(st.sampled_from([doc["type"], "poison.unknown_type"]))
+        doc[field] = draw(st.sampled_from(["x", "0", "é"])) * size
+        return json.dumps(doc).encode()
+
+    return spoil
+
+
+def _wrong_type(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    doc[draw(st.sampled_from(FIELDS))] = draw(JUNK)
+    return json.dumps(doc).encode()
+
+
+def _extreme_timestamp(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    doc["occurred_at"] = draw(TIMESTAMPS)
+    return json.dumps(doc).encode()
+
+
+def _missing_field(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    del doc[draw(st.sampled_from(FIELDS[:5]))]
+    return json.dumps(doc).encode()
+
+
+def _unknown_type(draw: st.DrawFn, doc: dict[str, Any]) -> bytes | None:
+    doc["type"] = draw(st.from_regex(r"\A[a-z]{1,12}\.[a-z_]{1,20}\Z"))
+    doc["payload"] = draw(st.one_of(JUNK, st.just(doc["payload"])))
+    return json.dumps(doc).encode()
+
+
+def _not_an_object(draw: st.DrawFn, _doc: dict[str, Any]) -> bytes | None:
+    value = draw(st.one_of(JUNK, st.binary(max_size=64).map(lambda b: b.hex())))
+    return draw(st.one_of(st.just(json.dumps(value).encode()), st.binary(max_size=64)))
+
+
+def _empty(draw: st.DrawFn, _doc: dict[str, Any]) -> bytes | None:
+    return draw(st.sampled_from([b"", None, b" ", b"null"]))
+
+
+SPOILERS: dict[str, Spoiler] = {
+    "deep_nesting": _deep_nesting,
+    "huge_value": _huge_value,
+    "invalid_utf8": _invalid_utf8,
+    "oversized_message_id": _oversized("message_id"),
+    "oversized_account_id": _oversized("account_id"),
+    "wrong_type": _wrong_type,
+    "extreme_timestamp": _extreme_timestamp,
+    "missing_field": _missing_field,
+    "unknown_type": _unknown_type,
+    "not_an_object": _not_an_object,
+    "empty": _empty,
+}
 
 
 @st.composite
 def _spoiled(draw: st.DrawFn, topic: str, account_id: str, kind: str) -> tuple[str, bytes | None]:
     """One record for ``topic`` spoiled the ``kind`` way: its kind and its bytes."""
-    doc = template(topic, account_id)
-    if kind == "deep_nesting":
-        depth = draw(st.integers(min_value=3_000, max_value=20_000))
-        where = draw(st.sampled_from(["whole", "payload"]))
-        if where == "whole":
-            return kind, _nested(depth, "1").encode()
-        text = json.dumps({**doc, "payload": None}).replace(
-            '"payload": null', f'"payload": {_nested(depth, "{}")}'
-        )
-        return kind, text.encode()
-    if kind == "huge_value":
-        char = draw(st.sampled_from(["a", "é", "€", "😀"]))
-        size = draw(st.integers(min_value=TOP_SIZE - 100_000, max_value=TOP_SIZE))
-        field = draw(st.sampled_from(["payload", "type", "correlation_id", "extra"]))
-        value = char * (size // len(char.encode()))
-        if field == "payload":
-            doc["payload"] = {**doc["payload"], "record": {"type": "contact", "id": value}}
-        else:
-            doc[field] = value
-        return kind, json.dumps(doc, ensure_ascii=False).encode()
-    if kind == "invalid_utf8":
-        raw = json.dumps(doc).encode()
-        cut = draw(st.integers(min_value=0, max_value=len(raw)))
-        junk = draw(st.binary(min_size=1, max_size=16))
-        return kind, raw[:cut] + b"\xff\xfe" + junk + b"\xc3" + raw[cut:]
-    if kind in ("oversized_message_id", "oversized_account_id"):
-        size = draw(st.integers(min_value=2_000, max_value=20_000))
-        doc["type"] = draw(st.sampled_from([doc["type"], "poison.unknown_type"]))
-        doc[kind.removeprefix("oversized_")] = draw(st.sampled_from(["x", "0", "é"])) * size
-        return kind, json.dumps(doc).encode()
-    if kind == "wrong_type":
-        field = draw(st.sampled_from(FIELDS))
-        doc[field] = draw(JUNK)
-        return kind, json.dumps(doc).encode()
-    if kind == "extreme_timestamp":
-        doc["occurred_at"] = draw(TIMESTAMPS)
-        return kind, json.dumps(doc).encode()
-    if kind == "missing_field":
-        del doc[draw(st.sampled_from([*FIELDS[:5]]))]
-        return kind, json.dumps(doc).encode()
-    if kind == "unknown_type":
-        doc["type"] = draw(st.from_regex(r"\A[a-z]{1,12}\.[a-z_]{1,20}\Z"))
-        doc["payload"] = draw(st.one_of(JUNK, st.just(doc["payload"])))
-        return kind, json.dumps(doc).encode()
-    if kind == "not_an_object":
-        value = draw(st.one_of(JUNK, st.binary(max_size=64).map(lambda b: b.hex())))
-        raw = draw(st.one_of(st.just(json.dumps(value).encode()), st.binary(max_size=64)))
-        return kind, raw
-    return kind, draw(st.sampled_from([b"", None, b" ", b"null"]))
+    return kind, SPOILERS[kind](draw, template(topic, account_id))
 
 
 def _expectation(topic: str, value: bytes | None) -> Expect | None:
@@ -285,7 +308,7 @@ def generate(topic: str, account_id: str, per_kind: int) -> list[Poison]:
     """``per_kind`` hypothesis examples of each kind of garbage for ``topic`` (fewer when
     hypothesis finds fewer distinct ones, or when one turns out valid)."""
     drawn: list[tuple[str, bytes | None]] = []
-    for kind in KINDS:
+    for kind in SPOILERS:
 
         @settings(
             max_examples=per_kind,

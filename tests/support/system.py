@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +124,3 @@ class System:
             with contextlib.suppress(OSError):
                 out.append(f"----- {service.log_path.name} -----\n{service.log_tail(lines)}")
         return "\n".join(out)
-
-
-__all__ = ["SmtpSink", "System", "http_status", "subprocess"]
