@@ -70,9 +70,9 @@ def load_app(service: str) -> FastStream:
             "generate the documents in a fresh interpreter (python -m shared.asyncapi)"
         )
     module = importlib.import_module(module_name)
-    app = getattr(module, "app", None)
+    app = module.create_app()
     if not isinstance(app, FastStream):
-        raise TypeError(f"{module_name}.app is not a FastStream application: {app!r}")
+        raise TypeError(f"{module_name}.create_app() gave no FastStream application: {app!r}")
     if not isinstance(app.schema, AsyncAPI):
         raise TypeError(f"{module_name}.app has no AsyncAPI specification: {app.schema!r}")
     return app

@@ -23,37 +23,70 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
 import structlog
 
 from shared import inbox
-from shared.contracts import InvalidMessageError, Message, UnknownType, decode, derived_message_id
+from shared.contracts import (
+    InvalidMessageError,
+    Message,
+    UnknownType,
+    decode,
+    derived_message_id,
+    utc_now,
+)
 from shared.contracts.base import ACCOUNT_PATTERN
 from shared.contracts.events import DeadLettered, DeadLetterPayload
 from shared.contracts.topics import logical
 from shared.db import is_transient
 from shared.inbox import InboxEntry, InboxKey
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork, write_outbox
+from shared.uow import StoreFactory, UnitOfWork
 
 log = get_logger(__name__)
 
-Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
-"""A handler: (unit of work, validated message) -> None. Raises to retry or reject."""
+Handler = Callable[[UnitOfWork[Any], list[Any], datetime], Awaitable[None]]
+"""A handler: (unit of work, a run of messages of its types, the run's clock reading).
+
+It gets consecutive messages in partition order and must apply them as if one by one
+(a later message sees what an earlier one changed); loading and saving for the whole run
+at once is what makes a batch cheap. It raises to retry or reject.
+"""
+
+
+def runs_of(
+    handlers: Mapping[str, Handler], messages: Sequence[Message]
+) -> list[tuple[Handler, list[Any]]]:
+    """Consecutive messages whose types share a handler form one run, in order.
+
+    The pipeline calls each handler once per run; the handler harness in ``tests/support``
+    uses the same grouping.
+    """
+    runs: list[tuple[Handler, list[Any]]] = []
+    for message in messages:
+        handler = handlers[message.type]
+        if runs and runs[-1][0] is handler:
+            runs[-1][1].append(message)
+        else:
+            runs.append((handler, [message]))
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
 class Batched:
-    """A handler that takes a run of consecutive messages of its type at once.
+    """Adapts a handler of the earlier shape, ``handle(uow, messages)``, to ``Handler``.
 
-    ``handle(uow, messages)`` gets them in partition order and must apply them as if one
-    by one (a later message sees what an earlier one changed); loading and saving for the
-    whole run at once is what makes a batch cheap.
+    Transitional: services move to ``handle(uow, messages, now)`` one by one.
     """
 
-    handle: Callable[[UnitOfWork, list[Any]], Awaitable[None]]
+    handle: Callable[[UnitOfWork[Any], list[Any]], Awaitable[None]]
+
+    async def __call__(self, uow: UnitOfWork[Any], messages: list[Any], now: datetime) -> None:
+        del now
+        await self.handle(uow, messages)
 
 
 UNKNOWN_ACCOUNT = "unknown"
@@ -165,7 +198,9 @@ class MessagePipeline:
         consumer: str,
         schema: str,
         pool_provider: Callable[[], asyncpg.Pool],
-        handlers: Mapping[str, Handler | Batched],
+        store: StoreFactory[Any],
+        handlers: Mapping[str, Handler],
+        clock: Callable[[], datetime] = utc_now,
         max_attempts: int = 5,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
@@ -174,7 +209,9 @@ class MessagePipeline:
         self.consumer = consumer
         self._schema = schema
         self._pool_provider = pool_provider
+        self._store = store
         self._handlers = dict(handlers)
+        self._clock = clock
         self._max_attempts = max_attempts
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
@@ -256,24 +293,19 @@ class MessagePipeline:
         messages are applied one by one, where a rejection is isolated in a savepoint.
         """
         counts: Counter[str] = Counter()
-        async with self._pool_provider().acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn)
+        now = self._clock()  # one clock reading for every run of the batch
+        async with UnitOfWork.begin(self._pool_provider(), self._store) as uow:
             guarded = [
                 (item, outcome) for item in items if (outcome := self._outcome(item)) is not None
             ]
             claimed = await inbox.claim_many(
-                conn,
+                uow.conn,
                 consumer=self.consumer,
                 entries=[item.inbox_entry(outcome) for item, outcome in guarded],
             )
             alone = items[0] if len(items) == 1 else None
             for handler, messages in self._runs(uow, [i for i, _ in guarded], claimed, counts):
-                if isinstance(handler, Batched):
-                    await self._call(uow, handler.handle, messages, alone=alone, counts=counts)
-                else:
-                    for message in messages:
-                        await self._call(uow, handler, message, alone=alone, counts=counts)
-            await write_outbox(conn, uow.outgoing)
+                await self._call(uow, handler, messages, now, alone=alone, counts=counts)
         # Counted only once committed: a rolled-back batch is applied again.
         self.stats.duplicates += counts["duplicates"]
         self.stats.unknown_types += counts["unknown_types"]
@@ -291,16 +323,16 @@ class MessagePipeline:
 
     def _runs(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[Any],
         items: Sequence[Incoming],
         claimed: set[InboxKey],
         counts: Counter[str],
-    ) -> list[tuple[Handler | Batched, list[Any]]]:
+    ) -> list[tuple[Handler, list[Any]]]:
         """Group newly claimed messages into runs for their handlers, in order.
 
         ``items`` are the ones the inbox guards (see ``_outcome``).
         """
-        runs: list[tuple[Handler | Batched, list[Any]]] = []
+        fresh: list[Message] = []
         seen: set[InboxKey] = set()
         for item in items:
             key = item.inbox_key
@@ -318,30 +350,27 @@ class MessagePipeline:
                 counts["unknown_types"] += 1
                 log.info("message_type_skipped", **_log_context(item))
             elif isinstance(message, Message):
-                handler = self._handlers[message.type]
-                if runs and runs[-1][0] is handler and isinstance(handler, Batched):
-                    runs[-1][1].append(message)
-                else:
-                    runs.append((handler, [message]))
-        return runs
+                fresh.append(message)
+        return runs_of(self._handlers, fresh)
 
     async def _call(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[Any],
         handler: Handler,
-        argument: Any,
+        messages: list[Any],
+        now: datetime,
         *,
         alone: Incoming | None,
         counts: Counter[str],
     ) -> None:
         """Run one handler call; for a message applied alone, isolate a rejection."""
         if alone is None:
-            await handler(uow, argument)
+            await handler(uow, messages, now)
             return
         mark = len(uow.outgoing)
         try:
             async with uow.conn.transaction():  # a savepoint: a rejection undoes only this
-                await handler(uow, argument)
+                await handler(uow, messages, now)
         except RejectedMessageError as exc:
             del uow.outgoing[mark:]
             await inbox.set_outcome(
@@ -355,7 +384,7 @@ class MessagePipeline:
                 self._dead_letter(uow, alone, exc.kind, exc.reason, attempts=1)
             counts["dead_lettered"] += 1
 
-    async def _claim(self, uow: UnitOfWork, item: Incoming, outcome: str) -> bool:
+    async def _claim(self, uow: UnitOfWork[Any], item: Incoming, outcome: str) -> bool:
         entries = [item.inbox_entry(outcome)]
         return bool(await inbox.claim_many(uow.conn, consumer=self.consumer, entries=entries))
 
@@ -407,19 +436,17 @@ class MessagePipeline:
         *,
         coordinates_only: bool = False,
     ) -> bool:
-        async with self._pool_provider().acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn)
+        async with UnitOfWork.begin(self._pool_provider(), self._store) as uow:
             if coordinates_only:
                 at = item.record
                 item = Incoming(_Coordinates(at.topic, at.partition, at.offset), None, None)
             claimed = await self._claim(uow, item, "dead_lettered")
             if claimed:
                 self._dead_letter(uow, item, kind, reason, attempts=attempts)
-            await write_outbox(conn, uow.outgoing)
         return claimed
 
     def _dead_letter(
-        self, uow: UnitOfWork, item: Incoming, kind: str, reason: str, *, attempts: int
+        self, uow: UnitOfWork[Any], item: Incoming, kind: str, reason: str, *, attempts: int
     ) -> None:
         record = item.record
         log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))

@@ -36,7 +36,7 @@ def _specs() -> dict[str, tuple[tuple[str, ...], tuple[str, ...], type[BaseSetti
         found[spec.name] = (
             tuple(spec.consumes),
             tuple(spec.publishes),
-            type(module.runtime.settings),
+            spec.settings,
         )
     return found
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared import metrics
 from shared.logging import get_logger
@@ -31,7 +32,13 @@ FAILING_AFTER = 2
 
 
 class HealthServer:
-    def __init__(self, runtime: ServiceRuntime, *, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - probes come from the kubelet
+    def __init__(
+        self,
+        runtime: ServiceRuntime[Any, Any],
+        *,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104 - probes come from the kubelet
+    ) -> None:
         self._runtime = runtime
         self._port = port
         self._host = host
@@ -55,6 +62,7 @@ class HealthServer:
         if runtime.relay is not None:
             checks["relay_quarantined"] = runtime.relay.stats.quarantined
         checks["loop_restarts"] = dict(runtime.loop_restarts)
+        checks["loops"] = {name: _plain(loop.stats) for name, loop in runtime.loops.items()}
         # FastStream's own ping sees only the cluster; this sees our consumer: it must be
         # running, and no batch may have been stuck for longer than STUCK_AFTER_S.
         checks["consumer"] = all(sub.running for sub in runtime.broker.subscribers)
@@ -119,3 +127,9 @@ class HealthServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _plain(stats: object) -> object:
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        return dataclasses.asdict(stats)
+    return repr(stats)

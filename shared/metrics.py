@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,7 +32,7 @@ class OutboxBacklog:
     quarantined: float
 
 
-async def outbox_backlog(runtime: ServiceRuntime) -> OutboxBacklog | None:
+async def outbox_backlog(runtime: ServiceRuntime[Any, Any]) -> OutboxBacklog | None:
     """What waits in this service's outbox and quarantine; None when the database is away."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2), runtime.pool.acquire() as conn:
@@ -50,7 +50,7 @@ async def outbox_backlog(runtime: ServiceRuntime) -> OutboxBacklog | None:
 
 
 class _Snapshot(Collector):
-    def __init__(self, runtime: ServiceRuntime, backlog: OutboxBacklog | None) -> None:
+    def __init__(self, runtime: ServiceRuntime[Any, Any], backlog: OutboxBacklog | None) -> None:
         self._runtime = runtime
         self._backlog = backlog
 
@@ -132,7 +132,7 @@ class _Snapshot(Collector):
         )
 
 
-async def render(runtime: ServiceRuntime) -> bytes:
+async def render(runtime: ServiceRuntime[Any, Any]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(runtime, await outbox_backlog(runtime)))
     return generate_latest(registry)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -71,17 +71,6 @@ def message_headers(message: Message) -> dict[str, str]:
     if message.correlation_id is not None:
         headers["correlation_id"] = str(message.correlation_id)
     return headers
-
-
-@dataclass(slots=True)
-class UnitOfWork:
-    """One database transaction and the messages it will publish once committed."""
-
-    conn: DbConnection
-    outgoing: list[OutgoingMessage] = field(default_factory=list)
-
-    def publish(self, message: Message, topic: str | None = None) -> None:
-        self.outgoing.append(OutgoingMessage.of(message, topic))
 
 
 def notify_channel(schema: str) -> str:

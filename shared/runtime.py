@@ -14,8 +14,9 @@ import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import uvloop
@@ -24,7 +25,8 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import inbox
-from shared.consumer import Batched, Handler, MessagePipeline
+from shared.consumer import Handler, MessagePipeline
+from shared.contracts import utc_now
 from shared.contracts.topics import TOPIC_BY_NAME, TOPICS, physical
 from shared.db import create_pool
 from shared.health import HealthServer
@@ -40,6 +42,7 @@ from shared.logging import configure_logging, get_logger
 from shared.migrations import migrate
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.uow import StoreFactory, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -52,31 +55,52 @@ GIVE_UP_AFTER_CRASHES = 8
 given up: liveness fails and the process stops, so the orchestrator starts a fresh one."""
 HEALTHY_RUN_S = 60.0
 
-BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+StoreT = TypeVar("StoreT")
+
+
+class BackgroundLoop(Protocol):
+    """A loop that runs for the life of the service (timers, sender), supervised."""
+
+    @property
+    def stats(self) -> object:
+        """A dataclass of what the loop did, shown by ``/readyz`` (and kept typed)."""
+        ...
+
+    async def run(self) -> None: ...
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(Generic[SettingsT, StoreT]):
+    """What a service is: its topics, its schema, its settings, store, handlers and loops.
+
+    Building a spec does nothing; ``build_app`` reads the settings and wires it.
+    """
+
     name: str
     schema: str
     description: str
     migrations_dir: Path
     consumes: Sequence[str]
     publishes: Sequence[str]
-    handlers: Callable[[ServiceRuntime], Mapping[str, Handler | Batched]]
-    background: Sequence[BackgroundTask] = ()
+    settings: type[SettingsT]
+    store: StoreFactory[StoreT]
+    """The service's store over one transaction's connection (``Postgres<Service>Store``)."""
+    handlers: Callable[[SettingsT], Mapping[str, Handler]]
+    background: Sequence[Callable[[ServiceRuntime[SettingsT, StoreT]], BackgroundLoop]] = ()
 
 
 @dataclass
-class ServiceRuntime:
-    """What a running service holds; handlers reach resources only through it."""
+class ServiceRuntime(Generic[SettingsT, StoreT]):
+    """What a running service holds; loops reach resources only through it."""
 
-    spec: ServiceSpec
-    settings: ServiceSettings
+    spec: ServiceSpec[SettingsT, StoreT]
+    settings: SettingsT
     broker: KafkaBroker
     pipeline: MessagePipeline | None = None
     relay: OutboxRelay | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    loops: dict[str, BackgroundLoop] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utc_now
     _pool: asyncpg.Pool | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     failed_loops: list[str] = field(default_factory=list)
@@ -87,6 +111,10 @@ class ServiceRuntime:
     )
     """What a service does when a loop is given up: stop (FastStream shuts down on SIGTERM)."""
     _stopping: bool = False
+
+    def begin(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork[StoreT]]:
+        """A unit of work over this service's store, in its own transaction."""
+        return UnitOfWork.begin(self.pool, self.spec.store)
 
     @property
     def group_id(self) -> str:
@@ -139,8 +167,11 @@ class ServiceRuntime:
         )
         self._supervise("outbox-relay", self.relay.run)
         self._supervise("inbox-pruner", self._prune_inbox)
-        for task in self.spec.background:
-            self._supervise(task.__name__, functools.partial(task, self))
+        for make_loop in self.spec.background:
+            loop = make_loop(self)
+            name = type(loop).__name__
+            self.loops[name] = loop
+            self._supervise(name, loop.run)
         if settings.health_port:
             server = HealthServer(self, port=settings.health_port)
             self._supervise("health", server.run)
@@ -217,17 +248,22 @@ class ServiceRuntime:
 
 
 def build_app(
-    spec: ServiceSpec, settings: ServiceSettings | None = None
-) -> tuple[FastStream, ServiceRuntime]:
-    """Wire ``spec`` into a FastStream app; no I/O happens until the app starts."""
-    settings = settings or ServiceSettings()
+    spec: ServiceSpec[SettingsT, StoreT], settings: SettingsT | None = None
+) -> tuple[FastStream, ServiceRuntime[SettingsT, StoreT]]:
+    """Wire ``spec`` into a FastStream app; no I/O happens until the app starts.
+
+    Settings are read from the environment here (unless given), never at import.
+    """
+    settings = settings or spec.settings()
     broker = create_broker(settings.kafka_bootstrap_servers, client_id=f"offramp-{spec.name}")
     runtime = ServiceRuntime(spec=spec, settings=settings, broker=broker)
     pipeline = MessagePipeline(
         consumer=runtime.group_id,
         schema=spec.schema,
         pool_provider=lambda: runtime.pool,
-        handlers=spec.handlers(runtime),
+        store=spec.store,
+        handlers=spec.handlers(settings),
+        clock=runtime.clock,
         max_attempts=settings.consumer_max_attempts,
         backoff_initial_s=settings.consumer_backoff_initial_s,
         backoff_max_s=settings.consumer_backoff_max_s,

@@ -1,4 +1,4 @@
-from services.enrollment.app import app
+from services.enrollment.app import create_app
 from shared.runtime import serve
 
-serve(app)
+serve(create_app())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faststream import FastStream
+
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.handlers import EnrollmentHandlers
 from services.enrollment.repository import EnrollmentRepository
@@ -18,7 +20,12 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     consumes=(topics.COMMANDS, topics.MESSAGING_EVENTS),
     publishes=(topics.WORKFLOW_EVENTS, topics.ENROLLMENT_EVENTS, topics.DEAD_LETTER),
-    handlers=lambda _runtime: EnrollmentHandlers(EnrollmentRepository).handlers(),
+    settings=EnrollmentSettings,
+    store=EnrollmentRepository,
+    handlers=lambda _settings: EnrollmentHandlers(EnrollmentRepository).handlers(),
 )
 
-app, runtime = build_app(SPEC, EnrollmentSettings())
+
+def create_app() -> FastStream:
+    """The service's FastStream app, with settings read from the environment now."""
+    return build_app(SPEC)[0]

@@ -49,7 +49,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.workflow import Step
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -154,12 +154,12 @@ class EnrollmentHandlers:
     def __init__(self, store_factory: StoreFactory) -> None:
         self._store_factory = store_factory
 
-    def _store(self, uow: UnitOfWork) -> EnrollmentStore:
+    def _store(self, uow: UnitOfWork[Any]) -> EnrollmentStore:
         return self._store_factory(uow.conn)
 
     def handlers(self) -> Mapping[str, Handler | Batched]:
         return {
-            ApplyWorkflow.TYPE: self.apply_workflow,  # rare: one at a time
+            ApplyWorkflow.TYPE: Batched(self.apply_workflows),  # rare: one at a time
             Enroll.TYPE: Batched(self.enroll),
             Exit.TYPE: Batched(self.exit),
             Pause.TYPE: Batched(self.pause),
@@ -167,7 +167,11 @@ class EnrollmentHandlers:
             MessageSent.TYPE: Batched(self.step_sent),
         }
 
-    async def apply_workflow(self, uow: UnitOfWork, command: ApplyWorkflow) -> None:
+    async def apply_workflows(self, uow: UnitOfWork[Any], commands: list[ApplyWorkflow]) -> None:
+        for command in commands:
+            await self.apply_workflow(uow, command)
+
+    async def apply_workflow(self, uow: UnitOfWork[Any], command: ApplyWorkflow) -> None:
         store = self._store(uow)
         definition = command.payload.definition
         head = await store.workflow_head(command.account_id, definition.workflow_id)
@@ -197,7 +201,7 @@ class EnrollmentHandlers:
         )
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=version)
 
-    async def enroll(self, uow: UnitOfWork, commands: list[Enroll]) -> None:
+    async def enroll(self, uow: UnitOfWork[Any], commands: list[Enroll]) -> None:
         store = self._store(uow)
         now = utc_now()
         workflows = await store.current_workflows(
@@ -250,7 +254,7 @@ class EnrollmentHandlers:
 
     @staticmethod
     def _reject(
-        uow: UnitOfWork, changes: _Changes, command: Enroll, decision: domain.Refused
+        uow: UnitOfWork[Any], changes: _Changes, command: Enroll, decision: domain.Refused
     ) -> None:
         payload = command.payload
         changes.history.append(
@@ -289,7 +293,7 @@ class EnrollmentHandlers:
             )
         )
 
-    async def exit(self, uow: UnitOfWork, commands: list[Exit]) -> None:
+    async def exit(self, uow: UnitOfWork[Any], commands: list[Exit]) -> None:
         store = self._store(uow)
         now = utc_now()
         live = await self._live(store, commands)
@@ -360,7 +364,7 @@ class EnrollmentHandlers:
         await store.add_history(changes.history)
         log.info("exit_run", commands=len(commands), exited=len(exits))
 
-    async def pause(self, uow: UnitOfWork, commands: list[Pause]) -> None:
+    async def pause(self, uow: UnitOfWork[Any], commands: list[Pause]) -> None:
         store = self._store(uow)
         live = await self._live(store, commands)
         changes = _Changes()
@@ -389,7 +393,7 @@ class EnrollmentHandlers:
         await store.save_progress(list(changes.progress.values()))
         await store.add_history(changes.history)
 
-    async def resume(self, uow: UnitOfWork, commands: list[Resume]) -> None:
+    async def resume(self, uow: UnitOfWork[Any], commands: list[Resume]) -> None:
         store = self._store(uow)
         live = await self._live(store, commands)
         versions = await store.workflow_versions(
@@ -422,7 +426,7 @@ class EnrollmentHandlers:
         await store.save_progress(list(changes.progress.values()))
         await store.add_history(changes.history)
 
-    async def step_sent(self, uow: UnitOfWork, events: list[MessageSent]) -> None:
+    async def step_sent(self, uow: UnitOfWork[Any], events: list[MessageSent]) -> None:
         store = self._store(uow)
         loaded = await store.enrollments_for_update(
             [(e.account_id, e.payload.enrollment_id) for e in events]
@@ -458,7 +462,7 @@ class EnrollmentHandlers:
 
     @staticmethod
     def _advance(
-        uow: UnitOfWork,
+        uow: UnitOfWork[Any],
         changes: _Changes,
         event: MessageSent,
         before: domain.Enrollment,

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faststream import FastStream
+
 from services.messaging.config import MessagingSettings
 from services.messaging.handlers import build_handlers
 from services.messaging.repository import MessagingRepository
-from services.messaging.sender import sender_loop
+from services.messaging.sender import SenderLoop
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
-
-settings = MessagingSettings()
 
 SPEC = ServiceSpec(
     name="messaging",
@@ -22,12 +22,17 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     consumes=(topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
     publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
-    handlers=lambda _runtime: build_handlers(
+    settings=MessagingSettings,
+    store=MessagingRepository,
+    handlers=lambda settings: build_handlers(
         MessagingRepository,
         message_id_domain=settings.message_id_domain,
         default_sender=settings.default_sender,
     ),
-    background=(sender_loop,),
+    background=(SenderLoop,),
 )
 
-app, runtime = build_app(SPEC, settings)
+
+def create_app() -> FastStream:
+    """The service's FastStream app, with settings read from the environment now."""
+    return build_app(SPEC)[0]

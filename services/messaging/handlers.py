@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from services.messaging import domain
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
@@ -26,7 +27,7 @@ from shared.contracts.events import (
     WorkflowApplied,
 )
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -55,7 +56,7 @@ class MessagingHandlers:
         self._default_sender = default_sender
         self._clock = clock
 
-    def _store(self, uow: UnitOfWork) -> MessagingStore:
+    def _store(self, uow: UnitOfWork[Any]) -> MessagingStore:
         return self._store_factory(uow.conn)
 
     def handlers(self) -> Mapping[str, Batched]:
@@ -75,7 +76,7 @@ class MessagingHandlers:
             EnrollmentExited.TYPE: enrollment_changed,
         }
 
-    async def workflows_applied(self, uow: UnitOfWork, events: list[WorkflowApplied]) -> None:
+    async def workflows_applied(self, uow: UnitOfWork[Any], events: list[WorkflowApplied]) -> None:
         """Keep the steps of the new versions: due steps are rendered from them."""
         steps: dict[StepKey, domain.WorkflowStep] = {}
         for event in events:
@@ -105,7 +106,7 @@ class MessagingHandlers:
             )
         await self._store(uow).save_workflow_steps(list(steps.values()))
 
-    async def steps_due(self, uow: UnitOfWork, events: list[StepDue]) -> None:
+    async def steps_due(self, uow: UnitOfWork[Any], events: list[StepDue]) -> None:
         """Queue each step as a pending send; a step is queued at most once per enrollment.
 
         One lookup of the run's steps, one insert of its sends, one NOTIFY.
@@ -164,7 +165,9 @@ class MessagingHandlers:
             correlation_id=event.correlation_id or event.message_id,
         )
 
-    async def enrollments_changed(self, uow: UnitOfWork, events: list[EnrollmentEvent]) -> None:
+    async def enrollments_changed(
+        self, uow: UnitOfWork[Any], events: list[EnrollmentEvent]
+    ) -> None:
         """Project the enrollments' status; the sender re-checks it at send time.
 
         Locking the projection rows waits for a sender that is sending to one of these

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -45,7 +45,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork, write_outbox
+from shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
@@ -152,7 +152,7 @@ class Sender:
             orphan_grace_s=settings.send_orphan_grace_s,
         )
 
-    async def process(self, queue: SendQueue, uow: UnitOfWork, *, now: datetime) -> int:
+    async def process(self, queue: SendQueue, uow: UnitOfWork[Any], *, now: datetime) -> int:
         """Claim due sends, cancel or send each, record outcomes; returns how many claimed.
 
         Runs inside the caller's transaction, which must commit (with ``uow.outgoing``
@@ -181,7 +181,7 @@ class Sender:
         await self._record(queue, uow, deliveries, outcomes, now=now)
         return len(claimed)
 
-    async def cancel_orphans(self, queue: SendQueue, uow: UnitOfWork, *, now: datetime) -> int:
+    async def cancel_orphans(self, queue: SendQueue, uow: UnitOfWork[Any], *, now: datetime) -> int:
         """Cancel sends whose enrollment never arrived within the grace period."""
         orphans = await queue.cancel_orphans(
             created_before=now - self._orphan_grace, limit=self._batch_size
@@ -218,7 +218,7 @@ class Sender:
     async def _record(
         self,
         queue: SendQueue,
-        uow: UnitOfWork,
+        uow: UnitOfWork[Any],
         deliveries: Sequence[tuple[domain.Send, str]],
         outcomes: Sequence[_Outcome],
         *,
@@ -276,20 +276,16 @@ class Sender:
 
 async def send_once(pool: asyncpg.Pool, sender: Sender, *, schema: str) -> int:
     """One transaction of claimed sends; returns how many were claimed."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn)
-        claimed = await sender.process(MessagingRepository(conn), uow, now=utc_now())
-        await write_outbox(conn, uow.outgoing)
-    return claimed
+    del schema
+    async with UnitOfWork.begin(pool, MessagingRepository) as uow:
+        return await sender.process(uow.store, uow, now=utc_now())
 
 
 async def cancel_orphans_once(pool: asyncpg.Pool, sender: Sender, *, schema: str) -> int:
     """One transaction cancelling sends whose enrollment never arrived."""
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn)
-        cancelled = await sender.cancel_orphans(MessagingRepository(conn), uow, now=utc_now())
-        await write_outbox(conn, uow.outgoing)
-    return cancelled
+    del schema
+    async with UnitOfWork.begin(pool, MessagingRepository) as uow:
+        return await sender.cancel_orphans(uow.store, uow, now=utc_now())
 
 
 @dataclass(slots=True)
@@ -339,12 +335,25 @@ async def _listen_until_closed(
     log.warning("sender_listen_connection_lost")
 
 
-async def sender_loop(runtime: ServiceRuntime) -> None:
-    """Background task: send due steps as soon as they are queued (NOTIFY) or every poll."""
+class SenderLoop:
+    """Sends due steps as soon as they are queued (NOTIFY) or every poll (supervised)."""
+
+    def __init__(self, runtime: ServiceRuntime[MessagingSettings, Any]) -> None:
+        self._runtime = runtime
+        self._sender = Sender.from_settings(runtime.settings)
+
+    @property
+    def stats(self) -> object:
+        return self._sender.stats
+
+    async def run(self) -> None:
+        await _send_until_stopped(self._runtime, self._sender)
+
+
+async def _send_until_stopped(
+    runtime: ServiceRuntime[MessagingSettings, Any], sender: Sender
+) -> None:
     settings = runtime.settings
-    assert isinstance(settings, MessagingSettings)  # noqa: S101 - wired in app.py
-    sender = Sender.from_settings(settings)
-    runtime.extras["sender"] = sender.stats
     schema = runtime.spec.schema
     wakeup = _Wakeup()
     listener = asyncio.create_task(

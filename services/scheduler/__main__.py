@@ -1,4 +1,4 @@
-from services.scheduler.app import app
+from services.scheduler.app import create_app
 from shared.runtime import serve
 
-serve(app)
+serve(create_app())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faststream import FastStream
+
 from services.scheduler.config import SchedulerSettings
 from services.scheduler.handlers import build_handlers
-from services.scheduler.timers import due_timer_loop
+from services.scheduler.repository import PostgresSchedulerStore
+from services.scheduler.timers import DueTimers
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 
@@ -17,8 +20,13 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     consumes=(topics.ENROLLMENT_EVENTS,),
     publishes=(topics.SCHEDULER_STEPS, topics.DEAD_LETTER),
-    handlers=lambda _runtime: build_handlers(),
-    background=(due_timer_loop,),
+    settings=SchedulerSettings,
+    store=PostgresSchedulerStore,
+    handlers=lambda _settings: build_handlers(),
+    background=(DueTimers,),
 )
 
-app, runtime = build_app(SPEC, SchedulerSettings())
+
+def create_app() -> FastStream:
+    """The service's FastStream app, with settings read from the environment now."""
+    return build_app(SPEC)[0]

@@ -1,15 +1,17 @@
 """Scheduler subscribers: enrollment events become timers, or void them.
 
-Both handlers take a whole run of consecutive messages (``Batched``) and apply it with a
-fixed number of statements, exactly as if the messages were applied one by one.
+Both handlers take a whole run of consecutive messages and apply it with a fixed number
+of statements, exactly as if the messages were applied one by one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
-from services.scheduler import domain, repository
-from shared.consumer import Batched
+from services.scheduler import domain
+from services.scheduler.ports import ArmTimer, SchedulerStore
+from shared.consumer import Handler
 from shared.contracts.events import (
     EnrollmentCompleted,
     EnrollmentExited,
@@ -17,23 +19,24 @@ from shared.contracts.events import (
     EnrollmentStepScheduled,
 )
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
 StopEvent = EnrollmentExited | EnrollmentCompleted | EnrollmentPaused
 
 
-async def steps_scheduled(uow: UnitOfWork, events: list[EnrollmentStepScheduled]) -> None:
+async def steps_scheduled(
+    uow: UnitOfWork[SchedulerStore], events: list[EnrollmentStepScheduled], now: datetime
+) -> None:
     """Arm a timer per scheduled step, except for enrollments that already ended.
 
     No enrollment ends within such a run (stops are another handler's run), so whether it
     ended is looked up once for the whole run: 2 statements per run.
     """
-    ended = await repository.ended_among(
-        uow.conn, {(e.account_id, e.payload.enrollment_id) for e in events}
-    )
-    arm: list[repository.ArmTimer] = []
+    del now  # a timer's due time comes with the step
+    ended = await uow.store.ended_among({(e.account_id, e.payload.enrollment_id) for e in events})
+    arm: list[ArmTimer] = []
     for event in events:
         step = event.payload
         decision = domain.on_step_scheduled(
@@ -44,15 +47,18 @@ async def steps_scheduled(uow: UnitOfWork, events: list[EnrollmentStepScheduled]
         else:
             log.info("timer_not_scheduled", enrollment_id=str(step.enrollment_id), why=decision.why)
     if arm:
-        await repository.upsert_timers(uow.conn, arm)
+        await uow.store.arm_timers(arm)
 
 
-async def enrollments_stopped(uow: UnitOfWork, events: list[StopEvent]) -> None:
+async def enrollments_stopped(
+    uow: UnitOfWork[SchedulerStore], events: list[StopEvent], now: datetime
+) -> None:
     """Remember exits and completions and cancel pending timers: 2 statements per run."""
+    del now
     plan = domain.plan_stops(((e.account_id, e.payload.enrollment_id), e.type) for e in events)
     if plan.ended:  # pauses end nothing
-        await repository.mark_ended(uow.conn, plan.ended)
-    cancelled = await repository.cancel_pending(uow.conn, plan.cancel)
+        await uow.store.mark_ended(plan.ended)
+    cancelled = await uow.store.cancel_pending(plan.cancel)
     for event in events:
         enrollment_id = event.payload.enrollment_id
         decision = domain.on_enrollment_event(event.type)
@@ -66,13 +72,12 @@ async def enrollments_stopped(uow: UnitOfWork, events: list[StopEvent]) -> None:
             )
 
 
-def build_handlers() -> Mapping[str, Batched]:
-    # One instance for the three stops: the pipeline puts consecutive messages of the same
+def build_handlers() -> Mapping[str, Handler]:
+    # One handler for the three stops: the pipeline puts consecutive messages of the same
     # handler in one run, so a stream of mixed exits and pauses is still one run.
-    stopped = Batched(enrollments_stopped)
     return {
-        EnrollmentStepScheduled.TYPE: Batched(steps_scheduled),
-        EnrollmentExited.TYPE: stopped,
-        EnrollmentCompleted.TYPE: stopped,
-        EnrollmentPaused.TYPE: stopped,
+        EnrollmentStepScheduled.TYPE: steps_scheduled,
+        EnrollmentExited.TYPE: enrollments_stopped,
+        EnrollmentCompleted.TYPE: enrollments_stopped,
+        EnrollmentPaused.TYPE: enrollments_stopped,
     }

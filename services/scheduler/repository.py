@@ -1,8 +1,8 @@
-"""All of the scheduler's SQL.
+"""All of the scheduler's SQL: ``PostgresSchedulerStore``.
 
-The consumer side works on whole runs of messages: each function takes many rows and
-costs one statement (``unnest`` arrays in, every row keyed by account and id), however long
-the run.
+The consumer side works on whole runs of messages: each method takes many rows and costs
+one statement (``unnest`` arrays in, every row keyed by account and id), however long the
+run.
 """
 
 from __future__ import annotations
@@ -11,30 +11,16 @@ import uuid
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from services.scheduler.domain import EnrollmentKey
-from shared.contracts.events import StepScheduledPayload
+from services.scheduler.ports import ArmTimer, FiredTimer
+from shared.contracts import RecordRef, RecordType
+from shared.contracts.inbound import Channel
 from shared.db import DbConnection
-
-ArmTimer = tuple[str, StepScheduledPayload]
-"""(account id, scheduled step): one timer to hold."""
 
 
 def _columns(keys: Collection[EnrollmentKey]) -> tuple[list[str], list[uuid.UUID]]:
     return [account_id for account_id, _ in keys], [enrollment_id for _, enrollment_id in keys]
-
-
-async def ended_among(conn: DbConnection, keys: Collection[EnrollmentKey]) -> set[EnrollmentKey]:
-    """Those of ``keys`` that ended (a late step must not arm a timer for them)."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        """SELECT account_id, enrollment_id FROM ended_enrollments
-           WHERE (account_id, enrollment_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
-        *_columns(keys),
-    )
-    return {(row["account_id"], row["enrollment_id"]) for row in rows}
 
 
 _UPSERT_TIMERS = """
@@ -46,33 +32,6 @@ _UPSERT_TIMERS = """
         SET due_at = EXCLUDED.due_at, state = 'pending', cancelled_reason = NULL
         WHERE timers.state = 'cancelled'
            OR (timers.state = 'fired' AND timers.due_at <> EXCLUDED.due_at)"""
-
-
-async def upsert_timers(conn: DbConnection, timers: Sequence[ArmTimer]) -> None:
-    """Hold timers, in order, as if one statement per timer.
-
-    A step scheduled again (resumed after a pause) re-arms its timer, whether the pause
-    cancelled it or it fired and the send was then cancelled; a fired timer is re-armed
-    only for a new due time, so a replay changes nothing.
-
-    One statement can touch a row only once: a repeat of the same step with the same due
-    time changes nothing after the first and is dropped; one with another due time goes in
-    a following statement (so normally there is one).
-    """
-    for wave in _waves(timers):
-        await conn.execute(
-            _UPSERT_TIMERS,
-            [step.enrollment_id for _, step in wave],
-            [step.step_index for _, step in wave],
-            [account_id for account_id, _ in wave],
-            [step.workflow_id for _, step in wave],
-            [step.workflow_version for _, step in wave],
-            [step.record.type.value for _, step in wave],
-            [step.record.id for _, step in wave],
-            [step.step_id for _, step in wave],
-            [step.channel.value for _, step in wave],
-            [step.due_at for _, step in wave],
-        )
 
 
 def _waves(timers: Sequence[ArmTimer]) -> list[list[ArmTimer]]:
@@ -95,59 +54,102 @@ def _waves(timers: Sequence[ArmTimer]) -> list[list[ArmTimer]]:
     return waves
 
 
-async def cancel_pending(
-    conn: DbConnection, reasons: Mapping[EnrollmentKey, str]
-) -> Counter[EnrollmentKey]:
-    """Cancel the pending timers of each enrollment with its reason; counts per enrollment."""
-    if not reasons:
-        return Counter()
-    rows = await conn.fetch(
-        """UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
-           FROM unnest($1::text[], $2::uuid[], $3::text[]) AS c(account_id, enrollment_id, reason)
-           WHERE t.account_id = c.account_id AND t.enrollment_id = c.enrollment_id
-             AND t.state = 'pending'
-           RETURNING t.account_id, t.enrollment_id""",
-        *_columns(reasons),
-        list(reasons.values()),
-    )
-    return Counter((row["account_id"], row["enrollment_id"]) for row in rows)
+class PostgresSchedulerStore:
+    """``SchedulerStore`` on the transaction's connection."""
 
+    def __init__(self, conn: DbConnection) -> None:
+        self._conn = conn
 
-async def mark_ended(conn: DbConnection, outcomes: Mapping[EnrollmentKey, str]) -> None:
-    """Remember ended enrollments; the first outcome recorded is kept."""
-    if not outcomes:
-        return
-    await conn.execute(
-        """INSERT INTO ended_enrollments (account_id, enrollment_id, outcome)
-           SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])
-           ON CONFLICT DO NOTHING""",
-        *_columns(outcomes),
-        list(outcomes.values()),
-    )
+    async def ended_among(self, keys: Collection[EnrollmentKey]) -> set[EnrollmentKey]:
+        if not keys:
+            return set()
+        rows = await self._conn.fetch(
+            """SELECT account_id, enrollment_id FROM ended_enrollments
+               WHERE (account_id, enrollment_id) IN
+                     (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            *_columns(keys),
+        )
+        return {(row["account_id"], row["enrollment_id"]) for row in rows}
 
+    async def arm_timers(self, timers: Sequence[ArmTimer]) -> None:
+        """One statement can touch a row only once: a repeat of the same step with the same due
+        time changes nothing after the first and is dropped; one with another due time goes in
+        a following statement (so normally there is one).
+        """
+        for wave in _waves(timers):
+            await self._conn.execute(
+                _UPSERT_TIMERS,
+                [step.enrollment_id for _, step in wave],
+                [step.step_index for _, step in wave],
+                [account_id for account_id, _ in wave],
+                [step.workflow_id for _, step in wave],
+                [step.workflow_version for _, step in wave],
+                [step.record.type.value for _, step in wave],
+                [step.record.id for _, step in wave],
+                [step.step_id for _, step in wave],
+                [step.channel.value for _, step in wave],
+                [step.due_at for _, step in wave],
+            )
 
-async def fire_due(conn: DbConnection, *, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Mark up to ``limit`` due timers fired; replicas skip each other's locked rows.
+    async def cancel_pending(self, reasons: Mapping[EnrollmentKey, str]) -> Counter[EnrollmentKey]:
+        if not reasons:
+            return Counter()
+        rows = await self._conn.fetch(
+            """UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
+               FROM unnest($1::text[], $2::uuid[], $3::text[])
+                    AS c(account_id, enrollment_id, reason)
+               WHERE t.account_id = c.account_id AND t.enrollment_id = c.enrollment_id
+                 AND t.state = 'pending'
+               RETURNING t.account_id, t.enrollment_id""",
+            *_columns(reasons),
+            list(reasons.values()),
+        )
+        return Counter((row["account_id"], row["enrollment_id"]) for row in rows)
 
-    ``limit`` is written into the statement: with ``LIMIT $2`` a generic plan (which
-    PostgreSQL may pick for a prepared statement) expects a tenth of the table to be due
-    and hash-joins the whole timers table, ~0.5 s per call with a million pending timers,
-    instead of 1,000 primary-key lookups.
-    """
-    rows = await conn.fetch(
-        f"""WITH due AS (
-                SELECT account_id, enrollment_id, step_index FROM timers
-                WHERE state = 'pending' AND due_at <= $1
-                ORDER BY due_at
-                LIMIT {int(limit)}
-                FOR UPDATE SKIP LOCKED)
-            UPDATE timers t SET state = 'fired', fired_at = $1
-            FROM due
-            WHERE t.account_id = due.account_id AND t.enrollment_id = due.enrollment_id
-              AND t.step_index = due.step_index
-            RETURNING t.enrollment_id, t.step_index, t.account_id, t.workflow_id,
-                      t.workflow_version, t.record_type, t.record_id, t.step_id, t.channel,
-                      t.due_at""",
-        now,
-    )
-    return [dict(row) for row in rows]
+    async def mark_ended(self, outcomes: Mapping[EnrollmentKey, str]) -> None:
+        if not outcomes:
+            return
+        await self._conn.execute(
+            """INSERT INTO ended_enrollments (account_id, enrollment_id, outcome)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])
+               ON CONFLICT DO NOTHING""",
+            *_columns(outcomes),
+            list(outcomes.values()),
+        )
+
+    async def fire_due(self, *, now: datetime, limit: int) -> list[FiredTimer]:
+        """``limit`` is written into the statement: with ``LIMIT $2`` a generic plan (which
+        PostgreSQL may pick for a prepared statement) expects a tenth of the table to be due
+        and hash-joins the whole timers table, ~0.5 s per call with a million pending timers,
+        instead of 1,000 primary-key lookups.
+        """
+        rows = await self._conn.fetch(
+            f"""WITH due AS (
+                    SELECT account_id, enrollment_id, step_index FROM timers
+                    WHERE state = 'pending' AND due_at <= $1
+                    ORDER BY due_at
+                    LIMIT {int(limit)}
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE timers t SET state = 'fired', fired_at = $1
+                FROM due
+                WHERE t.account_id = due.account_id AND t.enrollment_id = due.enrollment_id
+                  AND t.step_index = due.step_index
+                RETURNING t.enrollment_id, t.step_index, t.account_id, t.workflow_id,
+                          t.workflow_version, t.record_type, t.record_id, t.step_id, t.channel,
+                          t.due_at""",
+            now,
+        )
+        return [
+            FiredTimer(
+                account_id=row["account_id"],
+                enrollment_id=row["enrollment_id"],
+                step_index=row["step_index"],
+                workflow_id=row["workflow_id"],
+                workflow_version=row["workflow_version"],
+                record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+                step_id=row["step_id"],
+                channel=Channel(row["channel"]),
+                due_at=row["due_at"],
+            )
+            for row in rows
+        ]

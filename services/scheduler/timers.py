@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from services.scheduler import domain
+from services.scheduler import messages
 from services.scheduler.config import SchedulerSettings
-from services.scheduler.repository import fire_due
-from shared.contracts import RecordRef, RecordType, utc_now
-from shared.contracts.events import StepDue, StepDuePayload
-from shared.contracts.inbound import Channel
+from services.scheduler.ports import SchedulerStore
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork, write_outbox
 
 if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
@@ -25,49 +22,44 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def step_due_message(row: dict[str, Any]) -> StepDue:
-    return StepDue.create(
-        message_id=domain.step_due_id(
-            row["account_id"], row["enrollment_id"], row["step_index"], row["due_at"]
-        ),
-        account_id=row["account_id"],
-        payload=StepDuePayload(
-            enrollment_id=row["enrollment_id"],
-            workflow_id=row["workflow_id"],
-            workflow_version=row["workflow_version"],
-            record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-            step_index=row["step_index"],
-            step_id=row["step_id"],
-            channel=Channel(row["channel"]),
-            due_at=row["due_at"],
-        ),
-    )
+@dataclass(slots=True)
+class TimerStats:
+    fired: int = 0
+    failed_rounds: int = 0
+    last_tick_monotonic: float = 0.0
 
 
-async def fire_once(runtime: ServiceRuntime, *, limit: int) -> int:
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        rows = await fire_due(conn, now=utc_now(), limit=limit)
-        uow = UnitOfWork(conn)
-        for row in rows:
-            uow.publish(step_due_message(row))
-        await write_outbox(conn, uow.outgoing)
-    return len(rows)
+class DueTimers:
+    """Fires due timers until the service stops (supervised by the runtime)."""
 
+    def __init__(self, runtime: ServiceRuntime[SchedulerSettings, SchedulerStore]) -> None:
+        self._runtime = runtime
+        self.stats = TimerStats()
 
-async def due_timer_loop(runtime: ServiceRuntime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, SchedulerSettings)  # noqa: S101 - wired in app.py
-    stats = runtime.extras.setdefault("timers", {"fired": 0, "last_tick_monotonic": 0.0})
-    while True:
-        try:
-            fired = await fire_once(runtime, limit=settings.scheduler_batch_size)
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
-            log.warning("due_timer_loop_error", error=repr(exc))
-            await asyncio.sleep(1.0)
-            continue
-        stats["fired"] += fired
-        stats["last_tick_monotonic"] = time.monotonic()
-        if fired:
-            log.debug("timers_fired", count=fired)
-        if fired < settings.scheduler_batch_size:
-            await asyncio.sleep(settings.scheduler_tick_s)
+    async def fire_once(self) -> int:
+        """Fire one batch of due timers and publish their steps; returns how many."""
+        runtime = self._runtime
+        async with runtime.begin() as uow:
+            fired = await uow.store.fire_due(
+                now=runtime.clock(), limit=runtime.settings.scheduler_batch_size
+            )
+            for timer in fired:
+                uow.publish(messages.step_due(timer))
+        return len(fired)
+
+    async def run(self) -> None:
+        settings = self._runtime.settings
+        while True:
+            try:
+                fired = await self.fire_once()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
+                self.stats.failed_rounds += 1
+                log.warning("due_timer_loop_error", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            self.stats.fired += fired
+            self.stats.last_tick_monotonic = time.monotonic()
+            if fired:
+                log.debug("timers_fired", count=fired)
+            if fired < settings.scheduler_batch_size:
+                await asyncio.sleep(settings.scheduler_tick_s)

@@ -1,4 +1,4 @@
-from services.trigger_evaluator.app import app
+from services.trigger_evaluator.app import create_app
 from shared.runtime import serve
 
-serve(app)
+serve(create_app())

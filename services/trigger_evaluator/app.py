@@ -3,21 +3,15 @@ into ``enrollment.exit`` commands for the enrollments whose workflows asked for 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
+
+from faststream import FastStream
 
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.handlers import build_handlers
-from shared.consumer import Batched
+from services.trigger_evaluator.repository import PostgresRepository
 from shared.contracts import topics
-from shared.runtime import ServiceRuntime, ServiceSpec, build_app
-
-
-def _handlers(runtime: ServiceRuntime) -> Mapping[str, Batched]:
-    settings = runtime.settings
-    assert isinstance(settings, TriggerEvaluatorSettings)  # noqa: S101 - wired below
-    return build_handlers(ignored_company_domains=settings.company_reply_ignored_domains)
-
+from shared.runtime import ServiceSpec, build_app
 
 SPEC = ServiceSpec(
     name="trigger-evaluator",
@@ -34,7 +28,14 @@ SPEC = ServiceSpec(
         topics.MESSAGING_EVENTS,
     ),
     publishes=(topics.COMMANDS, topics.DEAD_LETTER),
-    handlers=_handlers,
+    settings=TriggerEvaluatorSettings,
+    store=PostgresRepository,
+    handlers=lambda settings: build_handlers(
+        ignored_company_domains=settings.company_reply_ignored_domains
+    ),
 )
 
-app, runtime = build_app(SPEC, TriggerEvaluatorSettings())
+
+def create_app() -> FastStream:
+    """The service's FastStream app, with settings read from the environment now."""
+    return build_app(SPEC)[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.trigger_evaluator.domain import (
     PERSONAL_EMAIL_DOMAINS,
@@ -35,7 +36,7 @@ from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
 from shared.db import DbConnection
 from shared.logging import get_logger
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -50,7 +51,7 @@ class TriggerHandlers:
     repositories: RepositoryFactory = PostgresRepository
     ignored_company_domains: frozenset[str] = PERSONAL_EMAIL_DOMAINS
 
-    async def project(self, uow: UnitOfWork, events: list[Message]) -> None:
+    async def project(self, uow: UnitOfWork[Any], events: list[Message]) -> None:
         """Apply a run of workflow, enrollment and messaging events to the projection.
 
         The three tables never depend on each other, so each kind is written at once,
@@ -76,7 +77,7 @@ class TriggerHandlers:
         if sent:
             await repository.save_sent_messages(sent)
 
-    async def inbound(self, uow: UnitOfWork, events: list[Message]) -> None:
+    async def inbound(self, uow: UnitOfWork[Any], events: list[Message]) -> None:
         """Decide a run of inbound events, each as if alone, with one load for all.
 
         Deciding writes nothing a later event of the run would read (exits only happen

@@ -58,7 +58,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import Step, WorkflowDefinition, WorkflowSettings
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 pytestmark = pytest.mark.handler
 
@@ -229,15 +229,11 @@ def handlers(store: FakeEnrollmentStore, clock: Clock) -> Mapping[str, Handler |
 async def run(handlers: Mapping[str, Handler | Batched], *messages: Message) -> list[Message]:
     """Hand ``messages`` to their handlers in one unit of work, in runs of one type as the
     pipeline does; decode what it publishes."""
-    uow = UnitOfWork(conn=None)  # type: ignore[arg-type]  # the fake store needs none
+    uow = UnitOfWork(None, None)  # the handlers build their store from the factory
     for _type, group in itertools.groupby(messages, key=lambda m: m.type):
         run_of = list(group)
         handler = handlers[run_of[0].type]
-        if isinstance(handler, Batched):
-            await handler.handle(uow, run_of)
-        else:
-            for message in run_of:
-                await handler(uow, message)
+        await handler(uow, run_of, T0)
     published = []
     for outgoing in uow.outgoing:
         decoded = decode(outgoing.value, topic=outgoing.topic)

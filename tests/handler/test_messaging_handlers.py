@@ -58,7 +58,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import Step, WorkflowDefinition
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 pytestmark = pytest.mark.handler
 
@@ -206,15 +206,15 @@ class FakeProvider:
         self.accepted.append(email)
 
 
-def published(uow: UnitOfWork) -> list[Message]:
+def published(uow: UnitOfWork[Any]) -> list[Message]:
     """What the transaction would publish, decoded back through the contracts."""
     messages = [decode(out.value, topic=out.topic) for out in uow.outgoing]
     assert all(isinstance(m, Message) for m in messages)
     return [m for m in messages if isinstance(m, Message)]
 
 
-def new_uow() -> UnitOfWork:
-    return UnitOfWork(conn=None)  # type: ignore[arg-type]
+def new_uow() -> UnitOfWork[Any]:
+    return UnitOfWork(None, None)
 
 
 class Harness:
@@ -237,7 +237,7 @@ class Harness:
             backoff_s=2.0,
         )
 
-    async def handle(self, *messages: Message) -> UnitOfWork:
+    async def handle(self, *messages: Message) -> UnitOfWork[Any]:
         """Apply ``messages`` as one pipeline batch: consecutive ones of a handler are a run."""
         uow = new_uow()
         runs: list[tuple[Batched, list[Message]]] = []

@@ -30,7 +30,7 @@ class RecordingPipeline:
 async def test_every_consumed_topic_reaches_the_pipeline_as_raw_bytes(service: str) -> None:
     module = importlib.import_module(f"services.{service}.app")
     spec = module.SPEC
-    settings = type(module.runtime.settings)(topic_namespace=NAMESPACE)
+    settings = spec.settings(topic_namespace=NAMESPACE)
     _app, runtime = build_app(spec, settings)
     recorder = RecordingPipeline()
     runtime.pipeline.process_batch = recorder.process_batch  # type: ignore[method-assign,union-attr]

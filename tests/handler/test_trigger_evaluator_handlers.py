@@ -54,7 +54,7 @@ from shared.contracts.inbound import (
     EmailRepliedPayload,
 )
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 
 pytestmark = pytest.mark.handler
 
@@ -64,7 +64,9 @@ USER = Actor(kind=ActorKind.USER, id="u-1")
 
 
 class Apply(Protocol):
-    async def __call__(self, handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork: ...
+    async def __call__(
+        self, handlers: Mapping[str, Batched], *events: Message
+    ) -> UnitOfWork[Any]: ...
 
 
 @dataclass
@@ -208,8 +210,8 @@ def handlers(repository: FakeRepository) -> Mapping[str, Batched]:
     return build_handlers(lambda _conn: _conforms(repository))
 
 
-def new_uow() -> UnitOfWork:
-    return UnitOfWork(conn=None)  # type: ignore[arg-type]  # the fake repository needs none
+def new_uow() -> UnitOfWork[Any]:
+    return UnitOfWork(None, None)  # the handlers build their store from the factory
 
 
 def runs_of(
@@ -231,7 +233,7 @@ def apply(request: pytest.FixtureRequest) -> Apply:
     """Hand events to their handlers in one unit of work: grouped into runs as the pipeline
     does, or each alone (how the pipeline re-applies a failed batch). Both must agree."""
 
-    async def apply(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork:
+    async def apply(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork[Any]:
         uow = new_uow()
         if request.param == "runs":
             for handler, run in runs_of(handlers, events):
@@ -244,7 +246,7 @@ def apply(request: pytest.FixtureRequest) -> Apply:
     return apply
 
 
-async def apply_run(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork:
+async def apply_run(handlers: Mapping[str, Batched], *events: Message) -> UnitOfWork[Any]:
     """Hand ``events`` to their (shared) handler as one run."""
     ((handler, run),) = runs_of(handlers, events)
     uow = new_uow()
@@ -252,7 +254,7 @@ async def apply_run(handlers: Mapping[str, Batched], *events: Message) -> UnitOf
     return uow
 
 
-def exits_of(uow: UnitOfWork) -> list[Exit]:
+def exits_of(uow: UnitOfWork[Any]) -> list[Exit]:
     found = []
     for outgoing in uow.outgoing:
         assert outgoing.topic == topics.COMMANDS

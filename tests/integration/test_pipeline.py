@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,9 +18,9 @@ from shared.consumer import RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
 from shared.contracts.topics import TOPIC_BY_NAME
-from shared.outbox import UnitOfWork
 from shared.runtime import ServiceRuntime, ServiceSpec, build_app
 from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
 from tests.support.kafka import TopicClient, of_type
 from tests.support.waiting import eventually
@@ -35,7 +37,11 @@ class Behaviour:
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
 
-    async def handle(self, uow: UnitOfWork, command: Enroll) -> None:
+    async def handle(self, uow: UnitOfWork[Any], commands: list[Enroll], now: datetime) -> None:
+        for command in commands:
+            await self.handle_one(uow, command)
+
+    async def handle_one(self, uow: UnitOfWork[Any], command: Enroll) -> None:
         key = str(command.message_id)
         self.attempts[key] = self.attempts.get(key, 0) + 1
         workflow = command.payload.workflow_id
@@ -64,7 +70,9 @@ def enroll(workflow_id: str, record_id: str) -> Enroll:
 
 
 @pytest.fixture
-async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, Behaviour]]:
+async def service(
+    test_env: SessionEnv,
+) -> AsyncIterator[tuple[ServiceRuntime[ServiceSettings, Any], Behaviour]]:
     behaviour = Behaviour()
     suffix = uuid.uuid4().hex[:8]
     spec = ServiceSpec(
@@ -74,7 +82,9 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, B
         migrations_dir=Path(__file__).parent / "pipeline_migrations",
         consumes=(topics.COMMANDS,),
         publishes=(topics.DEAD_LETTER,),
-        handlers=lambda _rt: {Enroll.TYPE: behaviour.handle},
+        settings=ServiceSettings,
+        store=lambda conn: conn,
+        handlers=lambda _settings: {Enroll.TYPE: behaviour.handle},
     )
     settings = ServiceSettings(
         kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
@@ -93,7 +103,7 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, B
         await app.stop()
 
 
-async def effects(test_env: SessionEnv, runtime: ServiceRuntime) -> list[str]:
+async def effects(test_env: SessionEnv, runtime: ServiceRuntime[ServiceSettings, Any]) -> list[str]:
     conn = await asyncpg.connect(test_env.database_url)
     try:
         rows = await conn.fetch(
@@ -105,7 +115,7 @@ async def effects(test_env: SessionEnv, runtime: ServiceRuntime) -> list[str]:
 
 
 async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
-    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, behaviour = service
     good = enroll("ok", "r-good")
@@ -159,7 +169,7 @@ async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
 
 
 async def test_offsets_are_committed_after_processing(
-    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     async with TopicClient(
@@ -201,7 +211,7 @@ async def test_offsets_are_committed_after_processing(
 
 
 async def test_a_database_outage_redelivers_instead_of_dead_lettering(
-    service: tuple[ServiceRuntime, Behaviour], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     assert runtime.pipeline is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from shared.consumer import REPLAY_HEADER, RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
 from shared.health import HealthServer
-from shared.outbox import UnitOfWork
 from shared.runtime import ServiceRuntime, ServiceSpec, build_app
 from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
 from tests.support.kafka import TopicClient, of_type
 from tests.support.waiting import eventually
@@ -40,7 +41,11 @@ class Handler:
         self.canceled = 0
         self.fail_times = 3
 
-    async def handle(self, uow: UnitOfWork, command: Enroll) -> None:
+    async def handle(self, uow: UnitOfWork[Any], commands: list[Enroll], now: datetime) -> None:
+        for command in commands:
+            await self.handle_one(uow, command)
+
+    async def handle_one(self, uow: UnitOfWork[Any], command: Enroll) -> None:
         workflow = command.payload.workflow_id
         if workflow == "reject-once" and command.payload.record.id not in self.rejected:
             self.rejected.add(command.payload.record.id)
@@ -65,7 +70,9 @@ def enroll(record_id: str, *, account: str = "acc-a", workflow: str = "ok", **kw
 
 
 @pytest.fixture
-async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, Handler]]:
+async def service(
+    test_env: SessionEnv,
+) -> AsyncIterator[tuple[ServiceRuntime[ServiceSettings, Any], Handler]]:
     handler = Handler()
     suffix = uuid.uuid4().hex[:8]
     spec = ServiceSpec(
@@ -75,7 +82,9 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, H
         migrations_dir=Path(__file__).parent / "fault_migrations",
         consumes=(topics.COMMANDS,),
         publishes=(topics.DEAD_LETTER,),
-        handlers=lambda _rt: {Enroll.TYPE: handler.handle},
+        settings=ServiceSettings,
+        store=lambda conn: conn,
+        handlers=lambda _settings: {Enroll.TYPE: handler.handle},
     )
     settings = ServiceSettings(
         kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
@@ -93,7 +102,9 @@ async def service(test_env: SessionEnv) -> AsyncIterator[tuple[ServiceRuntime, H
         await app.stop()
 
 
-async def effects(test_env: SessionEnv, runtime: ServiceRuntime) -> list[tuple[str, str]]:
+async def effects(
+    test_env: SessionEnv, runtime: ServiceRuntime[ServiceSettings, Any]
+) -> list[tuple[str, str]]:
     conn = await asyncpg.connect(test_env.database_url)
     try:
         rows = await conn.fetch(
@@ -121,7 +132,7 @@ def poison() -> dict[str, bytes]:
 
 
 async def test_poison_records_are_dead_lettered_and_the_next_record_on_the_key_applies(
-    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     records = poison()
@@ -171,7 +182,7 @@ async def test_poison_records_are_dead_lettered_and_the_next_record_on_the_key_a
 
 
 async def test_two_accounts_sending_the_same_message_id_both_take_effect(
-    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     shared_id = uuid.uuid4()
@@ -191,7 +202,7 @@ async def test_two_accounts_sending_the_same_message_id_both_take_effect(
 
 
 async def test_a_replayed_dead_letter_applies_once(
-    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     message = enroll("replayed", workflow="reject-once")
@@ -222,7 +233,7 @@ async def test_a_replayed_dead_letter_applies_once(
 
 
 async def test_a_database_error_that_is_not_the_message_s_fault_is_retried_never_dead_lettered(
-    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
 ) -> None:
     runtime, handler = service
     assert runtime.pipeline is not None
@@ -253,7 +264,7 @@ async def test_a_database_error_that_is_not_the_message_s_fault_is_retried_never
 
 
 async def test_metrics_report_what_the_pipeline_and_the_outbox_did(
-    service: tuple[ServiceRuntime, Handler], test_env: SessionEnv
+    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     async with TopicClient(

@@ -59,7 +59,7 @@ from shared.contracts.inbound import (
 )
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from shared.migrations import migrate
-from shared.outbox import UnitOfWork
+from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
 from tests.handler.test_trigger_evaluator_handlers import FakeRepository
 
@@ -419,7 +419,7 @@ async def test_the_inbound_handler_decides_a_run_as_its_events_alone(connect: Co
 
     async def decide(run: list[Message]) -> tuple[list[tuple[Any, ...]], list[str]]:
         async with conn.transaction():
-            uow = UnitOfWork(counting)  # type: ignore[arg-type]
+            uow = UnitOfWork(counting, None)
             await handlers.inbound(uow, run)
             decided = await table(conn, "decisions")
             await conn.execute("DELETE FROM decisions")

@@ -124,7 +124,7 @@ def test_yaml_is_the_json_document() -> None:
 # --- what the documents say -------------------------------------------------------------
 
 
-def _spec(service: str) -> ServiceSpec:
+def _spec(service: str) -> ServiceSpec[Any, Any]:
     spec = importlib.import_module(f"services.{service}.app").SPEC
     assert isinstance(spec, ServiceSpec)
     return spec

@@ -17,7 +17,8 @@ from services.scheduler.domain import (
     plan_stops,
     step_due_id,
 )
-from services.scheduler.timers import step_due_message
+from services.scheduler.messages import step_due
+from services.scheduler.ports import FiredTimer
 from shared.contracts import TOPIC_OF_TYPE, RecordRef, RecordType, decode, topics
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -109,25 +110,24 @@ def test_two_accounts_stops_for_one_enrollment_id_are_two_changes() -> None:
     assert plan.ended == {other_account: "exited"}  # ours was only paused
 
 
-def timer_row(**overrides: Any) -> dict[str, Any]:
-    """A row as ``repository.fire_due`` returns it."""
-    return {
+def timer_row(**overrides: Any) -> FiredTimer:
+    """A timer as ``SchedulerStore.fire_due`` returns it."""
+    fields: dict[str, Any] = {
         "enrollment_id": ENROLLMENT_ID,
         "step_index": 1,
         "account_id": "acme-account",
         "workflow_id": "onboarding",
         "workflow_version": 2,
-        "record_type": "contact",
-        "record_id": "c-1",
+        "record": RecordRef(type=RecordType.CONTACT, id="c-1"),
         "step_id": "follow-up",
-        "channel": "sms",
+        "channel": Channel.SMS,
         "due_at": DUE,
-        **overrides,
     }
+    return FiredTimer(**{**fields, **overrides})
 
 
-def test_a_fired_timer_becomes_a_step_due_message() -> None:
-    message = step_due_message(timer_row())
+def test_a_fired_timer_becomes_a_step_due() -> None:
+    message = step_due(timer_row())
 
     assert isinstance(message, StepDue)
     assert message.account_id == "acme-account"
@@ -144,8 +144,8 @@ def test_a_fired_timer_becomes_a_step_due_message() -> None:
 
 
 def test_the_same_timer_fired_twice_gets_the_same_message_id() -> None:
-    first = step_due_message(timer_row())
-    again = step_due_message(timer_row())
+    first = step_due(timer_row())
+    again = step_due(timer_row())
     assert first.message_id == again.message_id
     assert first.occurred_at <= again.occurred_at
 
@@ -161,9 +161,7 @@ def test_the_same_timer_fired_twice_gets_the_same_message_id() -> None:
     ],
 )
 def test_a_re_armed_or_other_timer_gets_another_message_id(change: dict[str, Any]) -> None:
-    assert (
-        step_due_message(timer_row(**change)).message_id != step_due_message(timer_row()).message_id
-    )
+    assert step_due(timer_row(**change)).message_id != step_due(timer_row()).message_id
 
 
 def test_step_due_ids_are_deterministic_and_differ_across_accounts() -> None:

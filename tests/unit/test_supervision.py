@@ -22,15 +22,17 @@ def quick_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime_module, "RESTART_BACKOFF_MAX_S", 0.002)
 
 
-def a_runtime(gave_up: list[bool]) -> ServiceRuntime:
-    spec = ServiceSpec(
+def a_runtime(gave_up: list[bool]) -> ServiceRuntime[ServiceSettings, None]:
+    spec: ServiceSpec[ServiceSettings, None] = ServiceSpec(
         name="supervised",
         schema="supervised",
         description="",
         migrations_dir=Path(),
         consumes=(),
         publishes=(),
-        handlers=lambda _rt: {},
+        settings=ServiceSettings,
+        store=lambda _conn: None,
+        handlers=lambda _settings: {},
     )
     return ServiceRuntime(
         spec=spec,
