@@ -214,10 +214,15 @@ class Observed:
         )
 
     def per_record(self, documents: list[dict[str, Any]], kind: str, account: str) -> Counter[str]:
+        """Distinct ``kind`` messages per record id. A message re-published with its own
+        message_id (at-least-once relay after a crash) is one fact, counted once."""
         return Counter(
-            d["payload"]["record"]["id"]
-            for d in of_type(documents, kind)
-            if d.get("account_id") == account
+            record_id
+            for record_id, _ in {
+                (d["payload"]["record"]["id"], d["message_id"])
+                for d in of_type(documents, kind)
+                if d.get("account_id") == account
+            }
         )
 
     def exits(self, account: str) -> Counter[str]:
@@ -227,10 +232,14 @@ class Observed:
         return self.per_record(self.enrollment_events, "enrollment.enrolled", account)
 
     def sent(self, account: str) -> Counter[tuple[str, int]]:
+        """Distinct ``message.sent`` facts per (record id, step index)."""
         return Counter(
-            (d["payload"]["record"]["id"], d["payload"]["step_index"])
-            for d in of_type(self.messaging_events, "message.sent")
-            if d.get("account_id") == account
+            (record_id, step)
+            for record_id, step, _ in {
+                (d["payload"]["record"]["id"], d["payload"]["step_index"], d["message_id"])
+                for d in of_type(self.messaging_events, "message.sent")
+                if d.get("account_id") == account
+            }
         )
 
     def mails_to(self, contact: Contact, subject: str) -> int:
