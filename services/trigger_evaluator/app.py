@@ -9,7 +9,7 @@ from faststream import FastStream
 
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.handlers import build_handlers
-from services.trigger_evaluator.repository import PostgresRepository
+from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 
@@ -29,10 +29,8 @@ SPEC = ServiceSpec(
     ),
     publishes=(topics.COMMANDS, topics.DEAD_LETTER),
     settings=TriggerEvaluatorSettings,
-    store=PostgresRepository,
-    handlers=lambda settings: build_handlers(
-        ignored_company_domains=settings.company_reply_ignored_domains
-    ),
+    store=PostgresTriggerEvaluatorStore,
+    handlers=build_handlers,
 )
 
 

@@ -1,21 +1,24 @@
 """Pure decisions of trigger-evaluator: which enrollments an inbound event takes out, and why.
 
 No I/O here. The handler asks ``classify`` what an event means and where to look for the
-enrollments it may concern, loads those candidates, and asks ``decide`` what to do with
-each: exit it (an ``enrollment.exit`` command) or leave it, always with a reason that is
-kept for explanations.
+enrollments it may concern, loads those candidates (and, for a reply, the replier's
+colleagues: ``company_searches``), and asks ``decide`` what to do with each: exit it or
+leave it, always with a reason that is kept for explanations. A decision carries every
+fact its outputs need (the event, the enrollment, the trigger, the reason, who decided):
+``messages`` turns an exit into its ``enrollment.exit`` command without looking back.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
 from services.trigger_evaluator.triggers import Signal
-from shared.contracts import SYSTEM_ACTOR, Message, RecordRef, derived_message_id
-from shared.contracts.commands import Exit, ExitPayload, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts import SYSTEM_ACTOR, Actor, RecordRef, derived_message_id
+from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import (
     EnrollmentCompleted,
     EnrollmentExited,
@@ -23,28 +26,6 @@ from shared.contracts.events import (
     EnrollmentResumed,
 )
 from shared.contracts.workflow import ExitTrigger
-
-
-class TriggerEvaluatorError(Exception):
-    """Base of trigger-evaluator's own errors."""
-
-
-class WorkflowVersionUnknownError(TriggerEvaluatorError):
-    """A live enrollment's workflow version has not reached this service's projection.
-
-    Raised rather than guessed: the message is retried (the ``workflow.applied`` event is
-    usually only a moment behind) and, if it never arrives, dead-lettered for a replay.
-    """
-
-    def __init__(self, account_id: str, workflow_id: str, version: int) -> None:
-        super().__init__(
-            f"workflow {workflow_id!r} version {version} of account {account_id!r} is not "
-            "projected yet; replay this event once offramp.workflow.events.v1 has caught up"
-        )
-
-
-class CrossAccountError(TriggerEvaluatorError):
-    """A candidate enrollment belongs to another account than the event: a repository bug."""
 
 
 class EnrollmentStatus(StrEnum):
@@ -123,8 +104,14 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What was decided for one enrollment (or, with no enrollment, for the whole event)."""
+    """What was decided for one enrollment (or, with no enrollment, for the whole event).
 
+    An exit knows everything its command says: the triggering ``event``, the enrollment,
+    the reason, the trigger, and who decided (``source``, ``decided_by``).
+    """
+
+    event: Signal
+    """The inbound event decided on, as classified."""
     outcome: Outcome
     why: str
     trigger: ExitTrigger | None = None
@@ -133,6 +120,12 @@ class Decision:
     record: RecordRef | None = None
     matched_by: MatchKind | None = None
     exit_message_id: uuid.UUID | None = None
+    source: ExitSource = ExitSource.TRIGGER
+    decided_by: Actor = SYSTEM_ACTOR
+
+
+CompanySearch = tuple[str, Sequence[str]]
+"""(account id, company domains): look for the live enrollments of those companies."""
 
 
 # Free-mail providers are not companies: a reply from one gmail.com user must never take
@@ -190,6 +183,26 @@ def replier_company_domains(
         if key is not None and key not in ignored:
             domains[key] = None
     return tuple(domains)
+
+
+def company_searches(
+    signals: Sequence[Signal],
+    direct: Sequence[Iterable[Candidate]],
+    *,
+    ignored: frozenset[str] = PERSONAL_EMAIL_DOMAINS,
+) -> list[tuple[int, CompanySearch]]:
+    """The company searches a run asks for, each tagged with the index of its signal.
+
+    Only a reply that may exit looks for its replier's colleagues, and only when the
+    replier's own enrollments (``direct``, the signal's candidates) name a company.
+    """
+    searches: list[tuple[int, CompanySearch]] = []
+    for i, (signal, candidates) in enumerate(zip(signals, direct, strict=True)):
+        if signal.may_exit and signal.lookup.company_of_replier:
+            domains = replier_company_domains(candidates, ignored=ignored)
+            if domains:
+                searches.append((i, (signal.account_id, domains)))
+    return searches
 
 
 def decide(signal: Signal, candidates: Iterable[Candidate]) -> list[Decision]:
@@ -266,6 +279,7 @@ def _decide_one(signal: Signal, candidate: Candidate) -> Decision:
 def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) -> Decision:
     enrollment = candidate.enrollment
     return Decision(
+        event=signal,
         outcome=Outcome.EXIT,
         why=why,
         trigger=signal.rule.trigger if signal.rule else None,
@@ -281,6 +295,7 @@ def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) ->
 
 def _ignore(signal: Signal, candidate: Candidate, why: str) -> Decision:
     return Decision(
+        event=signal,
         outcome=Outcome.IGNORED,
         why=why,
         trigger=signal.rule.trigger if signal.rule else None,
@@ -292,43 +307,9 @@ def _ignore(signal: Signal, candidate: Candidate, why: str) -> Decision:
 
 def _event_decision(signal: Signal, why: str) -> Decision:
     return Decision(
+        event=signal,
         outcome=Outcome.IGNORED,
         why=why,
         trigger=signal.rule.trigger if signal.rule else None,
         record=signal.record,
-    )
-
-
-def exit_command(event: Message, decision: Decision, *, topic: str) -> Exit:
-    """The ``enrollment.exit`` command for an exit decision caused by ``event``.
-
-    Its id is derived from the event and the enrollment, so a replayed or duplicated event
-    yields the very same command and enrollment drops the repeat.
-    """
-    enrollment = decision.enrollment
-    if (
-        decision.outcome is not Outcome.EXIT
-        or enrollment is None
-        or decision.reason is None
-        or decision.exit_message_id is None
-    ):
-        raise ValueError(f"only an exit decision becomes an exit command, not {decision!r}")
-    return Exit.create(
-        message_id=decision.exit_message_id,
-        account_id=event.account_id,
-        caused_by=event,
-        payload=ExitPayload(
-            record=enrollment.record,
-            workflow_id=enrollment.workflow_id,
-            enrollment_id=enrollment.enrollment_id,
-            reason=decision.reason,
-            source=ExitSource.TRIGGER,
-            actor=SYSTEM_ACTOR,
-            triggering_event=TriggeringEvent(
-                message_id=event.message_id,
-                type=event.type,
-                topic=topic,
-                occurred_at=event.occurred_at,
-            ),
-        ),
     )

@@ -1,4 +1,4 @@
-"""All of trigger-evaluator's SQL, behind the ``TriggerRepository`` port.
+"""All of trigger-evaluator's SQL: ``PostgresTriggerEvaluatorStore``.
 
 Every method takes a whole run of messages and costs one statement, however long the
 run: keys go in as parallel arrays (``unnest``), matches come back tagged with the index
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Protocol
 
 import asyncpg
 
 from services.trigger_evaluator.domain import (
     Candidate,
+    CompanySearch,
     Decision,
     EnrollmentStatus,
     EnrollmentView,
@@ -29,41 +29,6 @@ from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import MessageSent, WorkflowApplied
 from shared.contracts.workflow import ExitTrigger
 from shared.db import DbConnection
-
-CompanySearch = tuple[str, Sequence[str]]
-"""(account id, company domains): look for the live enrollments of those companies."""
-
-DecidedEvent = tuple[Signal, Sequence[Decision]]
-"""An inbound event (as classified) and every decision made for it."""
-
-
-class TriggerRepository(Protocol):
-    """What the handlers need of storage; tests plug an in-memory fake in here.
-
-    Each method takes a run of messages in partition order and must leave what handling
-    them one by one would leave.
-    """
-
-    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
-        """Keep each version's exit settings; a version, once known, never changes."""
-
-    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
-        """Add enrollments and follow their status; ended is final."""
-
-    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
-        """Remember which enrollment sent each email, for replies that quote it."""
-
-    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
-        """For each signal, the enrollments its lookup finds (all but company matches)."""
-
-    async def live_by_company(
-        self, searches: Sequence[CompanySearch]
-    ) -> list[list[EnrollmentView]]:
-        """For each search, the active or paused enrollments of its company domains."""
-
-    async def save_decisions(self, decided: Sequence[DecidedEvent]) -> None:
-        """Record every decision, once per event and enrollment."""
-
 
 _ENROLLMENT = """
     e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
@@ -203,8 +168,9 @@ def _view(row: asyncpg.Record) -> EnrollmentView:
     )
 
 
-class PostgresRepository:
-    """The repository on the service's own schema (the pool's search path)."""
+class PostgresTriggerEvaluatorStore:
+    """``TriggerEvaluatorStore`` on the transaction's connection (the service's schema is
+    its search path)."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
@@ -316,9 +282,8 @@ class PostgresRepository:
             views.sort(key=lambda view: view.enrollment_id)
         return found
 
-    async def save_decisions(self, decided: Sequence[DecidedEvent]) -> None:
-        rows = [(signal, d) for signal, decisions in decided for d in decisions]
-        if not rows:
+    async def save_decisions(self, decisions: Sequence[Decision]) -> None:
+        if not decisions:
             return
         await self._conn.execute(
             """INSERT INTO decisions (account_id, inbound_message_id, inbound_type, enrollment_id,
@@ -328,18 +293,18 @@ class PostgresRepository:
                                     $6::text[], $7::text[], $8::text[], $9::text[],
                                     $10::text[], $11::text[], $12::uuid[])
                ON CONFLICT (account_id, inbound_message_id, enrollment_id) DO NOTHING""",
-            [s.account_id for s, _ in rows],
-            [s.message_id for s, _ in rows],
-            [s.event_type for s, _ in rows],
-            [d.enrollment.enrollment_id if d.enrollment else None for _, d in rows],
-            [d.record.type.value if d.record else None for _, d in rows],
-            [d.record.id if d.record else None for _, d in rows],
-            [d.trigger.value if d.trigger else None for _, d in rows],
-            [d.matched_by.value if d.matched_by else None for _, d in rows],
-            [d.outcome.value for _, d in rows],
-            [d.reason.value if d.reason else None for _, d in rows],
-            [d.why for _, d in rows],
-            [d.exit_message_id for _, d in rows],
+            [d.event.account_id for d in decisions],
+            [d.event.message_id for d in decisions],
+            [d.event.event_type for d in decisions],
+            [d.enrollment.enrollment_id if d.enrollment else None for d in decisions],
+            [d.record.type.value if d.record else None for d in decisions],
+            [d.record.id if d.record else None for d in decisions],
+            [d.trigger.value if d.trigger else None for d in decisions],
+            [d.matched_by.value if d.matched_by else None for d in decisions],
+            [d.outcome.value for d in decisions],
+            [d.reason.value if d.reason else None for d in decisions],
+            [d.why for d in decisions],
+            [d.exit_message_id for d in decisions],
         )
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from shared.contracts import Message, RecordRef, RecordType
+from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType
 from shared.contracts.commands import ExitReason
 from shared.contracts.inbound import (
     BounceKind,
@@ -92,11 +93,19 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """What one inbound event means for enrollments: ``classify``'s answer."""
+    """What one inbound event means for enrollments: ``classify``'s answer.
+
+    It keeps what every decision about the event needs to say where it came from: the
+    event's id, type, topic, time and flow (its correlation id).
+    """
 
     message_id: uuid.UUID
     account_id: str
     event_type: str
+    topic: str
+    occurred_at: datetime
+    correlation_id: uuid.UUID
+    """The flow the event belongs to: its own correlation id, or its id if it starts one."""
     rule: TriggerRule | None
     lookup: Lookup = Lookup()
     ignored_because: str | None = None
@@ -213,6 +222,9 @@ def classify(event: Message) -> Signal:
         message_id=event.message_id,
         account_id=event.account_id,
         event_type=event.type,
+        topic=TOPIC_OF_TYPE[event.type],
+        occurred_at=event.occurred_at,
+        correlation_id=event.correlation_id or event.message_id,
         rule=rule,
         lookup=lookup,
         ignored_because=why_not,

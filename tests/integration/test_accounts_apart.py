@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from services.trigger_evaluator.domain import Decision, MatchKind, Outcome
-from services.trigger_evaluator.repository import PostgresRepository
+from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from services.trigger_evaluator.triggers import classify
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
@@ -148,7 +148,7 @@ async def test_trigger_evaluator_keeps_two_accounts_with_the_same_ids_apart(
 ) -> None:
     """Same enrollment id, workflow, record, email, alias, company, Message-ID, event id."""
     conn = await connect("trig_apart", SERVICES / "trigger_evaluator" / "migrations")
-    repository = PostgresRepository(conn)
+    repository = PostgresTriggerEvaluatorStore(conn)
     enrollment_id = uuid.uuid4()
     record = RecordRef(type=RecordType.CONTACT, id="c-1")
     ref: dict[str, Any] = {
@@ -231,7 +231,7 @@ async def test_trigger_evaluator_keeps_two_accounts_with_the_same_ids_apart(
     assert [[v.account_id for v in views] for views in colleagues] == [[OURS], []]
 
     # The same inbound event id in two accounts: two decisions, neither a "duplicate".
-    decided = [(s, [Decision(outcome=Outcome.IGNORED, why="test")]) for s in signals]
+    decided = [Decision(event=s, outcome=Outcome.IGNORED, why="test") for s in signals]
     await repository.save_decisions(decided)
     await repository.save_decisions(decided)
     rows = await conn.fetch("SELECT account_id, inbound_message_id FROM decisions")

@@ -24,50 +24,38 @@ from services.trigger_evaluator.domain import (
     exit_message_id,
 )
 from services.trigger_evaluator.handlers import TriggerHandlers
+from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import EnrollmentEvent
-from services.trigger_evaluator.repository import PostgresRepository
+from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from services.trigger_evaluator.triggers import classify
-from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
+from shared.contracts import ActorKind, Message, RecordRef, RecordType
+from shared.contracts.commands import ContactDetails, ExitReason
 from shared.contracts.events import (
-    CompletedPayload,
-    EnrolledPayload,
-    EnrollmentCompleted,
     EnrollmentEnrolled,
-    EnrollmentExited,
-    EnrollmentPaused,
-    EnrollmentResumed,
-    ExitedPayload,
     MessageSent,
     MessageSentPayload,
-    PausedPayload,
-    ResumedPayload,
-    WorkflowApplied,
-    WorkflowAppliedPayload,
 )
 from shared.contracts.inbound import (
-    BounceKind,
     Channel,
-    EmailBounced,
-    EmailBouncedPayload,
-    EmailLinkClicked,
-    EmailLinkClickedPayload,
-    EmailReplied,
-    EmailRepliedPayload,
-    MeetingBooked,
-    MeetingBookedPayload,
 )
-from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
+from shared.contracts.workflow import ExitTrigger
 from shared.migrations import migrate
 from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
-from tests.handler.test_trigger_evaluator_handlers import FakeRepository
+from tests.support.builders.enrollment_events import USER
+from tests.support.builders.trigger_traffic import (
+    ACCOUNTS,
+    inbound_events,
+    populate,
+    random_enrollment_event,
+    ref,
+    workflow,
+)
+from tests.support.fakes.trigger_evaluator import FakeTriggerEvaluatorStore
 
 pytestmark = pytest.mark.integration
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "trigger_evaluator" / "migrations"
-ACCOUNTS = ("acc-a", "acc-b")
-USER = Actor(kind=ActorKind.USER, id="u-1")
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
@@ -125,69 +113,6 @@ class CountingConnection:
         return method
 
 
-def workflow(account_id: str, version: int, *, company: bool = False) -> WorkflowApplied:
-    triggers = frozenset({ExitTrigger.REPLIED, ExitTrigger.LINK_CLICKED, ExitTrigger.HARD_BOUNCED})
-    definition = WorkflowDefinition(
-        workflow_id="wf",
-        name="Onboarding",
-        record_type=RecordType.CONTACT,
-        steps=(Step(step_id="hello", body="Hello"),),
-        settings=WorkflowSettings(
-            exit_triggers=triggers if version == 1 else frozenset(),
-            unenroll_company_on_reply=company,
-        ),
-    )
-    return WorkflowApplied.create(
-        account_id=account_id,
-        payload=WorkflowAppliedPayload(version=version, definition=definition, actor=USER),
-    )
-
-
-def ref(enrollment_id: uuid.UUID, record_id: str, version: int = 1) -> dict[str, Any]:
-    record = RecordRef(type=RecordType.CONTACT, id=record_id)
-    return {
-        "enrollment_id": enrollment_id,
-        "workflow_id": "wf",
-        "workflow_version": version,
-        "record": record,
-    }
-
-
-def random_enrollment_event(
-    rng: random.Random, enrollment_id: uuid.UUID, home: str, number: int
-) -> EnrollmentEvent:
-    # Now and then another account has the same id: its events are another enrollment's.
-    account_id = home if rng.random() < 0.9 else next(a for a in ACCOUNTS if a != home)
-    fields = ref(enrollment_id, f"c-{number}")
-    kind = rng.choice(["enrolled", "enrolled", "paused", "resumed", "exited", "completed"])
-    if kind == "enrolled":
-        contact = ContactDetails(
-            email=f"p{number}-{rng.randrange(3)}@dom{number % 5}.com",
-            aliases=tuple(f"a{number}-{i}@alias.com" for i in range(rng.randrange(3))),
-            company_domain=rng.choice([f" Dom{number % 5}.com ", None]),
-        )
-        actor = rng.choice([USER, Actor(kind=ActorKind.SYSTEM, id="offramp")])
-        payload = EnrolledPayload(**fields, contact=contact, actor=actor)
-        return EnrollmentEnrolled.create(account_id=account_id, payload=payload)
-    if kind == "paused":
-        paused = PausedPayload(**fields, reason="manual", actor=USER)
-        return EnrollmentPaused.create(account_id=account_id, payload=paused)
-    if kind == "resumed":
-        resumed = ResumedPayload(**fields, actor=USER)
-        return EnrollmentResumed.create(account_id=account_id, payload=resumed)
-    if kind == "exited":
-        exited = ExitedPayload(
-            **fields,
-            reason=ExitReason.MANUAL,
-            source=ExitSource.MANUAL,
-            actor=USER,
-            steps_completed=0,
-        )
-        return EnrollmentExited.create(account_id=account_id, payload=exited)
-    completed = CompletedPayload(**fields, steps_completed=1)
-    return EnrollmentCompleted.create(account_id=account_id, payload=completed)
-
-
 async def apply_alone(conn: asyncpg.Connection, event: EnrollmentEvent) -> None:
     p = event.payload
     key = (p.enrollment_id, event.account_id, p.workflow_id, p.workflow_version)
@@ -235,7 +160,7 @@ async def test_runs_of_enrollment_events_leave_what_the_events_one_by_one_leave(
     touched: dict[str, list[set[tuple[str, uuid.UUID]]]] = {"batched": [], "alone": []}
     for run in runs:
         async with batched.transaction():
-            await PostgresRepository(counting).save_enrollment_events(run)  # type: ignore[arg-type]
+            await PostgresTriggerEvaluatorStore(counting).save_enrollment_events(run)  # type: ignore[arg-type]
             touched["batched"].append(await changed_now(batched))
         async with alone.transaction():
             for event in run:
@@ -251,7 +176,7 @@ async def test_runs_of_enrollment_events_leave_what_the_events_one_by_one_leave(
 
 async def test_workflow_versions_and_sent_emails_keep_the_first_of_a_run(connect: Connect) -> None:
     conn = await connect()
-    repository = PostgresRepository(conn)
+    repository = PostgresTriggerEvaluatorStore(conn)
     first = [workflow(a, v, company=True) for a in ACCOUNTS for v in range(1, 151)]
     await repository.save_workflow_versions([workflow("acc-a", 1), *first, *first])
     await repository.save_workflow_versions(first)
@@ -294,90 +219,6 @@ async def test_workflow_versions_and_sent_emails_keep_the_first_of_a_run(connect
     assert quoted["acc-a", "m-7@offramp"] == uuid.UUID(int=257)  # a blank Message-ID is skipped
 
 
-def inbound_events(rng: random.Random, count: int) -> list[Message]:
-    """Replies, clicks, bounces and meetings, each about one of 300 enrolled people."""
-    events: list[Message] = []
-    for _ in range(count):
-        n = rng.randrange(320)  # some match no one
-        account_id = rng.choice(ACCOUNTS)
-        record = RecordRef(type=RecordType.CONTACT, id=f"c-{n}")
-        address = rng.choice([f"p{n}@dom{n % 5}.com", f"a{n}-0@alias.com"])
-        quoted = f"<m-{rng.randrange(400)}@offramp>"
-        kind = rng.randrange(4)
-        if kind == 0:
-            payload = EmailRepliedPayload(
-                from_address=address,
-                message_header_id="<r@mail>",
-                in_reply_to=quoted,
-                record=record if rng.random() < 0.3 else None,
-            )
-            events.append(EmailReplied.create(account_id=account_id, payload=payload))
-        elif kind == 1:
-            click = EmailLinkClickedPayload(
-                from_address=address, workflow_message_id=quoted, url="https://x"
-            )
-            events.append(EmailLinkClicked.create(account_id=account_id, payload=click))
-        elif kind == 2:
-            bounce = EmailBouncedPayload(
-                from_address=address, bounce=BounceKind.HARD, record=record
-            )
-            events.append(EmailBounced.create(account_id=account_id, payload=bounce))
-        else:
-            other = RecordRef(type=RecordType.CONTACT, id=f"c-{rng.randrange(320)}")
-            meeting = MeetingBookedPayload(record=record, attendees=(other,), via_message_id=quoted)
-            events.append(MeetingBooked.create(account_id=account_id, payload=meeting))
-    return events
-
-
-async def populate(repository: PostgresRepository | FakeRepository, rng: random.Random) -> None:
-    await repository.save_workflow_versions(
-        [workflow(a, v, company=a == "acc-a") for a in ACCOUNTS for v in (1, 2)]
-    )
-    events: list[EnrollmentEvent] = []
-    for n in range(300):
-        enrollment_id = uuid.UUID(int=n + 1)
-        account_id = ACCOUNTS[n % 2]
-        contact = ContactDetails(
-            email=f"p{n % 280}@dom{n % 5}.com",
-            aliases=(f"a{n}-0@alias.com",) if n % 3 == 0 else (),
-            company_domain=f"dom{n % 5}.com",
-        )
-        fields = ref(enrollment_id, f"c-{n % 250}", version=1 if n % 7 else 2)
-        events.append(
-            EnrollmentEnrolled.create(
-                account_id=account_id,
-                payload=EnrolledPayload(**fields, contact=contact, actor=USER),
-            )
-        )
-        if n % 4 == 0:
-            exited = ExitedPayload(
-                **fields,
-                reason=ExitReason.MANUAL,
-                source=ExitSource.MANUAL,
-                actor=USER,
-                steps_completed=0,
-            )
-            events.append(EnrollmentExited.create(account_id=account_id, payload=exited))
-    rng.shuffle(events)  # order between enrollments does not matter; ended stays ended
-    await repository.save_enrollment_events(events)
-    sent = [
-        MessageSent.create(
-            account_id=ACCOUNTS[n % 2],
-            payload=MessageSentPayload(
-                **ref(uuid.UUID(int=n + 1), f"c-{n % 250}"),
-                step_index=0,
-                step_id="hello",
-                channel=Channel.EMAIL,
-                provider_message_id=f"<m-{n}@offramp>",
-                recipient="p@dom.com",
-                sent_at=AT,
-            ),
-        )
-        for n in range(0, 300, 2)
-    ]
-    await repository.save_sent_messages(sent)
-
-
 def comparable(candidates: list[Candidate]) -> list[Candidate]:
     # Sorted by key, compared by value: a repr would depend on a frozenset's order.
     return sorted(candidates, key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
@@ -389,15 +230,15 @@ def by_id(views: list[EnrollmentView]) -> list[EnrollmentView]:
 
 async def test_a_runs_candidates_are_what_each_events_lookups_find(connect: Connect) -> None:
     conn = await connect()
-    repository, fake = PostgresRepository(conn), FakeRepository()
+    repository, fake = PostgresTriggerEvaluatorStore(conn), FakeTriggerEvaluatorStore()
     await populate(repository, random.Random(3))
     await populate(fake, random.Random(3))
     signals = [classify(event) for event in inbound_events(random.Random(5), 400)]
     counting = CountingConnection(conn)
 
-    found = await PostgresRepository(counting).candidates(signals)  # type: ignore[arg-type]
+    found = await PostgresTriggerEvaluatorStore(counting).candidates(signals)  # type: ignore[arg-type]
     searches = [(s.account_id, (f"dom{i % 5}.com", "nowhere.org")) for i, s in enumerate(signals)]
-    colleagues = await PostgresRepository(counting).live_by_company(searches)  # type: ignore[arg-type]
+    colleagues = await PostgresTriggerEvaluatorStore(counting).live_by_company(searches)  # type: ignore[arg-type]
 
     assert counting.statements == 2
     expected = await fake.candidates(signals)
@@ -412,15 +253,16 @@ async def test_a_runs_candidates_are_what_each_events_lookups_find(connect: Conn
 
 async def test_the_inbound_handler_decides_a_run_as_its_events_alone(connect: Connect) -> None:
     conn = await connect()
-    await populate(PostgresRepository(conn), random.Random(3))
+    await populate(PostgresTriggerEvaluatorStore(conn), random.Random(3))
     events = inbound_events(random.Random(11), 300)
     counting = CountingConnection(conn)
     handlers = TriggerHandlers()
 
     async def decide(run: list[Message]) -> tuple[list[tuple[Any, ...]], list[str]]:
         async with conn.transaction():
-            uow = UnitOfWork(counting, None)
-            await handlers.inbound(uow, run)
+            store = PostgresTriggerEvaluatorStore(counting)  # type: ignore[arg-type]
+            uow: UnitOfWork[TriggerEvaluatorStore] = UnitOfWork(None, store)
+            await handlers.inbound(uow, run, AT)
             decided = await table(conn, "decisions")
             await conn.execute("DELETE FROM decisions")
         return decided, [o.headers["message-id"] for o in uow.outgoing]
@@ -441,7 +283,7 @@ async def test_the_inbound_handler_decides_a_run_as_its_events_alone(connect: Co
 
 async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Connect) -> None:
     conn = await connect()
-    repository = PostgresRepository(conn)
+    repository = PostgresTriggerEvaluatorStore(conn)
     events = inbound_events(random.Random(13), 300)
     view = EnrollmentView(
         enrollment_id=uuid.uuid4(),
@@ -453,24 +295,18 @@ async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Con
         workflow=None,
     )
     decided = [
-        (
-            classify(event),
-            [
-                Decision(outcome=Outcome.IGNORED, why="no enrollment matched")
-                if i % 2
-                else Decision(
-                    outcome=Outcome.EXIT,
-                    why="replied (matched by address)",
-                    trigger=ExitTrigger.REPLIED,
-                    reason=ExitReason.REPLIED,
-                    enrollment=view,
-                    record=view.record,
-                    matched_by=MatchKind.ADDRESS,
-                    exit_message_id=exit_message_id(
-                        event.account_id, event.message_id, view.enrollment_id
-                    ),
-                ),
-            ],
+        Decision(event=classify(event), outcome=Outcome.IGNORED, why="no enrollment matched")
+        if i % 2
+        else Decision(
+            event=classify(event),
+            outcome=Outcome.EXIT,
+            why="replied (matched by address)",
+            trigger=ExitTrigger.REPLIED,
+            reason=ExitReason.REPLIED,
+            enrollment=view,
+            record=view.record,
+            matched_by=MatchKind.ADDRESS,
+            exit_message_id=exit_message_id(event.account_id, event.message_id, view.enrollment_id),
         )
         for i, event in enumerate(events)
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,49 +9,19 @@ import pytest
 from services.trigger_evaluator.domain import (
     PERSONAL_EMAIL_DOMAINS,
     Candidate,
-    CrossAccountError,
     EnrollmentStatus,
-    EnrollmentView,
     MatchKind,
     Outcome,
-    WorkflowTriggers,
-    WorkflowVersionUnknownError,
-    company_domain_key,
     decide,
-    exit_command,
-    exit_message_id,
     replier_company_domains,
 )
-from services.trigger_evaluator.projection import (
-    ContactKeys,
-    EnrollmentChange,
-    EnrollmentEvent,
-    fold_enrollment_events,
-)
-from services.trigger_evaluator.triggers import EXIT_RULES, classify, normalize_message_id
+from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
+from services.trigger_evaluator.triggers import classify
 from shared.contracts import (
-    MESSAGES_BY_TOPIC,
-    SYSTEM_ACTOR,
-    Actor,
-    ActorKind,
     Message,
     RecordRef,
-    RecordType,
-    topics,
 )
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
-from shared.contracts.events import (
-    CompletedPayload,
-    EnrolledPayload,
-    EnrollmentCompleted,
-    EnrollmentEnrolled,
-    EnrollmentExited,
-    EnrollmentPaused,
-    EnrollmentResumed,
-    ExitedPayload,
-    PausedPayload,
-    ResumedPayload,
-)
+from shared.contracts.commands import ExitReason
 from shared.contracts.inbound import (
     AgentAssignedPayload,
     BounceKind,
@@ -71,14 +39,10 @@ from shared.contracts.inbound import (
     EmailLinkClicked,
     EmailLinkClickedPayload,
     EmailOpened,
-    EmailReplied,
-    EmailRepliedPayload,
     EmailThreadStarted,
     EmailThreadStartedPayload,
     EmailUnsubscribed,
     FieldChangedPayload,
-    MeetingBooked,
-    MeetingBookedPayload,
     OwnerAssignedPayload,
     PageVisited,
     PageVisitedPayload,
@@ -89,59 +53,17 @@ from shared.contracts.inbound import (
     UserChangedPayload,
 )
 from shared.contracts.workflow import ExitTrigger
+from tests.support.builders.inbound_events import inbound, meeting
+from tests.support.builders.inbound_events import reply_from_contact as replied
+from tests.support.builders.trigger_views import (
+    COLLEAGUE,
+    CONTACT,
+    DEAL,
+    ORGANIZATION,
+)
+from tests.support.builders.trigger_views import enrollment_view as enrollment
 
 pytestmark = pytest.mark.unit
-
-ACCOUNT = "acme-account"
-AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
-COLLEAGUE = RecordRef(type=RecordType.CONTACT, id="c-2")
-DEAL = RecordRef(type=RecordType.DEAL, id="d-1")
-ORGANIZATION = RecordRef(type=RecordType.ORGANIZATION, id="o-1")
-ALL_CONTACT_TRIGGERS = frozenset(ExitTrigger) - {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST}
-
-
-def enrollment(
-    record: RecordRef = CONTACT,
-    *,
-    triggers: frozenset[ExitTrigger] = ALL_CONTACT_TRIGGERS,
-    status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
-    company_domain: str | None = "acme.com",
-    unenroll_company_on_reply: bool = False,
-    workflow_known: bool = True,
-    enrolled_by_user_id: str | None = None,
-    account_id: str = ACCOUNT,
-) -> EnrollmentView:
-    return EnrollmentView(
-        enrollment_id=uuid.uuid4(),
-        account_id=account_id,
-        workflow_id="onboarding",
-        workflow_version=3,
-        record=record,
-        status=status,
-        workflow=WorkflowTriggers(triggers, unenroll_company_on_reply) if workflow_known else None,
-        email=f"{record.id}@acme.com",
-        company_domain=company_domain,
-        enrolled_by_user_id=enrolled_by_user_id,
-    )
-
-
-def inbound(model: type[Message], payload: Any) -> Message:
-    return model.create(account_id=ACCOUNT, payload=payload, occurred_at=AT)
-
-
-def replied(**overrides: Any) -> Message:
-    fields: dict[str, Any] = {
-        "from_address": "c-1@acme.com",
-        "message_header_id": "<reply-1@mail.acme.com>",
-        "in_reply_to": "<sent-1@offramp>",
-        **overrides,
-    }
-    return inbound(EmailReplied, EmailRepliedPayload(**fields))
-
-
-def meeting(**overrides: Any) -> Message:
-    return inbound(MeetingBooked, MeetingBookedPayload(**{"record": CONTACT, **overrides}))
 
 
 def one(decisions: list[Any]) -> Any:
@@ -264,23 +186,6 @@ FIRING_EVENTS = [
         id="agent_assigned",
     ),
 ]
-
-
-def test_every_inbound_event_type_has_a_row_in_the_trigger_table() -> None:
-    inbound_topics = (
-        topics.INBOUND_EMAIL,
-        topics.INBOUND_WEB,
-        topics.INBOUND_CRM,
-        topics.INBOUND_CONVERSATION,
-    )
-    inbound_types = {model.TYPE for t in inbound_topics for model in MESSAGES_BY_TOPIC[t]}
-    assert set(EXIT_RULES) == inbound_types
-
-
-def test_trigger_reasons_are_the_reasons_named_after_the_trigger() -> None:
-    for rule in EXIT_RULES.values():
-        if rule is not None:
-            assert rule.reason.value == rule.trigger.value
 
 
 @pytest.mark.parametrize(("event", "trigger", "reason", "record"), FIRING_EVENTS)
@@ -439,23 +344,6 @@ def test_an_enrollment_found_several_ways_is_decided_once_by_its_strongest_match
     assert decision.reason is ExitReason.REPLIED
 
 
-def test_reply_lookup_follows_the_thread_the_record_and_the_sender_address() -> None:
-    event = replied(
-        in_reply_to="<sent-2@offramp>",
-        references=("<sent-1@offramp>", " <sent-2@offramp> "),
-        record=CONTACT,
-        from_address="Other.Address@Acme.com",
-    )
-
-    lookup = classify(event).lookup
-
-    assert lookup.sent_message_ids == ("sent-2@offramp", "sent-1@offramp")
-    assert lookup.records == (CONTACT,)
-    assert lookup.addresses == ("other.address@acme.com",)
-    assert lookup.include_aliases
-    assert lookup.company_of_replier
-
-
 def test_a_reply_from_an_alias_exits_the_enrollment_found_by_address() -> None:
     view = enrollment(triggers=frozenset({ExitTrigger.REPLIED}))
     signal = classify(replied(from_address="alias@acme.com", in_reply_to=None))
@@ -464,33 +352,6 @@ def test_a_reply_from_an_alias_exits_the_enrollment_found_by_address() -> None:
 
     assert decision.outcome is Outcome.EXIT
     assert decision.why == "replied (matched by address)"
-
-
-def test_a_hard_bounce_matches_the_sending_address_only_not_aliases() -> None:
-    event = inbound(
-        EmailBounced, EmailBouncedPayload(from_address="c-1@acme.com", bounce=BounceKind.HARD)
-    )
-
-    assert classify(event).lookup.include_aliases is False
-
-
-def test_a_click_is_looked_up_by_the_clicked_workflow_email_and_the_contact() -> None:
-    event = inbound(
-        EmailLinkClicked,
-        EmailLinkClickedPayload(
-            from_address="c-1@acme.com",
-            record=CONTACT,
-            workflow_message_id="<sent-9@offramp>",
-            url="https://acme.com",
-        ),
-    )
-
-    lookup = classify(event).lookup
-
-    assert lookup.sent_message_ids == ("sent-9@offramp",)
-    assert lookup.records == (CONTACT,)
-    assert lookup.addresses == ("c-1@acme.com",)
-    assert not lookup.company_of_replier
 
 
 def test_a_colleague_in_a_workflow_that_unenrolls_the_company_exits_as_company_replied() -> None:
@@ -534,16 +395,6 @@ def test_the_replier_company_comes_from_their_enrollments_ended_ones_included() 
     assert replier_company_domains(direct, ignored=frozenset()) == ("acme.com", "gmail.com")
 
 
-def test_a_meeting_counts_for_contact_attendees_and_a_contact_record_only() -> None:
-    other = RecordRef(type=RecordType.CONTACT, id="c-9")
-    on_contact = classify(meeting(attendees=(other, ORGANIZATION)))
-    on_deal = classify(meeting(record=DEAL, attendees=(other,)))
-
-    assert on_contact.lookup.attendees == (other, CONTACT)
-    assert on_deal.lookup.attendees == (other,)
-    assert on_deal.lookup.records == ()
-
-
 def test_a_meeting_with_another_user_than_the_enroller_does_not_exit() -> None:
     view = enrollment(enrolled_by_user_id="u-1")
 
@@ -575,209 +426,3 @@ def test_a_meeting_exits_when_booked_with_the_enroller_or_through_a_workflow_ema
 
     assert decision.outcome is Outcome.EXIT
     assert decision.reason is ExitReason.MEETING_BOOKED
-
-
-def test_the_exit_command_names_the_enrollment_reason_and_triggering_event() -> None:
-    event = replied()
-    view = enrollment()
-    decision = one(decide(classify(event), [Candidate(view, MatchKind.THREAD)]))
-
-    command = exit_command(event, decision, topic=topics.INBOUND_EMAIL)
-
-    assert command.type == "enrollment.exit"
-    assert command.account_id == ACCOUNT
-    assert command.causation_id == event.message_id
-    assert command.correlation_id == event.message_id
-    payload = command.payload
-    assert payload.record == CONTACT
-    assert payload.workflow_id == "onboarding"
-    assert payload.enrollment_id == view.enrollment_id
-    assert payload.reason is ExitReason.REPLIED
-    assert payload.source is ExitSource.TRIGGER
-    assert payload.actor == SYSTEM_ACTOR
-    assert payload.triggering_event is not None
-    assert payload.triggering_event.message_id == event.message_id
-    assert payload.triggering_event.type == "email.replied"
-    assert payload.triggering_event.topic == topics.INBOUND_EMAIL
-    assert payload.triggering_event.occurred_at == AT
-    assert command.partition_key() == f"{ACCOUNT}/contact/c-1"
-
-
-def test_a_replayed_event_yields_the_same_exit_command_id() -> None:
-    event = replied()
-    view = enrollment()
-    other_view = enrollment(COLLEAGUE)
-    candidates = [Candidate(view, MatchKind.THREAD)]
-
-    first = exit_command(event, one(decide(classify(event), candidates)), topic="t")
-    replay = exit_command(event, one(decide(classify(event), candidates)), topic="t")
-    other_enrollment = exit_command(
-        event, one(decide(classify(event), [Candidate(other_view, MatchKind.RECORD)])), topic="t"
-    )
-    other_event = replied()
-    from_other_event = exit_command(
-        other_event, one(decide(classify(other_event), candidates)), topic="t"
-    )
-
-    assert first.message_id == replay.message_id
-    assert first.message_id != other_enrollment.message_id
-    assert first.message_id != from_other_event.message_id
-
-
-def test_only_an_exit_decision_becomes_a_command() -> None:
-    ignored = one(decide(classify(replied(auto_reply=True)), []))
-
-    with pytest.raises(ValueError, match="only an exit decision"):
-        exit_command(replied(), ignored, topic=topics.INBOUND_EMAIL)
-
-
-@pytest.mark.parametrize(
-    ("raw", "normalized"),
-    [("<a@b>", "a@b"), ("  <a@b> ", "a@b"), ("a@b", "a@b"), ("<>", None), ("", None), (None, None)],
-)
-def test_message_ids_are_compared_without_angle_brackets(
-    raw: str | None, normalized: str | None
-) -> None:
-    assert normalize_message_id(raw) == normalized
-
-
-def test_company_domains_are_compared_in_lower_case() -> None:
-    assert company_domain_key(" WWW.Acme.com. ") == "www.acme.com"
-    assert company_domain_key("  ") is None
-    assert company_domain_key(None) is None
-
-
-# Folding a run of enrollment events into one write per enrollment (``projection``).
-
-ENROLLMENT_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
-USER = Actor(kind=ActorKind.USER, id="u-1")
-
-
-def ref() -> dict[str, Any]:
-    return {
-        "enrollment_id": ENROLLMENT_ID,
-        "workflow_id": "onboarding",
-        "workflow_version": 3,
-        "record": CONTACT,
-    }
-
-
-def enrolled_event(
-    email: str = "c-1@acme.com", *, account_id: str = ACCOUNT, actor: Actor = USER
-) -> EnrollmentEnrolled:
-    return EnrollmentEnrolled.create(
-        account_id=account_id,
-        payload=EnrolledPayload(
-            **ref(),
-            contact=ContactDetails(
-                email=email, aliases=("c.one@acme.com",), company_domain="ACME.com"
-            ),
-            actor=actor,
-        ),
-    )
-
-
-def paused_event(account_id: str = ACCOUNT) -> EnrollmentPaused:
-    return EnrollmentPaused.create(
-        account_id=account_id, payload=PausedPayload(**ref(), reason="manual", actor=USER)
-    )
-
-
-def resumed_event(account_id: str = ACCOUNT) -> EnrollmentResumed:
-    return EnrollmentResumed.create(
-        account_id=account_id, payload=ResumedPayload(**ref(), actor=USER)
-    )
-
-
-def exited_event(account_id: str = ACCOUNT) -> EnrollmentExited:
-    return EnrollmentExited.create(
-        account_id=account_id,
-        payload=ExitedPayload(
-            **ref(),
-            reason=ExitReason.MANUAL,
-            source=ExitSource.MANUAL,
-            actor=USER,
-            steps_completed=1,
-        ),
-    )
-
-
-def completed_event() -> EnrollmentCompleted:
-    return EnrollmentCompleted.create(
-        account_id=ACCOUNT, payload=CompletedPayload(**ref(), steps_completed=2)
-    )
-
-
-ALICE_KEYS = ContactKeys(
-    email="c-1@acme.com",
-    aliases=("c.one@acme.com",),
-    company_domain="acme.com",
-    enrolled_by_user_id="u-1",
-)
-
-
-@pytest.mark.parametrize(
-    ("events", "status", "contact"),
-    [
-        pytest.param([enrolled_event()], None, ALICE_KEYS, id="enrolled"),
-        pytest.param([paused_event()], EnrollmentStatus.PAUSED, None, id="lifecycle-only"),
-        pytest.param(
-            [enrolled_event(), exited_event()], EnrollmentStatus.ENDED, ALICE_KEYS, id="then-exit"
-        ),
-        pytest.param(
-            [exited_event(), enrolled_event()], EnrollmentStatus.ENDED, ALICE_KEYS, id="exit-first"
-        ),
-        pytest.param(
-            [completed_event(), resumed_event(), paused_event()],
-            EnrollmentStatus.ENDED,
-            None,
-            id="ended-is-final",
-        ),
-        pytest.param(
-            [paused_event(), resumed_event()], EnrollmentStatus.ACTIVE, None, id="last-status"
-        ),
-    ],
-)
-def test_a_run_of_one_enrollments_events_folds_into_one_change(
-    events: list[EnrollmentEvent], status: EnrollmentStatus | None, contact: ContactKeys | None
-) -> None:
-    (change,) = fold_enrollment_events(events)
-
-    assert change.enrollment_id == ENROLLMENT_ID
-    assert change.account_id == ACCOUNT
-    assert (change.status, change.contact) == (status, contact)
-
-
-def test_the_last_enrolled_gives_the_contact_and_a_system_actor_no_enrolling_user() -> None:
-    (change,) = fold_enrollment_events(
-        [enrolled_event("old@acme.com"), enrolled_event(actor=SYSTEM_ACTOR)]
-    )
-
-    assert change.contact == ContactKeys(
-        email="c-1@acme.com",
-        aliases=("c.one@acme.com",),
-        company_domain="acme.com",
-        enrolled_by_user_id=None,
-    )
-
-
-def test_two_accounts_claiming_one_enrollment_id_fold_apart_in_order_of_appearance() -> None:
-    changes = fold_enrollment_events(
-        [paused_event("other"), enrolled_event(), exited_event("other"), resumed_event()]
-    )
-
-    assert [(c.account_id, c.status) for c in changes] == [
-        ("other", EnrollmentStatus.ENDED),
-        (ACCOUNT, EnrollmentStatus.ACTIVE),
-    ]
-    assert changes[1] == EnrollmentChange(
-        ACCOUNT, changes[1].ref, EnrollmentStatus.ACTIVE, ALICE_KEYS
-    )
-
-
-def test_exit_ids_are_the_same_on_every_replay_and_differ_across_accounts() -> None:
-    event_id, enrollment_id = uuid.uuid4(), uuid.uuid4()
-    ours = exit_message_id("acme-account", event_id, enrollment_id)
-    assert ours == exit_message_id("acme-account", event_id, enrollment_id)
-    # The same upstream event id and enrollment id in another account: another exit.
-    assert ours != exit_message_id("other-account", event_id, enrollment_id)

@@ -8,15 +8,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
-from shared.contracts.commands import ExitReason, ExitSource
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
 from shared.contracts.events import (
     CompletedPayload,
+    EnrolledPayload,
     EnrollmentCompleted,
+    EnrollmentEnrolled,
     EnrollmentExited,
     EnrollmentPaused,
+    EnrollmentResumed,
     EnrollmentStepScheduled,
     ExitedPayload,
     PausedPayload,
+    ResumedPayload,
     StepScheduledPayload,
 )
 from shared.contracts.inbound import Channel
@@ -68,3 +72,74 @@ def completed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentCom
 def paused(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentPaused:
     payload = PausedPayload(**ref(enrollment_id), reason="manual", actor=USER)
     return EnrollmentPaused.create(account_id=account, payload=payload)
+
+
+# Enrollment events that follow a given ``enrollment.enrolled`` (the same enrollment, its
+# workflow, version and record): what trigger-evaluator's projection is built from.
+
+
+def ref_of(enrollment: EnrollmentEnrolled) -> dict[str, Any]:
+    p = enrollment.payload
+    return {
+        "enrollment_id": p.enrollment_id,
+        "workflow_id": p.workflow_id,
+        "workflow_version": p.workflow_version,
+        "record": p.record,
+    }
+
+
+def enrolled(
+    record_id: str,
+    *,
+    email: str,
+    company_domain: str = "acme.com",
+    aliases: tuple[str, ...] = (),
+    version: int = 1,
+    account: str = ACCOUNT,
+) -> EnrollmentEnrolled:
+    """A new enrollment of contact ``record_id`` in workflow ``onboarding``."""
+    return EnrollmentEnrolled.create(
+        account_id=account,
+        payload=EnrolledPayload(
+            enrollment_id=uuid.uuid4(),
+            workflow_id="onboarding",
+            workflow_version=version,
+            record=RecordRef(type=RecordType.CONTACT, id=record_id),
+            contact=ContactDetails(email=email, aliases=aliases, company_domain=company_domain),
+            actor=USER,
+        ),
+    )
+
+
+def exited_from(
+    enrollment: EnrollmentEnrolled,
+    *,
+    reason: ExitReason = ExitReason.MANUAL,
+    source: ExitSource = ExitSource.MANUAL,
+    steps_completed: int = 0,
+) -> EnrollmentExited:
+    return EnrollmentExited.create(
+        account_id=enrollment.account_id,
+        payload=ExitedPayload(
+            **ref_of(enrollment),
+            reason=reason,
+            source=source,
+            actor=USER,
+            steps_completed=steps_completed,
+        ),
+    )
+
+
+def completed_from(enrollment: EnrollmentEnrolled) -> EnrollmentCompleted:
+    payload = CompletedPayload(**ref_of(enrollment), steps_completed=1)
+    return EnrollmentCompleted.create(account_id=enrollment.account_id, payload=payload)
+
+
+def paused_from(enrollment: EnrollmentEnrolled) -> EnrollmentPaused:
+    payload = PausedPayload(**ref_of(enrollment), reason="manual", actor=USER)
+    return EnrollmentPaused.create(account_id=enrollment.account_id, payload=payload)
+
+
+def resumed_from(enrollment: EnrollmentEnrolled) -> EnrollmentResumed:
+    payload = ResumedPayload(**ref_of(enrollment), actor=USER)
+    return EnrollmentResumed.create(account_id=enrollment.account_id, payload=payload)

@@ -1,0 +1,48 @@
+"""What trigger-evaluator needs from storage: the ``TriggerEvaluatorStore`` port.
+
+``repository.PostgresTriggerEvaluatorStore`` is the real one; ``tests/support/fakes`` holds
+an in-memory one that passes the same contract suite (``tests/contract``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from services.trigger_evaluator.domain import Candidate, CompanySearch, Decision, EnrollmentView
+from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.triggers import Signal
+from shared.contracts.events import MessageSent, WorkflowApplied
+
+
+class TriggerEvaluatorStore(Protocol):
+    """Each method takes a run of messages in partition order, costs one statement however
+    long the run, and leaves what handling them one by one would leave. Nothing crosses
+    accounts; every write is idempotent (a re-applied event changes nothing)."""
+
+    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
+        """Keep each version's exit settings; a version, once known, never changes."""
+        ...
+
+    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
+        """Add enrollments and follow their status; ended is final."""
+        ...
+
+    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
+        """Remember which enrollment sent each email, for replies that quote it."""
+        ...
+
+    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
+        """For each signal, the enrollments its lookup finds (all but company matches),
+        strongest match first."""
+        ...
+
+    async def live_by_company(
+        self, searches: Sequence[CompanySearch]
+    ) -> list[list[EnrollmentView]]:
+        """For each search, the active or paused enrollments of its company domains."""
+        ...
+
+    async def save_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Record every decision, once per event and enrollment (the first one kept)."""
+        ...

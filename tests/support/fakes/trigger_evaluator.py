@@ -1,0 +1,174 @@
+"""``TriggerEvaluatorStore`` in memory, with the SQL's semantics; passes tests/contract.
+
+Runs are applied one message at a time: the plain sequential behaviour the PostgreSQL
+store's batch statements must reproduce.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from services.trigger_evaluator.domain import (
+    STATUS_AFTER_EVENT,
+    Candidate,
+    CompanySearch,
+    Decision,
+    EnrollmentStatus,
+    EnrollmentView,
+    MatchKind,
+    WorkflowTriggers,
+    company_domain_key,
+)
+from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.triggers import Lookup, Signal, normalize_message_id
+from shared.contracts import ActorKind
+from shared.contracts.commands import ContactDetails
+from shared.contracts.events import (
+    EnrolledPayload,
+    EnrollmentEnrolled,
+    EnrollmentRef,
+    MessageSent,
+    WorkflowApplied,
+)
+
+DecisionKey = tuple[str, uuid.UUID, uuid.UUID | None]
+"""(account, inbound message id, enrollment id or None): a decision is recorded once."""
+
+
+@dataclass
+class FakeTriggerEvaluatorStore:
+    workflows: dict[tuple[str, str, int], WorkflowTriggers] = field(default_factory=dict)
+    enrollments: dict[tuple[str, uuid.UUID], EnrollmentView] = field(default_factory=dict)
+    """(account, enrollment id) -> view: another account's same id is another enrollment."""
+    sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
+    decided: dict[DecisionKey, Decision] = field(default_factory=dict)
+    """Every decision recorded, in the order recorded."""
+    calls: list[str] = field(default_factory=list)
+    """Method names in call order: one call stands for one SQL statement."""
+
+    def snapshot(self) -> object:
+        return (dict(self.workflows), dict(self.enrollments), dict(self.sent), dict(self.decided))
+
+    @property
+    def decisions(self) -> list[tuple[str, uuid.UUID, str, Decision]]:
+        """(account, inbound message id, inbound type, decision), in the order recorded."""
+        return [
+            (d.event.account_id, d.event.message_id, d.event.event_type, d)
+            for d in self.decided.values()
+        ]
+
+    async def save_workflow_versions(self, applied: Sequence[WorkflowApplied]) -> None:
+        self.calls.append("save_workflow_versions")
+        for event in applied:
+            definition = event.payload.definition
+            settings = definition.settings
+            self.workflows.setdefault(
+                (event.account_id, definition.workflow_id, event.payload.version),
+                WorkflowTriggers(settings.exit_triggers, settings.unenroll_company_on_reply),
+            )
+
+    async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
+        self.calls.append("save_enrollment_events")
+        for event in events:
+            if isinstance(event, EnrollmentEnrolled):
+                self._enrolled(event.account_id, event.payload)
+            else:
+                self._set_status(event.account_id, event.payload, STATUS_AFTER_EVENT[event.type])
+
+    def _enrolled(self, account_id: str, enrolled: EnrolledPayload) -> None:
+        contact = enrolled.contact or ContactDetails()
+        key = (account_id, enrolled.enrollment_id)
+        known = self.enrollments.get(key)
+        self.enrollments[key] = EnrollmentView(
+            enrollment_id=enrolled.enrollment_id,
+            account_id=account_id,
+            workflow_id=known.workflow_id if known else enrolled.workflow_id,
+            workflow_version=known.workflow_version if known else enrolled.workflow_version,
+            record=known.record if known else enrolled.record,
+            status=known.status if known else EnrollmentStatus.ACTIVE,
+            workflow=None,
+            email=contact.email,
+            aliases=contact.aliases,
+            company_domain=company_domain_key(contact.company_domain),
+            enrolled_by_user_id=enrolled.actor.id
+            if enrolled.actor.kind is ActorKind.USER
+            else None,
+        )
+
+    def _set_status(self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus) -> None:
+        key = (account_id, ref.enrollment_id)
+        known = self.enrollments.get(key)
+        if known is None:  # a lifecycle event ahead of enrolled: remembered all the same
+            self.enrollments[key] = EnrollmentView(
+                enrollment_id=ref.enrollment_id,
+                account_id=account_id,
+                workflow_id=ref.workflow_id,
+                workflow_version=ref.workflow_version,
+                record=ref.record,
+                status=status,
+                workflow=None,
+            )
+        elif known.status is not EnrollmentStatus.ENDED:
+            self.enrollments[key] = replace(known, status=status)
+
+    async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
+        self.calls.append("save_sent_messages")
+        for event in sent:
+            message_id = normalize_message_id(event.payload.provider_message_id)
+            if message_id is not None:  # otherwise nothing a reply could quote
+                self.sent.setdefault((event.account_id, message_id), event.payload.enrollment_id)
+
+    def _views(
+        self, account_id: str, keep: Callable[[EnrollmentView], bool]
+    ) -> list[EnrollmentView]:
+        return [
+            replace(
+                e, workflow=self.workflows.get((e.account_id, e.workflow_id, e.workflow_version))
+            )
+            for e in self.enrollments.values()
+            if e.account_id == account_id and keep(e)
+        ]
+
+    async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
+        self.calls.append("candidates")
+        return [self._candidates(signal.account_id, signal.lookup) for signal in signals]
+
+    def _candidates(self, account_id: str, lookup: Lookup) -> list[Candidate]:
+        threads = {self.sent.get((account_id, m)) for m in lookup.sent_message_ids}
+        addresses = set(lookup.addresses)
+
+        def by_address(e: EnrollmentView) -> bool:
+            aliases = set(e.aliases) if lookup.include_aliases else set()
+            return bool({e.email, *aliases} & addresses)
+
+        searches: list[tuple[MatchKind, Callable[[EnrollmentView], bool]]] = [
+            (MatchKind.THREAD, lambda e: e.enrollment_id in threads),
+            (MatchKind.RECORD, lambda e: e.record in lookup.records),
+            (MatchKind.ATTENDEE, lambda e: e.record in lookup.attendees),
+            (MatchKind.ADDRESS, by_address),
+        ]
+        found = [
+            Candidate(view, kind)
+            for kind, keep in searches
+            for view in self._views(account_id, keep)
+        ]
+        # Strongest first, then a stable order for replays (the SQL's ORDER).
+        return sorted(found, key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
+
+    async def live_by_company(
+        self, searches: Sequence[CompanySearch]
+    ) -> list[list[EnrollmentView]]:
+        self.calls.append("live_by_company")
+        return [self._colleagues(account_id, domains) for account_id, domains in searches]
+
+    def _colleagues(self, account_id: str, domains: Sequence[str]) -> list[EnrollmentView]:
+        views = self._views(account_id, lambda e: e.company_domain in domains and e.status.live)
+        return sorted(views, key=lambda view: view.enrollment_id)
+
+    async def save_decisions(self, decisions: Sequence[Decision]) -> None:
+        self.calls.append("save_decisions")
+        for d in decisions:
+            enrollment_id = d.enrollment.enrollment_id if d.enrollment else None
+            self.decided.setdefault((d.event.account_id, d.event.message_id, enrollment_id), d)
