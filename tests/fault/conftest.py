@@ -6,10 +6,12 @@ server and the four services as processes, with their logs kept under
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from shared.client import OfframpClient
@@ -26,6 +28,7 @@ from tests.support.isolation import (
 from tests.support.outreach import Driver
 from tests.support.processes import smtp_server
 from tests.support.system import System
+from tests.support.waiting import eventually
 
 LOGS = STATE_DIR / "logs"
 
@@ -63,8 +66,22 @@ async def fault_env(fault_infra: FaultInfra) -> AsyncIterator[SessionEnv]:
         )
     finally:
         await asyncio.to_thread(fault_infra.ensure_up)
-        await drop_database(fault_infra.database_url, database)
+        await eventually(
+            functools.partial(_dropped, fault_infra.database_url, database),
+            timeout=30,
+            interval=0.5,
+            what=f"database {database} dropped",
+        )
         await delete_topics(fault_infra.kafka_bootstrap_servers, namespace)
+
+
+async def _dropped(admin_url: str, database: str) -> bool:
+    """Drop ``database``; False while a backend we may not end (autovacuum) still uses it."""
+    try:
+        await drop_database(admin_url, database)
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    return True
 
 
 @pytest.fixture
