@@ -10,7 +10,7 @@ from faststream import FastStream
 
 from services.messaging.config import MessagingSettings
 from services.messaging.handlers import build_handlers
-from services.messaging.repository import MessagingRepository
+from services.messaging.repository import PostgresMessagingStore
 from services.messaging.sender import SenderLoop
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
@@ -23,12 +23,8 @@ SPEC = ServiceSpec(
     consumes=(topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
     publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
     settings=MessagingSettings,
-    store=MessagingRepository,
-    handlers=lambda settings: build_handlers(
-        MessagingRepository,
-        message_id_domain=settings.message_id_domain,
-        default_sender=settings.default_sender,
-    ),
+    store=PostgresMessagingStore,
+    handlers=build_handlers,
     background=(SenderLoop,),
 )
 

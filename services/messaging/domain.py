@@ -2,20 +2,22 @@
 sent or cancelled, how a failed send is retried, and the Message-ID a send carries.
 
 No I/O here: handlers and the sender load state, call these functions and save the result.
+The outcomes of a send (``Sent``, ``Cancelled``, ``Failed``) carry the send itself, so the
+store records them and ``messages`` turns them into events without looking anything up.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from shared.contracts import RecordRef, derived_message_id
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
+from shared.contracts.workflow import WorkflowDefinition
 
 EnrollmentKey = tuple[str, uuid.UUID]
 """(account id, enrollment id): enrollment ids are only ever compared within an account."""
@@ -87,6 +89,51 @@ class EnrollmentView:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrollmentSeen:
+    """What one enrollment event tells the projection."""
+
+    change: EnrollmentChange
+    enrollment_id: uuid.UUID
+    account_id: str
+    workflow_id: str
+    workflow_version: int
+    record: RecordRef
+    email: str | None = None
+    """The contact's address, which only ``enrollment.enrolled`` carries."""
+
+    @property
+    def key(self) -> EnrollmentKey:
+        return (self.account_id, self.enrollment_id)
+
+
+def project(current: EnrollmentView | None, seen: EnrollmentSeen) -> EnrollmentView:
+    """The projection row after ``seen``. An existing row keeps what it was created with
+    (only status and recipient change), and a known address is never forgotten."""
+    status = next_status(current.status if current else None, seen.change)
+    recipient = seen.email or (current.recipient_email if current else None)
+    if current is not None:
+        return replace(current, status=status, recipient_email=recipient)
+    return EnrollmentView(
+        enrollment_id=seen.enrollment_id,
+        account_id=seen.account_id,
+        workflow_id=seen.workflow_id,
+        workflow_version=seen.workflow_version,
+        record=seen.record,
+        status=status,
+        recipient_email=recipient,
+    )
+
+
+def requeues_paused_sends(seen: EnrollmentSeen, after: EnrollmentView) -> bool:
+    """A resume that left the enrollment active sends again what its pause cancelled.
+
+    A step cancelled for the pause was never sent and the enrollment still waits on it (its
+    timer had already fired, so no new ``step.due`` is coming).
+    """
+    return seen.change is EnrollmentChange.RESUMED and after.status is EnrollmentStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowStep:
     """One step of one applied workflow version, as ``workflow.applied`` defined it."""
 
@@ -99,6 +146,24 @@ class WorkflowStep:
     subject: str | None
     body: str
     sender: str | None
+
+
+def steps_of(account_id: str, version: int, definition: WorkflowDefinition) -> list[WorkflowStep]:
+    """The steps of one applied workflow version, as messaging keeps them."""
+    return [
+        WorkflowStep(
+            account_id=account_id,
+            workflow_id=definition.workflow_id,
+            version=version,
+            step_index=index,
+            step_id=step.step_id,
+            channel=step.channel,
+            subject=step.subject,
+            body=step.body,
+            sender=step.sender,
+        )
+        for index, step in enumerate(definition.steps)
+    ]
 
 
 def provider_message_id(enrollment_id: uuid.UUID, step_index: int, domain: str) -> str:
@@ -141,17 +206,6 @@ class Send:
     @property
     def key(self) -> SendKey:
         return (self.account_id, self.enrollment_id, self.step_index)
-
-    def step_ref(self) -> dict[str, Any]:
-        """The fields every message about this send carries: enrollment and step."""
-        return {
-            "enrollment_id": self.enrollment_id,
-            "workflow_id": self.workflow_id,
-            "workflow_version": self.workflow_version,
-            "record": self.record,
-            "step_index": self.step_index,
-            "step_id": self.step_id,
-        }
 
 
 def send_event_id(kind: str, send: Send) -> uuid.UUID:
@@ -263,3 +317,80 @@ def after_failure(
         return GiveUp(attempts)
     delay = min(backoff_s * 2 ** (attempts - 1), backoff_max_s)
     return RetryAt(now + timedelta(seconds=delay))
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The provider accepted ``send`` for ``recipient``: recorded, and ``message.sent``."""
+
+    send: Send
+    recipient: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """``send`` will never go out: recorded, and ``message.cancelled`` with the reason."""
+
+    send: Send
+    reason: CancelReason
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """One provider attempt of ``send`` failed; no event (no ``message.failed`` contract)."""
+
+    send: Send
+    error: str
+    retry_at: datetime | None
+    """None: that was the last attempt and the send is marked failed."""
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made, this one included."""
+        return self.send.attempts + 1
+
+
+def cancelled(claimed: ClaimedSend, decision: Cancel) -> Cancelled:
+    """The re-check at send time stopped ``claimed``."""
+    return Cancelled(claimed.send, decision.reason)
+
+
+def orphaned(send: Send) -> Cancelled:
+    """A send whose enrollment never reached the projection has nobody to go to."""
+    return Cancelled(send, CancelReason.NO_RECIPIENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one provider call came to: accepted at a time, or an error."""
+
+    accepted_at: datetime | None = None
+    error: str | None = None
+    permanent: bool = False
+    """The provider said it will refuse this message again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_s: float = 2.0
+    backoff_max_s: float = 300.0
+
+
+def after_attempt(
+    send: Send, recipient: str, attempt: Attempt, *, now: datetime, policy: RetryPolicy
+) -> Sent | Failed:
+    """What a provider call makes of ``send``: sent, or failed and retried (or given up)."""
+    if attempt.accepted_at is not None:
+        return Sent(send, recipient, attempt.accepted_at)
+    next_step = after_failure(
+        attempts_before=send.attempts,
+        max_attempts=policy.max_attempts,
+        now=now,
+        backoff_s=policy.backoff_s,
+        backoff_max_s=policy.backoff_max_s,
+        permanent=attempt.permanent,
+    )
+    retry_at = next_step.at if isinstance(next_step, RetryAt) else None
+    return Failed(send, attempt.error or "unknown error", retry_at)

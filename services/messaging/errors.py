@@ -1,4 +1,8 @@
-"""Messaging's exceptions: each says what was wrong and what happens next."""
+"""Messaging's exceptions: each says what was wrong and what happens next.
+
+``MessagingError`` is the base of all of them; ``StepMismatchError`` is also a
+``RejectedMessageError``, the pipeline's signal to dead-letter a message at once.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,27 @@ class UnknownWorkflowStepError(MessagingError):
         )
 
 
-class StepMismatchError(RejectedMessageError):
+class StepMismatchError(MessagingError, RejectedMessageError):
     """A due step disagrees with the workflow version it names: it can never be sent."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        version: int,
+        step_index: int,
+        due: tuple[str, str],
+        known: tuple[str, str],
+    ) -> None:
+        """``due`` and ``known``: (step id, channel) as the step.due and the version have it."""
+        RejectedMessageError.__init__(
+            self,
+            f"step.due names step {step_index} as {due[0]!r} ({due[1]}) "
+            f"but version {version} of {workflow_id!r} has "
+            f"{known[0]!r} ({known[1]}) there; the scheduler and enrollment "
+            "disagree on the workflow version",
+            kind="step_mismatch",
+        )
 
 
 class ProviderError(MessagingError):

@@ -1,36 +1,39 @@
-"""What the handlers and the sender need from storage.
+"""What messaging needs from storage: the ``MessagingStore`` port.
 
-``repository.MessagingRepository`` implements both ports over one connection; tests use
-in-memory fakes.
+``repository.PostgresMessagingStore`` is the real one; ``tests/support/fakes`` holds an
+in-memory one that passes the same contract suite (``tests/contract``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.messaging.domain import (
+    Cancelled,
     ClaimedSend,
     EnrollmentKey,
     EnrollmentView,
+    Failed,
     Send,
     SendKey,
+    Sent,
     WorkflowStep,
 )
-from shared.contracts.events import CancelReason
 
 StepKey = tuple[str, str, int, int]
 """(account id, workflow id, version, step index): one step of one workflow version."""
 
 
 class MessagingStore(Protocol):
-    """Storage of the consumer side: projections and the queue of pending sends.
+    """The projections and the queue of sends, in the unit of work's transaction.
 
-    Every method takes a whole run of messages' worth of rows and costs one statement.
+    Every method takes a whole run of messages' (or a claim's) worth of rows and costs one
+    statement, however many rows there are.
     """
+
+    # --- the consumer side: projections and queueing ---
 
     async def save_workflow_steps(self, steps: Sequence[WorkflowStep]) -> None:
         """Keep the steps of workflow versions (versions never change once applied)."""
@@ -52,7 +55,8 @@ class MessagingStore(Protocol):
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
         """Queue ``sends`` (one per (account, enrollment, step)), due at ``now``; returns the
-        keys of those queued, leaving out steps that already have a send."""
+        keys of those queued, leaving out steps that already have a send (except one
+        cancelled for a pause, which is queued again)."""
         ...
 
     async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
@@ -63,54 +67,29 @@ class MessagingStore(Protocol):
         """Wake every sender loop once this transaction commits."""
         ...
 
-
-StoreFactory = Callable[[Any], MessagingStore]
-"""Builds a store over the unit of work's connection."""
-
-
-@dataclass(frozen=True, slots=True)
-class SentSend:
-    account_id: str
-    enrollment_id: uuid.UUID
-    step_index: int
-    recipient: str
-    sent_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CancelledSend:
-    account_id: str
-    enrollment_id: uuid.UUID
-    step_index: int
-    reason: CancelReason
-
-
-@dataclass(frozen=True, slots=True)
-class FailedAttempt:
-    account_id: str
-    enrollment_id: uuid.UUID
-    step_index: int
-    error: str
-    retry_at: datetime | None
-    """None: the last attempt failed and the send is marked failed."""
-
-
-class SendQueue(Protocol):
-    """Storage of the sender loop. Everything happens in the caller's one transaction."""
+    # --- the sender side: the send queue ---
 
     async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
-        """Lock up to ``limit`` due pending sends and share-lock their enrollments.
+        """Lock up to ``limit`` due pending sends, earliest first, and share-lock their
+        enrollments; a send whose enrollment is not projected yet is left for later.
 
         Rows another transaction holds are skipped, never waited for.
         """
         ...
 
-    async def mark_sent(self, sent: Sequence[SentSend]) -> None: ...
+    async def mark_sent(self, sent: Sequence[Sent]) -> None:
+        """Record accepted sends with their recipient and time."""
+        ...
 
-    async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None: ...
+    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> None:
+        """Record sends the re-check stopped, with the reason."""
+        ...
 
-    async def record_failures(self, failures: Sequence[FailedAttempt]) -> None: ...
+    async def record_failures(self, failures: Sequence[Failed]) -> None:
+        """Count failed attempts; a send with no retry left becomes ``failed``."""
+        ...
 
     async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
-        """Cancel pending sends whose enrollment was never projected; returns them."""
+        """Cancel pending sends queued before ``created_before`` whose enrollment was never
+        projected; returns them."""
         ...

@@ -1,4 +1,8 @@
-"""All of messaging's SQL."""
+"""All of messaging's SQL: ``PostgresMessagingStore``.
+
+Each method takes many rows and costs one statement (``unnest`` arrays in, every row keyed
+by account and ids), however long the run or the claim.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,18 @@ import asyncpg
 
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
+    Cancelled,
     ClaimedSend,
     EnrollmentKey,
     EnrollmentStatus,
     EnrollmentView,
+    Failed,
     Send,
     SendKey,
+    Sent,
     WorkflowStep,
 )
-from services.messaging.ports import CancelledSend, FailedAttempt, SentSend, StepKey
+from services.messaging.ports import StepKey
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
@@ -56,8 +63,8 @@ def _send(row: asyncpg.Record) -> Send:
     )
 
 
-class MessagingRepository:
-    """Both storage ports (``MessagingStore`` and ``SendQueue``) over one connection."""
+class PostgresMessagingStore:
+    """``MessagingStore`` on the transaction's connection."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
@@ -263,7 +270,7 @@ class MessagingRepository:
             for row in rows
         ]
 
-    async def mark_sent(self, sent: Sequence[SentSend]) -> None:
+    async def mark_sent(self, sent: Sequence[Sent]) -> None:
         """Record accepted sends with their recipient and time."""
         if not sent:
             return
@@ -275,14 +282,14 @@ class MessagingRepository:
                     AS u(account_id, enrollment_id, step_index, recipient, sent_at)
                WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index""",
-            [s.account_id for s in sent],
-            [s.enrollment_id for s in sent],
-            [s.step_index for s in sent],
+            [s.send.account_id for s in sent],
+            [s.send.enrollment_id for s in sent],
+            [s.send.step_index for s in sent],
             [s.recipient for s in sent],
             [s.sent_at for s in sent],
         )
 
-    async def mark_cancelled(self, cancelled: Sequence[CancelledSend]) -> None:
+    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> None:
         """Record sends the re-check stopped, with the reason."""
         if not cancelled:
             return
@@ -293,13 +300,13 @@ class MessagingRepository:
                     AS u(account_id, enrollment_id, step_index, reason)
                WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index""",
-            [c.account_id for c in cancelled],
-            [c.enrollment_id for c in cancelled],
-            [c.step_index for c in cancelled],
+            [c.send.account_id for c in cancelled],
+            [c.send.enrollment_id for c in cancelled],
+            [c.send.step_index for c in cancelled],
             [c.reason.value for c in cancelled],
         )
 
-    async def record_failures(self, failures: Sequence[FailedAttempt]) -> None:
+    async def record_failures(self, failures: Sequence[Failed]) -> None:
         """Count failed attempts; a send with no retry left becomes ``failed``."""
         if not failures:
             return
@@ -313,9 +320,9 @@ class MessagingRepository:
                     AS u(account_id, enrollment_id, step_index, error, retry_at)
                WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index""",
-            [f.account_id for f in failures],
-            [f.enrollment_id for f in failures],
-            [f.step_index for f in failures],
+            [f.send.account_id for f in failures],
+            [f.send.enrollment_id for f in failures],
+            [f.send.step_index for f in failures],
             [f.error for f in failures],
             [f.retry_at for f in failures],
         )

@@ -1,0 +1,80 @@
+"""Messaging's decisions as outgoing messages: the events a send's outcome publishes, and
+the email a provider is handed."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from services.messaging import domain
+from services.messaging.providers import OutboundEmail
+from shared.contracts.events import (
+    MessageCancelled,
+    MessageCancelledPayload,
+    MessageSent,
+    MessageSentPayload,
+)
+
+M = TypeVar("M", MessageSent, MessageCancelled)
+
+
+def _step_ref(send: domain.Send) -> dict[str, Any]:
+    """The fields every message about a send carries: enrollment and step."""
+    return {
+        "enrollment_id": send.enrollment_id,
+        "workflow_id": send.workflow_id,
+        "workflow_version": send.workflow_version,
+        "record": send.record,
+        "step_index": send.step_index,
+        "step_id": send.step_id,
+    }
+
+
+def _traced(message: M, send: domain.Send) -> M:
+    # The send outlives the step.due that queued it; carry that flow's ids forward.
+    return message.model_copy(
+        update={"correlation_id": send.correlation_id, "causation_id": send.cause_message_id}
+    )
+
+
+def message_sent(decision: domain.Sent) -> MessageSent:
+    """``message.sent``; its id is derived, so a step sent twice publishes one id."""
+    send = decision.send
+    return _traced(
+        MessageSent.create(
+            message_id=domain.send_event_id(MessageSent.TYPE, send),
+            account_id=send.account_id,
+            occurred_at=decision.sent_at,
+            payload=MessageSentPayload(
+                **_step_ref(send),
+                channel=send.channel,
+                provider_message_id=send.provider_message_id,
+                recipient=decision.recipient,
+                sent_at=decision.sent_at,
+            ),
+        ),
+        send,
+    )
+
+
+def message_cancelled(decision: domain.Cancelled) -> MessageCancelled:
+    """``message.cancelled`` with the reason the send will never go out."""
+    send = decision.send
+    return _traced(
+        MessageCancelled.create(
+            message_id=domain.send_event_id(MessageCancelled.TYPE, send),
+            account_id=send.account_id,
+            payload=MessageCancelledPayload(**_step_ref(send), reason=decision.reason),
+        ),
+        send,
+    )
+
+
+def outbound_email(send: domain.Send, recipient: str) -> OutboundEmail:
+    """What the provider is handed for ``send``: the same Message-ID on every attempt."""
+    return OutboundEmail(
+        message_id=send.provider_message_id,
+        sender=send.sender,
+        recipient=recipient,
+        subject=send.subject,
+        body=send.body,
+    )

@@ -1,0 +1,141 @@
+"""messaging's enrollment projection on the fake store: it follows the enrollment events,
+keeps the recipient, never revives an ended enrollment, and a resume re-queues what the
+pause cancelled.
+
+Every consumer case runs on the harness, as one batch and message by message.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.messaging.domain import EnrollmentStatus
+from shared.contracts import Message
+from shared.contracts.events import CancelReason, MessageCancelled
+from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
+from tests.support.builders.messaging_events import (
+    ENROLLMENT,
+    OTHER_ENROLLMENT,
+    enrollment_enrolled,
+    messaging_settings,
+    resumed,
+    step_due,
+    workflow_applied,
+)
+from tests.support.fakes.messaging import MessagingHarness
+
+pytestmark = pytest.mark.handler
+
+NOW = T0
+OTHER = OTHER_ENROLLMENT
+
+
+@pytest.fixture
+def h() -> MessagingHarness:
+    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
+
+
+async def ready(h: MessagingHarness, *events: Message) -> None:
+    await h.given(workflow_applied(), *events)
+
+
+async def test_the_projection_keeps_the_recipient_and_never_revives_an_exit(
+    h: MessagingHarness,
+) -> None:
+    await h.when(enrollment_enrolled(ENROLLMENT))
+    assert h.view().status is EnrollmentStatus.ACTIVE
+    assert h.view().recipient_email == "ada@example.com"
+    await h.when(exited(ENROLLMENT))
+    await h.when(enrollment_enrolled(ENROLLMENT))  # replayed
+    await h.when(resumed(ENROLLMENT))
+    view = h.view()
+    assert view.status is EnrollmentStatus.EXITED
+    assert view.recipient_email == "ada@example.com"
+
+
+async def test_an_exit_seen_before_the_enrollment_still_ends_it(h: MessagingHarness) -> None:
+    await h.when(exited(ENROLLMENT))
+    await h.when(enrollment_enrolled(ENROLLMENT))
+    view = h.view()
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+
+
+async def test_another_accounts_enrollment_with_the_same_id_is_another_row(
+    h: MessagingHarness,
+) -> None:
+    await h.when(enrollment_enrolled(ENROLLMENT))
+    await h.when(exited(ENROLLMENT, account=OTHER_ACCOUNT))
+    # Ours is as it was; theirs is its own row, ended.
+    assert h.view().account_id == ACCOUNT
+    assert h.view().status is EnrollmentStatus.ACTIVE
+    assert h.view(account=OTHER_ACCOUNT).status is EnrollmentStatus.EXITED
+
+
+# --- several messages in one run: one statement per kind of change, as if one by one ---
+
+
+async def test_enrolled_then_exited_in_one_run_leaves_the_enrollment_exited(
+    h: MessagingHarness,
+) -> None:
+    await h.when(enrollment_enrolled(ENROLLMENT), enrollment_enrolled(OTHER), exited(ENROLLMENT))
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    view = h.view()
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+    assert h.view(OTHER).status is EnrollmentStatus.ACTIVE
+
+
+async def test_exited_then_enrolled_in_one_run_stays_exited_with_the_recipient(
+    h: MessagingHarness,
+) -> None:
+    await h.when(exited(ENROLLMENT), enrollment_enrolled(ENROLLMENT))
+    view = h.view()
+    assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+
+
+async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once(
+    h: MessagingHarness,
+) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.send_due()
+    assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
+    wakeups = h.store.wakeups
+    h.store.calls.clear()
+    await h.when(resumed(ENROLLMENT), paused(ENROLLMENT), resumed(ENROLLMENT))
+    assert h.store.calls == [
+        "enrollments_for_update",
+        "save_enrollments",
+        "rearm_paused_sends",
+    ]
+    assert h.row().status == "pending"
+    assert h.store.wakeups == wakeups + 1
+    assert h.view().status is EnrollmentStatus.ACTIVE
+
+
+async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels(
+    h: MessagingHarness,
+) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.send_due()
+    await h.when(resumed(ENROLLMENT), exited(ENROLLMENT))  # one by one: requeued, then exited
+    assert h.row().status == "pending"
+    [cancelled] = await h.send_due()
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.ENROLLMENT_EXITED
+    assert h.email.calls == 0
+
+
+async def test_another_accounts_events_in_the_run_project_their_own_enrollment(
+    h: MessagingHarness,
+) -> None:
+    await h.when(
+        enrollment_enrolled(ENROLLMENT),
+        enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=OTHER_ACCOUNT),
+        exited(ENROLLMENT),
+    )
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    ours, theirs = h.view(), h.view(account=OTHER_ACCOUNT)
+    assert (ours.status, ours.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
+    assert (theirs.status, theirs.recipient_email) == (
+        EnrollmentStatus.ACTIVE,
+        "bob@example.com",
+    )

@@ -1,0 +1,154 @@
+"""messaging's queueing on the fake store: workflow versions are kept, and a due step is
+queued once per enrollment for the sender, a whole run at a time.
+
+Every consumer case runs on the harness, as one batch and message by message.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
+from shared.consumer import RejectedMessageError
+from shared.contracts import Message
+from shared.contracts.events import StepDue
+from shared.uow import UnitOfWork
+from tests.support.builders.enrollment_events import ACCOUNT, T0
+from tests.support.builders.messaging_events import (
+    DEFAULT_SENDER,
+    DOMAIN,
+    ENROLLMENT,
+    OTHER_ENROLLMENT,
+    WORKFLOW,
+    enrollment_enrolled,
+    messaging_settings,
+    step_due,
+    workflow_applied,
+)
+from tests.support.fakes.messaging import MessagingHarness
+
+pytestmark = pytest.mark.handler
+
+NOW = T0
+OTHER = OTHER_ENROLLMENT
+
+
+@pytest.fixture
+def h() -> MessagingHarness:
+    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
+
+
+async def ready(h: MessagingHarness, *events: Message) -> None:
+    await h.given(workflow_applied(), *events)
+
+
+async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders(
+    h: MessagingHarness,
+) -> None:
+    await ready(h)
+    due = step_due(ENROLLMENT)
+    outcome = await h.when(due)
+    row = h.row()
+    assert row.status == "pending"
+    assert row.send.provider_message_id == f"<{ENROLLMENT}.0@{DOMAIN}>"
+    assert (row.send.sender, row.send.subject, row.send.body) == (
+        DEFAULT_SENDER,
+        "Hello there",
+        "Hi!",
+    )
+    assert row.send.cause_message_id == due.message_id
+    assert h.store.wakeups == 1
+    assert outcome.published == []  # nothing is published before the send itself
+
+
+async def test_a_step_is_queued_at_most_once_per_enrollment(h: MessagingHarness) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT))
+    await h.when(step_due(ENROLLMENT))
+    await h.send_due()
+    await h.when(step_due(ENROLLMENT))  # fired again (another message id): already sent
+    assert h.row().status == "sent"
+    assert len(h.store.sends) == 1
+    assert h.store.wakeups == 1
+    assert await h.send_due() == []
+    assert len(h.email.accepted) == 1
+
+
+async def test_an_unknown_step_is_an_ordinary_error_so_the_pipeline_retries_it(
+    h: MessagingHarness,
+) -> None:
+    with pytest.raises(UnknownWorkflowStepError) as raised:
+        await h.when(step_due(ENROLLMENT))
+    assert not isinstance(raised.value, RejectedMessageError)
+    assert WORKFLOW in str(raised.value)
+    assert h.store.sends == {}
+
+
+async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
+    h: MessagingHarness,
+) -> None:
+    await ready(h)
+    due = step_due(ENROLLMENT, step_id="nudge")
+    with pytest.raises(StepMismatchError) as raised:
+        await h.handlers[StepDue.TYPE](UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW)
+    assert raised.value.kind == "step_mismatch"
+
+    outcome = await h.when(due)  # the pipeline dead-letters it with the reason
+
+    assert [(m.message_id, reason) for m, reason in outcome.rejected] == [
+        (due.message_id, raised.value.reason)
+    ]
+    assert h.store.sends == {}
+
+
+# --- several messages in one run: one statement per kind of change, as if one by one ---
+
+
+async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_notify(
+    h: MessagingHarness,
+) -> None:
+    await ready(h)
+    h.store.calls.clear()
+    first, second = step_due(ENROLLMENT), step_due(OTHER)
+    await h.when(first, second)
+    assert h.store.calls == ["workflow_steps", "add_pending_sends"]
+    assert h.store.wakeups == 1
+    assert h.row().send.cause_message_id == first.message_id
+    assert h.row(enrollment_id=OTHER).send.cause_message_id == second.message_id
+    assert h.row(enrollment_id=OTHER).send.provider_message_id == f"<{OTHER}.0@{DOMAIN}>"
+
+
+async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first(h: MessagingHarness) -> None:
+    await ready(h)
+    first, again = step_due(ENROLLMENT), step_due(ENROLLMENT)
+    await h.when(first, again)
+    assert len(h.store.sends) == 1
+    assert h.row().send.cause_message_id == first.message_id
+    assert h.store.wakeups == 1
+
+
+async def test_a_run_of_steps_already_sent_wakes_nobody(h: MessagingHarness) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.send_due()
+    wakeups = h.store.wakeups
+    await h.when(step_due(ENROLLMENT), step_due(ENROLLMENT))
+    assert h.row().status == "sent"
+    assert h.store.wakeups == wakeups
+
+
+async def test_one_unknown_step_fails_the_whole_run_so_the_pipeline_retries_each(
+    h: MessagingHarness,
+) -> None:
+    await ready(h)
+    with pytest.raises(UnknownWorkflowStepError):
+        await h.when(step_due(ENROLLMENT), step_due(OTHER, step_index=7))
+    assert h.store.sends == {}
+
+
+async def test_workflow_versions_of_a_run_are_saved_in_one_call(h: MessagingHarness) -> None:
+    applied = workflow_applied()
+    await h.when(applied, workflow_applied())  # the second replays the same version
+    assert h.store.calls == ["save_workflow_steps"]
+    assert sorted(k[3] for k in h.store.steps) == [0, 1]
+    assert h.store.steps[(ACCOUNT, WORKFLOW, 1, 0)].subject == "Hello\nthere"

@@ -1,0 +1,218 @@
+"""messaging's sender on the fake store: the send-time re-check decides between
+``message.sent`` and ``message.cancelled``, a resume sends what the pause stopped, and
+failed provider calls are retried with the same Message-ID, then given up.
+
+Consumer cases run on the harness (as one batch and message by message); the sender's
+transactions run on the store the batches went to.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.contracts import Message, derived_message_id, topics
+from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
+from shared.contracts.inbound import Channel
+from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
+from tests.support.builders.messaging_events import (
+    DOMAIN,
+    ENROLLMENT,
+    enrollment_enrolled,
+    messaging_settings,
+    resumed,
+    step_due,
+    workflow_applied,
+)
+from tests.support.fakes.messaging import MessagingHarness
+
+pytestmark = pytest.mark.handler
+
+NOW = T0
+
+
+@pytest.fixture
+def h() -> MessagingHarness:
+    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
+
+
+async def ready(h: MessagingHarness, *events: Message) -> None:
+    await h.given(workflow_applied(), *events)
+
+
+# --- the send-time re-check ---
+
+
+async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id(
+    h: MessagingHarness,
+) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT))
+    due = step_due(ENROLLMENT)
+    await h.when(due)
+    published = await h.send_due()
+    [email] = h.email.accepted
+    assert (email.message_id, email.recipient) == (f"<{ENROLLMENT}.0@{DOMAIN}>", "ada@example.com")
+    assert [type(m) for m in published] == [MessageSent]
+    assert h.topics == [topics.MESSAGING_EVENTS]
+    sent = published[0]
+    assert isinstance(sent, MessageSent)
+    assert sent.message_id == derived_message_id("message.sent", ACCOUNT, ENROLLMENT, 0)
+    assert sent.payload.provider_message_id == email.message_id
+    assert sent.payload.recipient == "ada@example.com"
+    assert (sent.payload.step_index, sent.payload.step_id) == (0, "intro")
+    assert (sent.causation_id, sent.correlation_id) == (due.message_id, due.message_id)
+    assert h.row().status == "sent"
+    assert h.row().sent_at == sent.payload.sent_at
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [(exited, CancelReason.ENROLLMENT_EXITED), (paused, CancelReason.ENROLLMENT_PAUSED)],
+)
+async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
+    h: MessagingHarness, change: Any, reason: CancelReason
+) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), change(ENROLLMENT))
+    published = await h.send_due()
+    assert h.email.calls == 0
+    [cancelled] = published
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.message_id == derived_message_id("message.cancelled", ACCOUNT, ENROLLMENT, 0)
+    assert cancelled.payload.reason is reason
+    assert (h.row().status, h.row().cancel_reason) == ("cancelled", reason)
+
+
+async def test_an_email_step_to_a_contact_without_an_address_is_cancelled(
+    h: MessagingHarness,
+) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT, email=None), step_due(ENROLLMENT))
+    [cancelled] = await h.send_due()
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
+    assert h.email.calls == 0
+
+
+async def test_a_step_waits_for_its_enrollment_to_be_projected(h: MessagingHarness) -> None:
+    await ready(h, step_due(ENROLLMENT))  # step.due overtook enrollment.enrolled
+    assert await h.send_due() == []
+    await h.when(enrollment_enrolled(ENROLLMENT))
+    [sent] = await h.send_due()
+    assert isinstance(sent, MessageSent)
+
+
+async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_recipient(
+    h: MessagingHarness,
+) -> None:
+    await ready(h, step_due(ENROLLMENT))
+    assert await h.cancel_orphans(now=NOW) == (0, [])  # it may still come: the grace period
+    count, [cancelled] = await h.cancel_orphans(now=NOW + timedelta(minutes=10))
+    assert count == 1
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
+
+
+async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHarness) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT))
+    await h.when(step_due(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
+    [sent] = await h.send_due()
+    [message] = h.sms.accepted
+    assert (message.sender, message.recipient) == ("+15550100", "contact:c-1")
+    assert isinstance(sent, MessageSent)
+    assert sent.payload.channel is Channel.SMS
+    assert h.email.calls == 0
+
+
+async def test_a_resume_requeues_a_step_cancelled_by_the_pause(h: MessagingHarness) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.send_due()
+    assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
+    wakeups = h.store.wakeups
+    await h.when(resumed(ENROLLMENT))
+    assert h.row().status == "pending"
+    assert h.store.wakeups == wakeups + 1
+    [sent] = await h.send_due()
+    assert isinstance(sent, MessageSent)
+    assert len(h.email.accepted) == 1
+
+
+async def test_an_exit_is_never_requeued(h: MessagingHarness) -> None:
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), exited(ENROLLMENT))
+    await h.send_due()
+    await h.when(resumed(ENROLLMENT))
+    await h.when(step_due(ENROLLMENT))
+    assert h.row().cancel_reason is CancelReason.ENROLLMENT_EXITED
+    assert await h.send_due() == []
+    assert h.email.calls == 0
+
+
+# --- provider failures ---
+
+
+async def test_a_failed_attempt_is_retried_later_with_the_same_message_id(
+    h: MessagingHarness,
+) -> None:
+    h.email.failures = 1
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    assert await h.send_due() == []
+    row = h.row()
+    assert (row.status, row.send.attempts) == ("pending", 1)
+    assert row.last_error is not None
+    assert "relay unreachable" in row.last_error
+    assert row.next_attempt_at == NOW + timedelta(seconds=2)
+    assert await h.send_due(now=NOW + timedelta(seconds=1)) == []  # not due yet
+    [sent] = await h.send_due(now=NOW + timedelta(seconds=2))
+    assert isinstance(sent, MessageSent)
+    assert [e.message_id for e in h.email.accepted] == [f"<{ENROLLMENT}.0@{DOMAIN}>"]
+
+
+async def test_a_send_that_keeps_failing_is_marked_failed_without_an_event(
+    h: MessagingHarness,
+) -> None:
+    h.email.failures = 10
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    published = [
+        *await h.send_due(),
+        *await h.send_due(now=NOW + timedelta(minutes=1)),
+        *await h.send_due(now=NOW + timedelta(minutes=2)),
+        *await h.send_due(now=NOW + timedelta(hours=1)),
+    ]
+    assert published == []  # no message.failed contract yet: logged only
+    assert (h.row().status, h.row().send.attempts) == ("failed", 3)
+    assert h.email.calls == 3
+    assert (h.sender.stats.retried, h.sender.stats.failed) == (2, 1)
+
+
+async def test_a_recipient_refused_for_good_fails_at_once(h: MessagingHarness) -> None:
+    h.email.refuse = True
+    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    assert await h.send_due() == []
+    assert (h.row().status, h.row().send.attempts) == ("failed", 1)
+    assert h.row().last_error == "550 no such user"
+
+
+# --- accounts ---
+
+
+async def test_two_accounts_sends_for_one_enrollment_id_stay_apart(h: MessagingHarness) -> None:
+    other = OTHER_ACCOUNT
+    await ready(
+        h,
+        workflow_applied(other),
+        enrollment_enrolled(ENROLLMENT),
+        enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=other),
+    )
+    await h.when(step_due(ENROLLMENT), step_due(ENROLLMENT, account=other))
+    assert len(h.store.sends) == 2  # one send per account, not one for both
+    await h.when(exited(ENROLLMENT, account=other))
+
+    messages = await h.send_due()
+
+    sent = [m for m in messages if isinstance(m, MessageSent)]
+    cancelled = [m for m in messages if isinstance(m, MessageCancelled)]
+    assert [(m.account_id, m.payload.recipient) for m in sent] == [(ACCOUNT, "ada@example.com")]
+    assert [m.account_id for m in cancelled] == [other]
+    assert sent[0].message_id != cancelled[0].message_id
+    assert h.row().status == "sent"
+    assert h.row(account=other).status == "cancelled"

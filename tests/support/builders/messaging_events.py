@@ -1,0 +1,90 @@
+"""Builders of what messaging consumes besides the enrollment events of
+``enrollment_events``: workflow versions, due steps, an enrolled contact with its address,
+a resume; and the settings its handlers are built with."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.messaging.config import MessagingSettings
+from shared.contracts import RecordType
+from shared.contracts.commands import ContactDetails
+from shared.contracts.events import (
+    EnrolledPayload,
+    EnrollmentEnrolled,
+    EnrollmentResumed,
+    ResumedPayload,
+    StepDue,
+    StepDuePayload,
+    WorkflowApplied,
+    WorkflowAppliedPayload,
+)
+from shared.contracts.inbound import Channel
+from shared.contracts.workflow import Step, WorkflowDefinition
+from tests.support.builders.enrollment_events import ACCOUNT, T0, USER, ref
+
+WORKFLOW = "onboarding"
+"""The workflow of ``enrollment_events.ref``, which every builder here uses."""
+ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e1")
+OTHER_ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e2")
+DOMAIN = "mail.acme.test"
+DEFAULT_SENDER = "outreach@acme.test"
+
+
+def messaging_settings() -> MessagingSettings:
+    return MessagingSettings(message_id_domain=DOMAIN, default_sender=DEFAULT_SENDER)
+
+
+def workflow_applied(account: str = ACCOUNT) -> WorkflowApplied:
+    """Version 1 of ``WORKFLOW``: an email with a two-line subject and no sender, then an
+    SMS with its own sender."""
+    definition = WorkflowDefinition(
+        workflow_id=WORKFLOW,
+        name="Welcome",
+        record_type=RecordType.CONTACT,
+        steps=(
+            Step(step_id="intro", subject="Hello\nthere", body="Hi!"),
+            Step(step_id="nudge", channel=Channel.SMS, body="Ping", sender="+15550100"),
+        ),
+    )
+    return WorkflowApplied.create(
+        account_id=account,
+        payload=WorkflowAppliedPayload(version=1, definition=definition, actor=USER),
+    )
+
+
+def enrollment_enrolled(
+    enrollment_id: uuid.UUID, *, email: str | None = "Ada@Example.com", account: str = ACCOUNT
+) -> EnrollmentEnrolled:
+    """``enrollment_id`` enrolled in ``WORKFLOW``; the contract lower-cases the address."""
+    return EnrollmentEnrolled.create(
+        account_id=account,
+        payload=EnrolledPayload(
+            **ref(enrollment_id), contact=ContactDetails(email=email), actor=USER
+        ),
+    )
+
+
+def resumed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentResumed:
+    payload = ResumedPayload(**ref(enrollment_id), actor=USER)
+    return EnrollmentResumed.create(account_id=account, payload=payload)
+
+
+def step_due(
+    enrollment_id: uuid.UUID,
+    *,
+    step_index: int = 0,
+    step_id: str = "intro",
+    channel: Channel = Channel.EMAIL,
+    account: str = ACCOUNT,
+) -> StepDue:
+    return StepDue.create(
+        account_id=account,
+        payload=StepDuePayload(
+            **ref(enrollment_id),
+            step_index=step_index,
+            step_id=step_id,
+            channel=channel,
+            due_at=T0,
+        ),
+    )
