@@ -208,8 +208,8 @@ def _raw(record: Any) -> RawRecord:
 def _document(value: bytes | None) -> dict[str, Any]:
     try:
         document = json.loads(value or b"")
-    except (TypeError, ValueError):
-        return {"type": "<not json>", "raw": repr(value)}
+    except (TypeError, ValueError, RecursionError):  # a reader shows poison, never dies of it
+        return {"type": "<not json>", "raw": repr(value)[:2000]}
     return document if isinstance(document, dict) else {"type": "<not an object>", "raw": document}
 
 

@@ -202,9 +202,11 @@ class OutboxRelay:
         )
         try:
             while not self._stopping.is_set():
-                if await conn.fetchval(
+                leading = await conn.fetchval(
                     "SELECT pg_try_advisory_lock(hashtext('offramp.outbox.' || $1))", self._schema
-                ):
+                )
+                self.stats.consecutive_failures = 0  # the database answers again
+                if leading:
                     break
                 # Another replica relays; stand by to take over if it goes away.
                 await self._sleep(self._poll_interval_s)
@@ -247,6 +249,7 @@ class OutboxRelay:
             self._batch_size,
         )
         if not rows:
+            self.stats.consecutive_failures = 0
             return 0, 0
         producer = await self._producer_started()
         results = await asyncio.gather(

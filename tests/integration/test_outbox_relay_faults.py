@@ -193,3 +193,31 @@ async def test_a_row_that_fails_alone_while_others_go_out_is_quarantined_after_i
     assert [(r["key"], r["attempts"]) for r in quarantined] == [("stuck", 3)]
     assert "NotLeaderForPartition" in quarantined[0]["reason"]
     assert world.sent == ["a-0", "a-1"]
+
+
+@pytest.mark.parametrize("standby", [False, True], ids=["leader", "standby"])
+async def test_a_relay_reports_itself_healthy_again_once_the_database_is_back(
+    test_env: SessionEnv, conn: asyncpg.Connection, standby: bool
+) -> None:
+    schema = await schema_of(conn)
+    if standby:  # another replica leads: this relay only stands by
+        await conn.execute("SELECT pg_advisory_lock(hashtext('offramp.outbox.' || $1))", schema)
+    relay = scripted_relay(test_env, schema, ScriptedWorld())
+    relay._dsn = "postgresql://offramp:offramp@127.0.0.1:1/offramp"  # the database is away
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(
+            lambda: asyncio.sleep(0, relay.stats.consecutive_failures),
+            until=lambda failures: failures >= 2,
+            what="the relay failing in a row",
+        )
+        relay._dsn = test_env.database_url  # back, with nothing to relay
+        await eventually(
+            lambda: asyncio.sleep(0, relay.stats.consecutive_failures),
+            until=lambda failures: failures == 0,
+            what="the relay healthy again",
+        )
+    finally:
+        relay.stop()
+        await task
+    assert relay.is_leader is False
