@@ -55,12 +55,20 @@ GIVE_UP_AFTER_CRASHES = 8
 given up: liveness fails and the process stops, so the orchestrator starts a fresh one."""
 HEALTHY_RUN_S = 60.0
 
+LOOP_DRAIN_S = 10.0
+"""How long a stopping service waits for its loops to finish their round (below
+FastStream's 15 s graceful timeout and any sane terminationGracePeriodSeconds)."""
+
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 StoreT = TypeVar("StoreT")
 
 
 class BackgroundLoop(Protocol):
-    """A loop that runs for the life of the service (timers, sender), supervised."""
+    """A loop that runs for the life of the service (timers, sender), supervised.
+
+    ``run`` returns once ``runtime.stopping`` is set, after the round in hand: the
+    service waits for that (up to LOOP_DRAIN_S) before it closes the pool.
+    """
 
     @property
     def stats(self) -> object:
@@ -110,7 +118,9 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
         default=functools.partial(signal.raise_signal, signal.SIGTERM)
     )
     """What a service does when a loop is given up: stop (FastStream shuts down on SIGTERM)."""
-    _stopping: bool = False
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the service stops: loops finish the round in hand and return."""
+    _draining: list[asyncio.Task[None]] = field(default_factory=list)
 
     def begin(self) -> contextlib.AbstractAsyncContextManager[UnitOfWork[StoreT]]:
         """A unit of work over this service's store, in its own transaction."""
@@ -165,13 +175,13 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
-        self._supervise("outbox-relay", self.relay.run)
+        self._supervise("outbox-relay", self.relay.run, drain=True)
         self._supervise("inbox-pruner", self._prune_inbox)
         for make_loop in self.spec.background:
             loop = make_loop(self)
             name = type(loop).__name__
             self.loops[name] = loop
-            self._supervise(name, loop.run)
+            self._supervise(name, loop.run, drain=True)
         if settings.health_port:
             server = HealthServer(self, port=settings.health_port)
             self._supervise("health", server.run)
@@ -189,7 +199,9 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
                 log.warning("inbox_prune_failed", error=repr(exc))
             await asyncio.sleep(INBOX_PRUNE_INTERVAL_S)
 
-    def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _supervise(
+        self, name: str, loop: Callable[[], Coroutine[Any, Any, None]], *, drain: bool = False
+    ) -> None:
         """Run ``loop`` for the life of the service, restarting it with backoff if it ends.
 
         A loop that keeps crashing is given up after GIVE_UP_AFTER_CRASHES: ``/healthz``
@@ -197,6 +209,8 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
         """
         task = asyncio.create_task(self._keep_running(name, loop), name=f"{self.spec.name}:{name}")
         self._tasks.append(task)
+        if drain:  # returns by itself once ``stopping`` is set
+            self._draining.append(task)
 
     async def _keep_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         crashes = 0
@@ -210,7 +224,7 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
                 raise
             except Exception as exc:  # noqa: BLE001 - restarted below, or given up
                 error = repr(exc)
-            if self._stopping:
+            if self.stopping.is_set():
                 return
             if time.monotonic() - started >= HEALTHY_RUN_S:
                 crashes, backoff = 0, RESTART_BACKOFF_INITIAL_S
@@ -234,9 +248,15 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
         return self.alive()
 
     async def stop(self) -> None:
-        self._stopping = True
+        """Let the relay and the loops finish the round in hand (a send whose provider
+        call went through must commit, or another replica sends it again), then stop."""
+        self.stopping.set()
         if self.relay is not None:
             self.relay.stop()
+        if self._draining:
+            _done, late = await asyncio.wait(self._draining, timeout=LOOP_DRAIN_S)
+            if late:
+                log.warning("loops_not_drained", loops=sorted(t.get_name() for t in late))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -7,6 +7,7 @@ each due timer to exactly one of them, and firing and publishing commit together
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,17 +50,20 @@ class DueTimers:
 
     async def run(self) -> None:
         settings = self._runtime.settings
-        while True:
+        stopping = self._runtime.stopping
+        while not stopping.is_set():
             try:
                 fired = await self.fire_once()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
                 self.stats.failed_rounds += 1
                 log.warning("due_timer_loop_error", error=repr(exc))
-                await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 1.0)
                 continue
             self.stats.fired += fired
             self.stats.last_tick_monotonic = time.monotonic()
             if fired:
                 log.debug("timers_fired", count=fired)
             if fired < settings.scheduler_batch_size:
-                await asyncio.sleep(settings.scheduler_tick_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), settings.scheduler_tick_s)
