@@ -8,8 +8,8 @@ from pathlib import Path
 from faststream import FastStream
 
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.handlers import EnrollmentHandlers
-from services.enrollment.repository import EnrollmentRepository
+from services.enrollment.handlers import build_handlers
+from services.enrollment.repository import PostgresEnrollmentStore
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 
@@ -21,8 +21,8 @@ SPEC = ServiceSpec(
     consumes=(topics.COMMANDS, topics.MESSAGING_EVENTS),
     publishes=(topics.WORKFLOW_EVENTS, topics.ENROLLMENT_EVENTS, topics.DEAD_LETTER),
     settings=EnrollmentSettings,
-    store=EnrollmentRepository,
-    handlers=lambda _settings: EnrollmentHandlers(EnrollmentRepository).handlers(),
+    store=PostgresEnrollmentStore,
+    handlers=lambda _settings: build_handlers(),
 )
 
 

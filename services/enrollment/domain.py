@@ -1,6 +1,9 @@
 """Pure enrollment decisions: who may enter a workflow, when steps run, how it ends.
 
 No I/O here: handlers load the state, call these functions, and save what they return.
+A decision carries every fact its outputs need (the saved row, the history entry and the
+outgoing event are all built from it, see ``history`` and ``messages``), so nothing is
+copied from the command that caused it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.contracts import RecordRef, derived_message_id
-from shared.contracts.commands import ExitReason, ExitSource
+from services.enrollment.errors import MissingWorkflowVersionError
+from shared.contracts import Actor, ActorKind, RecordRef, derived_message_id
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.events import Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
@@ -86,14 +90,67 @@ def next_version(
 
 
 @dataclass(frozen=True, slots=True)
+class Unchanged:
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionApplied:
+    """A definition became a new version of its workflow (new enrollments use it)."""
+
+    account_id: str
+    definition: WorkflowDefinition
+    version: int
+    definition_hash: str
+    actor: Actor
+
+
+def decide_apply(
+    head: tuple[int, str] | None, *, account_id: str, definition: WorkflowDefinition, actor: Actor
+) -> VersionApplied | Unchanged:
+    """A new version of the workflow, unless ``definition`` is its current one.
+
+    ``head`` is the workflow's current (version, definition hash), None for a new workflow.
+    """
+    new_hash = definition_hash(definition)
+    version = next_version(head[0] if head else None, head[1] if head else None, new_hash)
+    if version is None:
+        return Unchanged("the definition is the current version")
+    return VersionApplied(account_id, definition, version, new_hash, actor)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledStep:
+    """The step an enrollment runs next, and when."""
+
+    index: int
+    step: Step
+    due_at: datetime
+
+
+def _scheduled(enrollment: Enrollment, step: Step, due_at: datetime) -> ScheduledStep:
+    return ScheduledStep(enrollment.current_step, step, due_at)
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted:
     enrollment: Enrollment
-    first_step: Step
+    scheduled: ScheduledStep
+    contact: ContactDetails | None
+    actor: Actor
+
+    @property
+    def first_step(self) -> Step:
+        return self.scheduled.step
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     rejections: tuple[Rejection, ...]
+    account_id: str
+    workflow_id: str
+    record: RecordRef
+    actor: Actor
 
 
 def decide_enrollment(
@@ -105,19 +162,46 @@ def decide_enrollment(
     previous: list[Enrollment],
     now: datetime,
     enrollment_id: uuid.UUID,
+    contact: ContactDetails | None,
+    actor: Actor,
 ) -> Admitted | Refused:
     """Admit ``record`` into the workflow's current version, or say every reason why not.
 
     ``previous`` holds the record's earlier enrollments in this workflow, any status.
     """
+    rejections = _rejections(workflow, workflow_id, record, previous, now)
+    if rejections or workflow is None:
+        return Refused(tuple(rejections), account_id, workflow_id, record, actor)
+    first = workflow.definition.steps[0]
+    due_at = now + timedelta(seconds=first.delay_seconds)
+    enrollment = Enrollment(
+        enrollment_id=enrollment_id,
+        account_id=account_id,
+        workflow_id=workflow.workflow_id,
+        workflow_version=workflow.version,
+        record=record,
+        status=Status.ACTIVE,
+        current_step=0,
+        steps_completed=0,
+        enrolled_at=now,
+        next_due_at=due_at,
+    )
+    return Admitted(enrollment, _scheduled(enrollment, first, due_at), contact, actor)
+
+
+def _rejections(
+    workflow: WorkflowVersion | None,
+    workflow_id: str,
+    record: RecordRef,
+    previous: list[Enrollment],
+    now: datetime,
+) -> list[Rejection]:
     if workflow is None:
-        return Refused(
-            (
-                Rejection(
-                    code="unknown_workflow", detail=f"no workflow {workflow_id!r} in this account"
-                ),
+        return [
+            Rejection(
+                code="unknown_workflow", detail=f"no workflow {workflow_id!r} in this account"
             )
-        )
+        ]
     definition = workflow.definition
     rejections: list[Rejection] = []
     if record.type != definition.record_type:
@@ -135,24 +219,7 @@ def decide_enrollment(
         )
     elif previous:
         rejections.extend(_reenrollment_rejections(definition, previous, now))
-    if rejections:
-        return Refused(tuple(rejections))
-    first = definition.steps[0]
-    return Admitted(
-        enrollment=Enrollment(
-            enrollment_id=enrollment_id,
-            account_id=account_id,
-            workflow_id=workflow.workflow_id,
-            workflow_version=workflow.version,
-            record=record,
-            status=Status.ACTIVE,
-            current_step=0,
-            steps_completed=0,
-            enrolled_at=now,
-            next_due_at=now + timedelta(seconds=first.delay_seconds),
-        ),
-        first_step=first,
-    )
+    return rejections
 
 
 def _reenrollment_rejections(
@@ -174,50 +241,66 @@ def _reenrollment_rejections(
 
 
 @dataclass(frozen=True, slots=True)
+class SentStep:
+    """A step messaging sent: which one, and the provider's id of the message."""
+
+    index: int
+    step_id: str
+    provider_message_id: str | None
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleNext:
     enrollment: Enrollment
-    step: Step
+    sent: SentStep
+    scheduled: ScheduledStep
+
+    @property
+    def step(self) -> Step:
+        return self.scheduled.step
 
 
 @dataclass(frozen=True, slots=True)
 class Complete:
     enrollment: Enrollment
-
-
-@dataclass(frozen=True, slots=True)
-class Unchanged:
-    why: str
+    sent: SentStep
 
 
 def on_step_sent(
-    enrollment: Enrollment, definition: WorkflowDefinition, *, step_index: int, sent_at: datetime
+    enrollment: Enrollment, definition: WorkflowDefinition, sent: SentStep
 ) -> ScheduleNext | Complete | Unchanged:
     """A step went out: schedule the next one after its delay, or complete.
 
-    A paused enrollment still records a step that was already on its way when it paused.
+    A paused enrollment still records a step that was already on its way when it paused
+    (resuming schedules the next one).
     """
     if not enrollment.status.live:
         return Unchanged(f"enrollment is {enrollment.status.value}")
-    if step_index != enrollment.current_step:
-        return Unchanged(f"step {step_index} is not the current step {enrollment.current_step}")
+    if sent.index != enrollment.current_step:
+        return Unchanged(f"step {sent.index} is not the current step {enrollment.current_step}")
     done = replace(enrollment, steps_completed=enrollment.steps_completed + 1)
-    following = step_index + 1
+    following = sent.index + 1
     if following >= len(definition.steps):
-        return Complete(replace(done, status=Status.COMPLETED, next_due_at=None, ended_at=sent_at))
+        completed = replace(done, status=Status.COMPLETED, next_due_at=None, ended_at=sent.sent_at)
+        return Complete(completed, sent)
     step = definition.steps[following]
-    return ScheduleNext(
-        replace(
-            done,
-            current_step=following,
-            next_due_at=sent_at + timedelta(seconds=step.delay_seconds),
-        ),
-        step,
-    )
+    due_at = sent.sent_at + timedelta(seconds=step.delay_seconds)
+    after = replace(done, current_step=following, next_due_at=due_at)
+    return ScheduleNext(after, sent, _scheduled(after, step, due_at))
 
 
 @dataclass(frozen=True, slots=True)
 class Exited:
     enrollment: Enrollment
+    reason: ExitReason
+    source: ExitSource
+    actor: Actor
+    triggering_event: TriggeringEvent | None
+
+    @property
+    def steps_completed(self) -> int:
+        return self.enrollment.steps_completed
 
 
 def decide_exit(
@@ -225,31 +308,62 @@ def decide_exit(
     *,
     reason: ExitReason,
     source: ExitSource,
+    actor: Actor,
+    triggering_event: TriggeringEvent | None,
     agents_may_stop: bool,
-    by_user: bool,
     now: datetime,
 ) -> Exited | Unchanged:
     """End a live enrollment once; an ended one stays as it was (exit is idempotent)."""
     if not enrollment.status.live:
         return Unchanged(f"enrollment already {enrollment.status.value}")
+    by_user = actor.kind is ActorKind.USER
     if source in (ExitSource.MANUAL, ExitSource.BULK) and by_user and not agents_may_stop:
         return Unchanged("the workflow does not let agents stop it")
-    return Exited(
-        replace(
-            enrollment, status=Status.EXITED, next_due_at=None, ended_at=now, exit_reason=reason
-        )
+    exited = replace(
+        enrollment, status=Status.EXITED, next_due_at=None, ended_at=now, exit_reason=reason
     )
+    return Exited(exited, reason, source, actor, triggering_event)
 
 
-def decide_pause(enrollment: Enrollment) -> Enrollment | Unchanged:
+@dataclass(frozen=True, slots=True)
+class Paused:
+    enrollment: Enrollment
+    until: datetime | None
+    reason: str
+    actor: Actor
+
+
+def decide_pause(
+    enrollment: Enrollment, *, until: datetime | None, reason: str, actor: Actor
+) -> Paused | Unchanged:
     if enrollment.status is not Status.ACTIVE:
         return Unchanged(f"enrollment is {enrollment.status.value}")
-    return replace(enrollment, status=Status.PAUSED)
+    return Paused(replace(enrollment, status=Status.PAUSED), until, reason, actor)
 
 
-def decide_resume(enrollment: Enrollment, *, now: datetime) -> Enrollment | Unchanged:
-    """Resume a paused enrollment; its current step runs at once if its time has passed."""
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    enrollment: Enrollment
+    actor: Actor
+    scheduled: ScheduledStep
+
+
+def decide_resume(
+    enrollment: Enrollment, workflow: WorkflowVersion | None, *, actor: Actor, now: datetime
+) -> Resumed | Unchanged:
+    """Resume a paused enrollment; its current step runs at once if its time has passed.
+
+    ``workflow`` is the enrollment's version: the step it resumes at comes from it.
+    """
     if enrollment.status is not Status.PAUSED:
         return Unchanged(f"enrollment is {enrollment.status.value}")
-    due = enrollment.next_due_at or now
-    return replace(enrollment, status=Status.ACTIVE, next_due_at=max(due, now))
+    if workflow is None:
+        raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
+    due_at = max(enrollment.next_due_at or now, now)
+    resumed = replace(enrollment, status=Status.ACTIVE, next_due_at=due_at)
+    step = workflow.definition.steps[resumed.current_step]
+    return Resumed(resumed, actor, _scheduled(resumed, step, due_at))
+
+
+Decision = VersionApplied | Admitted | Refused | ScheduleNext | Complete | Exited | Paused | Resumed
+"""Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

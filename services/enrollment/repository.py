@@ -1,23 +1,34 @@
-"""All of the enrollment service's SQL."""
+"""All of the enrollment service's SQL: ``PostgresEnrollmentStore``.
+
+Handlers work on whole runs of messages: each method takes many rows and costs one
+statement (``unnest`` arrays in, every row keyed by account and id), however long the run.
+"""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
-from services.enrollment.domain import Enrollment, Status, WorkflowVersion
+from services.enrollment.domain import (
+    Admitted,
+    Enrollment,
+    Exited,
+    Status,
+    VersionApplied,
+    WorkflowVersion,
+)
 from services.enrollment.ports import (
-    ExitRecord,
+    EnrollmentKey,
     HistoryEntry,
-    NewEnrollment,
     RecordKey,
     VersionKey,
+    WorkflowHead,
     WorkflowKey,
+    WorkflowRecordKey,
 )
-from shared.contracts import Actor, RecordRef, RecordType
+from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
@@ -26,8 +37,10 @@ _ENROLLMENT_COLUMNS_E = """e.enrollment_id, e.account_id, e.workflow_id, e.workf
     e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
     e.next_due_at, e.ended_at, e.exit_reason"""
 
+VersionCache = dict[VersionKey, WorkflowVersion]
+
 # Workflow versions never change once written, so a process may keep them.
-_VERSION_CACHE: dict[tuple[str, str, int], WorkflowVersion] = {}
+_VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
 
 
@@ -48,52 +61,64 @@ def _enrollment(row: asyncpg.Record) -> Enrollment:
     )
 
 
-class EnrollmentRepository:
-    def __init__(self, conn: DbConnection) -> None:
+class PostgresEnrollmentStore:
+    """``EnrollmentStore`` on the transaction's connection."""
+
+    def __init__(self, conn: DbConnection, *, version_cache: VersionCache | None = None) -> None:
         self._conn = conn
+        self._versions = _VERSION_CACHE if version_cache is None else version_cache
+        """Versions already read: the process's (one schema per process) unless given."""
 
-    async def workflow_head(self, account_id: str, workflow_id: str) -> tuple[int, str] | None:
-        row = await self._conn.fetchrow(
-            """SELECT w.current_version, v.definition_hash FROM workflows w
-               JOIN workflow_versions v USING (account_id, workflow_id)
-               WHERE w.account_id = $1 AND w.workflow_id = $2 AND v.version = w.current_version
+    async def workflow_heads(self, keys: Sequence[WorkflowKey]) -> dict[WorkflowKey, WorkflowHead]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rows = await self._conn.fetch(
+            """SELECT w.account_id, w.workflow_id, w.current_version, v.definition_hash
+               FROM workflows w
+               JOIN unnest($1::text[], $2::text[]) AS k(a, wf)
+                 ON w.account_id = k.a AND w.workflow_id = k.wf
+               JOIN workflow_versions v
+                 ON v.account_id = w.account_id AND v.workflow_id = w.workflow_id
+                AND v.version = w.current_version
+               ORDER BY w.account_id, w.workflow_id
                FOR UPDATE OF w""",
-            account_id,
-            workflow_id,
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
         )
-        return None if row is None else (row["current_version"], row["definition_hash"])
+        return {
+            (r["account_id"], r["workflow_id"]): (r["current_version"], r["definition_hash"])
+            for r in rows
+        }
 
-    async def add_workflow_version(
-        self,
-        account_id: str,
-        definition: WorkflowDefinition,
-        *,
-        version: int,
-        definition_hash: str,
-        actor: Actor,
-    ) -> None:
+    async def add_workflow_versions(self, applied: Sequence[VersionApplied]) -> None:
+        if not applied:
+            return
+        # One statement: the versions in order, then each workflow's head at its last one.
+        heads = list({(a.account_id, a.definition.workflow_id): a for a in applied}.values())
         await self._conn.execute(
-            """INSERT INTO workflow_versions
-                   (account_id, workflow_id, version, definition, definition_hash, applied_by)
-               VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)""",
-            account_id,
-            definition.workflow_id,
-            version,
-            definition.model_dump_json(),
-            definition_hash,
-            actor.model_dump_json(),
-        )
-        await self._conn.execute(
-            """INSERT INTO workflows (account_id, workflow_id, current_version, record_type, name)
-               VALUES ($1, $2, $3, $4, $5)
+            """WITH added AS (
+                   INSERT INTO workflow_versions (account_id, workflow_id, version, definition,
+                                                  definition_hash, applied_by)
+                   SELECT a, wf, n, d::jsonb, h, b::jsonb
+                   FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
+                               $6::text[]) AS v(a, wf, n, d, h, b))
+               INSERT INTO workflows (account_id, workflow_id, current_version, record_type, name)
+               SELECT * FROM unnest($7::text[], $8::text[], $9::int[], $10::text[], $11::text[])
                ON CONFLICT (account_id, workflow_id) DO UPDATE
                    SET current_version = EXCLUDED.current_version, name = EXCLUDED.name,
                        record_type = EXCLUDED.record_type, updated_at = now()""",
-            account_id,
-            definition.workflow_id,
-            version,
-            definition.record_type.value,
-            definition.name,
+            [a.account_id for a in applied],
+            [a.definition.workflow_id for a in applied],
+            [a.version for a in applied],
+            [a.definition.model_dump_json() for a in applied],
+            [a.definition_hash for a in applied],
+            [a.actor.model_dump_json() for a in applied],
+            [h.account_id for h in heads],
+            [h.definition.workflow_id for h in heads],
+            [h.version for h in heads],
+            [h.definition.record_type.value for h in heads],
+            [h.definition.name for h in heads],
         )
 
     async def current_workflows(
@@ -117,7 +142,8 @@ class EnrollmentRepository:
     async def workflow_versions(
         self, keys: Sequence[VersionKey]
     ) -> dict[VersionKey, WorkflowVersion]:
-        found = {k: _VERSION_CACHE[k] for k in keys if k in _VERSION_CACHE}
+        cache = self._versions
+        found = {k: cache[k] for k in keys if k in cache}
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
             rows = await self._conn.fetch(
@@ -129,18 +155,18 @@ class EnrollmentRepository:
                 [k[1] for k in missing],
                 [k[2] for k in missing],
             )
-            if len(_VERSION_CACHE) + len(rows) > _VERSION_CACHE_LIMIT:
-                _VERSION_CACHE.clear()
+            if len(cache) + len(rows) > _VERSION_CACHE_LIMIT:
+                cache.clear()
             for row in rows:
                 key = (row["account_id"], row["workflow_id"], row["version"])
                 version = WorkflowVersion(
                     *key, WorkflowDefinition.model_validate_json(row["definition"])
                 )
-                _VERSION_CACHE[key] = found[key] = version
+                cache[key] = found[key] = version
         return found
 
     async def enrollments_in_workflows_for_update(
-        self, keys: Sequence[tuple[str, str, RecordRef]]
+        self, keys: Sequence[WorkflowRecordKey]
     ) -> list[Enrollment]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
@@ -175,9 +201,7 @@ class EnrollmentRepository:
         )
         return sorted((_enrollment(row) for row in rows), key=lambda e: e.enrolled_at)
 
-    async def enrollments_for_update(
-        self, keys: Sequence[tuple[str, uuid.UUID]]
-    ) -> list[Enrollment]:
+    async def enrollments_for_update(self, keys: Sequence[EnrollmentKey]) -> list[Enrollment]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return []
@@ -191,8 +215,8 @@ class EnrollmentRepository:
         )
         return [_enrollment(row) for row in rows]
 
-    async def insert_enrollments(self, new: Sequence[NewEnrollment]) -> None:
-        if not new:
+    async def insert_enrollments(self, admitted: Sequence[Admitted]) -> None:
+        if not admitted:
             return
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
@@ -203,19 +227,19 @@ class EnrollmentRepository:
                            $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],
                            $11::timestamptz[], $12::text[], $13::timestamptz[])
                     AS n(id, a, w, v, t, r, c, s, cs, sc, d, b, at)""",
-            [n.enrollment.enrollment_id for n in new],
-            [n.enrollment.account_id for n in new],
-            [n.enrollment.workflow_id for n in new],
-            [n.enrollment.workflow_version for n in new],
-            [n.enrollment.record.type.value for n in new],
-            [n.enrollment.record.id for n in new],
-            [n.contact.model_dump_json() if n.contact else None for n in new],
-            [n.enrollment.status.value for n in new],
-            [n.enrollment.current_step for n in new],
-            [n.enrollment.steps_completed for n in new],
-            [n.enrollment.next_due_at for n in new],
-            [n.actor.model_dump_json() for n in new],
-            [n.enrollment.enrolled_at for n in new],
+            [n.enrollment.enrollment_id for n in admitted],
+            [n.enrollment.account_id for n in admitted],
+            [n.enrollment.workflow_id for n in admitted],
+            [n.enrollment.workflow_version for n in admitted],
+            [n.enrollment.record.type.value for n in admitted],
+            [n.enrollment.record.id for n in admitted],
+            [n.contact.model_dump_json() if n.contact else None for n in admitted],
+            [n.enrollment.status.value for n in admitted],
+            [n.enrollment.current_step for n in admitted],
+            [n.enrollment.steps_completed for n in admitted],
+            [n.enrollment.next_due_at for n in admitted],
+            [n.actor.model_dump_json() for n in admitted],
+            [n.enrollment.enrolled_at for n in admitted],
         )
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
@@ -239,7 +263,7 @@ class EnrollmentRepository:
             [e.ended_at for e in latest],
         )
 
-    async def save_exits(self, exits: Sequence[ExitRecord]) -> None:
+    async def save_exits(self, exits: Sequence[Exited]) -> None:
         latest = list(
             {(x.enrollment.account_id, x.enrollment.enrollment_id): x for x in exits}.values()
         )
@@ -256,7 +280,7 @@ class EnrollmentRepository:
             [x.enrollment.account_id for x in latest],
             [x.enrollment.enrollment_id for x in latest],
             [x.enrollment.ended_at for x in latest],
-            [x.enrollment.exit_reason.value if x.enrollment.exit_reason else None for x in latest],
+            [x.reason.value for x in latest],
             [x.source.value for x in latest],
             [x.actor.model_dump_json() for x in latest],
             [x.triggering_event.model_dump_json() if x.triggering_event else None for x in latest],

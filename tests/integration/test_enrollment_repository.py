@@ -1,164 +1,135 @@
-"""The enrollment repository's bulk SQL on the real database."""
+"""What only the PostgreSQL enrollment store does: row locks and the version cache.
+
+Everything both stores do is the contract (tests/contract/test_enrollment_store.py).
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from services.enrollment.domain import Enrollment, Status
-from services.enrollment.ports import ExitRecord, HistoryEntry, NewEnrollment
-from services.enrollment.repository import EnrollmentRepository
-from shared.contracts import Actor, ActorKind, RecordRef, RecordType, utc_now
-from shared.contracts.commands import ExitReason, ExitSource
-from shared.contracts.workflow import Step, WorkflowDefinition
-from shared.migrations import migrate
+from services.enrollment.domain import (
+    Admitted,
+    ScheduledStep,
+    VersionApplied,
+    WorkflowVersion,
+    definition_hash,
+)
+from services.enrollment.repository import PostgresEnrollmentStore
+from shared.contracts import Actor, ActorKind
 from tests.conftest import SessionEnv
+from tests.contract.conftest import migrated_schema
+from tests.support.builders.enrollment_domain import ACCOUNT, CONTACT, NOW, definition, enrollment
 
 pytestmark = pytest.mark.integration
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "enrollment" / "migrations"
 ACTOR = Actor(kind=ActorKind.API, id="test")
+WF = definition(0, 3600)
+
+
+@dataclass
+class Two:
+    """Two connections on one migrated schema: the store's, and another transaction's."""
+
+    conn: asyncpg.Connection
+    other: asyncpg.Connection
+
+    def store(
+        self, cache: dict[tuple[str, str, int], WorkflowVersion] | None = None
+    ) -> PostgresEnrollmentStore:
+        return PostgresEnrollmentStore(self.conn, version_cache={} if cache is None else cache)
 
 
 @pytest.fixture
-async def repo(test_env: SessionEnv) -> AsyncIterator[EnrollmentRepository]:
-    schema = f"enr_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
-    await migrate(conn, schema=schema, service_dir=MIGRATIONS)
-    async with conn.transaction():
-        yield EnrollmentRepository(conn)
-    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    await conn.close()
-
-
-def enrollment(
-    account: str,
-    record_id: str,
-    *,
-    workflow_id: str = "wf",
-    enrollment_id: uuid.UUID | None = None,
-) -> Enrollment:
-    now = utc_now()
-    return Enrollment(
-        enrollment_id=enrollment_id or uuid.uuid4(),
-        account_id=account,
-        workflow_id=workflow_id,
-        workflow_version=1,
-        record=RecordRef(type=RecordType.CONTACT, id=record_id),
-        status=Status.ACTIVE,
-        current_step=0,
-        steps_completed=0,
-        enrolled_at=now,
-        next_due_at=now + timedelta(hours=1),
-    )
-
-
-DEFINITION = WorkflowDefinition(
-    workflow_id="wf",
-    name="wf",
-    record_type=RecordType.CONTACT,
-    steps=(Step(step_id="s", body="b"),),
-)
-
-
-async def test_bulk_reads_and_writes_round_trip(repo: EnrollmentRepository) -> None:
-    definition = DEFINITION
-    for account in ("acc-a", "acc-b"):
-        await repo.add_workflow_version(
-            account, definition, version=1, definition_hash="h", actor=ACTOR
+async def two(test_env: SessionEnv) -> AsyncIterator[Two]:
+    async with migrated_schema(test_env, "enrollment") as conn:
+        schema = await conn.fetchval("SELECT current_schema()")
+        other = await asyncpg.connect(
+            test_env.database_url, server_settings={"search_path": schema}
         )
-    ours = [enrollment("acc-a", f"c-{i}") for i in range(200)]
-    theirs = enrollment("acc-b", "c-0")  # the same record id in another account
-    await repo.insert_enrollments([NewEnrollment(e, None, ACTOR) for e in [*ours, theirs]])
-
-    current = await repo.current_workflows([("acc-a", "wf"), ("acc-a", "nope")])
-    assert set(current) == {("acc-a", "wf")}
-    live = await repo.live_enrollments_for_update([("acc-a", e.record) for e in ours[:50]])
-    assert {e.enrollment_id for e in live} == {e.enrollment_id for e in ours[:50]}
-    in_workflow = await repo.enrollments_in_workflows_for_update([("acc-b", "wf", theirs.record)])
-    assert [e.enrollment_id for e in in_workflow] == [theirs.enrollment_id]
-
-    exited = [
-        replace(e, status=Status.EXITED, ended_at=utc_now(), exit_reason=ExitReason.REPLIED)
-        for e in ours[:10]
-    ]
-    await repo.save_exits([ExitRecord(e, ExitSource.TRIGGER, ACTOR, None) for e in exited])
-    advanced = [replace(e, current_step=1, steps_completed=1) for e in ours[10:20]]
-    await repo.save_progress([*advanced, replace(advanced[0], steps_completed=2)])
-    await repo.add_history(
-        [
-            HistoryEntry(
-                "acc-a",
-                "wf",
-                e.record,
-                "enrollment.exited",
-                {"x": 1},
-                e.enrollment_id,
-                None,
-                utc_now(),
-            )
-            for e in exited
-        ]
-    )
-
-    live = await repo.live_enrollments_for_update([("acc-a", e.record) for e in ours[:20]])
-    assert {e.enrollment_id for e in live} == {e.enrollment_id for e in ours[10:20]}
-    reloaded = {
-        e.enrollment_id: e
-        for e in await repo.enrollments_for_update([("acc-a", e.enrollment_id) for e in ours[:20]])
-    }
-    assert reloaded[ours[0].enrollment_id].exit_reason is ExitReason.REPLIED
-    assert reloaded[ours[10].enrollment_id].steps_completed == 2  # the last state won
-    assert reloaded[ours[11].enrollment_id].current_step == 1
-    # Another account's id never matches.
-    assert await repo.enrollments_for_update([("acc-b", ours[0].enrollment_id)]) == []
+        try:
+            yield Two(conn, other)
+        finally:
+            await other.close()
 
 
-async def test_two_accounts_with_the_same_ids_stay_apart(repo: EnrollmentRepository) -> None:
-    """The same enrollment id, workflow id and record id in two accounts are two rows."""
-    shared_id = uuid.uuid4()
-    for account in ("acc-a", "acc-b"):
-        await repo.add_workflow_version(
-            account, DEFINITION, version=1, definition_hash="h", actor=ACTOR
+async def given_one_enrollment(two: Two) -> Admitted:
+    store = two.store()
+    await store.add_workflow_versions([VersionApplied(ACCOUNT, WF, 1, definition_hash(WF), ACTOR)])
+    active = enrollment(enrolled_at=NOW, next_due_at=NOW + timedelta(hours=1))
+    new = Admitted(active, ScheduledStep(0, WF.steps[0], NOW), None, ACTOR)
+    await store.insert_enrollments([new])
+    return new
+
+
+async def locked_elsewhere(two: Two, statement: str) -> bool:
+    try:
+        async with two.other.transaction():
+            await two.other.execute(statement)
+    except asyncpg.LockNotAvailableError:
+        return True
+    return False
+
+
+async def test_a_run_holds_its_records_live_enrollments_until_it_commits(two: Two) -> None:
+    await given_one_enrollment(two)
+    lock = "SELECT 1 FROM enrollments FOR UPDATE NOWAIT"
+
+    async with two.conn.transaction():
+        await two.store().live_enrollments_for_update([(ACCOUNT, CONTACT)])
+        assert await locked_elsewhere(two, lock)
+
+    assert not await locked_elsewhere(two, lock)
+
+
+async def test_an_enroll_run_holds_the_records_enrollments_in_the_workflow(two: Two) -> None:
+    new = await given_one_enrollment(two)
+    lock = "SELECT 1 FROM enrollments FOR UPDATE NOWAIT"
+
+    async with two.conn.transaction():
+        found = await two.store().enrollments_in_workflows_for_update(
+            [(ACCOUNT, "onboarding", CONTACT)]
         )
-    ours = enrollment("acc-a", "c-0", enrollment_id=shared_id)
-    theirs = enrollment("acc-b", "c-0", enrollment_id=shared_id)
-    await repo.insert_enrollments([NewEnrollment(e, None, ACTOR) for e in (ours, theirs)])
+        assert [e.enrollment_id for e in found] == [new.enrollment.enrollment_id]
+        assert await locked_elsewhere(two, lock)
 
-    exited = replace(
-        theirs, status=Status.EXITED, ended_at=utc_now(), exit_reason=ExitReason.REPLIED
-    )
-    await repo.save_exits([ExitRecord(exited, ExitSource.TRIGGER, ACTOR, None)])
-    await repo.save_progress([replace(ours, current_step=1, steps_completed=1)])
-    await repo.add_history(
-        [
-            HistoryEntry(
-                "acc-b", "wf", theirs.record, "enrollment.exited", {}, shared_id, None, utc_now()
-            ),
-        ]
-    )
 
-    [a] = await repo.enrollments_for_update([("acc-a", shared_id)])
-    [b] = await repo.enrollments_for_update([("acc-b", shared_id)])
-    assert (a.account_id, a.status, a.steps_completed, a.exit_reason) == (
-        "acc-a",
-        Status.ACTIVE,
-        1,
-        None,
-    )
-    assert (b.account_id, b.status, b.steps_completed, b.exit_reason) == (
-        "acc-b",
-        Status.EXITED,
-        0,
-        ExitReason.REPLIED,
-    )
-    live = await repo.live_enrollments_for_update([("acc-a", ours.record), ("acc-b", ours.record)])
-    assert [(e.account_id, e.enrollment_id) for e in live] == [("acc-a", shared_id)]
-    in_workflow = await repo.enrollments_in_workflows_for_update([("acc-b", "wf", ours.record)])
-    assert [(e.account_id, e.status) for e in in_workflow] == [("acc-b", Status.EXITED)]
+async def test_a_send_run_holds_its_enrollments(two: Two) -> None:
+    new = await given_one_enrollment(two)
+
+    async with two.conn.transaction():
+        await two.store().enrollments_for_update([(ACCOUNT, new.enrollment.enrollment_id)])
+        assert await locked_elsewhere(two, "SELECT 1 FROM enrollments FOR UPDATE NOWAIT")
+
+
+async def test_an_apply_run_holds_its_workflows_until_it_commits(
+    two: Two,
+) -> None:
+    await given_one_enrollment(two)
+    lock = "SELECT 1 FROM workflows FOR UPDATE NOWAIT"
+
+    async with two.conn.transaction():
+        heads = await two.store().workflow_heads([(ACCOUNT, "onboarding")])
+        assert heads == {(ACCOUNT, "onboarding"): (1, definition_hash(WF))}
+        assert await locked_elsewhere(two, lock)
+
+    assert not await locked_elsewhere(two, lock)
+
+
+async def test_a_version_once_read_is_kept_by_the_process(two: Two) -> None:
+    """Versions never change once written: a store reads each one once per process."""
+    await given_one_enrollment(two)
+    cache: dict[tuple[str, str, int], WorkflowVersion] = {}
+    key = (ACCOUNT, "onboarding", 1)
+    assert list(await two.store(cache).workflow_versions([key])) == [key]
+
+    # Gone from the table (as no version ever is), the version is still known.
+    await two.conn.execute("DELETE FROM enrollments")
+    await two.conn.execute("DELETE FROM workflow_versions")
+
+    assert (await two.store(cache).workflow_versions([key]))[key].definition == WF
+    assert await two.store().workflow_versions([key]) == {}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -14,11 +13,17 @@ from services.enrollment.domain import (
     Complete,
     Enrollment,
     Exited,
+    Paused,
     Refused,
+    Resumed,
+    ScheduledStep,
     ScheduleNext,
+    SentStep,
     Status,
     Unchanged,
+    VersionApplied,
     WorkflowVersion,
+    decide_apply,
     decide_enrollment,
     decide_exit,
     decide_pause,
@@ -29,61 +34,27 @@ from services.enrollment.domain import (
     next_version,
     on_step_sent,
 )
-from shared.contracts import RecordRef, RecordType
-from shared.contracts.commands import ExitReason, ExitSource
+from services.enrollment.errors import MissingWorkflowVersionError
+from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, RecordType
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.workflow import (
     ReenrollmentPolicy,
-    Step,
-    WorkflowDefinition,
-    WorkflowSettings,
+)
+from tests.support.builders.enrollment_domain import (
+    ACCOUNT,
+    CONTACT,
+    NOW,
+    definition,
+    enrollment,
+    workflow,
 )
 
 pytestmark = pytest.mark.unit
 
-ACCOUNT = "acme-account"
-NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
 HOUR = 3600
 DAY = 24 * HOUR
-
-
-def definition(*delays: int, **settings: Any) -> WorkflowDefinition:
-    return WorkflowDefinition(
-        workflow_id="onboarding",
-        name="Onboarding",
-        record_type=RecordType.CONTACT,
-        steps=tuple(
-            Step(step_id=f"s{i}", body=f"Step {i}", delay_seconds=d)
-            for i, d in enumerate(delays or (0,))
-        ),
-        settings=WorkflowSettings(**settings),
-    )
-
-
-def workflow(*delays: int, version: int = 3, **settings: Any) -> WorkflowVersion:
-    return WorkflowVersion(ACCOUNT, "onboarding", version, definition(*delays, **settings))
-
-
-def enrollment(
-    status: Status = Status.ACTIVE,
-    *,
-    current_step: int = 0,
-    steps_completed: int = 0,
-    enrolled_at: datetime = NOW - timedelta(days=30),
-    next_due_at: datetime | None = None,
-) -> Enrollment:
-    return Enrollment(
-        enrollment_id=uuid.uuid4(),
-        account_id=ACCOUNT,
-        workflow_id="onboarding",
-        workflow_version=1,
-        record=CONTACT,
-        status=status,
-        current_step=current_step,
-        steps_completed=steps_completed,
-        enrolled_at=enrolled_at,
-        next_due_at=next_due_at,
-    )
+USER = Actor(kind=ActorKind.USER, id="u-1")
+CONTACT_DETAILS = ContactDetails(email="c-1@acme.com")
 
 
 def enroll(
@@ -101,6 +72,8 @@ def enroll(
         previous=previous or [],
         now=NOW,
         enrollment_id=enrollment_id or uuid.uuid4(),
+        contact=CONTACT_DETAILS,
+        actor=USER,
     )
 
 
@@ -200,6 +173,26 @@ def test_the_first_step_is_due_now_plus_its_delay(delay: int) -> None:
     assert decision.enrollment.next_due_at == NOW + timedelta(seconds=delay)
 
 
+def test_an_admission_carries_the_contact_actor_and_first_step_due() -> None:
+    decision = enroll(workflow(90, HOUR))
+
+    assert isinstance(decision, Admitted)
+    assert (decision.contact, decision.actor) == (CONTACT_DETAILS, USER)
+    assert decision.scheduled == ScheduledStep(0, decision.first_step, NOW + timedelta(seconds=90))
+
+
+def test_a_refusal_carries_what_was_refused_and_by_whom() -> None:
+    decision = enroll(None)
+
+    assert isinstance(decision, Refused)
+    assert (decision.account_id, decision.workflow_id, decision.record, decision.actor) == (
+        ACCOUNT,
+        "onboarding",
+        CONTACT,
+        USER,
+    )
+
+
 # --- versions -------------------------------------------------------------------------
 
 
@@ -220,14 +213,33 @@ def test_a_changed_definition_makes_the_next_version() -> None:
     assert next_version(4, before, after) == 5
 
 
+def test_applying_a_definition_decides_its_version_with_every_fact() -> None:
+    wf = definition(0, HOUR)
+    same = definition_hash(wf)
+
+    assert decide_apply(None, account_id=ACCOUNT, definition=wf, actor=USER) == VersionApplied(
+        ACCOUNT, wf, 1, same, USER
+    )
+    assert decide_apply((4, same), account_id=ACCOUNT, definition=wf, actor=USER) == Unchanged(
+        "the definition is the current version"
+    )
+    changed = decide_apply((4, "other"), account_id=ACCOUNT, definition=wf, actor=USER)
+    assert isinstance(changed, VersionApplied)
+    assert changed.version == 5
+
+
 # --- step progress --------------------------------------------------------------------
+
+
+def sent(step_index: int, sent_at: datetime) -> SentStep:
+    return SentStep(step_index, f"s{step_index}", f"<m-{step_index}@offramp.test>", sent_at)
 
 
 def test_a_sent_step_schedules_the_next_after_its_delay_from_the_send() -> None:
     sent_at = NOW + timedelta(minutes=3)
     current = enrollment(next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR, DAY), step_index=0, sent_at=sent_at)
+    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(0, sent_at))
 
     assert isinstance(decision, ScheduleNext)
     assert decision.step.step_id == "s1"
@@ -236,10 +248,18 @@ def test_a_sent_step_schedules_the_next_after_its_delay_from_the_send() -> None:
     )
 
 
+def test_a_sent_step_carries_what_was_sent() -> None:
+    decision = on_step_sent(enrollment(next_due_at=NOW), definition(0, HOUR), sent(0, NOW))
+
+    assert isinstance(decision, ScheduleNext)
+    assert decision.sent == sent(0, NOW)
+    assert decision.scheduled == ScheduledStep(1, decision.step, NOW + timedelta(hours=1))
+
+
 def test_the_last_sent_step_completes_the_enrollment() -> None:
     current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR), step_index=1, sent_at=NOW)
+    decision = on_step_sent(current, definition(0, HOUR), sent(1, NOW))
 
     assert isinstance(decision, Complete)
     assert decision.enrollment == replace(
@@ -250,21 +270,21 @@ def test_the_last_sent_step_completes_the_enrollment() -> None:
 @pytest.mark.parametrize("step_index", [0, 2])
 def test_a_send_of_another_step_than_the_current_changes_nothing(step_index: int) -> None:
     current = enrollment(current_step=1, steps_completed=1)
-    decision = on_step_sent(current, definition(0, HOUR, DAY), step_index=step_index, sent_at=NOW)
+    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(step_index, NOW))
     assert isinstance(decision, Unchanged)
     assert f"step {step_index} is not the current step 1" in decision.why
 
 
 @pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
 def test_a_send_for_an_ended_enrollment_changes_nothing(ended: Status) -> None:
-    decision = on_step_sent(enrollment(ended), definition(0, HOUR), step_index=0, sent_at=NOW)
+    decision = on_step_sent(enrollment(ended), definition(0, HOUR), sent(0, NOW))
     assert decision == Unchanged(f"enrollment is {ended.value}")
 
 
 def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
     current = enrollment(Status.PAUSED, next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR), step_index=0, sent_at=NOW)
+    decision = on_step_sent(current, definition(0, HOUR), sent(0, NOW))
 
     assert isinstance(decision, ScheduleNext)
     assert decision.enrollment.status is Status.PAUSED
@@ -273,6 +293,14 @@ def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
 
 
 # --- exits ----------------------------------------------------------------------------
+
+
+TRIGGER = TriggeringEvent(
+    message_id=uuid.UUID("0b7e5a1c-0000-4000-8000-0000000000e1"),
+    type="email.replied",
+    topic="offramp.inbound.email.v1",
+    occurred_at=NOW,
+)
 
 
 def exit_of(
@@ -286,8 +314,9 @@ def exit_of(
         current,
         reason=ExitReason.REPLIED,
         source=source,
+        actor=USER if by_user else SYSTEM_ACTOR,
+        triggering_event=TRIGGER,
         agents_may_stop=agents_may_stop,
-        by_user=by_user,
         now=NOW,
     )
 
@@ -306,6 +335,21 @@ def test_a_live_enrollment_exits_with_its_reason(status: Status) -> None:
         ended_at=NOW,
         exit_reason=ExitReason.REPLIED,
     )
+
+
+def test_an_exit_carries_every_fact_its_event_and_history_need() -> None:
+    current = enrollment(current_step=2, steps_completed=2, next_due_at=NOW)
+
+    decision = exit_of(current, source=ExitSource.TRIGGER, by_user=False)
+
+    assert isinstance(decision, Exited)
+    assert (decision.reason, decision.source, decision.actor, decision.triggering_event) == (
+        ExitReason.REPLIED,
+        ExitSource.TRIGGER,
+        SYSTEM_ACTOR,
+        TRIGGER,
+    )
+    assert decision.steps_completed == 2
 
 
 @pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
@@ -340,32 +384,59 @@ def test_agents_may_stop_a_workflow_that_allows_it() -> None:
 # --- pause and resume -----------------------------------------------------------------
 
 
+UNTIL = NOW + timedelta(days=14)
+
+
+def pause(current: Enrollment) -> Paused | Unchanged:
+    return decide_pause(current, until=UNTIL, reason="ooo", actor=USER)
+
+
+def resume(current: Enrollment) -> Resumed | Unchanged:
+    return decide_resume(current, workflow(0, HOUR, DAY), actor=USER, now=NOW)
+
+
 def test_pausing_keeps_the_step_and_its_due_time() -> None:
     current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW + timedelta(hours=2))
-    assert decide_pause(current) == replace(current, status=Status.PAUSED)
+    assert pause(current) == Paused(replace(current, status=Status.PAUSED), UNTIL, "ooo", USER)
 
 
 @pytest.mark.parametrize("status", [Status.PAUSED, Status.EXITED, Status.COMPLETED])
 def test_only_an_active_enrollment_pauses(status: Status) -> None:
-    assert decide_pause(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
+    assert pause(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
 
 
 def test_resuming_before_the_due_time_keeps_it() -> None:
     due = NOW + timedelta(hours=2)
-    current = enrollment(Status.PAUSED, next_due_at=due)
-    assert decide_resume(current, now=NOW) == replace(current, status=Status.ACTIVE)
+    current = enrollment(Status.PAUSED, current_step=1, next_due_at=due)
+
+    decision = resume(current)
+
+    assert isinstance(decision, Resumed)
+    assert decision.enrollment == replace(current, status=Status.ACTIVE)
+    assert decision.actor == USER
+    assert decision.scheduled == ScheduledStep(1, workflow(0, HOUR, DAY).definition.steps[1], due)
 
 
 @pytest.mark.parametrize("due", [NOW - timedelta(days=3), None])
 def test_resuming_after_the_due_time_runs_the_step_at_once(due: datetime | None) -> None:
-    resumed = decide_resume(enrollment(Status.PAUSED, next_due_at=due), now=NOW)
-    assert isinstance(resumed, Enrollment)
-    assert (resumed.status, resumed.next_due_at) == (Status.ACTIVE, NOW)
+    resumed = resume(enrollment(Status.PAUSED, next_due_at=due))
+    assert isinstance(resumed, Resumed)
+    assert (resumed.enrollment.status, resumed.enrollment.next_due_at) == (Status.ACTIVE, NOW)
+    assert resumed.scheduled.due_at == NOW
 
 
 @pytest.mark.parametrize("status", [Status.ACTIVE, Status.EXITED, Status.COMPLETED])
 def test_only_a_paused_enrollment_resumes(status: Status) -> None:
-    assert decide_resume(enrollment(status), now=NOW) == Unchanged(f"enrollment is {status.value}")
+    assert resume(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
+
+
+def test_resuming_without_the_enrollment_s_workflow_version_is_an_error() -> None:
+    with pytest.raises(MissingWorkflowVersionError):
+        decide_resume(enrollment(Status.PAUSED), None, actor=USER, now=NOW)
+    # Nothing to resume needs no version.
+    assert decide_resume(enrollment(), None, actor=USER, now=NOW) == Unchanged(
+        "enrollment is active"
+    )
 
 
 # --- derived ids ---------------------------------------------------------------------

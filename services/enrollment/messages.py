@@ -1,0 +1,173 @@
+"""Enrollment's decisions as outgoing messages.
+
+Every id is derived from the message that caused the decision (``domain.event_id``): a
+replayed command publishes the same ids again, and consumers drop the repeat.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from services.enrollment import domain
+from shared.contracts import Contract, Message
+from shared.contracts.events import (
+    CompletedPayload,
+    EnrolledPayload,
+    EnrollmentCompleted,
+    EnrollmentEnrolled,
+    EnrollmentExited,
+    EnrollmentPaused,
+    EnrollmentRejected,
+    EnrollmentResumed,
+    EnrollmentStepCompleted,
+    EnrollmentStepScheduled,
+    ExitedPayload,
+    PausedPayload,
+    RejectedPayload,
+    ResumedPayload,
+    StepCompletedPayload,
+    StepScheduledPayload,
+    WorkflowApplied,
+    WorkflowAppliedPayload,
+)
+
+E = TypeVar("E", bound=Message)
+
+
+def _caused(
+    model: type[E], kind: str, cause: Message, subject: uuid.UUID | str, payload: Contract
+) -> E:
+    """A ``model`` event ``cause`` led to about ``subject``: its id is derived from both."""
+    return model.create(
+        message_id=domain.event_id(kind, cause.account_id, cause.message_id, subject),
+        account_id=cause.account_id,
+        caused_by=cause,
+        payload=payload,
+    )
+
+
+def _ref(enrollment: domain.Enrollment) -> dict[str, Any]:
+    """The ``EnrollmentRef`` fields every enrollment event starts with."""
+    return {
+        "enrollment_id": enrollment.enrollment_id,
+        "workflow_id": enrollment.workflow_id,
+        "workflow_version": enrollment.workflow_version,
+        "record": enrollment.record,
+    }
+
+
+def workflow_applied(applied: domain.VersionApplied, cause: Message) -> WorkflowApplied:
+    payload = WorkflowAppliedPayload(
+        version=applied.version, definition=applied.definition, actor=applied.actor
+    )
+    return _caused(
+        WorkflowApplied, "workflow_applied", cause, applied.definition.workflow_id, payload
+    )
+
+
+def step_scheduled(
+    enrollment: domain.Enrollment, scheduled: domain.ScheduledStep, cause: Message
+) -> EnrollmentStepScheduled:
+    payload = StepScheduledPayload(
+        **_ref(enrollment),
+        step_index=scheduled.index,
+        step_id=scheduled.step.step_id,
+        channel=scheduled.step.channel,
+        due_at=scheduled.due_at,
+    )
+    return _caused(
+        EnrollmentStepScheduled, "step_scheduled", cause, enrollment.enrollment_id, payload
+    )
+
+
+def enrolled(admitted: domain.Admitted, cause: Message) -> list[Message]:
+    enrollment = admitted.enrollment
+    payload = EnrolledPayload(**_ref(enrollment), contact=admitted.contact, actor=admitted.actor)
+    return [
+        _caused(EnrollmentEnrolled, "enrolled", cause, enrollment.enrollment_id, payload),
+        step_scheduled(enrollment, admitted.scheduled, cause),
+    ]
+
+
+def rejected(refused: domain.Refused, cause: Message) -> EnrollmentRejected:
+    payload = RejectedPayload(
+        workflow_id=refused.workflow_id,
+        record=refused.record,
+        actor=refused.actor,
+        rejections=refused.rejections,
+    )
+    return _caused(EnrollmentRejected, "rejected", cause, refused.workflow_id, payload)
+
+
+def exited(decision: domain.Exited, cause: Message) -> EnrollmentExited:
+    enrollment = decision.enrollment
+    payload = ExitedPayload(
+        **_ref(enrollment),
+        reason=decision.reason,
+        source=decision.source,
+        actor=decision.actor,
+        triggering_event=decision.triggering_event,
+        steps_completed=decision.steps_completed,
+    )
+    return _caused(EnrollmentExited, "exited", cause, enrollment.enrollment_id, payload)
+
+
+def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
+    enrollment = decision.enrollment
+    payload = PausedPayload(
+        **_ref(enrollment), until=decision.until, reason=decision.reason, actor=decision.actor
+    )
+    return _caused(EnrollmentPaused, "paused", cause, enrollment.enrollment_id, payload)
+
+
+def resumed(decision: domain.Resumed, cause: Message) -> list[Message]:
+    enrollment = decision.enrollment
+    payload = ResumedPayload(**_ref(enrollment), actor=decision.actor)
+    return [
+        _caused(EnrollmentResumed, "resumed", cause, enrollment.enrollment_id, payload),
+        step_scheduled(enrollment, decision.scheduled, cause),
+    ]
+
+
+def progressed(progress: domain.ScheduleNext | domain.Complete, cause: Message) -> list[Message]:
+    """The sent step is completed; then the next is scheduled, or the enrollment completed.
+
+    A paused enrollment records the sent step; resuming schedules the next one.
+    """
+    enrollment, sent = progress.enrollment, progress.sent
+    step = StepCompletedPayload(
+        **_ref(enrollment),
+        step_index=sent.index,
+        step_id=sent.step_id,
+        provider_message_id=sent.provider_message_id,
+    )
+    out: list[Message] = [
+        _caused(EnrollmentStepCompleted, "step_completed", cause, enrollment.enrollment_id, step)
+    ]
+    if isinstance(progress, domain.ScheduleNext):
+        if enrollment.status is domain.Status.ACTIVE:
+            out.append(step_scheduled(enrollment, progress.scheduled, cause))
+        return out
+    done = CompletedPayload(**_ref(enrollment), steps_completed=enrollment.steps_completed)
+    out.append(_caused(EnrollmentCompleted, "completed", cause, enrollment.enrollment_id, done))
+    return out
+
+
+def of(decision: domain.Decision, cause: Message) -> list[Message]:  # noqa: PLR0911 - a case a kind
+    """Everything ``decision`` publishes, in order; ``cause`` is the message that led to it."""
+    match decision:
+        case domain.VersionApplied():
+            return [workflow_applied(decision, cause)]
+        case domain.Admitted():
+            return enrolled(decision, cause)
+        case domain.Refused():
+            return [rejected(decision, cause)]
+        case domain.Exited():
+            return [exited(decision, cause)]
+        case domain.Paused():
+            return [paused(decision, cause)]
+        case domain.Resumed():
+            return resumed(decision, cause)
+        case domain.ScheduleNext() | domain.Complete():
+            return progressed(decision, cause)

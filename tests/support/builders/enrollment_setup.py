@@ -1,0 +1,38 @@
+"""The enrollment handlers on the shared harness, and the state most cases start from."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from services.enrollment.handlers import build_handlers
+from shared.contracts import RecordRef
+from shared.contracts.events import EnrollmentEnrolled
+from shared.contracts.workflow import WorkflowDefinition
+from tests.support.builders.enrollment_commands import ALICE, apply_cmd, definition, enroll_cmd
+from tests.support.builders.enrollment_events import T0
+from tests.support.fakes.enrollment import FakeEnrollmentStore
+from tests.support.harness import Harness, Outcome
+
+EnrollmentHarness = Harness[FakeEnrollmentStore]
+
+M = TypeVar("M")
+
+
+def enrollment_harness() -> EnrollmentHarness:
+    """The enrollment handlers over an empty fake store, the clock at ``T0``."""
+    return Harness(build_handlers(), FakeEnrollmentStore, now=T0)
+
+
+def only(outcome: Outcome, kind: type[M]) -> M:
+    """The one message of type ``kind`` the outcome published."""
+    (found,) = outcome.of_type(kind)
+    return found  # type: ignore[no-any-return]
+
+
+async def enrolled_in(
+    h: EnrollmentHarness, wf: WorkflowDefinition | None = None, record: RecordRef = ALICE
+) -> EnrollmentEnrolled:
+    """Apply ``wf`` (unless it is current) and enroll ``record`` in it."""
+    wf = wf or definition()
+    outcome = await h.when(apply_cmd(wf), enroll_cmd(record, wf.workflow_id))
+    return only(outcome, EnrollmentEnrolled)
