@@ -10,33 +10,25 @@ from __future__ import annotations
 import pytest
 
 from services.messaging.domain import EnrollmentStatus
-from shared.contracts import Message
 from shared.contracts.events import CancelReason, MessageCancelled
-from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
+from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, exited, paused
 from tests.support.builders.messaging_events import (
     ENROLLMENT,
     OTHER_ENROLLMENT,
     enrollment_enrolled,
-    messaging_settings,
     resumed,
     step_due,
-    workflow_applied,
 )
-from tests.support.fakes.messaging import MessagingHarness
+from tests.support.fakes.messaging import MessagingHarness, messaging_harness
 
 pytestmark = pytest.mark.handler
 
-NOW = T0
 OTHER = OTHER_ENROLLMENT
 
 
 @pytest.fixture
 def h() -> MessagingHarness:
-    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
-
-
-async def ready(h: MessagingHarness, *events: Message) -> None:
-    await h.given(workflow_applied(), *events)
+    return messaging_harness()
 
 
 async def test_the_projection_keeps_the_recipient_and_never_revives_an_exit(
@@ -95,7 +87,7 @@ async def test_exited_then_enrolled_in_one_run_stays_exited_with_the_recipient(
 async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once(
     h: MessagingHarness,
 ) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
     await h.send_due()
     assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
     wakeups = h.store.wakeups
@@ -114,7 +106,7 @@ async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once(
 async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels(
     h: MessagingHarness,
 ) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
     await h.send_due()
     await h.when(resumed(ENROLLMENT), exited(ENROLLMENT))  # one by one: requeued, then exited
     assert h.row().status == "pending"

@@ -12,7 +12,6 @@ import pytest
 
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
 from shared.consumer import RejectedMessageError
-from shared.contracts import Message
 from shared.contracts.events import StepDue
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_events import ACCOUNT, T0
@@ -23,11 +22,10 @@ from tests.support.builders.messaging_events import (
     OTHER_ENROLLMENT,
     WORKFLOW,
     enrollment_enrolled,
-    messaging_settings,
     step_due,
     workflow_applied,
 )
-from tests.support.fakes.messaging import MessagingHarness
+from tests.support.fakes.messaging import MessagingHarness, messaging_harness
 
 pytestmark = pytest.mark.handler
 
@@ -37,17 +35,13 @@ OTHER = OTHER_ENROLLMENT
 
 @pytest.fixture
 def h() -> MessagingHarness:
-    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
-
-
-async def ready(h: MessagingHarness, *events: Message) -> None:
-    await h.given(workflow_applied(), *events)
+    return messaging_harness()
 
 
 async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders(
     h: MessagingHarness,
 ) -> None:
-    await ready(h)
+    await h.ready()
     due = step_due(ENROLLMENT)
     outcome = await h.when(due)
     row = h.row()
@@ -64,7 +58,7 @@ async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders(
 
 
 async def test_a_step_is_queued_at_most_once_per_enrollment(h: MessagingHarness) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT))
     await h.when(step_due(ENROLLMENT))
     await h.send_due()
     await h.when(step_due(ENROLLMENT))  # fired again (another message id): already sent
@@ -88,7 +82,7 @@ async def test_an_unknown_step_is_an_ordinary_error_so_the_pipeline_retries_it(
 async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
     h: MessagingHarness,
 ) -> None:
-    await ready(h)
+    await h.ready()
     due = step_due(ENROLLMENT, step_id="nudge")
     with pytest.raises(StepMismatchError) as raised:
         await h.handlers[StepDue.TYPE](UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW)
@@ -108,7 +102,7 @@ async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
 async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_notify(
     h: MessagingHarness,
 ) -> None:
-    await ready(h)
+    await h.ready()
     h.store.calls.clear()
     first, second = step_due(ENROLLMENT), step_due(OTHER)
     await h.when(first, second)
@@ -120,7 +114,7 @@ async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_
 
 
 async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first(h: MessagingHarness) -> None:
-    await ready(h)
+    await h.ready()
     first, again = step_due(ENROLLMENT), step_due(ENROLLMENT)
     await h.when(first, again)
     assert len(h.store.sends) == 1
@@ -129,7 +123,7 @@ async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first(h: Messagin
 
 
 async def test_a_run_of_steps_already_sent_wakes_nobody(h: MessagingHarness) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
     await h.send_due()
     wakeups = h.store.wakeups
     await h.when(step_due(ENROLLMENT), step_due(ENROLLMENT))
@@ -140,7 +134,7 @@ async def test_a_run_of_steps_already_sent_wakes_nobody(h: MessagingHarness) -> 
 async def test_one_unknown_step_fails_the_whole_run_so_the_pipeline_retries_each(
     h: MessagingHarness,
 ) -> None:
-    await ready(h)
+    await h.ready()
     with pytest.raises(UnknownWorkflowStepError):
         await h.when(step_due(ENROLLMENT), step_due(OTHER, step_index=7))
     assert h.store.sends == {}

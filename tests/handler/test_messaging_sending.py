@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.contracts import Message, derived_message_id, topics
+from shared.contracts import derived_message_id, topics
 from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
 from shared.contracts.inbound import Channel
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
@@ -21,12 +21,11 @@ from tests.support.builders.messaging_events import (
     DOMAIN,
     ENROLLMENT,
     enrollment_enrolled,
-    messaging_settings,
     resumed,
     step_due,
     workflow_applied,
 )
-from tests.support.fakes.messaging import MessagingHarness
+from tests.support.fakes.messaging import MessagingHarness, messaging_harness
 
 pytestmark = pytest.mark.handler
 
@@ -35,11 +34,7 @@ NOW = T0
 
 @pytest.fixture
 def h() -> MessagingHarness:
-    return MessagingHarness(messaging_settings(), now=NOW, max_attempts=3, backoff_s=2.0)
-
-
-async def ready(h: MessagingHarness, *events: Message) -> None:
-    await h.given(workflow_applied(), *events)
+    return messaging_harness()
 
 
 # --- the send-time re-check ---
@@ -48,7 +43,7 @@ async def ready(h: MessagingHarness, *events: Message) -> None:
 async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id(
     h: MessagingHarness,
 ) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT))
     due = step_due(ENROLLMENT)
     await h.when(due)
     published = await h.send_due()
@@ -74,7 +69,7 @@ async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id(
 async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
     h: MessagingHarness, change: Any, reason: CancelReason
 ) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), change(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), change(ENROLLMENT))
     published = await h.send_due()
     assert h.email.calls == 0
     [cancelled] = published
@@ -87,7 +82,7 @@ async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
 async def test_an_email_step_to_a_contact_without_an_address_is_cancelled(
     h: MessagingHarness,
 ) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT, email=None), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT, email=None), step_due(ENROLLMENT))
     [cancelled] = await h.send_due()
     assert isinstance(cancelled, MessageCancelled)
     assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
@@ -95,7 +90,7 @@ async def test_an_email_step_to_a_contact_without_an_address_is_cancelled(
 
 
 async def test_a_step_waits_for_its_enrollment_to_be_projected(h: MessagingHarness) -> None:
-    await ready(h, step_due(ENROLLMENT))  # step.due overtook enrollment.enrolled
+    await h.ready(step_due(ENROLLMENT))  # step.due overtook enrollment.enrolled
     assert await h.send_due() == []
     await h.when(enrollment_enrolled(ENROLLMENT))
     [sent] = await h.send_due()
@@ -105,7 +100,7 @@ async def test_a_step_waits_for_its_enrollment_to_be_projected(h: MessagingHarne
 async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_recipient(
     h: MessagingHarness,
 ) -> None:
-    await ready(h, step_due(ENROLLMENT))
+    await h.ready(step_due(ENROLLMENT))
     assert await h.cancel_orphans(now=NOW) == (0, [])  # it may still come: the grace period
     count, [cancelled] = await h.cancel_orphans(now=NOW + timedelta(minutes=10))
     assert count == 1
@@ -114,7 +109,7 @@ async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_r
 
 
 async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHarness) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT))
     await h.when(step_due(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
     [sent] = await h.send_due()
     [message] = h.sms.accepted
@@ -125,7 +120,7 @@ async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHa
 
 
 async def test_a_resume_requeues_a_step_cancelled_by_the_pause(h: MessagingHarness) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
     await h.send_due()
     assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
     wakeups = h.store.wakeups
@@ -138,7 +133,7 @@ async def test_a_resume_requeues_a_step_cancelled_by_the_pause(h: MessagingHarne
 
 
 async def test_an_exit_is_never_requeued(h: MessagingHarness) -> None:
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), exited(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), exited(ENROLLMENT))
     await h.send_due()
     await h.when(resumed(ENROLLMENT))
     await h.when(step_due(ENROLLMENT))
@@ -154,7 +149,7 @@ async def test_a_failed_attempt_is_retried_later_with_the_same_message_id(
     h: MessagingHarness,
 ) -> None:
     h.email.failures = 1
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
     assert await h.send_due() == []
     row = h.row()
     assert (row.status, row.send.attempts) == ("pending", 1)
@@ -171,7 +166,7 @@ async def test_a_send_that_keeps_failing_is_marked_failed_without_an_event(
     h: MessagingHarness,
 ) -> None:
     h.email.failures = 10
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
     published = [
         *await h.send_due(),
         *await h.send_due(now=NOW + timedelta(minutes=1)),
@@ -186,7 +181,7 @@ async def test_a_send_that_keeps_failing_is_marked_failed_without_an_event(
 
 async def test_a_recipient_refused_for_good_fails_at_once(h: MessagingHarness) -> None:
     h.email.refuse = True
-    await ready(h, enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
     assert await h.send_due() == []
     assert (h.row().status, h.row().send.attempts) == ("failed", 1)
     assert h.row().last_error == "550 no such user"
@@ -197,8 +192,7 @@ async def test_a_recipient_refused_for_good_fails_at_once(h: MessagingHarness) -
 
 async def test_two_accounts_sends_for_one_enrollment_id_stay_apart(h: MessagingHarness) -> None:
     other = OTHER_ACCOUNT
-    await ready(
-        h,
+    await h.ready(
         workflow_applied(other),
         enrollment_enrolled(ENROLLMENT),
         enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=other),

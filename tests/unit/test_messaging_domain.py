@@ -10,26 +10,38 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.messaging.domain import (
+    Attempt,
     Cancel,
+    Cancelled,
     ClaimedSend,
     Deliver,
     EnrollmentChange,
+    EnrollmentSeen,
     EnrollmentStatus,
+    Failed,
     GiveUp,
     RetryAt,
+    RetryPolicy,
     Send,
+    Sent,
     WorkflowStep,
+    after_attempt,
     after_failure,
     decide_send,
     next_status,
+    orphaned,
     pending_send,
+    project,
     provider_message_id,
     render_subject,
+    requeues_paused_sends,
     send_event_id,
+    steps_of,
 )
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
+from shared.contracts.workflow import Step, WorkflowDefinition
 
 pytestmark = pytest.mark.unit
 
@@ -284,3 +296,78 @@ def test_send_event_ids_are_deterministic_and_differ_across_accounts(kind: str) 
     assert send_event_id(kind, ours) == send_event_id(kind, a_send())
     assert send_event_id(kind, ours) != send_event_id(kind, theirs)
     assert send_event_id(kind, ours) != send_event_id(kind, replace(ours, step_index=1))
+
+
+# --- the projection row, and what a send's outcome records ---
+
+
+def seen(change: EnrollmentChange, email: str | None = None) -> EnrollmentSeen:
+    return EnrollmentSeen(change, ENROLLMENT, "acme", "wf-1", 1, CONTACT, email)
+
+
+def test_a_first_event_creates_the_row_and_later_ones_keep_what_it_was_created_with() -> None:
+    first = project(None, seen(EnrollmentChange.PAUSED))
+    assert (first.status, first.recipient_email, first.workflow_id) == (
+        EnrollmentStatus.PAUSED,
+        None,
+        "wf-1",
+    )
+    later = replace(seen(EnrollmentChange.ENROLLED, "ada@example.com"), workflow_id="other")
+    assert project(first, later) == replace(first, recipient_email="ada@example.com")
+    assert project(first, seen(EnrollmentChange.RESUMED)).recipient_email is None
+
+
+def test_a_known_address_is_never_forgotten() -> None:
+    known = project(None, seen(EnrollmentChange.ENROLLED, "ada@example.com"))
+    again = project(known, seen(EnrollmentChange.ENROLLED, None))
+    assert again.recipient_email == "ada@example.com"
+
+
+def test_only_a_resume_that_leaves_the_enrollment_active_requeues_paused_sends() -> None:
+    paused = project(None, seen(EnrollmentChange.PAUSED))
+    resumed = seen(EnrollmentChange.RESUMED)
+    assert requeues_paused_sends(resumed, project(paused, resumed))
+    exited = project(None, seen(EnrollmentChange.EXITED))
+    assert not requeues_paused_sends(resumed, project(exited, resumed))
+    enrolled = seen(EnrollmentChange.ENROLLED)
+    assert not requeues_paused_sends(enrolled, project(None, enrolled))
+
+
+def test_the_steps_of_a_version_keep_their_order_and_content() -> None:
+    definition = WorkflowDefinition(
+        workflow_id="wf-1",
+        name="Welcome",
+        record_type=RecordType.CONTACT,
+        steps=(Step(step_id="a", subject="Hi", body="1"), Step(step_id="b", body="2")),
+    )
+    steps = steps_of("acme", 3, definition)
+    assert [(s.step_index, s.step_id, s.version, s.subject) for s in steps] == [
+        (0, "a", 3, "Hi"),
+        (1, "b", 3, None),
+    ]
+
+
+POLICY = RetryPolicy(max_attempts=2, backoff_s=2.0, backoff_max_s=300.0)
+
+
+def test_an_accepted_attempt_is_sent_to_its_recipient_at_the_time_of_acceptance() -> None:
+    later = NOW + timedelta(seconds=3)
+    accepted = Attempt(accepted_at=later)
+    outcome = after_attempt(a_send(), "ada@example.com", accepted, now=NOW, policy=POLICY)
+    assert outcome == Sent(a_send(), "ada@example.com", later)
+
+
+def test_a_failed_attempt_carries_its_error_its_retry_and_its_count() -> None:
+    failed, refused = Attempt(error="relay unreachable"), Attempt(error="550", permanent=True)
+    retry = after_attempt(a_send(), "a@b", failed, now=NOW, policy=POLICY)
+    last = after_attempt(a_send(attempts=1), "a@b", failed, now=NOW, policy=POLICY)
+    at_once = after_attempt(a_send(), "a@b", refused, now=NOW, policy=POLICY)
+    assert retry == Failed(a_send(), "relay unreachable", NOW + timedelta(seconds=2))
+    assert last == Failed(a_send(attempts=1), "relay unreachable", None)
+    assert isinstance(last, Failed)
+    assert last.attempts == 2
+    assert at_once == Failed(a_send(), "550", None)
+
+
+def test_an_orphan_is_cancelled_for_having_no_recipient() -> None:
+    assert orphaned(a_send()) == Cancelled(a_send(), CancelReason.NO_RECIPIENT)

@@ -34,8 +34,12 @@ from shared.contracts import Message, decode
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
 from shared.uow import UnitOfWork
-from tests.support.builders.enrollment_events import ACCOUNT
-from tests.support.builders.messaging_events import ENROLLMENT
+from tests.support.builders.enrollment_events import ACCOUNT, T0
+from tests.support.builders.messaging_events import (
+    ENROLLMENT,
+    messaging_settings,
+    workflow_applied,
+)
 from tests.support.harness import Harness
 
 
@@ -236,6 +240,10 @@ class MessagingHarness(Harness[FakeMessagingStore]):
         self.topics: list[str] = []
         """The topic of every message the sender published, in order."""
 
+    async def ready(self, *events: Message) -> None:
+        """``workflow_applied()`` and then ``events`` happened before the case."""
+        await self.given(workflow_applied(), *events)
+
     async def send_due(self, *, now: datetime | None = None) -> list[Message]:
         """One sender transaction at ``now``: what it publishes."""
         at = now or self.now
@@ -264,3 +272,8 @@ class MessagingHarness(Harness[FakeMessagingStore]):
 
     def view(self, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT) -> EnrollmentView:
         return self.store.enrollments[(account, enrollment_id)]
+
+
+def messaging_harness() -> MessagingHarness:
+    """The handler tests' harness: at ``T0``, 3 provider attempts, 2 s first backoff."""
+    return MessagingHarness(messaging_settings(), now=T0, max_attempts=3, backoff_s=2.0)
