@@ -75,20 +75,6 @@ def runs_of(
     return runs
 
 
-@dataclass(frozen=True, slots=True)
-class Batched:
-    """Adapts a handler of the earlier shape, ``handle(uow, messages)``, to ``Handler``.
-
-    Transitional: services move to ``handle(uow, messages, now)`` one by one.
-    """
-
-    handle: Callable[[UnitOfWork[Any], list[Any]], Awaitable[None]]
-
-    async def __call__(self, uow: UnitOfWork[Any], messages: list[Any], now: datetime) -> None:
-        del now
-        await self.handle(uow, messages)
-
-
 UNKNOWN_ACCOUNT = "unknown"
 """The account of a dead letter whose record named no valid account."""
 

@@ -228,9 +228,13 @@ class SenderLoop:
             listen(settings.database_url, wakeup, check_s=settings.send_poll_interval_s),
             name="messaging:sender-listen",
         )
+        stopping = self._runtime.stopping
+        # A stopping service wakes the sender at once; the round in hand commits first.
+        stop_watch = asyncio.create_task(stopping.wait(), name="messaging:sender-stop")
+        stop_watch.add_done_callback(lambda _task: wakeup.notify())
         next_orphan_check = 0.0
         try:
-            while True:
+            while not stopping.is_set():
                 now = self._runtime.clock()  # one reading per round
                 try:
                     claimed = await self.send_once(now=now)
@@ -239,12 +243,13 @@ class SenderLoop:
                         next_orphan_check = time.monotonic() + settings.send_poll_interval_s * 10
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
                     log.warning("sender_loop_error", error=repr(exc))
-                    await asyncio.sleep(settings.send_poll_interval_s)
+                    await wakeup.wait(settings.send_poll_interval_s)
                     continue
                 self.stats.last_tick_monotonic = time.monotonic()
                 if claimed < settings.send_batch_size:
                     await wakeup.wait(settings.send_poll_interval_s)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, stop_watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -13,13 +13,13 @@ rule every batch-native handler must keep.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from shared.consumer import Handler, RejectedMessageError, runs_of
-from shared.contracts import Message, decode
+from shared.contracts import TOPIC_OF_TYPE, Message, decode
 from shared.uow import UnitOfWork
 
 
@@ -30,6 +30,7 @@ class FakeStore(Protocol):
 
 
 StoreT = TypeVar("StoreT", bound=FakeStore)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,19 @@ class Outcome:
 
 
 def _published(uow: UnitOfWork[Any]) -> list[Message]:
-    decoded = [decode(out.value, topic=out.topic) for out in uow.outgoing]
-    return [m for m in decoded if isinstance(m, Message)]
+    """What ``uow`` would publish, decoded back through the contracts; every record must
+    go to its type's topic, keyed by its record, with the envelope in its headers."""
+    published = []
+    for out in uow.outgoing:
+        message = decode(out.value, topic=out.topic)
+        assert isinstance(message, Message), f"{out.topic}: {message!r} is not a known message"
+        assert out.topic == TOPIC_OF_TYPE[message.type]
+        assert out.key == message.partition_key()
+        assert out.headers["message-id"] == str(message.message_id)
+        assert out.headers["message-type"] == message.type
+        assert out.headers["account-id"] == message.account_id
+        published.append(message)
+    return published
 
 
 def _comparable(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -102,6 +114,15 @@ class Harness(Generic[StoreT]):
         self.store = new_store()
         self._alone = new_store()
         self.now = now
+
+    async def step(self, work: Callable[[UnitOfWork[Any]], Awaitable[T]]) -> tuple[T, Outcome]:
+        """Run work that is not a consumer case (a timer or sender round) once, on the
+        store the batches went to; the one-by-one store goes on from the same state."""
+        assert self.store.snapshot() == self._alone.snapshot()
+        uow = UnitOfWork(None, self.store)
+        result = await work(uow)
+        self._alone = copy.deepcopy(self.store)
+        return result, Outcome(_published(uow))
 
     async def given(self, *messages: Message) -> None:
         """What happened before the case, the same for both stores."""

@@ -30,7 +30,7 @@ from services.messaging.handlers import build_handlers
 from services.messaging.ports import MessagingStore, StepKey
 from services.messaging.providers import OutboundEmail
 from services.messaging.sender import Sender
-from shared.contracts import Message, decode
+from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
 from shared.uow import UnitOfWork
@@ -255,15 +255,10 @@ class MessagingHarness(Harness[FakeMessagingStore]):
         return await self._round(lambda uow: self.sender.cancel_orphans(uow, now=now), now)
 
     async def _round(self, work: SenderRound, now: datetime) -> tuple[int, list[Message]]:
-        assert self.store.snapshot() == self._alone.snapshot()
         self._round_now = now
-        uow: UnitOfWork[MessagingStore] = UnitOfWork(None, self.store)
-        count = await work(uow)
-        self._alone = copy.deepcopy(self.store)
-        self.topics.extend(out.topic for out in uow.outgoing)
-        messages = [decode(out.value, topic=out.topic) for out in uow.outgoing]
-        assert all(isinstance(m, Message) for m in messages)
-        return count, [m for m in messages if isinstance(m, Message)]
+        count, outcome = await self.step(work)
+        self.topics.extend(TOPIC_OF_TYPE[m.type] for m in outcome.published)
+        return count, outcome.published
 
     def row(
         self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT
