@@ -18,10 +18,9 @@ from shared.consumer import RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
 from shared.contracts.topics import TOPIC_BY_NAME
-from shared.runtime import ServiceRuntime, ServiceSpec, build_app
-from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
+from tests.support.enroll_consumer import TestRuntime, enroll_consumer
 from tests.support.kafka import TopicClient, of_type
 from tests.support.waiting import eventually
 
@@ -70,40 +69,16 @@ def enroll(workflow_id: str, record_id: str) -> Enroll:
 
 
 @pytest.fixture
-async def service(
-    test_env: SessionEnv,
-) -> AsyncIterator[tuple[ServiceRuntime[ServiceSettings, Any], Behaviour]]:
+async def service(test_env: SessionEnv) -> AsyncIterator[tuple[TestRuntime, Behaviour]]:
     behaviour = Behaviour()
-    suffix = uuid.uuid4().hex[:8]
-    spec = ServiceSpec(
-        name="pipeline-test",
-        schema=f"pipeline_{suffix}",
-        description="test service",
-        migrations_dir=Path(__file__).parent / "pipeline_migrations",
-        consumes=(topics.COMMANDS,),
-        publishes=(topics.DEAD_LETTER,),
-        settings=ServiceSettings,
-        store=lambda conn: conn,
-        handlers=lambda _settings: {Enroll.TYPE: behaviour.handle},
-    )
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
-        database_url=test_env.database_url,
-        # A namespace of its own: nothing else published in this session reaches it.
-        topic_namespace=f"{test_env.topic_namespace}pipeline-{suffix}.",
-        consumer_backoff_initial_s=0.05,
-        consumer_max_attempts=4,
-        log_format="console",
-    )
-    app, runtime = build_app(spec, settings)
-    await app.start()
-    try:
+    migrations = Path(__file__).parent / "pipeline_migrations"
+    async with enroll_consumer(
+        test_env, "pipeline-test", migrations, behaviour.handle, consumer_max_attempts=4
+    ) as runtime:
         yield runtime, behaviour
-    finally:
-        await app.stop()
 
 
-async def effects(test_env: SessionEnv, runtime: ServiceRuntime[ServiceSettings, Any]) -> list[str]:
+async def effects(test_env: SessionEnv, runtime: TestRuntime) -> list[str]:
     conn = await asyncpg.connect(test_env.database_url)
     try:
         rows = await conn.fetch(
@@ -115,7 +90,7 @@ async def effects(test_env: SessionEnv, runtime: ServiceRuntime[ServiceSettings,
 
 
 async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
+    service: tuple[TestRuntime, Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, behaviour = service
     good = enroll("ok", "r-good")
@@ -169,7 +144,7 @@ async def test_each_message_applies_once_and_bad_input_is_dead_lettered(
 
 
 async def test_offsets_are_committed_after_processing(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
+    service: tuple[TestRuntime, Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     async with TopicClient(
@@ -211,7 +186,7 @@ async def test_offsets_are_committed_after_processing(
 
 
 async def test_a_database_outage_redelivers_instead_of_dead_lettering(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Behaviour], test_env: SessionEnv
+    service: tuple[TestRuntime, Behaviour], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     assert runtime.pipeline is not None

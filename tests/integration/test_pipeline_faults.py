@@ -19,10 +19,9 @@ from shared.consumer import REPLAY_HEADER, RejectedMessageError
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics
 from shared.contracts.commands import Enroll, EnrollPayload
 from shared.health import HealthServer
-from shared.runtime import ServiceRuntime, ServiceSpec, build_app
-from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 from tests.conftest import SessionEnv
+from tests.support.enroll_consumer import TestRuntime, enroll_consumer
 from tests.support.kafka import TopicClient, of_type
 from tests.support.waiting import eventually
 
@@ -70,41 +69,16 @@ def enroll(record_id: str, *, account: str = "acc-a", workflow: str = "ok", **kw
 
 
 @pytest.fixture
-async def service(
-    test_env: SessionEnv,
-) -> AsyncIterator[tuple[ServiceRuntime[ServiceSettings, Any], Handler]]:
+async def service(test_env: SessionEnv) -> AsyncIterator[tuple[TestRuntime, Handler]]:
     handler = Handler()
-    suffix = uuid.uuid4().hex[:8]
-    spec = ServiceSpec(
-        name="fault-test",
-        schema=f"faults_{suffix}",
-        description="test service",
-        migrations_dir=Path(__file__).parent / "fault_migrations",
-        consumes=(topics.COMMANDS,),
-        publishes=(topics.DEAD_LETTER,),
-        settings=ServiceSettings,
-        store=lambda conn: conn,
-        handlers=lambda _settings: {Enroll.TYPE: handler.handle},
-    )
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=test_env.kafka_bootstrap_servers,
-        database_url=test_env.database_url,
-        topic_namespace=f"{test_env.topic_namespace}faults-{suffix}.",
-        consumer_backoff_initial_s=0.05,
-        consumer_backoff_max_s=0.2,
-        log_format="console",
-    )
-    app, runtime = build_app(spec, settings)
-    await app.start()
-    try:
+    migrations = Path(__file__).parent / "fault_migrations"
+    async with enroll_consumer(
+        test_env, "fault-test", migrations, handler.handle, consumer_backoff_max_s=0.2
+    ) as runtime:
         yield runtime, handler
-    finally:
-        await app.stop()
 
 
-async def effects(
-    test_env: SessionEnv, runtime: ServiceRuntime[ServiceSettings, Any]
-) -> list[tuple[str, str]]:
+async def effects(test_env: SessionEnv, runtime: TestRuntime) -> list[tuple[str, str]]:
     conn = await asyncpg.connect(test_env.database_url)
     try:
         rows = await conn.fetch(
@@ -132,7 +106,7 @@ def poison() -> dict[str, bytes]:
 
 
 async def test_poison_records_are_dead_lettered_and_the_next_record_on_the_key_applies(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     records = poison()
@@ -182,7 +156,7 @@ async def test_poison_records_are_dead_lettered_and_the_next_record_on_the_key_a
 
 
 async def test_two_accounts_sending_the_same_message_id_both_take_effect(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     shared_id = uuid.uuid4()
@@ -202,7 +176,7 @@ async def test_two_accounts_sending_the_same_message_id_both_take_effect(
 
 
 async def test_a_replayed_dead_letter_applies_once(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     message = enroll("replayed", workflow="reject-once")
@@ -233,7 +207,7 @@ async def test_a_replayed_dead_letter_applies_once(
 
 
 async def test_a_database_error_that_is_not_the_message_s_fault_is_retried_never_dead_lettered(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
 ) -> None:
     runtime, handler = service
     assert runtime.pipeline is not None
@@ -264,7 +238,7 @@ async def test_a_database_error_that_is_not_the_message_s_fault_is_retried_never
 
 
 async def test_metrics_report_what_the_pipeline_and_the_outbox_did(
-    service: tuple[ServiceRuntime[ServiceSettings, Any], Handler], test_env: SessionEnv
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
 ) -> None:
     runtime, _ = service
     async with TopicClient(
