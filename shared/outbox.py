@@ -252,9 +252,7 @@ class OutboxRelay:
             self.stats.consecutive_failures = 0
             return 0, 0
         producer = await self._producer_started()
-        results = await asyncio.gather(
-            *(self._publish(producer, row) for row in rows), return_exceptions=True
-        )
+        results = await self._publish_all(producer, rows)
         done = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
         failures = [
             (row, result)
@@ -273,13 +271,39 @@ class OutboxRelay:
             self.stats.consecutive_failures = 0
         return len(done), kept
 
-    async def _publish(self, producer: RelayProducer, row: asyncpg.Record) -> None:
+    async def _publish_all(
+        self, producer: RelayProducer, rows: Sequence[asyncpg.Record]
+    ) -> list[BaseException | None]:
+        """Queue every row in id order, then wait for the broker's acks together; returns
+        each row's error, or None once the broker has it.
+
+        Queuing is cheap and keeps the order; waiting on the acks' futures together (not
+        one task per row) is what lets a round of 1,000 rows cost little more than one.
+        Once the broker is unreachable, the rest of the round is not queued.
+        """
+        results: list[BaseException | None] = [None] * len(rows)
+        acks: list[tuple[int, Awaitable[Any]]] = []
+        for index, row in enumerate(rows):
+            try:
+                acks.append((index, await self._queue(producer, row)))
+            except Exception as exc:  # noqa: BLE001 - sorted out per row by _set_aside
+                results[index] = exc
+                if is_transport_error(exc):
+                    for rest in range(index + 1, len(rows)):
+                        results[rest] = exc
+                    break
+        outcomes = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
+        for (index, _), outcome in zip(acks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results[index] = outcome
+        return results
+
+    async def _queue(self, producer: RelayProducer, row: asyncpg.Record) -> Awaitable[Any]:
         topic = row["topic"]
         if self._known_topics is not None and topic not in self._known_topics:
             raise PermanentPublishError(f"unknown topic {topic!r}")
         headers = json.loads(row["headers"])
-        delivered = await producer.send(topic, row["key"].encode(), row["value"], headers)
-        await delivered
+        return await producer.send(topic, row["key"].encode(), row["value"], headers)
 
     async def _set_aside(
         self,
