@@ -1,4 +1,5 @@
-"""Enrollment's pure decisions: admission, versions, step progress, exits, pause and resume."""
+"""Enrollment's pure decisions: admission, versions and step progress (exits, pause and
+resume are in test_enrollment_lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,7 @@ from services.enrollment.domain import (
     Admitted,
     Complete,
     Enrollment,
-    Exited,
-    Paused,
     Refused,
-    Resumed,
     ScheduledStep,
     ScheduleNext,
     SentStep,
@@ -25,18 +23,12 @@ from services.enrollment.domain import (
     WorkflowVersion,
     decide_apply,
     decide_enrollment,
-    decide_exit,
-    decide_pause,
-    decide_resume,
     definition_hash,
-    enrollment_id_for,
-    event_id,
     next_version,
     on_step_sent,
 )
-from services.enrollment.errors import MissingWorkflowVersionError
-from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, RecordType
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts import Actor, ActorKind, RecordRef, RecordType
+from shared.contracts.commands import ContactDetails
 from shared.contracts.workflow import (
     ReenrollmentPolicy,
 )
@@ -290,175 +282,3 @@ def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
     assert decision.enrollment.status is Status.PAUSED
     assert (decision.enrollment.current_step, decision.enrollment.steps_completed) == (1, 1)
     assert decision.enrollment.next_due_at == NOW + timedelta(hours=1)
-
-
-# --- exits ----------------------------------------------------------------------------
-
-
-TRIGGER = TriggeringEvent(
-    message_id=uuid.UUID("0b7e5a1c-0000-4000-8000-0000000000e1"),
-    type="email.replied",
-    topic="offramp.inbound.email.v1",
-    occurred_at=NOW,
-)
-
-
-def exit_of(
-    current: Enrollment,
-    *,
-    source: ExitSource = ExitSource.MANUAL,
-    agents_may_stop: bool = True,
-    by_user: bool = True,
-) -> Exited | Unchanged:
-    return decide_exit(
-        current,
-        reason=ExitReason.REPLIED,
-        source=source,
-        actor=USER if by_user else SYSTEM_ACTOR,
-        triggering_event=TRIGGER,
-        agents_may_stop=agents_may_stop,
-        now=NOW,
-    )
-
-
-@pytest.mark.parametrize("status", [Status.ACTIVE, Status.PAUSED])
-def test_a_live_enrollment_exits_with_its_reason(status: Status) -> None:
-    current = enrollment(status, current_step=2, steps_completed=2, next_due_at=NOW)
-
-    decision = exit_of(current, source=ExitSource.TRIGGER, by_user=False)
-
-    assert isinstance(decision, Exited)
-    assert decision.enrollment == replace(
-        current,
-        status=Status.EXITED,
-        next_due_at=None,
-        ended_at=NOW,
-        exit_reason=ExitReason.REPLIED,
-    )
-
-
-def test_an_exit_carries_every_fact_its_event_and_history_need() -> None:
-    current = enrollment(current_step=2, steps_completed=2, next_due_at=NOW)
-
-    decision = exit_of(current, source=ExitSource.TRIGGER, by_user=False)
-
-    assert isinstance(decision, Exited)
-    assert (decision.reason, decision.source, decision.actor, decision.triggering_event) == (
-        ExitReason.REPLIED,
-        ExitSource.TRIGGER,
-        SYSTEM_ACTOR,
-        TRIGGER,
-    )
-    assert decision.steps_completed == 2
-
-
-@pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
-def test_an_ended_enrollment_stays_as_it_was(ended: Status) -> None:
-    assert exit_of(enrollment(ended)) == Unchanged(f"enrollment already {ended.value}")
-
-
-@pytest.mark.parametrize("source", [ExitSource.MANUAL, ExitSource.BULK])
-def test_a_workflow_may_forbid_users_to_stop_it(source: ExitSource) -> None:
-    decision = exit_of(enrollment(), source=source, agents_may_stop=False, by_user=True)
-    assert decision == Unchanged("the workflow does not let agents stop it")
-
-
-@pytest.mark.parametrize(
-    ("source", "by_user"),
-    [
-        (ExitSource.TRIGGER, False),
-        (ExitSource.EXCLUSION, False),
-        (ExitSource.WORKFLOW, True),
-        (ExitSource.MANUAL, False),  # an API client or Offramp itself, not an agent
-    ],
-)
-def test_only_agents_are_held_back_by_the_setting(source: ExitSource, by_user: bool) -> None:
-    decision = exit_of(enrollment(), source=source, agents_may_stop=False, by_user=by_user)
-    assert isinstance(decision, Exited)
-
-
-def test_agents_may_stop_a_workflow_that_allows_it() -> None:
-    assert isinstance(exit_of(enrollment(), agents_may_stop=True, by_user=True), Exited)
-
-
-# --- pause and resume -----------------------------------------------------------------
-
-
-UNTIL = NOW + timedelta(days=14)
-
-
-def pause(current: Enrollment) -> Paused | Unchanged:
-    return decide_pause(current, until=UNTIL, reason="ooo", actor=USER)
-
-
-def resume(current: Enrollment) -> Resumed | Unchanged:
-    return decide_resume(current, workflow(0, HOUR, DAY), actor=USER, now=NOW)
-
-
-def test_pausing_keeps_the_step_and_its_due_time() -> None:
-    current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW + timedelta(hours=2))
-    assert pause(current) == Paused(replace(current, status=Status.PAUSED), UNTIL, "ooo", USER)
-
-
-@pytest.mark.parametrize("status", [Status.PAUSED, Status.EXITED, Status.COMPLETED])
-def test_only_an_active_enrollment_pauses(status: Status) -> None:
-    assert pause(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
-
-
-def test_resuming_before_the_due_time_keeps_it() -> None:
-    due = NOW + timedelta(hours=2)
-    current = enrollment(Status.PAUSED, current_step=1, next_due_at=due)
-
-    decision = resume(current)
-
-    assert isinstance(decision, Resumed)
-    assert decision.enrollment == replace(current, status=Status.ACTIVE)
-    assert decision.actor == USER
-    assert decision.scheduled == ScheduledStep(1, workflow(0, HOUR, DAY).definition.steps[1], due)
-
-
-@pytest.mark.parametrize("due", [NOW - timedelta(days=3), None])
-def test_resuming_after_the_due_time_runs_the_step_at_once(due: datetime | None) -> None:
-    resumed = resume(enrollment(Status.PAUSED, next_due_at=due))
-    assert isinstance(resumed, Resumed)
-    assert (resumed.enrollment.status, resumed.enrollment.next_due_at) == (Status.ACTIVE, NOW)
-    assert resumed.scheduled.due_at == NOW
-
-
-@pytest.mark.parametrize("status", [Status.ACTIVE, Status.EXITED, Status.COMPLETED])
-def test_only_a_paused_enrollment_resumes(status: Status) -> None:
-    assert resume(enrollment(status)) == Unchanged(f"enrollment is {status.value}")
-
-
-def test_resuming_without_the_enrollment_s_workflow_version_is_an_error() -> None:
-    with pytest.raises(MissingWorkflowVersionError):
-        decide_resume(enrollment(Status.PAUSED), None, actor=USER, now=NOW)
-    # Nothing to resume needs no version.
-    assert decide_resume(enrollment(), None, actor=USER, now=NOW) == Unchanged(
-        "enrollment is active"
-    )
-
-
-# --- derived ids ---------------------------------------------------------------------
-
-CAUSE = uuid.UUID("3d2c1b0a-0000-4000-8000-00000000c0de")
-
-
-def test_an_enrollment_id_is_the_same_on_every_replay_and_differs_across_accounts() -> None:
-    ours = enrollment_id_for("acme-account", CAUSE, "onboarding")
-    assert ours == enrollment_id_for("acme-account", CAUSE, "onboarding")
-    # The same enroll message id and workflow id in another account (upstream ids are only
-    # unique within an account) is another enrollment.
-    assert ours != enrollment_id_for("other-account", CAUSE, "onboarding")
-    assert ours != enrollment_id_for("acme-account", CAUSE, "nurture")
-
-
-@pytest.mark.parametrize("kind", ["enrolled", "exited", "step_scheduled", "workflow_applied"])
-def test_event_ids_are_the_same_on_every_replay_and_differ_across_accounts(kind: str) -> None:
-    subject = uuid.UUID("6f1c2b3a-0000-4000-8000-000000000001")
-    assert event_id(kind, "acme-account", CAUSE, subject) == event_id(
-        kind, "acme-account", CAUSE, subject
-    )
-    assert event_id(kind, "acme-account", CAUSE, subject) != event_id(
-        kind, "other-account", CAUSE, subject
-    )
