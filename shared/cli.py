@@ -1,9 +1,10 @@
 """``offramp``: the operator CLI.
 
-Every command is a message on a public topic, so the CLI needs only Kafka. Settings come
-from ``KAFKA_BOOTSTRAP_SERVERS`` and ``OFFRAMP_TOPIC_NAMESPACE``; in a checkout with the
-local system up (``make run``) they are found automatically (from the ``run.env`` that
-``run.sh`` writes, else from the local infrastructure).
+Every command is a message on a public topic, so the CLI needs only Kafka, except
+``quarantine``, which reads the services' outbox quarantines in PostgreSQL. Settings come
+from ``KAFKA_BOOTSTRAP_SERVERS``, ``OFFRAMP_TOPIC_NAMESPACE`` and ``DATABASE_URL``; in a
+checkout with the local system up (``make run``) they are found automatically (from the
+``run.env`` that ``run.sh`` writes, else from the local infrastructure).
 """
 
 from __future__ import annotations
@@ -66,16 +67,15 @@ class CliError(Exception):
     """A usage or input problem, printed without a traceback."""
 
 
-def _bootstrap() -> tuple[str, str]:
-    namespace = os.environ.get("OFFRAMP_TOPIC_NAMESPACE", "")
-    servers = os.environ.get("OFFRAMP_KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
-        "KAFKA_BOOTSTRAP_SERVERS"
-    )
-    if servers:
-        return servers, namespace
+def _local_setting(name: str) -> str | None:
+    """``name`` as the environment, a running ``make run`` (run.env) or the local
+    infrastructure (``deploy/local/infra.sh env``) gives it, in that order."""
+    value = os.environ.get(f"OFFRAMP_{name}") or os.environ.get(name)
+    if value:
+        return value
     running = RunEnv.load()
-    if running is not None and running.kafka:
-        return running.kafka, os.environ.get("OFFRAMP_TOPIC_NAMESPACE", running.namespace)
+    if running is not None and running.values.get(name):
+        return running.values[name]
     script = REPO / "deploy" / "local" / "infra.sh"
     if script.exists():
         result = subprocess.run(  # noqa: S603 - the project's own script, bash from PATH
@@ -85,9 +85,22 @@ def _bootstrap() -> tuple[str, str]:
             check=False,
         )
         for line in result.stdout.splitlines():
-            if line.startswith("KAFKA_BOOTSTRAP_SERVERS="):
-                return line.split("=", 1)[1], namespace
-    raise CliError("set KAFKA_BOOTSTRAP_SERVERS (or start the local system with `make run`)")
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1]
+    return None
+
+
+def _bootstrap() -> tuple[str, str]:
+    servers = _local_setting("KAFKA_BOOTSTRAP_SERVERS")
+    if servers is None:
+        raise CliError("set KAFKA_BOOTSTRAP_SERVERS (or start the local system with `make run`)")
+    namespace = os.environ.get("OFFRAMP_TOPIC_NAMESPACE")
+    if namespace is None:
+        # A running `make run` names its namespace, unless the environment chose the broker.
+        running = RunEnv.load()
+        from_run = running is not None and running.kafka == servers
+        namespace = running.namespace if running is not None and from_run else ""
+    return servers, namespace
 
 
 def _actor(args: argparse.Namespace) -> Actor:
@@ -292,25 +305,10 @@ async def cmd_deadletters_replay(args: argparse.Namespace) -> int:
 
 
 def _database_url() -> str:
-    """Like ``_bootstrap``: the environment, then ``run.env``, then the local infrastructure."""
-    url = os.environ.get("OFFRAMP_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    running = RunEnv.load()
-    if running is not None and running.values.get("DATABASE_URL"):
-        return running.values["DATABASE_URL"]
-    script = REPO / "deploy" / "local" / "infra.sh"
-    if script.exists():
-        result = subprocess.run(  # noqa: S603 - the project's own script, bash from PATH
-            ["bash", str(script), "env"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        for line in result.stdout.splitlines():
-            if line.startswith("DATABASE_URL="):
-                return line.split("=", 1)[1]
-    raise CliError("set DATABASE_URL (or start the local system with `make run`)")
+    url = _local_setting("DATABASE_URL")
+    if url is None:
+        raise CliError("set DATABASE_URL (or start the local system with `make run`)")
+    return url
 
 
 def _schemas(services: Sequence[str] | None) -> list[str]:
