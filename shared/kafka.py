@@ -10,7 +10,7 @@ from typing import Annotated, Any, Union
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -202,6 +202,11 @@ class KafkaRelayProducer:
 
     async def stop(self) -> None:
         await self._producer.stop()
+
+    async def topic_ready(self, topic: str) -> None:
+        # Metadata of a known topic is cached: this costs a round trip only when it is not.
+        if not await self._producer.partitions_for(physical(topic, self._namespace)):
+            raise UnknownTopicOrPartitionError(topic)
 
     async def send(
         self, topic: str, key: bytes, value: bytes, headers: dict[str, str]

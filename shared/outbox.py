@@ -39,9 +39,17 @@ class RelayProducer(Protocol):
         """Queue one record; the returned awaitable resolves once the broker has it."""
         ...
 
+    async def topic_ready(self, topic: str) -> None:
+        """Return once the broker knows ``topic``; raise (soon) if it does not."""
+        ...
+
 
 class PermanentPublishError(Exception):
     """A row that no retry can publish (too large, unknown topic, refused by the broker)."""
+
+
+class TopicUnavailableError(Exception):
+    """The broker answered but does not know the row's topic (deleted, or not created)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,10 @@ async def write_outbox(conn: DbConnection, messages: Sequence[OutgoingMessage]) 
         [json.dumps(m.headers) for m in messages],
     )
     # The outbox's statement trigger (shared/sql/0002) notifies the relay at commit.
+
+
+TOPIC_READY_S = 3.0
+"""How long a round waits to learn whether the broker knows a topic."""
 
 
 @dataclass(slots=True)
@@ -205,9 +217,11 @@ class OutboxRelay:
                 leading = await conn.fetchval(
                     "SELECT pg_try_advisory_lock(hashtext('offramp.outbox.' || $1))", self._schema
                 )
-                self.stats.consecutive_failures = 0  # the database answers again
                 if leading:
-                    break
+                    break  # healthy again once a round publishes (or finds nothing to)
+                # Standing by is all a replica that does not lead has to do: it is healthy
+                # as long as the database answers.
+                self.stats.consecutive_failures = 0
                 # Another replica relays; stand by to take over if it goes away.
                 await self._sleep(self._poll_interval_s)
             else:
@@ -283,7 +297,11 @@ class OutboxRelay:
         """
         results: list[BaseException | None] = [None] * len(rows)
         acks: list[tuple[int, Awaitable[Any]]] = []
+        unavailable = await self._unavailable_topics(producer, {row["topic"] for row in rows})
         for index, row in enumerate(rows):
+            if row["topic"] in unavailable:
+                results[index] = unavailable[row["topic"]]
+                continue
             try:
                 acks.append((index, await self._queue(producer, row)))
             except Exception as exc:  # noqa: BLE001 - sorted out per row by _set_aside
@@ -297,6 +315,26 @@ class OutboxRelay:
             if isinstance(outcome, BaseException):
                 results[index] = outcome
         return results
+
+    async def _unavailable_topics(
+        self, producer: RelayProducer, topics: set[str]
+    ) -> dict[str, BaseException]:
+        """The round's topics the broker cannot take, each asked once (not once per row:
+        a missing topic would otherwise hold every row behind it for a metadata time-out)."""
+        known = {t for t in topics if self._known_topics is None or t in self._known_topics}
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(producer.topic_ready(t), TOPIC_READY_S) for t in sorted(known)),
+            return_exceptions=True,
+        )
+        unavailable: dict[str, BaseException] = {}
+        for topic, answer in zip(sorted(known), answers, strict=True):
+            if isinstance(answer, BaseException):
+                unavailable[topic] = (
+                    answer
+                    if is_transport_error(answer) and not isinstance(answer, TimeoutError)
+                    else TopicUnavailableError(f"the broker does not know {topic!r}: {answer!r}")
+                )
+        return unavailable
 
     async def _queue(self, producer: RelayProducer, row: asyncpg.Record) -> Awaitable[Any]:
         topic = row["topic"]
@@ -320,7 +358,7 @@ class OutboxRelay:
             reason = repr(error)[:2000]
             if is_permanent_publish_error(error):
                 quarantine.append((row["id"], reason))
-            elif others_went_out or not is_transport_error(error):
+            elif is_row_fault(error, others_went_out=others_went_out):
                 if row["attempts"] + 1 >= self._max_row_attempts:
                     quarantine.append((row["id"], f"failed {row['attempts'] + 1} times: {reason}"))
                 else:
@@ -368,6 +406,20 @@ def is_permanent_publish_error(error: BaseException) -> bool:
         | kafka_errors.TopicAuthorizationFailedError
         | kafka_errors.UnsupportedForMessageFormatError,
     )
+
+
+def is_row_fault(error: BaseException, *, others_went_out: bool) -> bool:
+    """Whether a failed attempt counts against the row (quarantined after enough of them).
+
+    The broker being away, slow, or between leaders is nobody's row's fault: such rows are
+    retried for as long as it takes, never quarantined. A topic the broker does not know
+    while other rows go out, or an error the broker calls final, is.
+    """
+    if isinstance(error, TopicUnavailableError):
+        return others_went_out
+    if is_transport_error(error):
+        return False
+    return not getattr(error, "retriable", False)
 
 
 def is_transport_error(error: BaseException) -> bool:

@@ -115,6 +115,9 @@ class ScriptedProducer:
     async def stop(self) -> None:
         self._world.stops += 1
 
+    async def topic_ready(self, topic: str) -> None:
+        del topic
+
     async def send(
         self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
@@ -124,7 +127,7 @@ class ScriptedProducer:
             world.broker_down -= 1
             raise kafka_errors.KafkaTimeoutError()
         if key.decode() in world.refuse:
-            raise kafka_errors.NotLeaderForPartitionError()
+            raise world.refuse[key.decode()]
         world.sent.append(key.decode())
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
@@ -135,7 +138,7 @@ class ScriptedWorld:
     def __init__(self, *, failing_starts: int = 0, broker_down: int = 0) -> None:
         self.failing_starts = failing_starts
         self.broker_down = broker_down
-        self.refuse: set[str] = set()
+        self.refuse: dict[str, Exception] = {}
         self.sent: list[str] = []
         self.starts = 0
         self.stops = 0
@@ -181,7 +184,7 @@ async def test_a_row_that_fails_alone_while_others_go_out_is_quarantined_after_i
     test_env: SessionEnv, conn: asyncpg.Connection
 ) -> None:
     world = ScriptedWorld()
-    world.refuse.add("stuck")
+    world.refuse["stuck"] = kafka_errors.PolicyViolationError()
     relay = scripted_relay(test_env, await schema_of(conn), world)
     await write(conn, row("a-0"), row("stuck"), row("a-1"))
 
@@ -191,7 +194,7 @@ async def test_a_row_that_fails_alone_while_others_go_out_is_quarantined_after_i
     await running(relay, settled, "the stuck row set aside")
     quarantined = await conn.fetch("SELECT key, attempts, reason FROM outbox_quarantine")
     assert [(r["key"], r["attempts"]) for r in quarantined] == [("stuck", 3)]
-    assert "NotLeaderForPartition" in quarantined[0]["reason"]
+    assert "PolicyViolation" in quarantined[0]["reason"]
     assert world.sent == ["a-0", "a-1"]
 
 
@@ -221,3 +224,74 @@ async def test_a_relay_reports_itself_healthy_again_once_the_database_is_back(
         relay.stop()
         await task
     assert relay.is_leader is False
+
+
+@pytest.mark.parametrize(
+    "error",
+    [kafka_errors.KafkaTimeoutError(), kafka_errors.NotLeaderForPartitionError()],
+    ids=["timed-out", "between-leaders"],
+)
+async def test_a_row_the_broker_cannot_take_for_now_is_never_quarantined(
+    test_env: SessionEnv, conn: asyncpg.Connection, error: Exception
+) -> None:
+    # Its partition has no leader (or times out) while the rest of the cluster works.
+    world = ScriptedWorld()
+    world.refuse["waiting"] = error
+    relay = scripted_relay(test_env, await schema_of(conn), world)
+    await write(conn, row("a-0"), row("waiting"))
+    for _ in range(5):  # more rounds than max_row_attempts
+        await relay.relay_once(conn)
+    left = await conn.fetch("SELECT key, attempts FROM outbox")
+    assert [(r["key"], r["attempts"]) for r in left] == [("waiting", 0)]
+    assert await conn.fetchval("SELECT count(*) FROM outbox_quarantine") == 0
+
+
+async def test_a_relay_whose_producer_cannot_start_reports_failing_rounds_in_a_row(
+    test_env: SessionEnv, conn: asyncpg.Connection
+) -> None:
+    world = ScriptedWorld(failing_starts=1_000)  # the broker is away for good
+    await write(conn, row("r-0"))
+    relay = scripted_relay(test_env, await schema_of(conn), world)
+    seen: list[int] = []
+
+    async def failing_for_a_while() -> bool:
+        seen.append(relay.stats.consecutive_failures)
+        return world.starts >= 6
+
+    await running(relay, failing_for_a_while, "several failed starts")
+    assert seen[-1] >= 4, f"readiness must see the relay failing: {seen}"
+    assert seen == sorted(seen), "never reset while nothing is published"
+
+
+async def test_a_topic_the_broker_does_not_know_holds_back_no_other_row(
+    test_env: SessionEnv, conn: asyncpg.Connection
+) -> None:
+    namespace = f"{test_env.topic_namespace}relay-{uuid.uuid4().hex[:6]}."
+    spec = TOPIC_BY_NAME[topics.COMMANDS]
+    await ensure_topics(
+        test_env.kafka_bootstrap_servers,
+        [type(spec)(physical(spec.name, namespace), 1, spec.producer, spec.description)],
+    )
+    # The enrollment events topic is a contract topic, but nobody created it here.
+    await write(
+        conn,
+        row("missing-1", topic=topics.ENROLLMENT_EVENTS),
+        row("missing-2", topic=topics.ENROLLMENT_EVENTS),
+        row("command"),
+    )
+    relay = OutboxRelay(
+        dsn=test_env.database_url,
+        schema=await schema_of(conn),
+        producer_factory=lambda: KafkaRelayProducer(
+            test_env.kafka_bootstrap_servers, client_id="relay-test", namespace=namespace
+        ),
+        known_topics=[t.name for t in TOPICS],
+    )
+    try:
+        relayed, kept = await relay.relay_once(conn)
+    finally:
+        await relay._close_producer()
+    left = await conn.fetch("SELECT key, attempts, last_error FROM outbox ORDER BY id")
+    assert (relayed, kept) == (1, 2)
+    assert [(r["key"], r["attempts"]) for r in left] == [("missing-1", 1), ("missing-2", 1)]
+    assert "does not know" in left[0]["last_error"]

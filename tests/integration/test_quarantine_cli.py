@@ -288,6 +288,9 @@ class RecordingProducer:
     async def stop(self) -> None:
         return None
 
+    async def topic_ready(self, topic: str) -> None:
+        del topic
+
     async def send(
         self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
