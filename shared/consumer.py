@@ -88,6 +88,8 @@ MAX_KEPT_VALUE_CHARS = 256 * 1024
 MAX_KEPT_HEADERS = 32
 MAX_KEPT_HEADER_CHARS = 1024
 MAX_KEPT_KEY_CHARS = 1024
+MAX_DEAD_LETTER_BYTES = 900_000
+"""A dead letter stays under Kafka's default 1 MB record limit, envelope included."""
 
 _ACCOUNT = re.compile(ACCOUNT_PATTERN)
 
@@ -456,35 +458,51 @@ class MessagePipeline:
             )
         )
         account_id = item.account_id
-        uow.publish(
-            DeadLettered.create(
-                message_id=derived_message_id(
-                    "deadletter",
-                    account_id,
-                    self.consumer,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                ),
-                account_id=account_id,
-                payload=DeadLetterPayload(
-                    consumer=self.consumer,
-                    source_topic=record.topic,
-                    source_partition=record.partition,
-                    source_offset=record.offset,
-                    source_key=_clip(key, MAX_KEPT_KEY_CHARS),
-                    message_id=message.message_id if isinstance(message, Message) else None,
-                    message_type=item.type_name if message is not None else None,
-                    error_kind=kind,
-                    reason=reason[:4000],
-                    attempts=attempts,
-                    original_value=value[:MAX_KEPT_VALUE_CHARS],
-                    original_headers=headers,
-                    original_truncated=truncated,
-                    original_size=None if record.value is None else len(record.value),
-                ),
-            )
+        payload = DeadLetterPayload(
+            consumer=self.consumer,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            source_key=_clip(key, MAX_KEPT_KEY_CHARS),
+            message_id=message.message_id if isinstance(message, Message) else None,
+            message_type=item.type_name if message is not None else None,
+            error_kind=kind,
+            reason=reason[:4000],
+            attempts=attempts,
+            original_value=value[:MAX_KEPT_VALUE_CHARS],
+            original_headers=headers,
+            original_truncated=truncated,
+            original_size=None if record.value is None else len(record.value),
         )
+        dead = DeadLettered.create(
+            message_id=derived_message_id(
+                "deadletter",
+                account_id,
+                self.consumer,
+                record.topic,
+                record.partition,
+                record.offset,
+            ),
+            account_id=account_id,
+            payload=payload,
+        )
+        # Escaping can make the kept text several times its length in JSON: what the dead
+        # letter keeps is cut until the whole message fits the broker's record limit.
+        keep = MAX_KEPT_VALUE_CHARS
+        while len(dead.to_json()) > MAX_DEAD_LETTER_BYTES and keep:
+            keep //= 4
+            dead = dead.model_copy(
+                update={
+                    "payload": payload.model_copy(
+                        update={
+                            "original_value": value[:keep],
+                            "original_headers": {} if not keep else headers,
+                            "original_truncated": True,
+                        }
+                    )
+                }
+            )
+        uow.publish(dead)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,9 @@ async def claim_many(
            SELECT $1, a, m, t, o, r
            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
                AS e(a, m, t, o, r)
+           -- An id processed before ids were keyed by account (empty once pruned).
+           WHERE NOT EXISTS (
+               SELECT 1 FROM inbox_legacy l WHERE l.consumer = $1 AND l.message_id = e.m)
            ON CONFLICT (consumer, account_id, message_id) DO UPDATE
                SET outcome = EXCLUDED.outcome, replayed_from = EXCLUDED.replayed_from,
                    processed_at = now()
@@ -88,5 +91,9 @@ async def prune(conn: DbConnection, *, older_than_days: float, limit: int = 10_0
                LIMIT $2))""",
         older_than_days * 86_400,
         limit,
+    )
+    await conn.execute(
+        "DELETE FROM inbox_legacy WHERE processed_at < now() - make_interval(secs => $1)",
+        older_than_days * 86_400,
     )
     return int(result.split()[-1])

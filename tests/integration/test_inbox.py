@@ -85,3 +85,18 @@ async def test_pruning_forgets_only_ids_older_than_the_window(conn: asyncpg.Conn
         pruned += removed
     assert pruned == 25
     assert await conn.fetchval("SELECT array_agg(message_id) FROM inbox") == ["new"]
+
+
+async def test_an_id_processed_before_ids_were_keyed_by_account_stays_a_duplicate(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute(
+        """INSERT INTO inbox_legacy (consumer, message_id, processed_at)
+           VALUES ('c', 'old', now() - interval '1 day'),
+                  ('c', 'older', now() - interval '20 days')"""
+    )
+    before_pruning = await claimed_ids(conn, "c", entry("old"), entry("old", account_id="acc-2"))
+    other_consumer = await claimed_ids(conn, "d", entry("old"))
+    await inbox.prune(conn, older_than_days=14)
+    after_pruning = await claimed_ids(conn, "c", entry("older"))
+    assert (before_pruning, other_consumer, after_pruning) == (set(), {"old"}, {"older"})

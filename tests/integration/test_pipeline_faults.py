@@ -271,3 +271,24 @@ async def test_metrics_report_what_the_pipeline_and_the_outbox_did(
     assert samples[f"offramp_outbox_relayed_total{label}"] >= 1
     assert samples[f"offramp_outbox_quarantined_rows{label}"] == 0
     assert samples[f"offramp_background_loops_failed{label}"] == 0
+
+
+async def test_a_dead_letter_of_text_that_escapes_to_many_times_its_size_still_fits(
+    service: tuple[TestRuntime, Handler], test_env: SessionEnv
+) -> None:
+    runtime, _ = service
+    # 300 KB of control characters: each one is six characters once escaped in JSON.
+    value = b'{"type": "enrollment.enroll", "payload": "' + b"\x01" * 300_000 + b'"}'
+    async with TopicClient(
+        test_env.kafka_bootstrap_servers, runtime.settings.topic_namespace
+    ) as kafka:
+        await kafka.publish_raw(topics.COMMANDS, value, key=KEY)
+        dead = await eventually(
+            lambda: kafka.read_all(topics.DEAD_LETTER), until=bool, what="the dead letter"
+        )
+    assert len(dead) == 1
+    payload = dead[0]["payload"]
+    assert payload["original_truncated"] is True
+    assert payload["original_size"] == len(value)
+    assert runtime.relay is not None
+    assert runtime.relay.stats.quarantined == 0
