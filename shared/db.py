@@ -25,7 +25,13 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, schema: str, application_name: str, min_size: int = 2, max_size: int = 10
+    dsn: str,
+    *,
+    schema: str,
+    application_name: str,
+    min_size: int = 2,
+    max_size: int = 10,
+    command_timeout_s: float | None = 60.0,
 ) -> asyncpg.Pool:
     """A pool whose connections see only ``schema`` unqualified (plus ``public``).
 
@@ -36,6 +42,9 @@ async def create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # A statement that never answers (a black-holed connection after a failover) ends
+        # as a time-out, which every caller treats as transient, instead of hanging a loop.
+        command_timeout=command_timeout_s,
         # Our code leaves no session state behind (SET LOCAL only, advisory locks released,
         # LISTEN on dedicated connections), so skip the reset round trip on every release.
         reset=_keep_session,
@@ -52,6 +61,9 @@ async def create_pool(
 # SQLSTATEs that are never the message's fault: retry the work later, never dead-letter.
 _TRANSIENT_CLASSES = ("08", "40", "53", "57P", "58")
 _TRANSIENT_STATES = frozenset({"57014", "55P03", "55006", "25006", "25P03"})
+# The deployment, not the message: a revoked privilege, a table or column a half-applied
+# migration has not made yet. Waiting (and readiness false) beats dead-lettering everything.
+_DEPLOYMENT_STATES = frozenset({"42501", "42P01", "42703", "3D000", "3F000"})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -69,5 +81,9 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
-        return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
+        return (
+            state in _TRANSIENT_STATES
+            or state in _DEPLOYMENT_STATES
+            or state.startswith(_TRANSIENT_CLASSES)
+        )
     return False

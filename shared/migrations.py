@@ -18,6 +18,7 @@ from shared.db import DbConnection, check_schema_name
 from shared.logging import get_logger
 
 PLUMBING_DIR = Path(__file__).parent / "sql"
+MIGRATION_TIMEOUT_S = 6 * 3600.0
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 log = get_logger(__name__)
 
@@ -60,7 +61,13 @@ async def migrate(conn: DbConnection, *, schema: str, service_dir: Path) -> list
     ]
     applied_now: list[str] = []
     # A transaction-level advisory lock would be released per file; hold a session lock.
-    await conn.execute("SELECT pg_advisory_lock(hashtext('offramp.migrate.' || $1))", schema)
+    # Waiting for another replica's migrations, or one migration of a large table, may take
+    # longer than any statement should at run time (OFFRAMP_DB_COMMAND_TIMEOUT_S).
+    await conn.execute(
+        "SELECT pg_advisory_lock(hashtext('offramp.migrate.' || $1))",
+        schema,
+        timeout=MIGRATION_TIMEOUT_S,
+    )
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         await conn.execute(
@@ -84,7 +91,7 @@ async def migrate(conn: DbConnection, *, schema: str, service_dir: Path) -> list
                 continue
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL search_path TO {schema}")
-                await conn.execute(migration.sql)
+                await conn.execute(migration.sql, timeout=MIGRATION_TIMEOUT_S)
                 await conn.execute(
                     f"""INSERT INTO {schema}.schema_migrations (track, version, name, checksum)
                         VALUES ($1, $2, $3, $4)""",

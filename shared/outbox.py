@@ -210,6 +210,7 @@ class OutboxRelay:
         conn = await asyncpg.connect(
             self._dsn,
             timeout=10,
+            command_timeout=60,
             server_settings={"search_path": self._schema, "application_name": "outbox-relay"},
         )
         try:

@@ -55,9 +55,11 @@ GIVE_UP_AFTER_CRASHES = 8
 given up: liveness fails and the process stops, so the orchestrator starts a fresh one."""
 HEALTHY_RUN_S = 60.0
 
-LOOP_DRAIN_S = 10.0
-"""How long a stopping service waits for its loops to finish their round (below
-FastStream's 15 s graceful timeout and any sane terminationGracePeriodSeconds)."""
+LOOP_DRAIN_S = 15.0
+"""How long a stopping service waits for its loops to finish their round: above one
+provider call's time-out (``OFFRAMP_SEND_TIMEOUT_S``, 10 s). The loops are told to stop
+when shutdown begins, so this runs alongside FastStream's own 15 s graceful stop; keep
+``terminationGracePeriodSeconds`` above 30 s."""
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 StoreT = TypeVar("StoreT")
@@ -157,6 +159,7 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
             application_name=f"offramp-{self.spec.name}",
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
+            command_timeout_s=settings.db_command_timeout_s,
         )
         async with self._pool.acquire() as conn:
             await migrate(conn, schema=self.spec.schema, service_dir=self.spec.migrations_dir)
@@ -247,6 +250,10 @@ class ServiceRuntime(Generic[SettingsT, StoreT]):
     def background_healthy(self) -> bool:
         return self.alive()
 
+    async def begin_stopping(self) -> None:
+        """Tell the loops to finish the round in hand and start no new work."""
+        self.stopping.set()
+
     async def stop(self) -> None:
         """Let the relay and the loops finish the round in hand (a send whose provider
         call went through must commit, or another replica sends it again), then stop."""
@@ -314,6 +321,8 @@ def build_app(
         broker,
         on_startup=[runtime.start_resources],
         after_startup=[runtime.start_background],
+        # Loops stop starting new work while the broker finishes its batch in hand.
+        on_shutdown=[runtime.begin_stopping],
         # After the broker stopped: no batch is in flight when the pool closes.
         after_shutdown=[runtime.stop],
         specification=AsyncAPI(

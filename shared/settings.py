@@ -27,6 +27,12 @@ class ServiceSettings(BaseSettings):
     log_format: str = Field("auto", description="json, console, or auto (console on a TTY).")
     db_pool_min: int = Field(2, ge=1, description="Connections the pool keeps open.")
     db_pool_max: int = Field(10, ge=1, description="Most connections the pool opens.")
+    db_command_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest any statement may take before it is abandoned as a transient "
+        "failure (a connection that stopped answering must not hang a loop).",
+    )
     consumer_max_records: int = Field(500, ge=1, description="Messages per batch transaction.")
     consumer_batch_timeout_ms: int = Field(
         5, ge=0, description="How long a poll waits to fill a batch; low keeps latency low."

@@ -68,8 +68,10 @@ class Sender:
         backoff_s: float = 2.0,
         backoff_max_s: float = 300.0,
         orphan_grace_s: float = 300.0,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
-        """``clock`` stamps the moment a provider accepts a message (``sent_at``)."""
+        """``clock`` stamps the moment a provider accepts a message (``sent_at``); once
+        ``stopping`` says so, no provider call starts (those under way finish)."""
         self._providers = providers
         self._clock = clock
         self._batch_size = batch_size
@@ -77,14 +79,22 @@ class Sender:
         self._timeout_s = timeout_s
         self._retry = domain.RetryPolicy(max_attempts, backoff_s, backoff_max_s)
         self._orphan_grace = timedelta(seconds=orphan_grace_s)
+        self._stopping = stopping
         self.stats = SenderStats()
 
     @classmethod
-    def from_settings(cls, settings: MessagingSettings, *, clock: Callable[[], datetime]) -> Sender:
+    def from_settings(
+        cls,
+        settings: MessagingSettings,
+        *,
+        clock: Callable[[], datetime],
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> Sender:
         """A sender with the configured providers and limits."""
         return cls(
             build_providers(settings),
             clock=clock,
+            stopping=stopping,
             batch_size=settings.send_batch_size,
             concurrency=settings.send_concurrency,
             timeout_s=settings.send_timeout_s,
@@ -140,9 +150,13 @@ class Sender:
         self.stats.cancelled += len(orphans)
         return len(orphans)
 
-    async def _deliver(self, send: domain.Send, recipient: str) -> domain.Attempt:
+    async def _deliver(self, send: domain.Send, recipient: str) -> domain.Attempt | None:
+        """One provider call; None when the service began stopping before it started
+        (the send stays pending, for this replica's successor or another one)."""
         email = messages.outbound_email(send, recipient)
         async with self._semaphore:
+            if self._stopping():
+                return None
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._providers[send.channel].send(email)
@@ -156,13 +170,15 @@ class Sender:
         self,
         uow: UnitOfWork[MessagingStore],
         deliveries: Sequence[tuple[domain.Send, str]],
-        attempts: Sequence[domain.Attempt],
+        attempts: Sequence[domain.Attempt | None],
         *,
         now: datetime,
     ) -> None:
         sent: list[domain.Sent] = []
         failures: list[domain.Failed] = []
         for (send, recipient), attempt in zip(deliveries, attempts, strict=True):
+            if attempt is None:
+                continue  # not attempted: still pending
             outcome = domain.after_attempt(send, recipient, attempt, now=now, policy=self._retry)
             context = {
                 "enrollment_id": str(send.enrollment_id),
@@ -205,7 +221,9 @@ class SenderLoop:
 
     def __init__(self, runtime: ServiceRuntime[MessagingSettings, MessagingStore]) -> None:
         self._runtime = runtime
-        self._sender = Sender.from_settings(runtime.settings, clock=runtime.clock)
+        self._sender = Sender.from_settings(
+            runtime.settings, clock=runtime.clock, stopping=runtime.stopping.is_set
+        )
 
     @property
     def stats(self) -> SenderStats:

@@ -210,3 +210,18 @@ async def test_two_accounts_sends_for_one_enrollment_id_stay_apart(h: MessagingH
     assert sent[0].message_id != cancelled[0].message_id
     assert h.row().status == "sent"
     assert h.row(account=other).status == "cancelled"
+
+
+async def test_a_stopping_sender_starts_no_provider_call_and_leaves_the_send_pending(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT))
+    await h.when(step_due(ENROLLMENT))
+    h.sender._stopping = lambda: True  # SIGTERM arrived before the call started
+
+    published = await h.send_due()
+
+    assert (h.email.accepted, published) == ([], [])
+    assert (h.row().status, h.row().send.attempts) == ("pending", 0)
+    h.sender._stopping = lambda: False  # its successor sends it
+    assert [type(m) for m in await h.send_due()] == [MessageSent]
