@@ -16,15 +16,13 @@ growing pause, and the service reports itself unready meanwhile.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import structlog
@@ -35,16 +33,24 @@ from shared.contracts import (
     Message,
     UnknownType,
     decode,
-    derived_message_id,
     utc_now,
 )
-from shared.contracts.base import ACCOUNT_PATTERN
-from shared.contracts.events import DeadLettered, DeadLetterPayload
 from shared.contracts.topics import logical
 from shared.db import is_transient
-from shared.inbox import InboxEntry, InboxKey
+from shared.inbox import InboxKey
 from shared.logging import get_logger
+from shared.records import (
+    REPLAY_HEADER,
+    Coordinates,
+    Incoming,
+    KafkaRecord,
+    dead_letter,
+    log_context,
+    replay_of,
+)
 from shared.uow import StoreFactory, UnitOfWork
+
+__all__ = ["REPLAY_HEADER", "Handler", "MessagePipeline", "RejectedMessageError", "runs_of"]
 
 log = get_logger(__name__)
 
@@ -75,25 +81,6 @@ def runs_of(
     return runs
 
 
-UNKNOWN_ACCOUNT = "unknown"
-"""The account of a dead letter whose record named no valid account."""
-
-REPLAY_HEADER = "offramp-replay-of"
-"""Set by ``offramp deadletters replay``: the id of the dead letter a record replays."""
-
-# What a dead letter keeps of the original record: enough to read and replay it, never so
-# much that the dead letter itself is too large to publish (a truncated value is replayed
-# from its source coordinates instead).
-MAX_KEPT_VALUE_CHARS = 256 * 1024
-MAX_KEPT_HEADERS = 32
-MAX_KEPT_HEADER_CHARS = 1024
-MAX_KEPT_KEY_CHARS = 1024
-MAX_DEAD_LETTER_BYTES = 900_000
-"""A dead letter stays under Kafka's default 1 MB record limit, envelope included."""
-
-_ACCOUNT = re.compile(ACCOUNT_PATTERN)
-
-
 class RejectedMessageError(Exception):
     """A valid message that can never be applied (e.g. refers to another account's data).
 
@@ -105,62 +92,6 @@ class RejectedMessageError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
-
-
-class KafkaRecord(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    record: KafkaRecord
-    message: Message | UnknownType | None
-    error: InvalidMessageError | None
-    replay_of: str | None = None
-
-    @property
-    def account_id(self) -> str:
-        if self.message is not None:
-            return self.message.account_id
-        account = self.error.envelope.get("account_id") if self.error is not None else None
-        if isinstance(account, str) and _ACCOUNT.fullmatch(account):
-            return account
-        return UNKNOWN_ACCOUNT
-
-    @property
-    def inbox_id(self) -> str:
-        if isinstance(self.message, Message):
-            return str(self.message.message_id)
-        if isinstance(self.message, UnknownType):
-            return self.message.message_id
-        r = self.record
-        return f"kafka:{r.topic}:{r.partition}:{r.offset}"
-
-    @property
-    def inbox_key(self) -> InboxKey:
-        return (self.account_id, self.inbox_id)
-
-    @property
-    def type_name(self) -> str:
-        if self.message is not None:
-            return self.message.type
-        return "<invalid>"
-
-    def inbox_entry(self, outcome: str) -> InboxEntry:
-        return InboxEntry(
-            self.account_id, self.inbox_id, self.type_name, outcome, replay_of=self.replay_of
-        )
 
 
 @dataclass(slots=True)
@@ -263,15 +194,15 @@ class MessagePipeline:
         self.stats.last_batch_monotonic = now
 
     def _decode(self, record: KafkaRecord) -> Incoming:
-        replay_of = _replay_of(record)
+        replayed = replay_of(record)
         try:
             topic = logical(record.topic, self._namespace)
-            return Incoming(record, decode(record.value, topic=topic), None, replay_of)
+            return Incoming(record, decode(record.value, topic=topic), None, replayed)
         except InvalidMessageError as exc:
-            return Incoming(record, None, exc, replay_of)
+            return Incoming(record, None, exc, replayed)
         except Exception as exc:  # noqa: BLE001 - whatever one record holds, it is that record's
             error = InvalidMessageError("invalid_message", f"record could not be read: {exc!r}")
-            return Incoming(record, None, error, replay_of)
+            return Incoming(record, None, error, replayed)
 
     async def _transaction(self, items: Sequence[Incoming]) -> None:
         """Apply ``items`` in one transaction.
@@ -330,13 +261,13 @@ class MessagePipeline:
             seen.add(key)
             message = item.message
             if item.error is not None:
-                with structlog.contextvars.bound_contextvars(**_log_context(item)):
+                with structlog.contextvars.bound_contextvars(**log_context(item)):
                     self._dead_letter(uow, item, item.error.kind, item.error.reason, attempts=1)
                 counts["dead_lettered"] += 1
             elif isinstance(message, UnknownType):
                 # Recorded and skipped: producers may add types before we understand them.
                 counts["unknown_types"] += 1
-                log.info("message_type_skipped", **_log_context(item))
+                log.info("message_type_skipped", **log_context(item))
             elif isinstance(message, Message):
                 fresh.append(message)
         return runs_of(self._handlers, fresh)
@@ -368,7 +299,7 @@ class MessagePipeline:
                 message_id=alone.inbox_id,
                 outcome="dead_lettered",
             )
-            with structlog.contextvars.bound_contextvars(**_log_context(alone)):
+            with structlog.contextvars.bound_contextvars(**log_context(alone)):
                 self._dead_letter(uow, alone, exc.kind, exc.reason, attempts=1)
             counts["dead_lettered"] += 1
 
@@ -397,7 +328,7 @@ class MessagePipeline:
                     attempt=attempt,
                     max_attempts=self._max_attempts,
                     error=repr(exc),
-                    **_log_context(item),
+                    **log_context(item),
                 )
             else:
                 return
@@ -415,6 +346,12 @@ class MessagePipeline:
             )
         self.stats.dead_lettered += int(claimed)
 
+    def _dead_letter(
+        self, uow: UnitOfWork[Any], item: Incoming, kind: str, reason: str, *, attempts: int
+    ) -> None:
+        log.warning("message_dead_lettered", error_kind=kind, reason=reason, **log_context(item))
+        uow.publish(dead_letter(self.consumer, item, kind, reason, attempts=attempts))
+
     async def _write_dead_letter(
         self,
         item: Incoming,
@@ -427,133 +364,8 @@ class MessagePipeline:
         async with UnitOfWork.begin(self._pool_provider(), self._store) as uow:
             if coordinates_only:
                 at = item.record
-                item = Incoming(_Coordinates(at.topic, at.partition, at.offset), None, None)
+                item = Incoming(Coordinates(at.topic, at.partition, at.offset), None, None)
             claimed = await self._claim(uow, item, "dead_lettered")
             if claimed:
                 self._dead_letter(uow, item, kind, reason, attempts=attempts)
         return claimed
-
-    def _dead_letter(
-        self, uow: UnitOfWork[Any], item: Incoming, kind: str, reason: str, *, attempts: int
-    ) -> None:
-        record = item.record
-        log.warning("message_dead_lettered", error_kind=kind, reason=reason, **_log_context(item))
-        message = item.message
-        value = _text(record.value) or ""
-        key = _text(record.key)
-        all_headers = list(record.headers or ())
-        headers = {
-            name[:MAX_KEPT_HEADER_CHARS]: (_text(raw) or "")[:MAX_KEPT_HEADER_CHARS]
-            for name, raw in all_headers[:MAX_KEPT_HEADERS]
-        }
-        # Anything cut (or a header name seen twice) means replay must read the record
-        # itself from its source coordinates.
-        truncated = (
-            len(value) > MAX_KEPT_VALUE_CHARS
-            or len(key or "") > MAX_KEPT_KEY_CHARS
-            or len(headers) < len(all_headers)
-            or any(
-                len(name) > MAX_KEPT_HEADER_CHARS or len(_text(raw) or "") > MAX_KEPT_HEADER_CHARS
-                for name, raw in all_headers
-            )
-        )
-        account_id = item.account_id
-        payload = DeadLetterPayload(
-            consumer=self.consumer,
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            source_key=_clip(key, MAX_KEPT_KEY_CHARS),
-            message_id=message.message_id if isinstance(message, Message) else None,
-            message_type=item.type_name if message is not None else None,
-            error_kind=kind,
-            reason=reason[:4000],
-            attempts=attempts,
-            original_value=value[:MAX_KEPT_VALUE_CHARS],
-            original_headers=headers,
-            original_truncated=truncated,
-            original_size=None if record.value is None else len(record.value),
-        )
-        dead = DeadLettered.create(
-            message_id=derived_message_id(
-                "deadletter",
-                account_id,
-                self.consumer,
-                record.topic,
-                record.partition,
-                record.offset,
-            ),
-            account_id=account_id,
-            payload=payload,
-        )
-        # Escaping can make the kept text several times its length in JSON: what the dead
-        # letter keeps is cut until the whole message fits the broker's record limit.
-        keep = MAX_KEPT_VALUE_CHARS
-        while len(dead.to_json()) > MAX_DEAD_LETTER_BYTES and keep:
-            keep //= 4
-            dead = dead.model_copy(
-                update={
-                    "payload": payload.model_copy(
-                        update={
-                            "original_value": value[:keep],
-                            "original_headers": {} if not keep else headers,
-                            "original_truncated": True,
-                        }
-                    )
-                }
-            )
-        uow.publish(dead)
-
-
-@dataclass(frozen=True, slots=True)
-class _Coordinates:
-    """Where a record is, and nothing of what it holds."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
-def _replay_of(record: KafkaRecord) -> str | None:
-    for name, value in record.headers or ():
-        if name == REPLAY_HEADER and value:
-            return value.decode(errors="replace")[:128]
-    return None
-
-
-def _clip(text: str | None, limit: int) -> str | None:
-    return None if text is None else text[:limit]
-
-
-def _text(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        text = value.decode()
-    except UnicodeDecodeError:
-        return "b64:" + base64.b64encode(value).decode()
-    # NUL is valid UTF-8 but no PostgreSQL text or jsonb value may hold it.
-    return text if "\x00" not in text else "b64:" + base64.b64encode(value).decode()
-
-
-def _log_context(item: Incoming) -> dict[str, Any]:
-    record = item.record
-    context: dict[str, Any] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "message_key": _text(record.key),
-    }
-    message = item.message
-    if isinstance(message, Message):
-        context["account_id"] = message.account_id
-        context["message_id"] = str(message.message_id)
-        context["message_type"] = message.type
-        context["correlation_id"] = str(message.correlation_id or message.message_id)
-    elif isinstance(message, UnknownType):
-        context["account_id"] = message.account_id
-        context["message_type"] = message.type
-    return context

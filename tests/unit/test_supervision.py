@@ -103,16 +103,19 @@ async def test_a_loop_that_returns_is_started_again(quick_restarts: None) -> Non
 async def test_stopping_lets_a_loop_finish_the_round_in_hand(quick_restarts: None) -> None:
     runtime = a_runtime([])
     rounds: list[str] = []
-    in_round = asyncio.Event()
+    in_round, provider_answered = asyncio.Event(), asyncio.Event()
 
     async def sending_loop() -> None:
         while not runtime.stopping.is_set():
             in_round.set()
-            await asyncio.sleep(0.05)  # a provider call, then the commit
+            await provider_answered.wait()  # a provider call under way, then the commit
             rounds.append("committed")
 
     runtime._supervise("sender", sending_loop, drain=True)
     await asyncio.wait_for(in_round.wait(), timeout=5)
-    await runtime.stop()
+    stopping = asyncio.create_task(runtime.stop())
+    await asyncio.sleep(0)  # stop() has begun and waits for the loop
+    provider_answered.set()
+    await stopping
     assert rounds == ["committed"], "the round in hand was not cancelled"
     assert runtime.loop_restarts == {}, "a loop that returns on stop is not restarted"
