@@ -3,21 +3,14 @@ and the registry are in test_contracts_registry.py)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from shared.contracts import (
-    Actor,
-    ActorKind,
     InvalidMessageError,
-    Message,
-    RecordRef,
-    RecordType,
     UnknownType,
     decode,
     topics,
@@ -46,53 +39,19 @@ from shared.contracts.inbound import (
     UserChanged,
     UserChangedPayload,
 )
-from shared.contracts.workflow import Step, WorkflowDefinition
+from tests.support.builders.contracts import (
+    ACCOUNT,
+    AT,
+    CONTACT,
+    REF,
+    USER,
+    definition,
+    document,
+    manual_exit,
+    raw,
+)
 
 pytestmark = pytest.mark.unit
-
-ACCOUNT = "acc"
-AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
-USER = Actor(kind=ActorKind.USER, id="u-1")
-ENROLLMENT_ID = uuid.UUID("11111111-2222-4333-8444-555555555555")
-REF: dict[str, Any] = {
-    "enrollment_id": ENROLLMENT_ID,
-    "workflow_id": "onboarding",
-    "workflow_version": 1,
-    "record": CONTACT,
-}
-
-
-def definition(**overrides: Any) -> WorkflowDefinition:
-    fields: dict[str, Any] = {
-        "workflow_id": "onboarding",
-        "name": "Onboarding",
-        "record_type": RecordType.CONTACT,
-        "steps": (Step(step_id="hello", body="Hello"),),
-        **overrides,
-    }
-    return WorkflowDefinition(**fields)
-
-
-def manual_exit(**overrides: Any) -> Exit:
-    fields: dict[str, Any] = {
-        "record": CONTACT,
-        "reason": ExitReason.MANUAL,
-        "source": ExitSource.MANUAL,
-        "actor": USER,
-        **overrides,
-    }
-    return Exit.create(account_id=ACCOUNT, payload=ExitPayload(**fields), occurred_at=AT)
-
-
-def document(message: Message) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(message.to_json())
-    return parsed
-
-
-def raw(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
-
 
 # --- the envelope ---------------------------------------------------------------------
 

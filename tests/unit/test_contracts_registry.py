@@ -3,11 +3,9 @@ round trip of one message of every family."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -17,8 +15,6 @@ from shared.contracts import (
     MESSAGES_BY_TOPIC,
     SYSTEM_ACTOR,
     TOPIC_OF_TYPE,
-    Actor,
-    ActorKind,
     Message,
     RecordRef,
     RecordType,
@@ -29,8 +25,6 @@ from shared.contracts import (
 from shared.contracts.commands import (
     ApplyWorkflow,
     ApplyWorkflowPayload,
-    Exit,
-    ExitPayload,
     ExitReason,
     ExitSource,
     TriggeringEvent,
@@ -56,54 +50,20 @@ from shared.contracts.inbound import (
     PageVisited,
     PageVisitedPayload,
 )
-from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
+from shared.contracts.workflow import ExitTrigger, Step, WorkflowSettings
+from tests.support.builders.contracts import (
+    ACCOUNT,
+    AT,
+    CONTACT,
+    ENROLLMENT_ID,
+    REF,
+    USER,
+    definition,
+    manual_exit,
+)
 from tests.support.deadletters import dead_letter
 
 pytestmark = pytest.mark.unit
-
-ACCOUNT = "acc"
-AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-CONTACT = RecordRef(type=RecordType.CONTACT, id="c-1")
-USER = Actor(kind=ActorKind.USER, id="u-1")
-ENROLLMENT_ID = uuid.UUID("11111111-2222-4333-8444-555555555555")
-REF: dict[str, Any] = {
-    "enrollment_id": ENROLLMENT_ID,
-    "workflow_id": "onboarding",
-    "workflow_version": 1,
-    "record": CONTACT,
-}
-
-
-def definition(**overrides: Any) -> WorkflowDefinition:
-    fields: dict[str, Any] = {
-        "workflow_id": "onboarding",
-        "name": "Onboarding",
-        "record_type": RecordType.CONTACT,
-        "steps": (Step(step_id="hello", body="Hello"),),
-        **overrides,
-    }
-    return WorkflowDefinition(**fields)
-
-
-def manual_exit(**overrides: Any) -> Exit:
-    fields: dict[str, Any] = {
-        "record": CONTACT,
-        "reason": ExitReason.MANUAL,
-        "source": ExitSource.MANUAL,
-        "actor": USER,
-        **overrides,
-    }
-    return Exit.create(account_id=ACCOUNT, payload=ExitPayload(**fields), occurred_at=AT)
-
-
-def document(message: Message) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(message.to_json())
-    return parsed
-
-
-def raw(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
-
 
 # --- workflow definitions -------------------------------------------------------------
 
