@@ -77,6 +77,7 @@ class ExitReason(StrEnum):
     WORKFLOW_PAUSED = "workflow_paused"
     WORKFLOW_DELETED = "workflow_deleted"
     OWNER_REMOVED = "owner_removed"
+    SEND_FAILED = "send_failed"
 
 
 class ExitSource(StrEnum):

@@ -193,6 +193,34 @@ class MessageCancelled(Message):
     payload: MessageCancelledPayload
 
 
+class FailureKind(StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    """The recipient does not exist or refuses mail for good (e.g. SMTP 5.1.1)."""
+    REJECTED = "rejected"
+    """Another permanent refusal by the provider (content, policy, invalid sender...)."""
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    """Transient failures went on for longer than the retry budget."""
+
+
+class MessageFailedPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    provider_message_id: str | None = Field(None, max_length=998)
+    recipient: str | None = Field(None, max_length=320)
+    kind: FailureKind
+    reason: str = Field(max_length=2000, description="The provider's last answer, in words.")
+    attempts: int = Field(ge=1)
+    failed_at: AwareDatetime
+
+
+class MessageFailed(Message):
+    """A due step could not be delivered and will not be tried again."""
+
+    type: Literal["message.failed"] = "message.failed"
+    payload: MessageFailedPayload
+
+
 class DeadLetterPayload(Contract):
     consumer: str = Field(description="The consumer group that gave up on the message.")
     source_topic: str
@@ -238,5 +266,5 @@ ENROLLMENT_EVENT_MESSAGES: tuple[type[Message], ...] = (
     EnrollmentExited,
 )
 SCHEDULER_MESSAGES: tuple[type[Message], ...] = (StepDue,)
-MESSAGING_MESSAGES: tuple[type[Message], ...] = (MessageSent, MessageCancelled)
+MESSAGING_MESSAGES: tuple[type[Message], ...] = (MessageSent, MessageCancelled, MessageFailed)
 DEAD_LETTER_MESSAGES: tuple[type[Message], ...] = (DeadLettered,)
