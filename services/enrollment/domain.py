@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.enrollment.errors import MissingWorkflowVersionError
-from shared.contracts import Actor, ActorKind, RecordRef, derived_message_id
+from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import Rejection
+from shared.contracts.events import CancelReason, FailureKind, Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
 
@@ -291,12 +291,24 @@ def on_step_sent(
 
 
 @dataclass(frozen=True, slots=True)
+class UnsentStep:
+    """A step messaging will never send: it failed for good, or was cancelled."""
+
+    index: int
+    step_id: str
+    kind: FailureKind | CancelReason
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     enrollment: Enrollment
     reason: ExitReason
     source: ExitSource
     actor: Actor
     triggering_event: TriggeringEvent | None
+    unsent: UnsentStep | None = None
+    """The step whose send ended the enrollment, when that is why it exited."""
 
     @property
     def steps_completed(self) -> int:
@@ -323,6 +335,46 @@ def decide_exit(
         enrollment, status=Status.EXITED, next_due_at=None, ended_at=now, exit_reason=reason
     )
     return Exited(exited, reason, source, actor, triggering_event)
+
+
+def exit_reason_for(kind: FailureKind | CancelReason) -> ExitReason | None:
+    """Why a step that will never go out ends its enrollment; None when it ends nothing.
+
+    A hard bounce is the recipient's address gone for good (``hard_bounced``, as the same
+    bounce reported upstream would be); every other permanent failure, and a step with no
+    one to send it to, leaves the enrollment unable to go on (``send_failed``). A send
+    cancelled because the enrollment exited, paused or completed is that change's echo.
+    """
+    if kind is FailureKind.HARD_BOUNCE:
+        return ExitReason.HARD_BOUNCED
+    if isinstance(kind, FailureKind) or kind is CancelReason.NO_RECIPIENT:
+        return ExitReason.SEND_FAILED
+    return None
+
+
+def on_step_unsent(
+    enrollment: Enrollment, unsent: UnsentStep, *, trigger: TriggeringEvent, now: datetime
+) -> Exited | Unchanged:
+    """Exit an enrollment whose current step will never be sent (it would wait forever
+    at that step, and block the record's re-enrollment); ``trigger`` is messaging's
+    report of it. Exits once, like any exit."""
+    reason = exit_reason_for(unsent.kind)
+    if reason is None:
+        return Unchanged(f"the send was cancelled ({unsent.kind.value}): nothing to do")
+    if enrollment.status.live and unsent.index != enrollment.current_step:
+        return Unchanged(f"step {unsent.index} is not the current step {enrollment.current_step}")
+    decision = decide_exit(
+        enrollment,
+        reason=reason,
+        source=ExitSource.TRIGGER,
+        actor=SYSTEM_ACTOR,
+        triggering_event=trigger,
+        agents_may_stop=True,
+        now=now,
+    )
+    if isinstance(decision, Unchanged):
+        return decision
+    return replace(decision, unsent=unsent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,16 @@ from services.enrollment.ports import (
     WorkflowRecordKey,
 )
 from shared.consumer import Handler
-from shared.contracts import Message
-from shared.contracts.commands import ApplyWorkflow, Enroll, Exit, Pause, Resume
-from shared.contracts.events import MessageSent
+from shared.contracts import Message, topics
+from shared.contracts.commands import (
+    ApplyWorkflow,
+    Enroll,
+    Exit,
+    Pause,
+    Resume,
+    TriggeringEvent,
+)
+from shared.contracts.events import MessageCancelled, MessageFailed, MessageSent
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -266,6 +273,56 @@ async def step_sent(uow: Uow, events: list[MessageSent], now: datetime) -> None:
     await _record(uow, decided, now)
 
 
+SendOutcome = MessageFailed | MessageCancelled
+
+
+def _unsent(event: SendOutcome) -> domain.UnsentStep:
+    if isinstance(event, MessageFailed):
+        failed = event.payload
+        return domain.UnsentStep(failed.step_index, failed.step_id, failed.kind, failed.reason)
+    cancelled = event.payload
+    why = f"messaging cancelled the send: {cancelled.reason.value}"
+    return domain.UnsentStep(cancelled.step_index, cancelled.step_id, cancelled.reason, why)
+
+
+def _trigger(event: SendOutcome) -> TriggeringEvent:
+    return TriggeringEvent(
+        message_id=event.message_id,
+        type=event.type,
+        topic=topics.MESSAGING_EVENTS,
+        occurred_at=event.occurred_at,
+    )
+
+
+async def steps_unsent(uow: Uow, events: list[SendOutcome], now: datetime) -> None:
+    """A step that failed for good, or that no one can receive, exits its enrollment with
+    the reason (cancellations because the enrollment left or paused change nothing)."""
+    loaded = await uow.store.enrollments_for_update(
+        [(e.account_id, e.payload.enrollment_id) for e in events]
+    )
+    state = {_key(e): e for e in loaded}
+    decided: list[tuple[domain.Exited, SendOutcome]] = []
+    for event in events:
+        enrollment = state.get((event.account_id, event.payload.enrollment_id))
+        if enrollment is None:
+            log.warning(
+                "unsent_for_unknown_enrollment", enrollment_id=str(event.payload.enrollment_id)
+            )
+            continue
+        decision = domain.on_step_unsent(
+            enrollment, _unsent(event), trigger=_trigger(event), now=now
+        )
+        if isinstance(decision, domain.Unchanged):
+            log.info(
+                "step_unsent_ignored", enrollment_id=str(enrollment.enrollment_id), why=decision.why
+            )
+            continue
+        state[_key(enrollment)] = decision.enrollment
+        decided.append((decision, event))
+    await uow.store.save_exits([d for d, _ in decided])
+    await _record(uow, decided, now)
+
+
 def build_handlers() -> Mapping[str, Handler]:
     # One handler per type: a run of one type is applied at once, and runs follow each
     # other in order, so mixed commands still apply as if one by one.
@@ -276,4 +333,7 @@ def build_handlers() -> Mapping[str, Handler]:
         Pause.TYPE: pause,
         Resume.TYPE: resume,
         MessageSent.TYPE: step_sent,
+        # One handler for both outcomes: a mixed stream of them is one run.
+        MessageFailed.TYPE: steps_unsent,
+        MessageCancelled.TYPE: steps_unsent,
     }

@@ -28,6 +28,7 @@ from shared.contracts.events import (
     ResumedPayload,
     StepCompletedPayload,
     StepScheduledPayload,
+    UnsentStep,
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
@@ -109,8 +110,20 @@ def exited(decision: domain.Exited, cause: Message) -> EnrollmentExited:
         actor=decision.actor,
         triggering_event=decision.triggering_event,
         steps_completed=decision.steps_completed,
+        unsent_step=_unsent(decision.unsent),
     )
     return _caused(EnrollmentExited, "exited", cause, enrollment.enrollment_id, payload)
+
+
+def _unsent(unsent: domain.UnsentStep | None) -> UnsentStep | None:
+    if unsent is None:
+        return None
+    return UnsentStep(
+        step_index=unsent.index,
+        step_id=unsent.step_id,
+        kind=unsent.kind.value,
+        reason=unsent.reason[:2000],
+    )
 
 
 def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:

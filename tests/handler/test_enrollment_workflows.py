@@ -21,6 +21,8 @@ from shared.contracts.events import (
     EnrollmentResumed,
     EnrollmentStepCompleted,
     EnrollmentStepScheduled,
+    MessageCancelled,
+    MessageFailed,
     MessageSent,
     WorkflowApplied,
 )
@@ -56,7 +58,10 @@ def h() -> EnrollmentHarness:
 
 def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
-    assert set(h.handlers) == commands | {MessageSent.TYPE}
+    outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
+    assert set(h.handlers) == commands | outcomes
+    # One handler for both ends of a send that never happens, so a mix of them is one run.
+    assert h.handlers[MessageFailed.TYPE] is h.handlers[MessageCancelled.TYPE]
 
 
 async def test_every_message_goes_to_its_topic_keyed_by_its_record_with_its_id(
