@@ -210,7 +210,8 @@ async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
 
 
 async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
-    """Hold the active enrollments each command names at their current step."""
+    """Hold the active enrollments each command names at their current step; a pause
+    with ``until`` is stored with it, and the scheduler resumes it then."""
     live = await _LiveEnrollments.load(uow.store, commands)
     decided = live.decide(
         commands,
@@ -219,6 +220,9 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
             until=command.payload.until,
             reason=command.payload.reason,
             actor=command.payload.actor,
+            pause_id=domain.pause_id_for(
+                command.account_id, command.message_id, enrollment.enrollment_id
+            ),
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])
@@ -226,7 +230,8 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
 
 
 async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
-    """Resume the paused enrollments each command names and schedule their current step."""
+    """Resume the paused enrollments each command names and schedule their current step
+    (the scheduler's resume names the pause it ends: see ``domain.decide_resume``)."""
     live = await _LiveEnrollments.load(uow.store, commands)
     versions = await uow.store.workflow_versions(live.versions())
     decided = live.decide(
@@ -236,6 +241,7 @@ async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
             versions.get(_version_key(enrollment)),
             actor=command.payload.actor,
             now=now,
+            pause_id=command.payload.pause_id,
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])

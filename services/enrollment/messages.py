@@ -131,7 +131,13 @@ def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
     payload = PausedPayload(
         **_ref(enrollment), until=decision.until, reason=decision.reason, actor=decision.actor
     )
-    return _caused(EnrollmentPaused, "paused", cause, enrollment.enrollment_id, payload)
+    # Its id is the pause's id (``domain.pause_id_for``): what a timed resume names.
+    return EnrollmentPaused.create(
+        message_id=decision.pause_id,
+        account_id=cause.account_id,
+        caused_by=cause,
+        payload=payload,
+    )
 
 
 def resumed(decision: domain.Resumed, cause: Message) -> list[Message]:

@@ -98,7 +98,8 @@ class EnrollmentStore(Protocol):
         ...
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
-        """Save status, step, due and end times of known enrollments; the last state wins."""
+        """Save status, step, due and end times and the pause (its end and id) of known
+        enrollments; the last state wins."""
         ...
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:

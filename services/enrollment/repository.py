@@ -35,7 +35,7 @@ from shared.db import DbConnection
 
 _ENROLLMENT_COLUMNS_E = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
     e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
-    e.next_due_at, e.ended_at, e.exit_reason"""
+    e.next_due_at, e.ended_at, e.exit_reason, e.paused_until, e.pause_id"""
 
 VersionCache = dict[VersionKey, WorkflowVersion]
 
@@ -58,6 +58,8 @@ def _enrollment(row: asyncpg.Record) -> Enrollment:
         next_due_at=row["next_due_at"],
         ended_at=row["ended_at"],
         exit_reason=ExitReason(row["exit_reason"]) if row["exit_reason"] else None,
+        paused_until=row["paused_until"],
+        pause_id=row["pause_id"],
     )
 
 
@@ -250,9 +252,10 @@ class PostgresEnrollmentStore:
         await self._conn.execute(
             """UPDATE enrollments e SET status = u.s, current_step = u.cs,
                    steps_completed = u.sc, next_due_at = u.d, ended_at = u.ended,
-                   updated_at = now()
+                   paused_until = u.pu, pause_id = u.p, updated_at = now()
                FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::int[],
-                           $6::timestamptz[], $7::timestamptz[]) AS u(a, id, s, cs, sc, d, ended)
+                           $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::uuid[])
+                    AS u(a, id, s, cs, sc, d, ended, pu, p)
                WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
             [e.account_id for e in latest],
             [e.enrollment_id for e in latest],
@@ -261,6 +264,8 @@ class PostgresEnrollmentStore:
             [e.steps_completed for e in latest],
             [e.next_due_at for e in latest],
             [e.ended_at for e in latest],
+            [e.paused_until for e in latest],
+            [e.pause_id for e in latest],
         )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:

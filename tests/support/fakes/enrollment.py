@@ -178,6 +178,8 @@ class FakeEnrollmentStore:
                 steps_completed=enrollment.steps_completed,
                 next_due_at=enrollment.next_due_at,
                 ended_at=enrollment.ended_at,
+                paused_until=enrollment.paused_until,
+                pause_id=enrollment.pause_id,
             )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
