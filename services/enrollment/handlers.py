@@ -18,8 +18,10 @@ from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
+    ParkedEnroll,
     RecordKey,
     VersionKey,
+    WorkflowKey,
     WorkflowRecordKey,
 )
 from shared.consumer import Handler
@@ -119,7 +121,8 @@ class _LiveEnrollments:
 
 
 async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime) -> None:
-    """Each changed definition becomes its workflow's next version."""
+    """Each changed definition becomes its workflow's next version; the enrolls parked
+    for it are then decided."""
     heads = await uow.store.workflow_heads(
         [(c.account_id, c.payload.definition.workflow_id) for c in commands]
     )
@@ -141,14 +144,52 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=decision.version)
     await uow.store.add_workflow_versions([d for d, _ in decided])
     await _record(uow, decided, now)
+    # Enrolls read before their workflow was: enrolled now, in this transaction.
+    applied = [(d.account_id, d.definition.workflow_id) for d, _ in decided]
+    await uow.store.lock_workflows(applied)
+    parked = await uow.store.take_parked(applied)
+    if parked:
+        log.info("parked_enrolls_released", count=len(parked))
+    await admit(uow, parked, now)
 
 
 async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
     """Admit each record into its workflow's current version, or reject it with every
-    reason."""
-    workflows = await uow.store.current_workflows(
-        [(c.account_id, c.payload.workflow_id) for c in commands]
+    reason; an enroll whose workflow is not applied yet is parked until it is."""
+    keys = [(c.account_id, c.payload.workflow_id) for c in commands]
+    workflows = await uow.store.current_workflows(keys)
+    if missing := [k for k in dict.fromkeys(keys) if k not in workflows]:
+        # Once the lock is ours, an apply that committed meanwhile is seen here; one that
+        # commits after will find what we park (it takes the same lock).
+        await uow.store.lock_workflows(missing)
+        workflows |= await uow.store.current_workflows(missing)
+    waiting = [c for c, k in zip(commands, keys, strict=True) if k not in workflows]
+    for command in waiting:
+        log.info("enroll_parked", workflow_id=command.payload.workflow_id)
+    await uow.store.park_enrolls([ParkedEnroll(c, now) for c in waiting])
+    await admit(
+        uow,
+        [c for c, k in zip(commands, keys, strict=True) if k in workflows],
+        now,
+        workflows=workflows,
     )
+
+
+async def admit(
+    uow: Uow,
+    commands: Sequence[Enroll],
+    now: datetime,
+    *,
+    workflows: Mapping[WorkflowKey, domain.WorkflowVersion] | None = None,
+) -> None:
+    """Decide each enroll now: admitted, or rejected with every reason (``unknown_workflow``
+    when its workflow does not exist). ``workflows`` are the current versions, if known."""
+    if not commands:
+        return
+    if workflows is None:
+        workflows = await uow.store.current_workflows(
+            [(c.account_id, c.payload.workflow_id) for c in commands]
+        )
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
         [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
