@@ -9,6 +9,7 @@ from faststream import FastStream
 
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.handlers import build_handlers
+from services.enrollment.parking import ParkedEnrolls
 from services.enrollment.repository import PostgresEnrollmentStore
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
@@ -23,6 +24,7 @@ SPEC = ServiceSpec(
     settings=EnrollmentSettings,
     store=PostgresEnrollmentStore,
     handlers=lambda _settings: build_handlers(),
+    background=(ParkedEnrolls,),
 )
 
 

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.enrollment.errors import MissingWorkflowVersionError
-from shared.contracts import Actor, ActorKind, RecordRef, derived_message_id
+from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import Rejection
+from shared.contracts.events import CancelReason, FailureKind, Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
 
@@ -54,6 +54,10 @@ class Enrollment:
     next_due_at: datetime | None = None
     ended_at: datetime | None = None
     exit_reason: ExitReason | None = None
+    paused_until: datetime | None = None
+    """When a timed pause ends (the scheduler then resumes it)."""
+    pause_id: uuid.UUID | None = None
+    """The pause the enrollment is in: the id of its ``enrollment.paused``."""
 
 
 def event_id(
@@ -72,6 +76,14 @@ def enrollment_id_for(account_id: str, enroll_message_id: uuid.UUID, workflow_id
     """The id of the enrollment an ``enrollment.enroll`` creates: the same on every replay,
     never the same for two accounts."""
     return event_id("enrollment", account_id, enroll_message_id, workflow_id)
+
+
+def pause_id_for(
+    account_id: str, pause_message_id: uuid.UUID, enrollment_id: uuid.UUID
+) -> uuid.UUID:
+    """The id of the pause an ``enrollment.pause`` puts an enrollment in, which is also the
+    id of the ``enrollment.paused`` that announces it: the same on every replay."""
+    return event_id("paused", account_id, pause_message_id, enrollment_id)
 
 
 def definition_hash(definition: WorkflowDefinition) -> str:
@@ -291,12 +303,24 @@ def on_step_sent(
 
 
 @dataclass(frozen=True, slots=True)
+class UnsentStep:
+    """A step messaging will never send: it failed for good, or was cancelled."""
+
+    index: int
+    step_id: str
+    kind: FailureKind | CancelReason
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     enrollment: Enrollment
     reason: ExitReason
     source: ExitSource
     actor: Actor
     triggering_event: TriggeringEvent | None
+    unsent: UnsentStep | None = None
+    """The step whose send ended the enrollment, when that is why it exited."""
 
     @property
     def steps_completed(self) -> int:
@@ -325,20 +349,72 @@ def decide_exit(
     return Exited(exited, reason, source, actor, triggering_event)
 
 
+def exit_reason_for(kind: FailureKind | CancelReason) -> ExitReason | None:
+    """Why a step that will never go out ends its enrollment; None when it ends nothing.
+
+    A hard bounce is the recipient's address gone for good (``hard_bounced``, as the same
+    bounce reported upstream would be); every other permanent failure, and a step with no
+    one to send it to, leaves the enrollment unable to go on (``send_failed``). A send
+    cancelled because the enrollment exited, paused or completed is that change's echo.
+    """
+    if kind is FailureKind.HARD_BOUNCE:
+        return ExitReason.HARD_BOUNCED
+    if isinstance(kind, FailureKind) or kind is CancelReason.NO_RECIPIENT:
+        return ExitReason.SEND_FAILED
+    return None
+
+
+def on_step_unsent(
+    enrollment: Enrollment, unsent: UnsentStep, *, trigger: TriggeringEvent, now: datetime
+) -> Exited | Unchanged:
+    """Exit an enrollment whose current step will never be sent (it would wait forever
+    at that step, and block the record's re-enrollment); ``trigger`` is messaging's
+    report of it. Exits once, like any exit."""
+    reason = exit_reason_for(unsent.kind)
+    if reason is None:
+        return Unchanged(f"the send was cancelled ({unsent.kind.value}): nothing to do")
+    if enrollment.status.live and unsent.index != enrollment.current_step:
+        return Unchanged(f"step {unsent.index} is not the current step {enrollment.current_step}")
+    decision = decide_exit(
+        enrollment,
+        reason=reason,
+        source=ExitSource.TRIGGER,
+        actor=SYSTEM_ACTOR,
+        triggering_event=trigger,
+        agents_may_stop=True,
+        now=now,
+    )
+    if isinstance(decision, Unchanged):
+        return decision
+    return replace(decision, unsent=unsent)
+
+
 @dataclass(frozen=True, slots=True)
 class Paused:
     enrollment: Enrollment
     until: datetime | None
     reason: str
     actor: Actor
+    pause_id: uuid.UUID
 
 
 def decide_pause(
-    enrollment: Enrollment, *, until: datetime | None, reason: str, actor: Actor
+    enrollment: Enrollment,
+    *,
+    until: datetime | None,
+    reason: str,
+    actor: Actor,
+    pause_id: uuid.UUID,
 ) -> Paused | Unchanged:
+    """Hold an active enrollment at its current step, until ``until`` or a resume.
+
+    ``pause_id`` names this pause (``pause_id_for``): the scheduler's timer resumes only
+    the pause it was armed for.
+    """
     if enrollment.status is not Status.ACTIVE:
         return Unchanged(f"enrollment is {enrollment.status.value}")
-    return Paused(replace(enrollment, status=Status.PAUSED), until, reason, actor)
+    held = replace(enrollment, status=Status.PAUSED, paused_until=until, pause_id=pause_id)
+    return Paused(held, until, reason, actor, pause_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,18 +425,29 @@ class Resumed:
 
 
 def decide_resume(
-    enrollment: Enrollment, workflow: WorkflowVersion | None, *, actor: Actor, now: datetime
+    enrollment: Enrollment,
+    workflow: WorkflowVersion | None,
+    *,
+    actor: Actor,
+    now: datetime,
+    pause_id: uuid.UUID | None = None,
 ) -> Resumed | Unchanged:
     """Resume a paused enrollment; its current step runs at once if its time has passed.
 
-    ``workflow`` is the enrollment's version: the step it resumes at comes from it.
+    ``workflow`` is the enrollment's version: the step it resumes at comes from it. With
+    ``pause_id`` (a timed pause's end), only that pause ends: a timer of a pause that was
+    already resumed by hand changes nothing, whatever the enrollment did since.
     """
     if enrollment.status is not Status.PAUSED:
         return Unchanged(f"enrollment is {enrollment.status.value}")
+    if pause_id is not None and pause_id != enrollment.pause_id:
+        return Unchanged("the resume is for an earlier pause")
     if workflow is None:
         raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
     due_at = max(enrollment.next_due_at or now, now)
-    resumed = replace(enrollment, status=Status.ACTIVE, next_due_at=due_at)
+    resumed = replace(
+        enrollment, status=Status.ACTIVE, next_due_at=due_at, paused_until=None, pause_id=None
+    )
     step = workflow.definition.steps[resumed.current_step]
     return Resumed(resumed, actor, _scheduled(resumed, step, due_at))
 

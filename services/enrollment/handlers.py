@@ -18,14 +18,23 @@ from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
+    ParkedEnroll,
     RecordKey,
     VersionKey,
+    WorkflowKey,
     WorkflowRecordKey,
 )
 from shared.consumer import Handler
-from shared.contracts import Message
-from shared.contracts.commands import ApplyWorkflow, Enroll, Exit, Pause, Resume
-from shared.contracts.events import MessageSent
+from shared.contracts import Message, topics
+from shared.contracts.commands import (
+    ApplyWorkflow,
+    Enroll,
+    Exit,
+    Pause,
+    Resume,
+    TriggeringEvent,
+)
+from shared.contracts.events import MessageCancelled, MessageFailed, MessageSent
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -112,7 +121,8 @@ class _LiveEnrollments:
 
 
 async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime) -> None:
-    """Each changed definition becomes its workflow's next version."""
+    """Each changed definition becomes its workflow's next version; the enrolls parked
+    for it are then decided."""
     heads = await uow.store.workflow_heads(
         [(c.account_id, c.payload.definition.workflow_id) for c in commands]
     )
@@ -134,14 +144,52 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=decision.version)
     await uow.store.add_workflow_versions([d for d, _ in decided])
     await _record(uow, decided, now)
+    # Enrolls read before their workflow was: enrolled now, in this transaction.
+    applied = [(d.account_id, d.definition.workflow_id) for d, _ in decided]
+    await uow.store.lock_workflows(applied)
+    parked = await uow.store.take_parked(applied)
+    if parked:
+        log.info("parked_enrolls_released", count=len(parked))
+    await admit(uow, parked, now)
 
 
 async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
     """Admit each record into its workflow's current version, or reject it with every
-    reason."""
-    workflows = await uow.store.current_workflows(
-        [(c.account_id, c.payload.workflow_id) for c in commands]
+    reason; an enroll whose workflow is not applied yet is parked until it is."""
+    keys = [(c.account_id, c.payload.workflow_id) for c in commands]
+    workflows = await uow.store.current_workflows(keys)
+    if missing := [k for k in dict.fromkeys(keys) if k not in workflows]:
+        # Once the lock is ours, an apply that committed meanwhile is seen here; one that
+        # commits after will find what we park (it takes the same lock).
+        await uow.store.lock_workflows(missing)
+        workflows |= await uow.store.current_workflows(missing)
+    waiting = [c for c, k in zip(commands, keys, strict=True) if k not in workflows]
+    for command in waiting:
+        log.info("enroll_parked", workflow_id=command.payload.workflow_id)
+    await uow.store.park_enrolls([ParkedEnroll(c, now) for c in waiting])
+    await admit(
+        uow,
+        [c for c, k in zip(commands, keys, strict=True) if k in workflows],
+        now,
+        workflows=workflows,
     )
+
+
+async def admit(
+    uow: Uow,
+    commands: Sequence[Enroll],
+    now: datetime,
+    *,
+    workflows: Mapping[WorkflowKey, domain.WorkflowVersion] | None = None,
+) -> None:
+    """Decide each enroll now: admitted, or rejected with every reason (``unknown_workflow``
+    when its workflow does not exist). ``workflows`` are the current versions, if known."""
+    if not commands:
+        return
+    if workflows is None:
+        workflows = await uow.store.current_workflows(
+            [(c.account_id, c.payload.workflow_id) for c in commands]
+        )
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
         [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
@@ -203,7 +251,8 @@ async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
 
 
 async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
-    """Hold the active enrollments each command names at their current step."""
+    """Hold the active enrollments each command names at their current step; a pause
+    with ``until`` is stored with it, and the scheduler resumes it then."""
     live = await _LiveEnrollments.load(uow.store, commands)
     decided = live.decide(
         commands,
@@ -212,6 +261,9 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
             until=command.payload.until,
             reason=command.payload.reason,
             actor=command.payload.actor,
+            pause_id=domain.pause_id_for(
+                command.account_id, command.message_id, enrollment.enrollment_id
+            ),
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])
@@ -219,7 +271,8 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
 
 
 async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
-    """Resume the paused enrollments each command names and schedule their current step."""
+    """Resume the paused enrollments each command names and schedule their current step
+    (the scheduler's resume names the pause it ends: see ``domain.decide_resume``)."""
     live = await _LiveEnrollments.load(uow.store, commands)
     versions = await uow.store.workflow_versions(live.versions())
     decided = live.decide(
@@ -229,6 +282,7 @@ async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
             versions.get(_version_key(enrollment)),
             actor=command.payload.actor,
             now=now,
+            pause_id=command.payload.pause_id,
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])
@@ -266,6 +320,56 @@ async def step_sent(uow: Uow, events: list[MessageSent], now: datetime) -> None:
     await _record(uow, decided, now)
 
 
+SendOutcome = MessageFailed | MessageCancelled
+
+
+def _unsent(event: SendOutcome) -> domain.UnsentStep:
+    if isinstance(event, MessageFailed):
+        failed = event.payload
+        return domain.UnsentStep(failed.step_index, failed.step_id, failed.kind, failed.reason)
+    cancelled = event.payload
+    why = f"messaging cancelled the send: {cancelled.reason.value}"
+    return domain.UnsentStep(cancelled.step_index, cancelled.step_id, cancelled.reason, why)
+
+
+def _trigger(event: SendOutcome) -> TriggeringEvent:
+    return TriggeringEvent(
+        message_id=event.message_id,
+        type=event.type,
+        topic=topics.MESSAGING_EVENTS,
+        occurred_at=event.occurred_at,
+    )
+
+
+async def steps_unsent(uow: Uow, events: list[SendOutcome], now: datetime) -> None:
+    """A step that failed for good, or that no one can receive, exits its enrollment with
+    the reason (cancellations because the enrollment left or paused change nothing)."""
+    loaded = await uow.store.enrollments_for_update(
+        [(e.account_id, e.payload.enrollment_id) for e in events]
+    )
+    state = {_key(e): e for e in loaded}
+    decided: list[tuple[domain.Exited, SendOutcome]] = []
+    for event in events:
+        enrollment = state.get((event.account_id, event.payload.enrollment_id))
+        if enrollment is None:
+            log.warning(
+                "unsent_for_unknown_enrollment", enrollment_id=str(event.payload.enrollment_id)
+            )
+            continue
+        decision = domain.on_step_unsent(
+            enrollment, _unsent(event), trigger=_trigger(event), now=now
+        )
+        if isinstance(decision, domain.Unchanged):
+            log.info(
+                "step_unsent_ignored", enrollment_id=str(enrollment.enrollment_id), why=decision.why
+            )
+            continue
+        state[_key(enrollment)] = decision.enrollment
+        decided.append((decision, event))
+    await uow.store.save_exits([d for d, _ in decided])
+    await _record(uow, decided, now)
+
+
 def build_handlers() -> Mapping[str, Handler]:
     # One handler per type: a run of one type is applied at once, and runs follow each
     # other in order, so mixed commands still apply as if one by one.
@@ -276,4 +380,7 @@ def build_handlers() -> Mapping[str, Handler]:
         Pause.TYPE: pause,
         Resume.TYPE: resume,
         MessageSent.TYPE: step_sent,
+        # One handler for both outcomes: a mixed stream of them is one run.
+        MessageFailed.TYPE: steps_unsent,
+        MessageCancelled.TYPE: steps_unsent,
     }

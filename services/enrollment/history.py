@@ -42,6 +42,20 @@ def _transition(
     )
 
 
+def _unsent_detail(unsent: domain.UnsentStep | None) -> dict[str, Any]:
+    """An exit caused by a send that will never happen says which step, and why."""
+    if unsent is None:
+        return {}
+    return {
+        "unsent_step": {
+            "step_index": unsent.index,
+            "step_id": unsent.step_id,
+            "kind": unsent.kind.value,
+            "reason": unsent.reason,
+        }
+    }
+
+
 def entries(  # noqa: PLR0911 - one case per kind of decision
     decision: domain.Decision, *, caused_by: uuid.UUID, at: datetime
 ) -> list[HistoryEntry]:
@@ -77,6 +91,7 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
                     source=decision.source.value,
                     actor=decision.actor.model_dump(),
                     triggering_event=trigger.model_dump(mode="json") if trigger else None,
+                    **_unsent_detail(decision.unsent),
                 )
             ]
         case domain.Paused():

@@ -28,6 +28,7 @@ from shared.contracts.events import (
     ResumedPayload,
     StepCompletedPayload,
     StepScheduledPayload,
+    UnsentStep,
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
@@ -109,8 +110,20 @@ def exited(decision: domain.Exited, cause: Message) -> EnrollmentExited:
         actor=decision.actor,
         triggering_event=decision.triggering_event,
         steps_completed=decision.steps_completed,
+        unsent_step=_unsent(decision.unsent),
     )
     return _caused(EnrollmentExited, "exited", cause, enrollment.enrollment_id, payload)
+
+
+def _unsent(unsent: domain.UnsentStep | None) -> UnsentStep | None:
+    if unsent is None:
+        return None
+    return UnsentStep(
+        step_index=unsent.index,
+        step_id=unsent.step_id,
+        kind=unsent.kind.value,
+        reason=unsent.reason[:2000],
+    )
 
 
 def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
@@ -118,7 +131,13 @@ def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
     payload = PausedPayload(
         **_ref(enrollment), until=decision.until, reason=decision.reason, actor=decision.actor
     )
-    return _caused(EnrollmentPaused, "paused", cause, enrollment.enrollment_id, payload)
+    # Its id is the pause's id (``domain.pause_id_for``): what a timed resume names.
+    return EnrollmentPaused.create(
+        message_id=decision.pause_id,
+        account_id=cause.account_id,
+        caused_by=cause,
+        payload=payload,
+    )
 
 
 def resumed(decision: domain.Resumed, cause: Message) -> list[Message]:

@@ -20,6 +20,7 @@ from services.enrollment.domain import (
     WorkflowVersion,
 )
 from shared.contracts import RecordRef
+from shared.contracts.commands import Enroll
 
 WorkflowKey = tuple[str, str]
 """(account id, workflow id)"""
@@ -52,6 +53,18 @@ class HistoryEntry:
     enrollment_id: uuid.UUID | None
     caused_by: uuid.UUID | None
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEnroll:
+    """An ``enrollment.enroll`` waiting for its workflow's first version, since when."""
+
+    command: Enroll
+    parked_at: datetime
+
+    @property
+    def workflow(self) -> WorkflowKey:
+        return (self.command.account_id, self.command.payload.workflow_id)
 
 
 class EnrollmentStore(Protocol):
@@ -98,7 +111,8 @@ class EnrollmentStore(Protocol):
         ...
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
-        """Save status, step, due and end times of known enrollments; the last state wins."""
+        """Save status, step, due and end times and the pause (its end and id) of known
+        enrollments; the last state wins."""
         ...
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
@@ -107,4 +121,24 @@ class EnrollmentStore(Protocol):
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         """Append to the history, in order."""
+        ...
+
+    async def lock_workflows(self, keys: Sequence[WorkflowKey]) -> None:
+        """Hold a lock per workflow until commit, taken by whatever parks enrolls for it
+        and whatever applies it: a statement after the lock sees an apply or a park that
+        committed while it was waited for, so no enroll is parked past its workflow."""
+        ...
+
+    async def park_enrolls(self, parked: Sequence[ParkedEnroll]) -> None:
+        """Keep enrolls whose workflow does not exist yet; one already parked (the same
+        account and message id) is left as it is."""
+        ...
+
+    async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
+        """Remove and return the enrolls parked for each workflow, in arrival order."""
+        ...
+
+    async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
+        """Remove and return up to ``limit`` enrolls parked before ``parked_before``, in
+        arrival order; replicas skip each other's rows."""
         ...

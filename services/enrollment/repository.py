@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from services.enrollment.domain import (
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
+    ParkedEnroll,
     RecordKey,
     VersionKey,
     WorkflowHead,
@@ -29,13 +31,16 @@ from services.enrollment.ports import (
     WorkflowRecordKey,
 )
 from shared.contracts import RecordRef, RecordType
-from shared.contracts.commands import ExitReason
+from shared.contracts.commands import Enroll, ExitReason
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
 
 _ENROLLMENT_COLUMNS_E = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
     e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
-    e.next_due_at, e.ended_at, e.exit_reason"""
+    e.next_due_at, e.ended_at, e.exit_reason, e.paused_until, e.pause_id"""
+
+_WORKFLOW_LOCK_SPACE = "offramp.enrollment.workflow"
+"""Prefix of the advisory lock keys of ``lock_workflows``, apart from any other lock."""
 
 VersionCache = dict[VersionKey, WorkflowVersion]
 
@@ -58,6 +63,8 @@ def _enrollment(row: asyncpg.Record) -> Enrollment:
         next_due_at=row["next_due_at"],
         ended_at=row["ended_at"],
         exit_reason=ExitReason(row["exit_reason"]) if row["exit_reason"] else None,
+        paused_until=row["paused_until"],
+        pause_id=row["pause_id"],
     )
 
 
@@ -250,9 +257,10 @@ class PostgresEnrollmentStore:
         await self._conn.execute(
             """UPDATE enrollments e SET status = u.s, current_step = u.cs,
                    steps_completed = u.sc, next_due_at = u.d, ended_at = u.ended,
-                   updated_at = now()
+                   paused_until = u.pu, pause_id = u.p, updated_at = now()
                FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::int[],
-                           $6::timestamptz[], $7::timestamptz[]) AS u(a, id, s, cs, sc, d, ended)
+                           $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::uuid[])
+                    AS u(a, id, s, cs, sc, d, ended, pu, p)
                WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
             [e.account_id for e in latest],
             [e.enrollment_id for e in latest],
@@ -261,6 +269,8 @@ class PostgresEnrollmentStore:
             [e.steps_completed for e in latest],
             [e.next_due_at for e in latest],
             [e.ended_at for e in latest],
+            [e.paused_until for e in latest],
+            [e.pause_id for e in latest],
         )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
@@ -306,3 +316,64 @@ class PostgresEnrollmentStore:
             [h.caused_by for h in entries],
             [h.at for h in entries],
         )
+
+    async def lock_workflows(self, keys: Sequence[WorkflowKey]) -> None:
+        wanted = sorted(set(keys))  # always in one order: two runs never wait in a cycle
+        if not wanted:
+            return
+        await self._conn.execute(
+            """SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || k.a || '/' || k.w, 0))
+               FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(a, w, n)""",
+            _WORKFLOW_LOCK_SPACE,
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
+        )
+
+    async def park_enrolls(self, parked: Sequence[ParkedEnroll]) -> None:
+        if not parked:
+            return
+        await self._conn.execute(
+            """INSERT INTO parked_enrolls (account_id, message_id, workflow_id, command,
+                                           parked_at)
+               SELECT a, m, w, c::jsonb, at
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+                    WITH ORDINALITY AS p(a, m, w, c, at, n)
+               ORDER BY n
+               ON CONFLICT DO NOTHING""",
+            [p.command.account_id for p in parked],
+            [p.command.message_id for p in parked],
+            [p.command.payload.workflow_id for p in parked],
+            [p.command.model_dump_json() for p in parked],
+            [p.parked_at for p in parked],
+        )
+
+    async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return []
+        rows = await self._conn.fetch(
+            """DELETE FROM parked_enrolls p USING unnest($1::text[], $2::text[]) AS k(a, w)
+               WHERE p.account_id = k.a AND p.workflow_id = k.w
+               RETURNING p.seq, p.command""",
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
+        )
+        return _in_arrival_order(rows)
+
+    async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
+        rows = await self._conn.fetch(
+            f"""DELETE FROM parked_enrolls p
+                USING (SELECT account_id, message_id FROM parked_enrolls
+                       WHERE parked_at < $1
+                       ORDER BY parked_at, seq
+                       LIMIT {int(limit)}
+                       FOR UPDATE SKIP LOCKED) AS due
+                WHERE p.account_id = due.account_id AND p.message_id = due.message_id
+                RETURNING p.seq, p.command""",
+            parked_before,
+        )
+        return _in_arrival_order(rows)
+
+
+def _in_arrival_order(rows: Sequence[asyncpg.Record]) -> list[Enroll]:
+    return [Enroll.model_validate_json(r["command"]) for r in sorted(rows, key=lambda r: r["seq"])]

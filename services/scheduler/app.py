@@ -1,4 +1,5 @@
-"""Scheduler: owns step timers; fires ``step.due`` when a step's time has come."""
+"""Scheduler: owns step timers and timed pauses' resume timers; fires ``step.due`` when a
+step's time has come and ``enrollment.resume`` when a timed pause ends."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ SPEC = ServiceSpec(
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
     consumes=(topics.ENROLLMENT_EVENTS,),
-    publishes=(topics.SCHEDULER_STEPS, topics.DEAD_LETTER),
+    publishes=(topics.SCHEDULER_STEPS, topics.COMMANDS, topics.DEAD_LETTER),
     settings=SchedulerSettings,
     store=PostgresSchedulerStore,
     handlers=lambda _settings: build_handlers(),

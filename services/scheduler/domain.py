@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from shared.contracts import derived_message_id
+from shared.contracts import RecordRef, derived_message_id
 
 EnrollmentKey = tuple[str, uuid.UUID]
 """(account id, enrollment id): enrollment ids are only ever compared within an account."""
@@ -87,3 +87,69 @@ def step_due_id(
     is part of it: enrollment ids are only unique within an account.
     """
     return derived_message_id("step.due", account_id, enrollment_id, step_index, due_at.isoformat())
+
+
+# --- timed pauses ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimedPause:
+    """A pause with an end: the scheduler resumes the enrollment then, unless it resumed,
+    exited or completed before. ``pause_id`` is the id of its ``enrollment.paused``."""
+
+    account_id: str
+    enrollment_id: uuid.UUID
+    pause_id: uuid.UUID
+    workflow_id: str
+    record: RecordRef
+    until: datetime
+    correlation_id: uuid.UUID | None = None
+
+    @property
+    def enrollment(self) -> EnrollmentKey:
+        return (self.account_id, self.enrollment_id)
+
+
+ENDS_A_PAUSE = {
+    "enrollment.exited",
+    "enrollment.completed",
+    "enrollment.paused",
+    "enrollment.resumed",
+}
+"""Events after which a pending resume of the enrollment's earlier pause has nothing left to
+resume (a new pause ends the earlier one too; a timed one then arms its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What a run of enrollment events changes in resume timers."""
+
+    drop: set[EnrollmentKey] = field(default_factory=set)
+    """Enrollments whose resume timers armed before the run are void (first)."""
+    arm: dict[tuple[EnrollmentKey, uuid.UUID], TimedPause] = field(default_factory=dict)
+    """The run's timed pauses still to resume at its end, by (enrollment, pause) (then)."""
+
+
+def plan_resumes(events: Iterable[tuple[EnrollmentKey, str, TimedPause | None]]) -> ResumePlan:
+    """Fold a run of (enrollment, event type, its timed pause if any), in order.
+
+    Applied one by one, every stop or resume of an enrollment voids its pending resume
+    timer and a timed pause then arms its own; voiding first what was armed before the
+    run, then arming what of the run's own pauses was not voided later, ends the same.
+    """
+    plan = ResumePlan()
+    for key, event_type, pause in events:
+        if event_type not in ENDS_A_PAUSE:
+            continue
+        plan.drop.add(key)
+        for armed in [k for k in plan.arm if k[0] == key]:
+            del plan.arm[armed]
+        if pause is not None:
+            plan.arm[(key, pause.pause_id)] = pause
+    return plan
+
+
+def resume_id(account_id: str, enrollment_id: uuid.UUID, pause_id: uuid.UUID) -> uuid.UUID:
+    """The id of the ``enrollment.resume`` that ends a timed pause: one per pause, however
+    often its timer fires, so enrollment applies it once."""
+    return derived_message_id("enrollment.resume", account_id, enrollment_id, pause_id)

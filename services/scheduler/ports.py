@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from services.scheduler.domain import EnrollmentKey
+from services.scheduler.domain import EnrollmentKey, TimedPause
 from shared.contracts import RecordRef
 from shared.contracts.events import StepScheduledPayload
 from shared.contracts.inbound import Channel
@@ -54,7 +54,8 @@ class SchedulerStore(Protocol):
         ...
 
     async def cancel_pending(self, reasons: Mapping[EnrollmentKey, str]) -> Counter[EnrollmentKey]:
-        """Cancel the pending timers of each enrollment with its reason; counts them."""
+        """Cancel the pending step timers of each enrollment with its reason, and forget
+        its pending resume timers as ``drop_resumes`` does; counts the step timers."""
         ...
 
     async def mark_ended(self, outcomes: Mapping[EnrollmentKey, str]) -> None:
@@ -64,4 +65,19 @@ class SchedulerStore(Protocol):
     async def fire_due(self, *, now: datetime, limit: int) -> list[FiredTimer]:
         """Mark up to ``limit`` timers due at ``now`` fired, earliest first; replicas skip
         each other's rows."""
+        ...
+
+    async def arm_resumes(self, pauses: Collection[TimedPause]) -> None:
+        """Hold a resume timer per timed pause; one already held (pending or fired) is
+        left as it is, so a replayed pause never resumes twice."""
+        ...
+
+    async def drop_resumes(self, keys: Collection[EnrollmentKey]) -> Counter[EnrollmentKey]:
+        """Forget the pending resume timers of each enrollment (it resumed or ended);
+        counts them. Fired ones stay, as the record that they fired."""
+        ...
+
+    async def fire_due_resumes(self, *, now: datetime, limit: int) -> list[TimedPause]:
+        """Mark up to ``limit`` resume timers due at ``now`` fired, earliest first;
+        replicas skip each other's rows."""
         ...

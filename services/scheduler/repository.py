@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from services.scheduler.domain import EnrollmentKey
+from services.scheduler.domain import EnrollmentKey, TimedPause
 from services.scheduler.ports import ArmTimer, FiredTimer
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.inbound import Channel
@@ -95,7 +95,12 @@ class PostgresSchedulerStore:
         if not reasons:
             return Counter()
         rows = await self._conn.fetch(
-            """UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
+            """WITH forgotten AS (
+                   DELETE FROM resume_timers r
+                   USING unnest($1::text[], $2::uuid[]) AS k(account_id, enrollment_id)
+                   WHERE r.account_id = k.account_id AND r.enrollment_id = k.enrollment_id
+                     AND r.state = 'pending')
+               UPDATE timers t SET state = 'cancelled', cancelled_reason = c.reason
                FROM unnest($1::text[], $2::uuid[], $3::text[])
                     AS c(account_id, enrollment_id, reason)
                WHERE t.account_id = c.account_id AND t.enrollment_id = c.enrollment_id
@@ -153,3 +158,68 @@ class PostgresSchedulerStore:
             )
             for row in rows
         ]
+
+    async def arm_resumes(self, pauses: Collection[TimedPause]) -> None:
+        if not pauses:
+            return
+        await self._conn.execute(
+            """INSERT INTO resume_timers (account_id, enrollment_id, pause_id, workflow_id,
+                                          record_type, record_id, due_at, correlation_id)
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                    $6::text[], $7::timestamptz[], $8::uuid[])
+               ON CONFLICT DO NOTHING""",
+            [p.account_id for p in pauses],
+            [p.enrollment_id for p in pauses],
+            [p.pause_id for p in pauses],
+            [p.workflow_id for p in pauses],
+            [p.record.type.value for p in pauses],
+            [p.record.id for p in pauses],
+            [p.until for p in pauses],
+            [p.correlation_id for p in pauses],
+        )
+
+    async def drop_resumes(self, keys: Collection[EnrollmentKey]) -> Counter[EnrollmentKey]:
+        if not keys:
+            return Counter()
+        rows = await self._conn.fetch(
+            """DELETE FROM resume_timers r
+               USING unnest($1::text[], $2::uuid[]) AS k(account_id, enrollment_id)
+               WHERE r.account_id = k.account_id AND r.enrollment_id = k.enrollment_id
+                 AND r.state = 'pending'
+               RETURNING r.account_id, r.enrollment_id""",
+            *_columns(keys),
+        )
+        return Counter((row["account_id"], row["enrollment_id"]) for row in rows)
+
+    async def fire_due_resumes(self, *, now: datetime, limit: int) -> list[TimedPause]:
+        """``limit`` is written into the statement, as in ``fire_due``."""
+        rows = await self._conn.fetch(
+            f"""WITH due AS (
+                    SELECT account_id, enrollment_id, pause_id FROM resume_timers
+                    WHERE state = 'pending' AND due_at <= $1
+                    ORDER BY due_at
+                    LIMIT {int(limit)}
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE resume_timers r SET state = 'fired', fired_at = $1
+                FROM due
+                WHERE r.account_id = due.account_id AND r.enrollment_id = due.enrollment_id
+                  AND r.pause_id = due.pause_id
+                RETURNING r.account_id, r.enrollment_id, r.pause_id, r.workflow_id,
+                          r.record_type, r.record_id, r.due_at, r.correlation_id""",
+            now,
+        )
+        return sorted(
+            (
+                TimedPause(
+                    account_id=row["account_id"],
+                    enrollment_id=row["enrollment_id"],
+                    pause_id=row["pause_id"],
+                    workflow_id=row["workflow_id"],
+                    record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+                    until=row["due_at"],
+                    correlation_id=row["correlation_id"],
+                )
+                for row in rows
+            ),
+            key=lambda p: p.until,
+        )

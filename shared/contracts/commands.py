@@ -137,9 +137,17 @@ class ResumePayload(Contract):
     workflow_id: Identifier | None = None
     enrollment_id: uuid.UUID | None = None
     actor: Actor
+    pause_id: uuid.UUID | None = Field(
+        None,
+        description="Resume only an enrollment still in this pause: the `message_id` of its "
+        "`enrollment.paused`. The scheduler sets it when a pause's `until` comes, so the "
+        "timer of a pause that already ended never resumes a later one.",
+    )
 
 
 class Resume(Message):
+    """Resume paused enrollments (a user, or the scheduler when a pause's ``until`` came)."""
+
     type: Literal["enrollment.resume"] = "enrollment.resume"
     payload: ResumePayload
 

@@ -128,12 +128,31 @@ class EnrollmentCompleted(Message):
     payload: CompletedPayload
 
 
+class UnsentStep(Contract):
+    """The step messaging will never send, which ended the enrollment: which one, and why."""
+
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    kind: str = Field(
+        max_length=100,
+        description="`message.failed`'s kind (`hard_bounce`, `rejected`, `retries_exhausted`) "
+        "or `message.cancelled`'s reason (`no_recipient`).",
+    )
+    reason: str = Field(max_length=2000, description="The provider's answer, or why not sent.")
+
+
 class ExitedPayload(EnrollmentRef):
     reason: ExitReason
     source: ExitSource
     actor: Actor
     triggering_event: TriggeringEvent | None = None
     steps_completed: int = Field(ge=0, description="Steps sent before the exit.")
+    unsent_step: UnsentStep | None = Field(
+        None,
+        description="Set when the exit comes from a send that failed or can never happen "
+        "(reasons `hard_bounced` and `send_failed`); `triggering_event` is then that "
+        "`message.failed` or `message.cancelled`.",
+    )
 
 
 class EnrollmentExited(Message):

@@ -56,8 +56,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         COMMANDS,
         6,
-        "UIs, the operator CLI, trigger-evaluator",
-        "Workflow definitions and manual or automatic enrollment actions.",
+        "UIs, the operator CLI, trigger-evaluator, scheduler",
+        "Workflow definitions and manual or automatic enrollment actions (the scheduler "
+        "resumes timed pauses).",
     ),
     TopicSpec(
         WORKFLOW_EVENTS,

@@ -285,6 +285,25 @@ async def test_enrollments_load_as_they_were_saved(subject: Subject) -> None:
     assert await store.enrollments_for_update([("acc-a", saved.enrollment_id)]) == [paused]
 
 
+async def test_a_timed_pause_is_saved_with_its_end_and_id_and_forgotten_on_resume(
+    subject: Subject,
+) -> None:
+    store = subject.store
+    await store.add_workflow_versions([applied()])
+    saved = active("acc-a", "c-1")
+    await store.insert_enrollments([admitted(saved)])
+    paused = replace(
+        saved, status=Status.PAUSED, paused_until=NOW + timedelta(days=3), pause_id=uuid.uuid4()
+    )
+
+    await store.save_progress([paused])
+    assert await store.enrollments_for_update([("acc-a", saved.enrollment_id)]) == [paused]
+    assert await store.live_enrollments_for_update([("acc-a", saved.record)]) == [paused]
+
+    await store.save_progress([saved])
+    assert await store.enrollments_for_update([("acc-a", saved.enrollment_id)]) == [saved]
+
+
 async def test_saving_an_unknown_enrollment_changes_nothing(subject: Subject) -> None:
     store = subject.store
     await store.add_workflow_versions([applied()])

@@ -25,9 +25,11 @@ from tests.support.builders.enrollment_commands import (
 )
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, USER
 from tests.support.builders.enrollment_setup import (
+    TOO_LONG,
     EnrollmentHarness,
     enrolled_in,
     enrollment_harness,
+    expire,
     only,
 )
 
@@ -181,7 +183,11 @@ async def test_nothing_crosses_accounts(h: EnrollmentHarness) -> None:
         sent_evt(enrolled, 0, T0, account_id=OTHER_ACCOUNT),
     ):
         assert (await h.when(command)).published == [], command.type
-    (rejected,) = (await h.when(enroll_cmd(account_id=OTHER_ACCOUNT))).published
+    # Parked (the other account has no such workflow yet), then rejected; our apply
+    # releases nothing of theirs.
+    assert (await h.when(enroll_cmd(account_id=OTHER_ACCOUNT))).published == []
+    await h.when(apply_cmd(definition(0, 48)))
+    (rejected,) = (await expire(h, after=TOO_LONG)).published
 
     assert isinstance(rejected, EnrollmentRejected)
     assert rejected.account_id == OTHER_ACCOUNT

@@ -21,6 +21,8 @@ from shared.contracts.events import (
     EnrollmentResumed,
     EnrollmentStepCompleted,
     EnrollmentStepScheduled,
+    MessageCancelled,
+    MessageFailed,
     MessageSent,
     WorkflowApplied,
 )
@@ -38,9 +40,11 @@ from tests.support.builders.enrollment_commands import (
 )
 from tests.support.builders.enrollment_events import ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
+    TOO_LONG,
     EnrollmentHarness,
     enrolled_in,
     enrollment_harness,
+    expire,
     only,
 )
 
@@ -56,7 +60,10 @@ def h() -> EnrollmentHarness:
 
 def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
-    assert set(h.handlers) == commands | {MessageSent.TYPE}
+    outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
+    assert set(h.handlers) == commands | outcomes
+    # One handler for both ends of a send that never happens, so a mix of them is one run.
+    assert h.handlers[MessageFailed.TYPE] is h.handlers[MessageCancelled.TYPE]
 
 
 async def test_every_message_goes_to_its_topic_keyed_by_its_record_with_its_id(
@@ -66,7 +73,8 @@ async def test_every_message_goes_to_its_topic_keyed_by_its_record_with_its_id(
     enrolled = await enrolled_in(h, definition(0, 24))
     messages: list[Message] = [
         apply_cmd(definition(0, 48)),
-        enroll_cmd(workflow_id="nowhere"),
+        enroll_cmd(workflow_id="nowhere"),  # parked: publishes nothing yet
+        enroll_cmd(),  # already enrolled
         sent_evt(enrolled, 0, T0),
         pause_cmd(),
         resume_cmd(),
@@ -135,7 +143,7 @@ async def test_a_changed_definition_becomes_the_next_version(h: EnrollmentHarnes
     assert current.definition.steps[1].delay_seconds == 48 * 3600
 
 
-async def test_a_run_of_applies_makes_each_change_a_version_in_two_statements(
+async def test_a_run_of_applies_makes_each_change_a_version_in_four_statements(
     h: EnrollmentHarness,
 ) -> None:
     outcome = await h.when(
@@ -152,7 +160,13 @@ async def test_a_run_of_applies_makes_each_change_a_version_in_two_statements(
         ("trial", 1),
     ]
     assert h.store.heads == {(ACCOUNT, "onboarding"): 2, (ACCOUNT, "trial"): 1}
-    assert h.store.calls == ["workflow_heads", "add_workflow_versions"]
+    # ...and takes the enrolls parked for them, under their lock (none here).
+    assert h.store.calls == [
+        "workflow_heads",
+        "add_workflow_versions",
+        "lock_workflows",
+        "take_parked",
+    ]
 
 
 # --- enrollment -----------------------------------------------------------------------
@@ -185,8 +199,12 @@ async def test_enrolling_publishes_enrolled_and_schedules_the_first_step(
     assert (ACCOUNT, saved.enrollment_id, EnrollmentEnrolled.TYPE) in h.store.history
 
 
-async def test_enrolling_into_an_unknown_workflow_is_rejected(h: EnrollmentHarness) -> None:
-    (rejected,) = (await h.when(enroll_cmd(workflow_id="nowhere"))).published
+async def test_enrolling_into_an_unknown_workflow_is_rejected_once_the_wait_is_over(
+    h: EnrollmentHarness,
+) -> None:
+    assert (await h.when(enroll_cmd(workflow_id="nowhere"))).published == []  # parked
+
+    (rejected,) = (await expire(h, after=TOO_LONG)).published
 
     assert isinstance(rejected, EnrollmentRejected)
     assert [r.code for r in rejected.payload.rejections] == ["unknown_workflow"]

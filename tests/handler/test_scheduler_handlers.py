@@ -48,11 +48,12 @@ def test_the_scheduler_follows_steps_exits_completions_and_pauses(h: Scheduler) 
         EnrollmentExited.TYPE,
         EnrollmentCompleted.TYPE,
         EnrollmentPaused.TYPE,
-    }
-    assert EnrollmentResumed.TYPE not in handlers  # a resume arrives as a new step_scheduled
+        EnrollmentResumed.TYPE,  # it voids a timed pause's resume; its step comes as a new
+    }  # step_scheduled
     # One handler for every stop, so that mixed exits and pauses make one run.
     assert handlers[EnrollmentExited.TYPE] is handlers[EnrollmentCompleted.TYPE]
     assert handlers[EnrollmentExited.TYPE] is handlers[EnrollmentPaused.TYPE]
+    assert handlers[EnrollmentExited.TYPE] is handlers[EnrollmentResumed.TYPE]
 
 
 async def test_a_scheduled_step_arms_a_timer(h: Scheduler) -> None:

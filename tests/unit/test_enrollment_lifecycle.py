@@ -22,6 +22,7 @@ from services.enrollment.domain import (
     decide_resume,
     enrollment_id_for,
     event_id,
+    pause_id_for,
 )
 from services.enrollment.errors import MissingWorkflowVersionError
 from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind
@@ -133,10 +134,11 @@ def test_agents_may_stop_a_workflow_that_allows_it() -> None:
 
 
 UNTIL = NOW + timedelta(days=14)
+PAUSE_ID = uuid.UUID("5a0e0000-0000-4000-8000-00000000000a")
 
 
 def pause(current: Enrollment) -> Paused | Unchanged:
-    return decide_pause(current, until=UNTIL, reason="ooo", actor=USER)
+    return decide_pause(current, until=UNTIL, reason="ooo", actor=USER, pause_id=PAUSE_ID)
 
 
 def resume(current: Enrollment) -> Resumed | Unchanged:
@@ -145,7 +147,47 @@ def resume(current: Enrollment) -> Resumed | Unchanged:
 
 def test_pausing_keeps_the_step_and_its_due_time() -> None:
     current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW + timedelta(hours=2))
-    assert pause(current) == Paused(replace(current, status=Status.PAUSED), UNTIL, "ooo", USER)
+    held = replace(current, status=Status.PAUSED, paused_until=UNTIL, pause_id=PAUSE_ID)
+    assert pause(current) == Paused(held, UNTIL, "ooo", USER, PAUSE_ID)
+
+
+def test_a_timed_resume_ends_the_pause_it_names_and_forgets_it() -> None:
+    held = enrollment(Status.PAUSED, next_due_at=NOW + timedelta(hours=2))
+    held = replace(held, paused_until=NOW, pause_id=PAUSE_ID)
+
+    decision = decide_resume(
+        held, workflow(0, HOUR, DAY), actor=SYSTEM_ACTOR, now=NOW, pause_id=PAUSE_ID
+    )
+
+    assert isinstance(decision, Resumed)
+    assert decision.enrollment == replace(
+        held, status=Status.ACTIVE, paused_until=None, pause_id=None
+    )
+    assert decision.actor == SYSTEM_ACTOR
+
+
+def test_a_timed_resume_of_an_earlier_pause_changes_nothing() -> None:
+    """The enrollment was resumed by hand and paused again: the old timer is stale."""
+    held = replace(enrollment(Status.PAUSED), pause_id=uuid.uuid4())
+
+    decision = decide_resume(
+        held, workflow(0, HOUR, DAY), actor=SYSTEM_ACTOR, now=NOW, pause_id=PAUSE_ID
+    )
+
+    assert decision == Unchanged("the resume is for an earlier pause")
+    # A resume that names no pause (a user's) ends any pause.
+    assert isinstance(resume(held), Resumed)
+
+
+def test_a_pause_id_is_the_same_on_every_replay_and_differs_across_accounts() -> None:
+    subject = uuid.UUID("6f1c2b3a-0000-4000-8000-000000000001")
+    ours = pause_id_for("acme-account", PAUSE_ID, subject)
+    assert (
+        ours
+        == pause_id_for("acme-account", PAUSE_ID, subject)
+        == event_id("paused", "acme-account", PAUSE_ID, subject)
+    )
+    assert ours != pause_id_for("other-account", PAUSE_ID, subject)
 
 
 @pytest.mark.parametrize("status", [Status.PAUSED, Status.EXITED, Status.COMPLETED])

@@ -24,7 +24,17 @@ from shared.contracts.commands import (
     ResumePayload,
     TriggeringEvent,
 )
-from shared.contracts.events import EnrollmentEnrolled, MessageSent, MessageSentPayload
+from shared.contracts.events import (
+    CancelReason,
+    EnrollmentEnrolled,
+    FailureKind,
+    MessageCancelled,
+    MessageCancelledPayload,
+    MessageFailed,
+    MessageFailedPayload,
+    MessageSent,
+    MessageSentPayload,
+)
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import Step, WorkflowDefinition, WorkflowSettings
 from tests.support.builders.enrollment_events import ACCOUNT, T0, USER
@@ -119,3 +129,48 @@ def sent_evt(
         sent_at=sent_at,
     )
     return MessageSent.create(account_id=account_id, payload=payload)
+
+
+def failed_evt(
+    enrolled: EnrollmentEnrolled,
+    step_index: int = 0,
+    kind: FailureKind = FailureKind.HARD_BOUNCE,
+    account_id: str = ACCOUNT,
+) -> MessageFailed:
+    """Messaging gave up on step ``step_index`` of ``enrolled`` for good."""
+    p = enrolled.payload
+    payload = MessageFailedPayload(
+        enrollment_id=p.enrollment_id,
+        workflow_id=p.workflow_id,
+        workflow_version=p.workflow_version,
+        record=p.record,
+        step_index=step_index,
+        step_id=f"s{step_index}",
+        channel=Channel.EMAIL,
+        recipient="c-1@acme.com",
+        kind=kind,
+        reason="550 5.1.1 <c-1@acme.com>: Recipient address rejected",
+        attempts=1,
+        failed_at=T0,
+    )
+    return MessageFailed.create(account_id=account_id, payload=payload)
+
+
+def cancelled_evt(
+    enrolled: EnrollmentEnrolled,
+    step_index: int = 0,
+    reason: CancelReason = CancelReason.NO_RECIPIENT,
+    account_id: str = ACCOUNT,
+) -> MessageCancelled:
+    """Messaging did not send step ``step_index`` of ``enrolled``, for ``reason``."""
+    p = enrolled.payload
+    payload = MessageCancelledPayload(
+        enrollment_id=p.enrollment_id,
+        workflow_id=p.workflow_id,
+        workflow_version=p.workflow_version,
+        record=p.record,
+        step_index=step_index,
+        step_id=f"s{step_index}",
+        reason=reason,
+    )
+    return MessageCancelled.create(account_id=account_id, payload=payload)

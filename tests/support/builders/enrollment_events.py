@@ -69,9 +69,17 @@ def completed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentCom
     return EnrollmentCompleted.create(account_id=account, payload=payload)
 
 
-def paused(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentPaused:
-    payload = PausedPayload(**ref(enrollment_id), reason="manual", actor=USER)
+def paused(
+    enrollment_id: uuid.UUID, account: str = ACCOUNT, *, until: datetime | None = None
+) -> EnrollmentPaused:
+    """A pause (until ``until``: a timed one, which the scheduler resumes then)."""
+    payload = PausedPayload(**ref(enrollment_id), until=until, reason="manual", actor=USER)
     return EnrollmentPaused.create(account_id=account, payload=payload)
+
+
+def resumed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentResumed:
+    payload = ResumedPayload(**ref(enrollment_id), actor=USER)
+    return EnrollmentResumed.create(account_id=account, payload=payload)
 
 
 # Enrollment events that follow a given ``enrollment.enrolled`` (the same enrollment, its

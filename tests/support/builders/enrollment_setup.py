@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypeVar
 
 from services.enrollment.handlers import build_handlers
+from services.enrollment.parking import expire_round
 from shared.contracts import RecordRef
 from shared.contracts.events import EnrollmentEnrolled
 from shared.contracts.workflow import WorkflowDefinition
@@ -14,6 +16,11 @@ from tests.support.fakes.enrollment import FakeEnrollmentStore
 from tests.support.harness import Harness, Outcome
 
 EnrollmentHarness = Harness[FakeEnrollmentStore]
+
+PARK_MAX = timedelta(hours=1)
+"""How long the handler tests let a parked enroll wait (``OFFRAMP_PARK_MAX_S``' default)."""
+TOO_LONG = PARK_MAX + timedelta(seconds=1)
+"""A wait past ``PARK_MAX``."""
 
 M = TypeVar("M")
 
@@ -36,3 +43,11 @@ async def enrolled_in(
     wf = wf or definition()
     outcome = await h.when(apply_cmd(wf), enroll_cmd(record, wf.workflow_id))
     return only(outcome, EnrollmentEnrolled)
+
+
+async def expire(h: EnrollmentHarness, *, after: timedelta) -> Outcome:
+    """One round of the parked-enroll loop, ``after`` past the harness's clock."""
+    _, outcome = await h.step(
+        lambda uow: expire_round(uow, now=h.now + after, max_wait_s=PARK_MAX.total_seconds())
+    )
+    return outcome

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import asyncpg
 
@@ -18,6 +20,7 @@ from services.enrollment.domain import (
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
+    ParkedEnroll,
     RecordKey,
     VersionKey,
     WorkflowHead,
@@ -25,7 +28,7 @@ from services.enrollment.ports import (
     WorkflowRecordKey,
 )
 from shared.contracts import Actor
-from shared.contracts.commands import ContactDetails, ExitSource, TriggeringEvent
+from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
 """What an exit saves beyond the enrollment: (source, actor, triggering event)."""
@@ -57,6 +60,10 @@ class FakeEnrollmentStore:
     exits: dict[EnrollmentKey, ExitDetails] = field(default_factory=dict)
     entries: list[HistoryEntry] = field(default_factory=list)
     """The history, in order."""
+    parked: dict[tuple[str, uuid.UUID], ParkedEnroll] = field(default_factory=dict)
+    """Enrolls waiting for their workflow, by (account, message id), in arrival order."""
+    locked: set[WorkflowKey] = field(default_factory=set)
+    """Workflows ``lock_workflows`` was asked for (a lock in the SQL store)."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order, each standing for one SQL statement (none is run for
     no rows, as in the SQL store)."""
@@ -69,6 +76,7 @@ class FakeEnrollmentStore:
             dict(self.enrolled_with),
             dict(self.exits),
             list(self.entries),
+            list(self.parked.items()),
         )
 
     @property
@@ -178,6 +186,8 @@ class FakeEnrollmentStore:
                 steps_completed=enrollment.steps_completed,
                 next_due_at=enrollment.next_due_at,
                 ended_at=enrollment.ended_at,
+                paused_until=enrollment.paused_until,
+                pause_id=enrollment.pause_id,
             )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
@@ -199,3 +209,25 @@ class FakeEnrollmentStore:
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         self._called("add_history", entries)
         self.entries.extend(entries)
+
+    async def lock_workflows(self, keys: Sequence[WorkflowKey]) -> None:
+        self._called("lock_workflows", keys)
+        self.locked.update(keys)
+
+    async def park_enrolls(self, parked: Sequence[ParkedEnroll]) -> None:
+        self._called("park_enrolls", parked)
+        for item in parked:  # ON CONFLICT DO NOTHING
+            self.parked.setdefault((item.command.account_id, item.command.message_id), item)
+
+    async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
+        self._called("take_parked", keys)
+        return self._take([k for k, p in self.parked.items() if p.workflow in set(keys)])
+
+    async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
+        self.calls.append("take_expired_parked")
+        expired = [k for k, p in self.parked.items() if p.parked_at < parked_before]
+        oldest = sorted(expired, key=lambda k: self.parked[k].parked_at)[:limit]
+        return self._take([k for k in self.parked if k in set(oldest)])
+
+    def _take(self, keys: list[tuple[str, uuid.UUID]]) -> list[Enroll]:
+        return [self.parked.pop(key).command for key in keys]

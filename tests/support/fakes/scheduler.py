@@ -8,11 +8,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.scheduler.domain import EnrollmentKey
+from services.scheduler.domain import EnrollmentKey, TimedPause
 from services.scheduler.ports import ArmTimer, FiredTimer
 from shared.contracts.events import StepScheduledPayload
 
 TimerKey = tuple[str, uuid.UUID, int]
+ResumeKey = tuple[str, uuid.UUID, uuid.UUID]
+"""(account, enrollment, pause)"""
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Timer:
 class FakeSchedulerStore:
     timers: dict[TimerKey, Timer] = field(default_factory=dict)
     ended: dict[EnrollmentKey, str] = field(default_factory=dict)
+    resumes: dict[ResumeKey, tuple[TimedPause, str]] = field(default_factory=dict)
+    """Each timed pause's resume timer and its state (pending or fired)."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order: one call stands for one SQL statement."""
 
@@ -34,6 +38,7 @@ class FakeSchedulerStore:
         return (
             {k: (t.step, t.state, t.cancelled_reason) for k, t in self.timers.items()},
             dict(self.ended),
+            dict(self.resumes),
         )
 
     async def ended_among(self, keys: Collection[EnrollmentKey]) -> set[EnrollmentKey]:
@@ -63,6 +68,15 @@ class FakeSchedulerStore:
             if key in reasons and timer.state == "pending":
                 timer.state, timer.cancelled_reason = "cancelled", reasons[key]
                 counts[key] += 1
+        self._forget_pending_resumes(reasons.keys())
+        return counts
+
+    def _forget_pending_resumes(self, keys: Collection[EnrollmentKey]) -> Counter[EnrollmentKey]:
+        counts: Counter[EnrollmentKey] = Counter()
+        for key, (pause, state) in list(self.resumes.items()):
+            if pause.enrollment in keys and state == "pending":
+                del self.resumes[key]
+                counts[pause.enrollment] += 1
         return counts
 
     async def mark_ended(self, outcomes: Mapping[EnrollmentKey, str]) -> None:
@@ -94,6 +108,25 @@ class FakeSchedulerStore:
                 )
             )
         return fired
+
+    async def arm_resumes(self, pauses: Collection[TimedPause]) -> None:
+        self.calls.append("arm_resumes")
+        for pause in pauses:  # ON CONFLICT DO NOTHING
+            self.resumes.setdefault((*pause.enrollment, pause.pause_id), (pause, "pending"))
+
+    async def drop_resumes(self, keys: Collection[EnrollmentKey]) -> Counter[EnrollmentKey]:
+        self.calls.append("drop_resumes")
+        return self._forget_pending_resumes(keys)
+
+    async def fire_due_resumes(self, *, now: datetime, limit: int) -> list[TimedPause]:
+        self.calls.append("fire_due_resumes")
+        due = sorted(
+            (p for p, state in self.resumes.values() if state == "pending" and p.until <= now),
+            key=lambda p: p.until,
+        )[:limit]
+        for pause in due:
+            self.resumes[(*pause.enrollment, pause.pause_id)] = (pause, "fired")
+        return due
 
     def states(
         self, enrollment_id: uuid.UUID, account_id: str
