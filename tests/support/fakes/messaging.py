@@ -333,16 +333,21 @@ class Crash(BaseException):
 @dataclass
 class FakeProvider:
     """Accepts every message, or fails the first ``failures`` calls (transiently), or
-    refuses for good (``refusal``), or accepts and then dies (``crash``)."""
+    refuses for good (``refusal``), or accepts and then dies (``crash``), or dies before
+    the message reached it (``crash_before_accepting``)."""
 
     failures: int = 0
     refuse: bool = False
     refusal: FailureKind = FailureKind.HARD_BOUNCE
     crash: bool = False
+    crash_before_accepting: bool = False
     accepted: list[OutboundEmail] = field(default_factory=list)
     calls: int = 0
 
     async def send(self, email: OutboundEmail) -> None:
+        if self.crash_before_accepting:
+            self.crash_before_accepting = False
+            raise Crash
         self.calls += 1
         if self.refuse:
             reason = "550 5.1.1 no such user" if self.refusal is FailureKind.HARD_BOUNCE else "554"
