@@ -1,6 +1,7 @@
-"""Messaging: owns sends and their provider Message-IDs. Queues due steps, re-checks the
-enrollment at send time, sends through the provider and reports ``message.sent`` or
-``message.cancelled``."""
+"""Messaging: owns sends and their provider Message-IDs. Queues due steps (parking those
+whose workflow version has not arrived), re-checks the enrollment at send time, sends
+through the provider outside any transaction and reports every send's outcome:
+``message.sent``, ``message.cancelled`` or ``message.failed``."""
 
 from __future__ import annotations
 
