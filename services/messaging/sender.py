@@ -17,7 +17,7 @@ A send found ``sending`` past its lease was left by a crash (or a failed second 
 the provider may or may not have accepted it. A provider that can tell
 (``AcceptanceLookup``) is asked, and the send is marked sent without sending it again, or
 sent if it was not accepted. One that cannot (SMTP) gets it again with the same
-Message-ID; that re-send is counted (``stats.resent_after_crash``) and logged
+Message-ID; that re-send is counted (``stats.sends_resent_after_crash``) and logged
 (``send_resent_after_crash``). A stopping service starts no provider call: the calls
 under way finish and their outcome is recorded; the others go back to the queue.
 """
@@ -63,10 +63,10 @@ class SenderStats:
     cancelled: int = 0
     retried: int = 0
     failed: int = 0
-    resent_after_crash: int = 0
+    sends_resent_after_crash: int = 0
     """Sends found ``sending`` after a crash and given to a provider that cannot tell
     whether it accepted them already: possibly delivered twice (same Message-ID)."""
-    resolved_after_crash: int = 0
+    sends_resolved_after_crash: int = 0
     """Sends found ``sending`` after a crash that the provider said it had accepted:
     marked sent without sending."""
     parked_expired: int = 0
@@ -215,13 +215,13 @@ class Sender:
                     log.warning("send_lookup_failed", error=repr(exc), **_fields(send))
                     return domain.Released(send, after_crash=True)
                 if accepted:
-                    self.stats.resolved_after_crash += 1
+                    self.stats.sends_resolved_after_crash += 1
                     log.info("send_found_accepted_after_crash", **_fields(send))
                     return domain.Sent(send, call.recipient or "unknown", self._clock())
             if isinstance(call.decision, domain.Cancel):
                 return domain.Cancelled(send, call.decision.reason)
             if call.after_crash and call.lookup is None:
-                self.stats.resent_after_crash += 1
+                self.stats.sends_resent_after_crash += 1
                 log.warning("send_resent_after_crash", **_fields(send))
             attempt = await self._call(send, call.decision.recipient)
         return domain.after_attempt(

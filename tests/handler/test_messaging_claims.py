@@ -65,7 +65,10 @@ async def test_a_crashs_send_is_marked_sent_without_sending_when_the_provider_ca
     assert isinstance(sent, MessageSent)
     assert sent.payload.recipient == "ada@example.com"
     assert (len(h.email.accepted), h.email.calls) == (1, 1)  # not sent twice
-    assert (h.sender.stats.resolved_after_crash, h.sender.stats.resent_after_crash) == (1, 0)
+    assert (h.sender.stats.sends_resolved_after_crash, h.sender.stats.sends_resent_after_crash) == (
+        1,
+        0,
+    )
     assert h.row().status == "sent"
 
 
@@ -79,7 +82,7 @@ async def test_a_crashs_send_the_provider_never_accepted_is_sent_once_not_counte
 
     assert isinstance(sent, MessageSent)
     assert (len(provider.accepted), provider.lookups) == (1, 1)
-    assert h.sender.stats.resent_after_crash == 0
+    assert h.sender.stats.sends_resent_after_crash == 0
 
 
 async def test_a_crashs_send_is_sent_again_and_counted_when_the_provider_cannot_tell() -> None:
@@ -93,7 +96,7 @@ async def test_a_crashs_send_is_sent_again_and_counted_when_the_provider_cannot_
 
     assert isinstance(sent, MessageSent)
     assert [e.message_id for e in h.email.accepted] == [sent.payload.provider_message_id] * 2
-    assert h.sender.stats.resent_after_crash == 1
+    assert h.sender.stats.sends_resent_after_crash == 1
 
 
 async def test_a_crashs_send_whose_enrollment_exited_meanwhile_is_cancelled_not_resent() -> None:
@@ -107,7 +110,7 @@ async def test_a_crashs_send_whose_enrollment_exited_meanwhile_is_cancelled_not_
 
     assert isinstance(cancelled, MessageCancelled)
     assert cancelled.payload.reason is CancelReason.ENROLLMENT_EXITED
-    assert (len(h.email.accepted), h.sender.stats.resent_after_crash) == (1, 0)
+    assert (len(h.email.accepted), h.sender.stats.sends_resent_after_crash) == (1, 0)
 
 
 async def test_a_lookup_that_fails_leaves_the_crashs_send_to_be_resolved_again() -> None:
@@ -151,4 +154,4 @@ async def test_a_stopping_sender_gives_back_a_crashs_send_still_to_be_resolved()
     assert h.row().status == "sending"  # resolved as a crash's by the next claim
     h.sender._stopping = lambda: False
     await h.send_due(now=NOW + h.sender.lease)
-    assert h.sender.stats.resent_after_crash == 1
+    assert h.sender.stats.sends_resent_after_crash == 1

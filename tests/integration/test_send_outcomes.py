@@ -238,8 +238,8 @@ async def test_a_crashs_send_is_resolved_without_a_duplicate_where_the_provider_
         provider = SmtpThatCanTell(relay, host="127.0.0.1", port=port, timeout_s=5)
         messaging = await crash_then_resolve(conn, provider)
     assert len(relay.message_ids) == 1
-    assert messaging.sender.stats.resolved_after_crash == 1
-    assert messaging.sender.stats.resent_after_crash == 0
+    assert messaging.sender.stats.sends_resolved_after_crash == 1
+    assert messaging.sender.stats.sends_resent_after_crash == 0
     [sent] = [m for m in await messaging.published() if isinstance(m, MessageSent)]
     assert sent.payload.provider_message_id == relay.message_ids[0]
 
@@ -253,7 +253,7 @@ async def test_a_crashs_send_over_plain_smtp_goes_again_with_its_message_id_and_
         messaging = await crash_then_resolve(conn, provider)
     assert len(relay.message_ids) == 2
     assert len(set(relay.message_ids)) == 1  # the same Message-ID: receivers may fold them
-    assert messaging.sender.stats.resent_after_crash == 1
+    assert messaging.sender.stats.sends_resent_after_crash == 1
 
 
 async def test_a_step_due_before_its_workflow_version_is_sent_once_it_arrives(
