@@ -12,7 +12,7 @@ from faststream import FastStream
 from services.messaging.config import MessagingSettings
 from services.messaging.handlers import build_handlers
 from services.messaging.repository import PostgresMessagingStore
-from services.messaging.sender import SenderLoop
+from services.messaging.sender_loop import SenderLoop
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 
