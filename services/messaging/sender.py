@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -47,8 +48,11 @@ Begin = Callable[[], contextlib.AbstractAsyncContextManager[UnitOfWork[Messaging
 
 DEFAULT_RETRY = domain.RetryPolicy()
 
-RECORD_TRIES = 4
-"""Tries of the outcome transaction before its sends are left to lease expiry."""
+RECORD_PATIENCE = 4
+"""How many leases long the outcome transaction is tried again (a database outage) before
+its sends are left to be resolved as a crash's: until then they go out once. A late record
+is still right: it applies only if no other sender took the send over meanwhile."""
+RECORD_PAUSE_MAX_S = 5.0
 
 
 @dataclass(slots=True)
@@ -234,17 +238,22 @@ class Sender:
         return domain.Attempt(accepted_at=self._clock())
 
     async def _record(self, begin: Begin, outcomes: Sequence[Outcome], *, now: datetime) -> None:
-        """The outcome transaction, tried again on a database error: a send whose outcome is
-        never recorded is resolved after its lease as a crash's (and may go out twice)."""
-        for attempt in range(1, RECORD_TRIES + 1):
+        """The outcome transaction, tried again on a database error for ``RECORD_PATIENCE``
+        leases: a send whose outcome is never recorded is resolved after its lease as a
+        crash's (and, over SMTP, goes out twice)."""
+        give_up_at = time.monotonic() + RECORD_PATIENCE * self.lease.total_seconds()
+        pause, attempt = 0.25, 0
+        while True:
+            attempt += 1
             try:
                 async with begin() as uow:
                     await self._apply(uow, outcomes, now=now)
             except Exception as exc:
-                if attempt == RECORD_TRIES:
+                if time.monotonic() + pause > give_up_at:
                     raise
                 log.warning("send_outcomes_not_recorded", attempt=attempt, error=repr(exc))
-                await asyncio.sleep(0.5 * 2**attempt)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECORD_PAUSE_MAX_S)
             else:
                 return
 

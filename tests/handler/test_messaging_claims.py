@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.messaging.domain import Sent
+from services.messaging.domain import SendKey, Sent
 from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
 from tests.support.builders.enrollment_events import T0, exited
 from tests.support.builders.messaging_events import ENROLLMENT, enrollment_enrolled, step_due
@@ -155,3 +155,21 @@ async def test_a_stopping_sender_gives_back_a_crashs_send_still_to_be_resolved()
     h.sender._stopping = lambda: False
     await h.send_due(now=NOW + h.sender.lease)
     assert h.sender.stats.sends_resent_after_crash == 1
+
+
+async def test_an_outcome_the_database_refused_is_recorded_again_not_sent_again() -> None:
+    """A database outage between the call and its outcome: the outcome waits for it."""
+    h = messaging_harness()
+    await queued(h)
+    mark_sent, refusals = h.store.mark_sent, [ConnectionResetError("database away")] * 2
+
+    async def flaky(sent: list[Sent]) -> set[SendKey]:
+        if refusals:
+            raise refusals.pop()
+        return await mark_sent(sent)
+
+    h.store.mark_sent = flaky  # type: ignore[assignment,method-assign]
+    [sent] = await h.send_due()
+
+    assert isinstance(sent, MessageSent)
+    assert (len(h.email.accepted), h.row().status) == (1, "sent")
