@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -125,11 +126,31 @@ class _Snapshot(Collector):
         for loop, count in sorted(runtime.loop_restarts.items()):
             restarts.add_metric([service, loop], count)
         yield restarts
+        yield _loop_stats(service, runtime)
         yield gauge(
             "background_loops_failed",
             "Background loops given up; the process is not alive.",
             len(runtime.failed_loops),
         )
+
+
+def _loop_stats(service: str, runtime: ServiceRuntime[Any, Any]) -> Metric:
+    """Every whole number a background loop's stats hold (what ``/readyz`` shows), e.g.
+    the sender's ``sent``, ``failed`` and ``sends_resent_after_crash``."""
+    family = GaugeMetricFamily(
+        "offramp_background_loop_stat",
+        "A number a background loop keeps in its stats since this process started.",
+        labels=["service", "loop", "stat"],
+    )
+    for name, loop in sorted(runtime.loops.items()):
+        stats = loop.stats
+        if not dataclasses.is_dataclass(stats) or isinstance(stats, type):
+            continue
+        for field in dataclasses.fields(stats):
+            value = getattr(stats, field.name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                family.add_metric([service, name, field.name], value)
+    return family
 
 
 async def render(runtime: ServiceRuntime[Any, Any]) -> bytes:

@@ -1,6 +1,7 @@
-"""Messaging: owns sends and their provider Message-IDs. Queues due steps, re-checks the
-enrollment at send time, sends through the provider and reports ``message.sent`` or
-``message.cancelled``."""
+"""Messaging: owns sends and their provider Message-IDs. Queues due steps (parking those
+whose workflow version has not arrived), re-checks the enrollment at send time, sends
+through the provider outside any transaction and reports every send's outcome:
+``message.sent``, ``message.cancelled`` or ``message.failed``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from faststream import FastStream
 from services.messaging.config import MessagingSettings
 from services.messaging.handlers import build_handlers
 from services.messaging.repository import PostgresMessagingStore
-from services.messaging.sender import SenderLoop
+from services.messaging.sender_loop import SenderLoop
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 

@@ -35,10 +35,15 @@ class MessagingSettings(ServiceSettings):
     send_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="Longest a provider call may take; the claim transaction stays open that long.",
+        description="Longest a provider call may take (no transaction is open meanwhile); a "
+        "claim's lease is twice this plus 30 s.",
     )
-    send_max_attempts: int = Field(
-        5, ge=1, description="Provider attempts for one send before it is marked failed."
+    send_retry_budget_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="How long transient provider failures (connection refused, time-outs, "
+        "SMTP 4xx, HTTP 5xx/429) are retried, from the first of them, before the send fails "
+        "with message.failed (retries_exhausted).",
     )
     send_retry_backoff_s: float = Field(
         2.0, gt=0, description="Wait before the second attempt; doubles after each failure."
@@ -46,7 +51,12 @@ class MessagingSettings(ServiceSettings):
     send_retry_backoff_max_s: float = Field(
         300.0, gt=0, description="Longest wait between two attempts of one send."
     )
-    send_batch_size: int = Field(100, ge=1, description="Sends claimed per transaction.")
+    send_batch_size: int = Field(
+        100,
+        ge=1,
+        description="Most sends claimed per round; never more than OFFRAMP_SEND_CONCURRENCY, "
+        "so every claimed send's provider call starts at once.",
+    )
     send_concurrency: int = Field(32, ge=1, description="Provider calls in flight per replica.")
     send_poll_interval_s: float = Field(
         1.0, gt=0, description="Fallback poll when no NOTIFY arrives (NOTIFY wakes it at once)."
@@ -56,4 +66,11 @@ class MessagingSettings(ServiceSettings):
         gt=0,
         description="How long a due step may wait for its enrollment.enrolled before it is "
         "cancelled as having no recipient.",
+    )
+    park_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a due step may wait for the workflow.applied of its version "
+        "(parked) before it fails with message.failed (rejected, workflow version never "
+        "arrived).",
     )

@@ -1,5 +1,6 @@
 """Pure decisions of messaging: what an enrollment's status becomes, whether a due step is
-sent or cancelled, how a failed send is retried, and the Message-ID a send carries.
+sent or cancelled, how a failed send is retried or given up, and the Message-ID a send
+carries. What happens to a step that arrives before its workflow version is in ``parking``.
 
 No I/O here: handlers and the sender load state, call these functions and save the result.
 The outcomes of a send (``Sent``, ``Cancelled``, ``Failed``) carry the send itself, so the
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.contracts import RecordRef, derived_message_id
-from shared.contracts.events import CancelReason
+from shared.contracts.events import CancelReason, FailureKind
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import WorkflowDefinition
 
@@ -202,6 +203,11 @@ class Send:
     attempts: int = 0
     cause_message_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
+    first_failed_at: datetime | None = None
+    """When the current run of transient failures began (None: none yet)."""
+    attempt_id: uuid.UUID | None = None
+    """The claim that holds the row while it is ``sending`` (as read, or as just claimed):
+    an outcome is recorded only while the row still holds it."""
 
     @property
     def key(self) -> SendKey:
@@ -246,11 +252,14 @@ def pending_send(
 
 @dataclass(frozen=True, slots=True)
 class ClaimedSend:
-    """A pending send, locked for this transaction, with its enrollment as it is now."""
+    """A due send, locked for this transaction, with its enrollment as it is now."""
 
     send: Send
     enrollment_status: EnrollmentStatus
     recipient_email: str | None
+    after_crash: bool = False
+    """The send was found ``sending`` past its lease: a provider call may have been made
+    (and accepted) by a process that died before recording it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,16 +288,32 @@ def decide_send(claimed: ClaimedSend) -> Deliver | Cancel:
     reason = _CANCEL_BECAUSE.get(claimed.enrollment_status)
     if reason is not None:
         return Cancel(reason)
+    recipient = recipient_of(claimed)
+    if recipient is None:
+        return Cancel(CancelReason.NO_RECIPIENT)
+    return Deliver(recipient)
+
+
+def recipient_of(claimed: ClaimedSend) -> str | None:
+    """Where ``claimed`` goes, whatever its enrollment's status (None: nowhere)."""
     if claimed.send.channel is Channel.EMAIL:
-        if not claimed.recipient_email:
-            return Cancel(CancelReason.NO_RECIPIENT)
-        return Deliver(claimed.recipient_email)
+        return claimed.recipient_email or None
     record = claimed.send.record
-    return Deliver(f"{record.type.value}:{record.id}")
+    return f"{record.type.value}:{record.id}"
 
 
 REARMABLE_CANCEL_REASON = CancelReason.ENROLLMENT_PAUSED
 """A send cancelled for a pause was never sent, so a resume (or a new step.due) may send it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Transient failures are retried with capped exponential backoff for ``budget_s``
+    after the first of them; then the send fails as ``retries_exhausted``."""
+
+    budget_s: float = 6 * 3600.0
+    backoff_s: float = 2.0
+    backoff_max_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,25 +323,27 @@ class RetryAt:
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
-    attempts: int
+    kind: FailureKind
 
 
 def after_failure(
     *,
     attempts_before: int,
-    max_attempts: int,
+    first_failed_at: datetime | None,
     now: datetime,
-    backoff_s: float,
-    backoff_max_s: float,
-    permanent: bool = False,
+    policy: RetryPolicy,
+    failure: FailureKind | None = None,
 ) -> RetryAt | GiveUp:
-    """A provider call failed: try again later with exponential backoff, or give up (at
-    once when the provider said it will never accept this message)."""
-    attempts = attempts_before + 1
-    if permanent or attempts >= max_attempts:
-        return GiveUp(attempts)
-    delay = min(backoff_s * 2 ** (attempts - 1), backoff_max_s)
-    return RetryAt(now + timedelta(seconds=delay))
+    """A provider call failed: give up at once when the provider said it will never accept
+    this message (``failure``), or when transient failures have lasted the whole budget;
+    else try again after a doubling delay, the last try falling at the budget's end."""
+    if failure is not None:
+        return GiveUp(failure)
+    deadline = (first_failed_at or now) + timedelta(seconds=policy.budget_s)
+    if now >= deadline:
+        return GiveUp(FailureKind.RETRIES_EXHAUSTED)
+    delay = min(policy.backoff_s * 2 ** min(attempts_before, 32), policy.backoff_max_s)
+    return RetryAt(min(now + timedelta(seconds=delay), deadline))
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,17 +365,29 @@ class Cancelled:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """One provider attempt of ``send`` failed; no event (no ``message.failed`` contract)."""
+    """One provider attempt of ``send`` failed at ``failed_at``: retried at ``retry_at``, or
+    (``retry_at`` None) the send failed for good as ``kind``, and ``message.failed``."""
 
     send: Send
     error: str
     retry_at: datetime | None
-    """None: that was the last attempt and the send is marked failed."""
+    failed_at: datetime
+    kind: FailureKind | None = None
+    recipient: str | None = None
 
     @property
     def attempts(self) -> int:
         """Attempts made, this one included."""
         return self.send.attempts + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A claimed send whose provider call never started (the service began stopping): it
+    goes back to the queue as it was, a crash's send still to be resolved as one."""
+
+    send: Send
+    after_crash: bool
 
 
 def cancelled(claimed: ClaimedSend, decision: Cancel) -> Cancelled:
@@ -367,15 +406,8 @@ class Attempt:
 
     accepted_at: datetime | None = None
     error: str | None = None
-    permanent: bool = False
-    """The provider said it will refuse this message again."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff_s: float = 2.0
-    backoff_max_s: float = 300.0
+    failure: FailureKind | None = None
+    """How the provider refused this message for good; None: the error is transient."""
 
 
 def after_attempt(
@@ -386,11 +418,12 @@ def after_attempt(
         return Sent(send, recipient, attempt.accepted_at)
     next_step = after_failure(
         attempts_before=send.attempts,
-        max_attempts=policy.max_attempts,
+        first_failed_at=send.first_failed_at,
         now=now,
-        backoff_s=policy.backoff_s,
-        backoff_max_s=policy.backoff_max_s,
-        permanent=attempt.permanent,
+        policy=policy,
+        failure=attempt.failure,
     )
-    retry_at = next_step.at if isinstance(next_step, RetryAt) else None
-    return Failed(send, attempt.error or "unknown error", retry_at)
+    error = attempt.error or "unknown error"
+    if isinstance(next_step, RetryAt):
+        return Failed(send, error, next_step.at, now, recipient=recipient)
+    return Failed(send, error, None, now, kind=next_step.kind, recipient=recipient)

@@ -7,24 +7,24 @@
 from __future__ import annotations
 
 from shared.consumer import RejectedMessageError
+from shared.contracts.events import FailureKind
 
 
 class MessagingError(Exception):
     """Base of every error raised by the messaging service."""
 
 
-class UnknownWorkflowStepError(MessagingError):
-    """A due step names a workflow version or step messaging has not seen (yet).
-
-    An ordinary error on purpose: ``workflow.applied`` travels on another topic and may be
-    behind, so the pipeline retries with backoff and dead-letters only if it never comes.
-    """
+class UnknownWorkflowStepError(MessagingError, RejectedMessageError):
+    """A workflow version messaging has projected has no step at the index a due step names:
+    it can never be sent. (A version not projected yet is no error: the step is parked
+    until its ``workflow.applied`` arrives.)"""
 
     def __init__(self, account_id: str, workflow_id: str, version: int, step_index: int) -> None:
-        super().__init__(
-            f"step {step_index} of workflow {workflow_id!r} version {version} (account "
-            f"{account_id!r}) is unknown to messaging; it needs the workflow.applied event of "
-            "that version: replay it onto the workflow events topic if it was lost"
+        RejectedMessageError.__init__(
+            self,
+            f"workflow {workflow_id!r} version {version} (account {account_id!r}) has no step "
+            f"{step_index}; the scheduler and enrollment disagree on the workflow version",
+            kind="unknown_step",
         )
 
 
@@ -52,12 +52,18 @@ class StepMismatchError(MessagingError, RejectedMessageError):
 
 
 class ProviderError(MessagingError):
-    """A provider refused or failed a send; the send is retried, then marked failed.
+    """A provider refused or failed a send.
 
-    ``permanent`` says the provider will refuse it again (e.g. the recipient does not
-    exist): retrying only wastes attempts, so the send fails at once.
+    ``failure`` says how the provider refused it for good (``hard_bounce``: the recipient
+    does not exist or refuses mail; ``rejected``: any other permanent refusal): retrying
+    cannot help, so the send fails at once. None: transient (connection refused or reset,
+    a time-out, SMTP 4xx, HTTP 5xx or 429), retried with backoff over the retry budget.
     """
 
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+    def __init__(self, reason: str, *, failure: FailureKind | None = None) -> None:
         super().__init__(reason)
-        self.permanent = permanent
+        self.failure = failure
+
+    @property
+    def permanent(self) -> bool:
+        return self.failure is not None

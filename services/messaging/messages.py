@@ -6,18 +6,23 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from services.messaging import domain
+from services.messaging.parking import ParkedFailed, ParkedStep
 from services.messaging.providers import OutboundEmail
+from shared.contracts import derived_message_id
 from shared.contracts.events import (
+    FailureKind,
     MessageCancelled,
     MessageCancelledPayload,
+    MessageFailed,
+    MessageFailedPayload,
     MessageSent,
     MessageSentPayload,
 )
 
-M = TypeVar("M", MessageSent, MessageCancelled)
+M = TypeVar("M", MessageSent, MessageCancelled, MessageFailed)
 
 
-def _step_ref(send: domain.Send) -> dict[str, Any]:
+def _step_ref(send: domain.Send | ParkedStep) -> dict[str, Any]:
     """The fields every message about a send carries: enrollment and step."""
     return {
         "enrollment_id": send.enrollment_id,
@@ -29,7 +34,7 @@ def _step_ref(send: domain.Send) -> dict[str, Any]:
     }
 
 
-def _traced(message: M, send: domain.Send) -> M:
+def _traced(message: M, send: domain.Send | ParkedStep) -> M:
     # The send outlives the step.due that queued it; carry that flow's ids forward.
     return message.model_copy(
         update={"correlation_id": send.correlation_id, "causation_id": send.cause_message_id}
@@ -64,6 +69,43 @@ def message_cancelled(decision: domain.Cancelled) -> MessageCancelled:
             message_id=domain.send_event_id(MessageCancelled.TYPE, send),
             account_id=send.account_id,
             payload=MessageCancelledPayload(**_step_ref(send), reason=decision.reason),
+        ),
+        send,
+    )
+
+
+def message_failed(decision: domain.Failed | ParkedFailed) -> MessageFailed:
+    """``message.failed``: the step will not be tried again, with the provider's last answer
+    (or, for a step that never reached a provider, why). Its id is derived like the others.
+
+    ``attempts`` counts provider calls; a step that never reached one counts 1 (the
+    contract wants at least one), its reason says it was never sent.
+    """
+    if isinstance(decision, domain.Failed):
+        send: domain.Send | ParkedStep = decision.send
+        attempts, recipient = decision.attempts, decision.recipient
+        kind = decision.kind or FailureKind.RETRIES_EXHAUSTED
+        reason = decision.error
+    else:
+        send, attempts, recipient = decision.parked, 1, None
+        kind, reason = decision.kind, decision.reason
+    return _traced(
+        MessageFailed.create(
+            message_id=derived_message_id(
+                MessageFailed.TYPE, send.account_id, send.enrollment_id, send.step_index
+            ),
+            account_id=send.account_id,
+            occurred_at=decision.failed_at,
+            payload=MessageFailedPayload(
+                **_step_ref(send),
+                channel=send.channel,
+                provider_message_id=send.provider_message_id,
+                recipient=recipient,
+                kind=kind,
+                reason=reason[:2000],
+                attempts=attempts,
+                failed_at=decision.failed_at,
+            ),
         ),
         send,
     )

@@ -16,11 +16,13 @@ from services.messaging.domain import (
     EnrollmentKey,
     EnrollmentView,
     Failed,
+    Released,
     Send,
     SendKey,
     Sent,
     WorkflowStep,
 )
+from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 
 StepKey = tuple[str, str, int, int]
 """(account id, workflow id, version, step index): one step of one workflow version."""
@@ -43,6 +45,10 @@ class MessagingStore(Protocol):
         """Those of the steps named by ``keys`` that were applied."""
         ...
 
+    async def known_versions(self, versions: Collection[VersionKey]) -> set[VersionKey]:
+        """Those of ``versions`` whose steps were saved."""
+        ...
+
     async def enrollments_for_update(
         self, keys: Collection[EnrollmentKey]
     ) -> dict[EnrollmentKey, EnrollmentView]:
@@ -56,7 +62,20 @@ class MessagingStore(Protocol):
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
         """Queue ``sends`` (one per (account, enrollment, step)), due at ``now``; returns the
         keys of those queued, leaving out steps that already have a send (except one
-        cancelled for a pause, which is queued again)."""
+        cancelled for a pause or parked, which is queued with this content)."""
+        ...
+
+    async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
+        """Keep due steps whose workflow version is not projected yet, as ``parked`` sends
+        without content; returns the keys parked (a step that has a send already is not)."""
+        ...
+
+    async def parked_of(self, versions: Collection[VersionKey]) -> list[ParkedStep]:
+        """The steps parked for ``versions``, locked until the transaction ends."""
+        ...
+
+    async def fail_parked(self, failed: Sequence[ParkedFailed]) -> None:
+        """Record parked steps that will never be sent as ``failed``, with the reason."""
         ...
 
     async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
@@ -70,26 +89,47 @@ class MessagingStore(Protocol):
     # --- the sender side: the send queue ---
 
     async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
-        """Lock up to ``limit`` due pending sends, earliest first, and share-lock their
-        enrollments; a send whose enrollment is not projected yet is left for later.
+        """Lock up to ``limit`` sends that are due (pending, next attempt at or before
+        ``now``) or whose ``sending`` lease ran out by ``now`` (a crash: ``after_crash``),
+        earliest first, and share-lock their enrollments; a send whose enrollment is not
+        projected yet is left for later.
 
         Rows another transaction holds are skipped, never waited for.
         """
         ...
 
-    async def mark_sent(self, sent: Sequence[Sent]) -> None:
+    async def mark_sending(self, sends: Sequence[Send], *, until: datetime) -> None:
+        """Hand the claimed ``sends`` (locked by this transaction) to their new attempt
+        (``attempt_id``) until ``until``: status ``sending``."""
+        ...
+
+    # Every outcome below applies only to a row that still holds the attempt it was decided
+    # on (``Send.attempt_id``; none for a pending row) and is not finished; each returns the
+    # keys it applied, so nothing is published for an attempt that lost its lease.
+
+    async def mark_sent(self, sent: Sequence[Sent]) -> set[SendKey]:
         """Record accepted sends with their recipient and time."""
         ...
 
-    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> None:
+    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> set[SendKey]:
         """Record sends the re-check stopped, with the reason."""
         ...
 
-    async def record_failures(self, failures: Sequence[Failed]) -> None:
-        """Count failed attempts; a send with no retry left becomes ``failed``."""
+    async def record_failures(self, failures: Sequence[Failed]) -> set[SendKey]:
+        """Count failed attempts: retried at ``retry_at`` (pending), or ``failed`` with its
+        kind; the first failure of a run starts the retry budget's clock."""
+        ...
+
+    async def release(self, released: Sequence[Released], *, now: datetime) -> None:
+        """Give back claims whose provider call never started: pending again, or (a
+        crash's send, still unresolved) ``sending`` with its lease run out at ``now``."""
         ...
 
     async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
         """Cancel pending sends queued before ``created_before`` whose enrollment was never
         projected; returns them."""
+        ...
+
+    async def parked_before(self, before: datetime, *, limit: int) -> list[ParkedStep]:
+        """Lock up to ``limit`` steps parked before ``before`` (SKIP LOCKED), oldest first."""
         ...

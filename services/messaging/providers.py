@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from shared.contracts import utc_now
+from shared.contracts.events import FailureKind
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
 
@@ -34,9 +36,22 @@ class OutboundEmail:
 
 
 class EmailProvider(Protocol):
-    """Delivers one message or raises; returning means the provider accepted it."""
+    """Delivers one message or raises; returning means the provider accepted it.
+
+    Raises ``ProviderError`` (with ``failure`` set when the refusal is permanent); any other
+    exception is taken as transient.
+    """
 
     async def send(self, email: OutboundEmail) -> None: ...
+
+
+@runtime_checkable
+class AcceptanceLookup(Protocol):
+    """What a provider that can tell offers (an API with idempotency keys or a look-up by
+    Message-ID; SMTP cannot): whether it already accepted a message. A send found
+    ``sending`` after a crash is then marked sent without being sent again."""
+
+    async def already_accepted(self, message_id: str) -> bool: ...
 
 
 def build_email_message(email: OutboundEmail) -> EmailMessage:
@@ -94,16 +109,53 @@ class SmtpProvider:
         except aiosmtplib.SMTPException as exc:
             raise ProviderError(
                 f"SMTP relay {self._host}:{self._port} refused {email.message_id}: {exc}",
-                permanent=_recipient_refused_for_good(exc),
+                failure=smtp_failure(exc),
             ) from exc
 
 
-def _recipient_refused_for_good(exc: aiosmtplib.SMTPException) -> bool:
-    # Only a 5xx on RCPT is about this message; a 5xx elsewhere (AUTH, MAIL FROM) is more
-    # likely our configuration, which an operator can fix before the retries run out.
+_ENHANCED_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_MAILBOX_UNKNOWN_CODES = frozenset({550, 551, 553})
+
+
+def smtp_failure(exc: aiosmtplib.SMTPException) -> FailureKind | None:
+    """How an SMTP error refuses the message for good, or None when it is transient.
+
+    Only a 5xx about this message is permanent: on RCPT (a hard bounce when the mailbox
+    does not exist: enhanced status 5.1.x, or a bare 550/551/553; else ``rejected``) or on
+    DATA (the content is refused). A 5xx elsewhere (AUTH, MAIL FROM) is more likely our
+    configuration, which an operator can fix within the retry budget; 4xx replies,
+    refused or dropped connections and time-outs are transient.
+    """
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
-    return isinstance(exc, aiosmtplib.SMTPRecipientRefused) and exc.code >= 500
+        replies = [(r.code, r.message) for r in exc.recipients]
+    elif isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        replies = [(exc.code, exc.message)]
+    elif isinstance(exc, aiosmtplib.SMTPDataError):
+        return FailureKind.REJECTED if exc.code >= 500 else None
+    else:
+        return None
+    if not replies or any(code < 500 for code, _ in replies):
+        return None
+    if all(_mailbox_unknown(code, message) for code, message in replies):
+        return FailureKind.HARD_BOUNCE
+    return FailureKind.REJECTED
+
+
+def _mailbox_unknown(code: int, message: str) -> bool:
+    enhanced = _ENHANCED_STATUS.match(message)
+    if enhanced is not None:
+        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    return code in _MAILBOX_UNKNOWN_CODES
+
+
+def http_failure(status: int) -> FailureKind | None:
+    """How an HTTP provider's answer refuses a message for good, or None when it is
+    transient (for the HTTP providers to come): 5xx, 429 and 408 are retried, any other
+    4xx is a permanent refusal (a provider that knows the recipient is unknown says so in
+    its own terms and raises ``hard_bounce`` itself)."""
+    if status >= 500 or status in (408, 429):
+        return None
+    return FailureKind.REJECTED if status >= 400 else None
 
 
 class LogProvider:

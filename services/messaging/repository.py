@@ -6,65 +6,37 @@ by account and ids), however long the run or the claim.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-import asyncpg
-
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
-    Cancelled,
-    ClaimedSend,
     EnrollmentKey,
     EnrollmentStatus,
     EnrollmentView,
-    Failed,
     Send,
     SendKey,
-    Sent,
     WorkflowStep,
 )
+from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
+from services.messaging.send_queue_sql import (
+    PARKED_COLUMNS,
+    SEND_KEY,
+    SENDS_CHANNEL,
+    SendQueueSql,
+    enrollment_columns,
+    parked_of_row,
+    send_keys,
+)
 from shared.contracts import RecordRef, RecordType
-from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
 from shared.db import DbConnection
 
-SENDS_CHANNEL = "messaging_sends"
-"""NOTIFY channel that wakes the sender loops when a send is queued."""
 
-_SEND_COLUMNS = """s.enrollment_id, s.step_index, s.account_id, s.workflow_id,
-    s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel, s.sender, s.subject,
-    s.body, s.provider_message_id, s.attempts, s.cause_message_id, s.correlation_id"""
-
-
-def _columns(keys: Collection[EnrollmentKey]) -> tuple[list[str], list[uuid.UUID]]:
-    return [account_id for account_id, _ in keys], [enrollment_id for _, enrollment_id in keys]
-
-
-def _send(row: asyncpg.Record) -> Send:
-    return Send(
-        enrollment_id=row["enrollment_id"],
-        step_index=row["step_index"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        step_id=row["step_id"],
-        channel=Channel(row["channel"]),
-        sender=row["sender"],
-        subject=row["subject"],
-        body=row["body"],
-        provider_message_id=row["provider_message_id"],
-        attempts=row["attempts"],
-        cause_message_id=row["cause_message_id"],
-        correlation_id=row["correlation_id"],
-    )
-
-
-class PostgresMessagingStore:
-    """``MessagingStore`` on the transaction's connection."""
+class PostgresMessagingStore(SendQueueSql):
+    """``MessagingStore`` on the transaction's connection: the projections, queueing and
+    parking here; the send queue in ``SendQueueSql``."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
@@ -122,6 +94,20 @@ class PostgresMessagingStore:
         )
         return {(s.account_id, s.workflow_id, s.version, s.step_index): s for s in steps}
 
+    async def known_versions(self, versions: Collection[VersionKey]) -> set[VersionKey]:
+        """Versions with at least one saved step (every applied version has one)."""
+        if not versions:
+            return set()
+        rows = await self._conn.fetch(
+            """SELECT DISTINCT w.account_id, w.workflow_id, w.version
+               FROM unnest($1::text[], $2::text[], $3::int[]) AS k(account_id, workflow_id, version)
+               JOIN workflow_steps w
+                 ON w.account_id = k.account_id AND w.workflow_id = k.workflow_id
+                AND w.version = k.version""",
+            *(list(column) for column in zip(*versions, strict=True)),
+        )
+        return {(row["account_id"], row["workflow_id"], row["version"]) for row in rows}
+
     async def enrollments_for_update(
         self, keys: Collection[EnrollmentKey]
     ) -> dict[EnrollmentKey, EnrollmentView]:
@@ -137,7 +123,7 @@ class PostgresMessagingStore:
                      (SELECT * FROM unnest($1::text[], $2::uuid[]))
                ORDER BY account_id, enrollment_id
                FOR UPDATE""",
-            *_columns(keys),
+            *enrollment_columns(keys),
         )
         return {
             (row["account_id"], row["enrollment_id"]): EnrollmentView(
@@ -178,8 +164,9 @@ class PostgresMessagingStore:
         """Queue sends (one per step and enrollment); a step already sent, queued or failed
         is left alone. Returns the (account, enrollment, step) of those queued.
 
-        The one exception is a send cancelled because of a pause: it never went out, so a
-        new ``step.due`` for it (after a resume) queues it again.
+        Two exceptions. A send cancelled because of a pause never went out, so a new
+        ``step.due`` for it (after a resume) queues it again. A parked step gets its content
+        (its version has arrived) and is queued, as of now.
         """
         if not sends:
             return set()
@@ -193,9 +180,19 @@ class PostgresMessagingStore:
                            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
                            $12::text[], $13::text[], $14::uuid[], $15::uuid[]) AS u
                ON CONFLICT (account_id, enrollment_id, step_index) DO UPDATE
-                   SET status = 'pending', cancel_reason = NULL,
-                       next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL
-                   WHERE sends.status = 'cancelled' AND sends.cancel_reason = $16
+                   SET status = 'pending', cancel_reason = NULL, first_failed_at = NULL,
+                       next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL,
+                       sender = COALESCE(sends.sender, EXCLUDED.sender),
+                       subject = COALESCE(sends.subject, EXCLUDED.subject),
+                       body = COALESCE(sends.body, EXCLUDED.body),
+                       cause_message_id = CASE WHEN sends.status = 'parked'
+                           THEN EXCLUDED.cause_message_id ELSE sends.cause_message_id END,
+                       correlation_id = CASE WHEN sends.status = 'parked'
+                           THEN EXCLUDED.correlation_id ELSE sends.correlation_id END,
+                       created_at = CASE WHEN sends.status = 'parked'
+                           THEN EXCLUDED.created_at ELSE sends.created_at END
+                   WHERE sends.status = 'parked'
+                      OR (sends.status = 'cancelled' AND sends.cancel_reason = $16)
                RETURNING account_id, enrollment_id, step_index""",
             [s.enrollment_id for s in sends],
             [s.step_index for s in sends],
@@ -223,128 +220,87 @@ class PostgresMessagingStore:
             return 0
         result = await self._conn.execute(
             """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $4,
-                                finished_at = NULL
+                                finished_at = NULL, first_failed_at = NULL
                WHERE (account_id, enrollment_id) IN
                      (SELECT * FROM unnest($1::text[], $2::uuid[]))
                  AND status = 'cancelled' AND cancel_reason = $3""",
-            *_columns(keys),
+            *enrollment_columns(keys),
             REARMABLE_CANCEL_REASON.value,
             now,
         )
         return int(result.split()[-1])
 
+    async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
+        """Parked rows have the step's id, channel and Message-ID but no content yet."""
+        if not parked:
+            return set()
+        rows = await self._conn.fetch(
+            """INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
+                                  workflow_version, record_type, record_id, step_id, channel,
+                                  provider_message_id, created_at, next_attempt_at,
+                                  cause_message_id, correlation_id, status)
+               SELECT u.enrollment_id, u.step_index, u.account_id, u.workflow_id,
+                      u.workflow_version, u.record_type, u.record_id, u.step_id, u.channel,
+                      u.provider_message_id, u.created_at, u.created_at, u.cause_message_id,
+                      u.correlation_id, 'parked'
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                           $7::text[], $8::text[], $9::text[], $10::text[],
+                           $11::timestamptz[], $12::uuid[], $13::uuid[])
+                    AS u(enrollment_id, step_index, account_id, workflow_id, workflow_version,
+                         record_type, record_id, step_id, channel, provider_message_id,
+                         created_at, cause_message_id, correlation_id)
+               ON CONFLICT (account_id, enrollment_id, step_index) DO NOTHING
+               RETURNING account_id, enrollment_id, step_index""",
+            [p.enrollment_id for p in parked],
+            [p.step_index for p in parked],
+            [p.account_id for p in parked],
+            [p.workflow_id for p in parked],
+            [p.workflow_version for p in parked],
+            [p.record.type.value for p in parked],
+            [p.record.id for p in parked],
+            [p.step_id for p in parked],
+            [p.channel.value for p in parked],
+            [p.provider_message_id for p in parked],
+            [p.parked_at for p in parked],
+            [p.cause_message_id for p in parked],
+            [p.correlation_id for p in parked],
+        )
+        return send_keys(rows)
+
+    async def parked_of(self, versions: Collection[VersionKey]) -> list[ParkedStep]:
+        """Locked in key order, like every other lock of many rows here."""
+        if not versions:
+            return []
+        rows = await self._conn.fetch(
+            f"""SELECT {PARKED_COLUMNS} FROM sends s
+                WHERE s.status = 'parked'
+                  AND (s.account_id, s.workflow_id, s.workflow_version) IN
+                      (SELECT * FROM unnest($1::text[], $2::text[], $3::int[]))
+                ORDER BY s.account_id, s.enrollment_id, s.step_index
+                FOR NO KEY UPDATE OF s""",
+            *(list(column) for column in zip(*versions, strict=True)),
+        )
+        return [parked_of_row(row) for row in rows]
+
+    async def fail_parked(self, failed: Sequence[ParkedFailed]) -> None:
+        """Only a row still parked fails."""
+        if not failed:
+            return
+        await self._conn.execute(
+            f"""UPDATE sends s SET status = 'failed', failure_kind = u.kind,
+                                   last_error = u.reason, finished_at = u.failed_at
+                FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::text[],
+                            $6::timestamptz[])
+                     AS u(account_id, enrollment_id, step_index, kind, reason, failed_at)
+                WHERE {SEND_KEY} AND s.status = 'parked'""",
+            [f.parked.account_id for f in failed],
+            [f.parked.enrollment_id for f in failed],
+            [f.parked.step_index for f in failed],
+            [f.kind.value for f in failed],
+            [f.reason for f in failed],
+            [f.failed_at for f in failed],
+        )
+
     async def wake_senders(self) -> None:
         """NOTIFY is delivered at commit only: a sender never wakes for a rolled-back send."""
         await self._conn.execute("SELECT pg_notify($1, '')", SENDS_CHANNEL)
-
-    # --- the send queue (sender side) ---
-
-    async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
-        """Lock due sends (SKIP LOCKED: replicas share the work) and share-lock their
-        enrollments, so no projection change commits until this transaction does.
-
-        Both locks skip instead of waiting: a sender never waits for the consumer (which may
-        be applying an exit to that enrollment right now); it takes the send next time and
-        then sees the exit. The inner join leaves a send whose enrollment is not projected
-        yet (``step.due`` may overtake ``enrollment.enrolled``) for a later claim.
-        """
-        rows = await self._conn.fetch(
-            f"""SELECT {_SEND_COLUMNS}, e.status AS enrollment_status, e.recipient_email
-                FROM sends s
-                JOIN enrollments e
-                  ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
-                WHERE s.status = 'pending' AND s.next_attempt_at <= $1
-                ORDER BY s.next_attempt_at
-                LIMIT $2
-                FOR NO KEY UPDATE OF s SKIP LOCKED
-                FOR SHARE OF e SKIP LOCKED""",
-            now,
-            limit,
-        )
-        return [
-            ClaimedSend(
-                send=_send(row),
-                enrollment_status=EnrollmentStatus(row["enrollment_status"]),
-                recipient_email=row["recipient_email"],
-            )
-            for row in rows
-        ]
-
-    async def mark_sent(self, sent: Sequence[Sent]) -> None:
-        """Record accepted sends with their recipient and time."""
-        if not sent:
-            return
-        await self._conn.execute(
-            """UPDATE sends s SET status = 'sent', recipient = u.recipient, sent_at = u.sent_at,
-                                  finished_at = u.sent_at, attempts = s.attempts + 1,
-                                  last_error = NULL
-               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[])
-                    AS u(account_id, enrollment_id, step_index, recipient, sent_at)
-               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
-                 AND s.step_index = u.step_index""",
-            [s.send.account_id for s in sent],
-            [s.send.enrollment_id for s in sent],
-            [s.send.step_index for s in sent],
-            [s.recipient for s in sent],
-            [s.sent_at for s in sent],
-        )
-
-    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> None:
-        """Record sends the re-check stopped, with the reason."""
-        if not cancelled:
-            return
-        await self._conn.execute(
-            """UPDATE sends s SET status = 'cancelled', cancel_reason = u.reason,
-                                  finished_at = now()
-               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[])
-                    AS u(account_id, enrollment_id, step_index, reason)
-               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
-                 AND s.step_index = u.step_index""",
-            [c.send.account_id for c in cancelled],
-            [c.send.enrollment_id for c in cancelled],
-            [c.send.step_index for c in cancelled],
-            [c.reason.value for c in cancelled],
-        )
-
-    async def record_failures(self, failures: Sequence[Failed]) -> None:
-        """Count failed attempts; a send with no retry left becomes ``failed``."""
-        if not failures:
-            return
-        await self._conn.execute(
-            """UPDATE sends s
-               SET attempts = s.attempts + 1, last_error = u.error,
-                   status = CASE WHEN u.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
-                   next_attempt_at = COALESCE(u.retry_at, s.next_attempt_at),
-                   finished_at = CASE WHEN u.retry_at IS NULL THEN now() END
-               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[], $5::timestamptz[])
-                    AS u(account_id, enrollment_id, step_index, error, retry_at)
-               WHERE s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
-                 AND s.step_index = u.step_index""",
-            [f.send.account_id for f in failures],
-            [f.send.enrollment_id for f in failures],
-            [f.send.step_index for f in failures],
-            [f.error for f in failures],
-            [f.retry_at for f in failures],
-        )
-
-    async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
-        """Cancel pending sends whose enrollment never reached the projection in time."""
-        rows = await self._conn.fetch(
-            f"""WITH orphans AS (
-                    SELECT account_id, enrollment_id, step_index FROM sends
-                    WHERE status = 'pending' AND created_at < $1
-                      AND NOT EXISTS (SELECT 1 FROM enrollments e
-                                      WHERE e.account_id = sends.account_id
-                                        AND e.enrollment_id = sends.enrollment_id)
-                    LIMIT $2
-                    FOR NO KEY UPDATE SKIP LOCKED)
-                UPDATE sends s SET status = 'cancelled', cancel_reason = $3, finished_at = now()
-                FROM orphans o
-                WHERE s.account_id = o.account_id AND s.enrollment_id = o.enrollment_id
-                  AND s.step_index = o.step_index
-                RETURNING {_SEND_COLUMNS}""",
-            created_before,
-            limit,
-            CancelReason.NO_RECIPIENT.value,
-        )
-        return [_send(row) for row in rows]

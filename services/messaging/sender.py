@@ -1,20 +1,25 @@
-"""The sender loop: claims pending sends, re-checks the enrollment, calls the provider,
-and records the outcome with its ``message.sent`` / ``message.cancelled`` in one transaction.
+"""The sender: claims due sends in one short transaction, calls the providers outside any
+transaction, and records each outcome in another short transaction.
 
-Why one transaction around the provider calls: the claim share-locks each enrollment's
-projection row, so an exit (or pause, or completion) that messaging applies either
-committed before the claim, and the claim sees it and cancels, or waits until the sends
-of this transaction are committed. Once messaging has seen an exit, nothing is sent for
-that enrollment. The price is that applying such an exit waits for the sender's current
-transaction: one provider round (bounded by ``send_timeout_s`` per call) at worst.
+1. **Claim** (transaction 1): lock due sends (SKIP LOCKED: replicas share the work) and
+   share-lock their enrollments' projection rows; re-check each enrollment (an exit,
+   pause or completion that messaging applied before the claim cancels the send, with
+   ``message.cancelled``); mark the others ``sending`` with a fresh attempt id and a lease
+   (``claimed_until``); commit. An exit applied meanwhile waits for this commit only.
+2. **Call** the provider, no transaction open, at most ``concurrency`` at once (a round
+   claims no more, so every claimed call starts at once).
+3. **Record** (transaction 2): ``sent`` with ``message.sent``; a transient failure back to
+   ``pending`` at its backoff time; a permanent refusal, or transient failures for longer
+   than the retry budget, ``failed`` with ``message.failed``. Each applies only while the
+   row still holds that attempt id, so an attempt that lost its lease changes nothing.
 
-Delivery to the provider is at least once with a stable id: if the process dies (or the
-commit fails) after the provider accepted a message, the send is still ``pending`` and is
-sent again, with the SAME Message-ID header, because the id is derived from
-(enrollment, step). Receivers, threading and our reply matching then see one message;
-``message.sent`` itself has a derived id, so consumers drop its repeats.
-
-Any number of replicas run this loop: a row lock with SKIP LOCKED gives each send to one.
+A send found ``sending`` past its lease was left by a crash (or a failed second commit):
+the provider may or may not have accepted it. A provider that can tell
+(``AcceptanceLookup``) is asked, and the send is marked sent without sending it again, or
+sent if it was not accepted. One that cannot (SMTP) gets it again with the same
+Message-ID; that re-send is counted (``stats.sends_resent_after_crash``) and logged
+(``send_resent_after_crash``). A stopping service starts no provider call: the calls
+under way finish and their outcome is recorded; the others go back to the queue.
 """
 
 from __future__ import annotations
@@ -22,25 +27,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from services.messaging import domain, messages
+from services.messaging import domain, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
-from services.messaging.providers import EmailProvider, build_providers
-from services.messaging.wakeups import Wakeup, listen
+from services.messaging.providers import AcceptanceLookup, EmailProvider, build_providers
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
-if TYPE_CHECKING:
-    from shared.runtime import ServiceRuntime
-
 log = get_logger(__name__)
+
+Begin = Callable[[], contextlib.AbstractAsyncContextManager[UnitOfWork[MessagingStore]]]
+"""Opens one transaction with the store (``ServiceRuntime.begin``)."""
+
+DEFAULT_RETRY = domain.RetryPolicy()
+
+RECORD_PATIENCE = 4
+"""How many leases long the outcome transaction is tried again (a database outage) before
+its sends are left to be resolved as a crash's: until then they go out once. A late record
+is still right: it applies only if no other sender took the send over meanwhile."""
+RECORD_PAUSE_MAX_S = 5.0
 
 
 @dataclass(slots=True)
@@ -49,12 +61,45 @@ class SenderStats:
     cancelled: int = 0
     retried: int = 0
     failed: int = 0
+    sends_resent_after_crash: int = 0
+    """Sends found ``sending`` after a crash and given to a provider that cannot tell
+    whether it accepted them already: possibly delivered twice (same Message-ID)."""
+    sends_resolved_after_crash: int = 0
+    """Sends found ``sending`` after a crash that the provider said it had accepted:
+    marked sent without sending."""
+    parked_expired: int = 0
+    stale_outcomes: int = 0
+    """Outcomes not recorded because the send's attempt had lost its lease meanwhile."""
     last_tick_monotonic: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One claimed send to carry out outside any transaction."""
+
+    send: domain.Send
+    """With the attempt id it was claimed under."""
+    decision: domain.Deliver | domain.Cancel
+    recipient: str | None
+    after_crash: bool
+    lookup: AcceptanceLookup | None
+    """Set when the send must first be looked up (a crash's send, a provider that can tell)."""
+
+
+Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Released
+
+
+def _fields(send: domain.Send) -> dict[str, object]:
+    return {
+        "enrollment_id": str(send.enrollment_id),
+        "step_index": send.step_index,
+        "account_id": send.account_id,
+        "provider_message_id": send.provider_message_id,
+    }
+
+
 class Sender:
-    """Decides and performs the sends of one transaction; storage comes through the unit
-    of work's store."""
+    """Claims, sends and records; storage comes through the units of work it opens."""
 
     def __init__(
         self,
@@ -64,21 +109,24 @@ class Sender:
         batch_size: int = 100,
         concurrency: int = 32,
         timeout_s: float = 10.0,
-        max_attempts: int = 5,
-        backoff_s: float = 2.0,
-        backoff_max_s: float = 300.0,
+        retry: domain.RetryPolicy = DEFAULT_RETRY,
         orphan_grace_s: float = 300.0,
+        park_max_s: float = 3600.0,
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         """``clock`` stamps the moment a provider accepts a message (``sent_at``); once
         ``stopping`` says so, no provider call starts (those under way finish)."""
         self._providers = providers
         self._clock = clock
-        self._batch_size = batch_size
+        self.claim_limit = min(batch_size, concurrency)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout_s = timeout_s
-        self._retry = domain.RetryPolicy(max_attempts, backoff_s, backoff_max_s)
+        self.lease = timedelta(seconds=2 * timeout_s + 30)
+        """How long a claim holds a send: a round's calls run at once, each bounded by
+        ``timeout_s``, and its outcome is recorded right after."""
+        self._retry = retry
         self._orphan_grace = timedelta(seconds=orphan_grace_s)
+        self._park_max_s = park_max_s
         self._stopping = stopping
         self.stats = SenderStats()
 
@@ -98,46 +146,183 @@ class Sender:
             batch_size=settings.send_batch_size,
             concurrency=settings.send_concurrency,
             timeout_s=settings.send_timeout_s,
-            max_attempts=settings.send_max_attempts,
-            backoff_s=settings.send_retry_backoff_s,
-            backoff_max_s=settings.send_retry_backoff_max_s,
+            retry=domain.RetryPolicy(
+                budget_s=settings.send_retry_budget_s,
+                backoff_s=settings.send_retry_backoff_s,
+                backoff_max_s=settings.send_retry_backoff_max_s,
+            ),
             orphan_grace_s=settings.send_orphan_grace_s,
+            park_max_s=settings.park_max_s,
         )
 
-    async def process(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
-        """Claim due sends, cancel or send each, record outcomes; returns how many claimed.
+    async def process(self, begin: Begin, *, now: datetime) -> int:
+        """One round: claim, call, record; returns how many sends were claimed."""
+        async with begin() as uow:
+            claimed = await uow.store.claim_due(now=now, limit=self.claim_limit)
+            calls = await self._claim(uow, claimed, now=now)
+        if calls:
+            # No transaction is open here: the provider calls hold no lock and no connection.
+            outcomes = await asyncio.gather(*(self._carry_out(call, now=now) for call in calls))
+            await self._record(begin, outcomes, now=now)
+        return len(claimed)
 
-        Runs inside the unit of work's transaction, which must commit (with what it
-        publishes) only after this returns.
-        """
-        claimed = await uow.store.claim_due(now=now, limit=self._batch_size)
+    async def _claim(
+        self,
+        uow: UnitOfWork[MessagingStore],
+        claimed: Sequence[domain.ClaimedSend],
+        *,
+        now: datetime,
+    ) -> list[_Call]:
+        """Cancel what the re-check stops, hand the rest to a new attempt (in the claim's
+        transaction)."""
         cancelled: list[domain.Cancelled] = []
-        deliveries: list[tuple[domain.Send, str]] = []
+        calls: list[_Call] = []
         for item in claimed:
             decision = domain.decide_send(item)
-            if isinstance(decision, domain.Cancel):
-                stopped = domain.cancelled(item, decision)
-                cancelled.append(stopped)
-                uow.publish(messages.message_cancelled(stopped))
-            else:
-                deliveries.append((item.send, decision.recipient))
-        await uow.store.mark_cancelled(cancelled)
-        self.stats.cancelled += len(cancelled)
-        for cancel in cancelled:
-            log.info(
-                "send_cancelled",
-                enrollment_id=str(cancel.send.enrollment_id),
-                step_index=cancel.send.step_index,
-                reason=cancel.reason.value,
+            # A crash's send that the provider can look up is looked up first, even one the
+            # re-check would cancel: whether it went out before the crash is a fact to keep.
+            lookup = self._lookup(item)
+            if lookup is None and isinstance(decision, domain.Cancel):
+                cancelled.append(domain.cancelled(item, decision))
+                continue
+            attempt = replace(item.send, attempt_id=uuid.uuid4())
+            calls.append(
+                _Call(attempt, decision, domain.recipient_of(item), item.after_crash, lookup)
             )
-        attempts = await asyncio.gather(*(self._deliver(s, r) for s, r in deliveries))
-        await self._record(uow, deliveries, attempts, now=now)
-        return len(claimed)
+        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
+        return calls
+
+    def _lookup(self, item: domain.ClaimedSend) -> AcceptanceLookup | None:
+        provider = self._providers[item.send.channel]
+        if item.after_crash and isinstance(provider, AcceptanceLookup):
+            return provider
+        return None
+
+    async def _carry_out(self, call: _Call, *, now: datetime) -> Outcome:
+        """One provider call (or look-up); a ``Released`` when none could start."""
+        send = call.send
+        async with self._semaphore:
+            if self._stopping():
+                return domain.Released(send, call.after_crash)
+            if call.lookup is not None:
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        accepted = await call.lookup.already_accepted(send.provider_message_id)
+                except Exception as exc:  # noqa: BLE001 - unknown: resolved again later
+                    log.warning("send_lookup_failed", error=repr(exc), **_fields(send))
+                    return domain.Released(send, after_crash=True)
+                if accepted:
+                    self.stats.sends_resolved_after_crash += 1
+                    log.info("send_found_accepted_after_crash", **_fields(send))
+                    return domain.Sent(send, call.recipient or "unknown", self._clock())
+            if isinstance(call.decision, domain.Cancel):
+                return domain.Cancelled(send, call.decision.reason)
+            if call.after_crash and call.lookup is None:
+                self.stats.sends_resent_after_crash += 1
+                log.warning("send_resent_after_crash", **_fields(send))
+            attempt = await self._call(send, call.decision.recipient)
+        return domain.after_attempt(
+            send, call.decision.recipient, attempt, now=now, policy=self._retry
+        )
+
+    async def _call(self, send: domain.Send, recipient: str) -> domain.Attempt:
+        email = messages.outbound_email(send, recipient)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._providers[send.channel].send(email)
+        except ProviderError as exc:
+            return domain.Attempt(error=str(exc)[:2000], failure=exc.failure)
+        except Exception as exc:  # noqa: BLE001 - any other provider failure is transient
+            return domain.Attempt(error=repr(exc)[:2000])
+        return domain.Attempt(accepted_at=self._clock())
+
+    async def _record(self, begin: Begin, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+        """The outcome transaction, tried again on a database error for ``RECORD_PATIENCE``
+        leases: a send whose outcome is never recorded is resolved after its lease as a
+        crash's (and, over SMTP, goes out twice)."""
+        give_up_at = time.monotonic() + RECORD_PATIENCE * self.lease.total_seconds()
+        pause, attempt = 0.25, 0
+        while True:
+            attempt += 1
+            try:
+                async with begin() as uow:
+                    await self._apply(uow, outcomes, now=now)
+            except Exception as exc:
+                if time.monotonic() + pause > give_up_at:
+                    raise
+                log.warning("send_outcomes_not_recorded", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECORD_PAUSE_MAX_S)
+            else:
+                return
+
+    async def _apply(
+        self, uow: UnitOfWork[MessagingStore], outcomes: Sequence[Outcome], *, now: datetime
+    ) -> None:
+        sent = [o for o in outcomes if isinstance(o, domain.Sent)]
+        failures = [o for o in outcomes if isinstance(o, domain.Failed)]
+        cancelled = [o for o in outcomes if isinstance(o, domain.Cancelled)]
+        released = [o for o in outcomes if isinstance(o, domain.Released)]
+        recorded = await uow.store.mark_sent(sent)
+        for item in sent:
+            if self._fresh(item.send, recorded):
+                self.stats.sent += 1
+                uow.publish(messages.message_sent(item))
+                log.info("message_sent", channel=item.send.channel.value, **_fields(item.send))
+        recorded = await uow.store.record_failures(failures)
+        for failure in failures:
+            if self._fresh(failure.send, recorded):
+                self._failed(uow, failure)
+        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        await uow.store.release(released, now=now)
+
+    def _fresh(self, send: domain.Send, recorded: set[domain.SendKey]) -> bool:
+        if send.key in recorded:
+            return True
+        self.stats.stale_outcomes += 1
+        log.warning("send_outcome_stale", attempt_id=str(send.attempt_id), **_fields(send))
+        return False
+
+    def _failed(self, uow: UnitOfWork[MessagingStore], failure: domain.Failed) -> None:
+        fields = _fields(failure.send)
+        if failure.retry_at is not None:
+            self.stats.retried += 1
+            log.warning(
+                "send_attempt_failed",
+                attempt=failure.attempts,
+                retry_at=failure.retry_at.isoformat(),
+                error=failure.error,
+                **fields,
+            )
+            return
+        self.stats.failed += 1
+        uow.publish(messages.message_failed(failure))
+        log.error(
+            "send_failed",
+            kind=failure.kind.value if failure.kind else None,
+            attempts=failure.attempts,
+            error=failure.error,
+            **fields,
+        )
+
+    def _publish_cancelled(
+        self,
+        uow: UnitOfWork[MessagingStore],
+        cancelled: Sequence[domain.Cancelled],
+        recorded: set[domain.SendKey],
+    ) -> None:
+        for cancel in cancelled:
+            if not self._fresh(cancel.send, recorded):
+                continue
+            self.stats.cancelled += 1
+            uow.publish(messages.message_cancelled(cancel))
+            log.info("send_cancelled", reason=cancel.reason.value, **_fields(cancel.send))
 
     async def cancel_orphans(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
         """Cancel sends whose enrollment never arrived within the grace period."""
         orphans = await uow.store.cancel_orphans(
-            created_before=now - self._orphan_grace, limit=self._batch_size
+            created_before=now - self._orphan_grace, limit=self.claim_limit
         )
         for send in orphans:
             uow.publish(messages.message_cancelled(domain.orphaned(send)))
@@ -150,124 +335,20 @@ class Sender:
         self.stats.cancelled += len(orphans)
         return len(orphans)
 
-    async def _deliver(self, send: domain.Send, recipient: str) -> domain.Attempt | None:
-        """One provider call; None when the service began stopping before it started
-        (the send stays pending, for this replica's successor or another one)."""
-        email = messages.outbound_email(send, recipient)
-        async with self._semaphore:
-            if self._stopping():
-                return None
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._providers[send.channel].send(email)
-            except ProviderError as exc:
-                return domain.Attempt(error=str(exc)[:2000], permanent=exc.permanent)
-            except Exception as exc:  # noqa: BLE001 - any provider failure is an attempt
-                return domain.Attempt(error=repr(exc)[:2000])
-        return domain.Attempt(accepted_at=self._clock())
-
-    async def _record(
-        self,
-        uow: UnitOfWork[MessagingStore],
-        deliveries: Sequence[tuple[domain.Send, str]],
-        attempts: Sequence[domain.Attempt | None],
-        *,
-        now: datetime,
-    ) -> None:
-        sent: list[domain.Sent] = []
-        failures: list[domain.Failed] = []
-        for (send, recipient), attempt in zip(deliveries, attempts, strict=True):
-            if attempt is None:
-                continue  # not attempted: still pending
-            outcome = domain.after_attempt(send, recipient, attempt, now=now, policy=self._retry)
-            context = {
-                "enrollment_id": str(send.enrollment_id),
-                "step_index": send.step_index,
-                "account_id": send.account_id,
-                "provider_message_id": send.provider_message_id,
-            }
-            if isinstance(outcome, domain.Sent):
-                sent.append(outcome)
-                uow.publish(messages.message_sent(outcome))
-                log.info("message_sent", channel=send.channel.value, **context)
-                continue
-            failures.append(outcome)
-            if outcome.retry_at is not None:
-                self.stats.retried += 1
-                log.warning(
-                    "send_attempt_failed",
-                    attempt=outcome.attempts,
-                    retry_at=outcome.retry_at.isoformat(),
-                    error=outcome.error,
-                    **context,
-                )
-            else:
-                self.stats.failed += 1
-                # No message.failed contract exists yet: the log line is the only signal,
-                # and the enrollment stays at this step until someone acts on it.
-                log.error(
-                    "send_failed_permanently",
-                    attempts=outcome.attempts,
-                    error=outcome.error,
-                    **context,
-                )
-        await uow.store.mark_sent(sent)
-        await uow.store.record_failures(failures)
-        self.stats.sent += len(sent)
-
-
-class SenderLoop:
-    """Sends due steps as soon as they are queued (NOTIFY) or every poll (supervised)."""
-
-    def __init__(self, runtime: ServiceRuntime[MessagingSettings, MessagingStore]) -> None:
-        self._runtime = runtime
-        self._sender = Sender.from_settings(
-            runtime.settings, clock=runtime.clock, stopping=runtime.stopping.is_set
-        )
-
-    @property
-    def stats(self) -> SenderStats:
-        return self._sender.stats
-
-    async def send_once(self, *, now: datetime) -> int:
-        """One transaction of claimed sends; returns how many were claimed."""
-        async with self._runtime.begin() as uow:
-            return await self._sender.process(uow, now=now)
-
-    async def cancel_orphans_once(self, *, now: datetime) -> int:
-        """One transaction cancelling sends whose enrollment never arrived."""
-        async with self._runtime.begin() as uow:
-            return await self._sender.cancel_orphans(uow, now=now)
-
-    async def run(self) -> None:
-        settings = self._runtime.settings
-        wakeup = Wakeup()
-        listener = asyncio.create_task(
-            listen(settings.database_url, wakeup, check_s=settings.send_poll_interval_s),
-            name="messaging:sender-listen",
-        )
-        stopping = self._runtime.stopping
-        # A stopping service wakes the sender at once; the round in hand commits first.
-        stop_watch = asyncio.create_task(stopping.wait(), name="messaging:sender-stop")
-        stop_watch.add_done_callback(lambda _task: wakeup.notify())
-        next_orphan_check = 0.0
-        try:
-            while not stopping.is_set():
-                now = self._runtime.clock()  # one reading per round
-                try:
-                    claimed = await self.send_once(now=now)
-                    if time.monotonic() >= next_orphan_check:
-                        await self.cancel_orphans_once(now=now)
-                        next_orphan_check = time.monotonic() + settings.send_poll_interval_s * 10
-                except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
-                    log.warning("sender_loop_error", error=repr(exc))
-                    await wakeup.wait(settings.send_poll_interval_s)
-                    continue
-                self.stats.last_tick_monotonic = time.monotonic()
-                if claimed < settings.send_batch_size:
-                    await wakeup.wait(settings.send_poll_interval_s)
-        finally:
-            for task in (listener, stop_watch):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    async def expire_parked(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
+        """Fail steps that waited longer than ``park_max_s`` for their workflow version."""
+        before = parking.expires_before(now, max_age_s=self._park_max_s)
+        expired = await uow.store.parked_before(before, limit=self.claim_limit)
+        failed = [parking.never_arrived(p, now=now, max_age_s=self._park_max_s) for p in expired]
+        await uow.store.fail_parked(failed)
+        for failure in failed:
+            uow.publish(messages.message_failed(failure))
+            log.error(
+                "parked_step_expired",
+                enrollment_id=str(failure.parked.enrollment_id),
+                step_index=failure.parked.step_index,
+                account_id=failure.parked.account_id,
+                reason=failure.reason,
+            )
+        self.stats.parked_expired += len(failed)
+        return len(failed)

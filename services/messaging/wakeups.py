@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from services.messaging.repository import SENDS_CHANNEL
+from services.messaging.send_queue_sql import SENDS_CHANNEL
 from shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -1,33 +1,22 @@
 """``MessagingStore``: the fake and PostgreSQL behave alike.
 
 What the port does not return (a send's status, attempts, last error, due time) is read
-by a probe of each implementation: the fake's rows, or a SELECT on ``sends``.
+by a probe of each implementation (``tests/support/messaging_subject``). Claims, leases,
+outcomes guarded by their attempt, and parked steps: test_messaging_sends.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import NamedTuple
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
-import asyncpg
 import pytest
 
-from services.messaging.domain import (
-    Cancelled,
-    EnrollmentStatus,
-    Failed,
-    SendKey,
-    Sent,
-)
-from services.messaging.ports import MessagingStore
-from services.messaging.repository import PostgresMessagingStore
+from services.messaging.domain import Cancelled, EnrollmentStatus, Failed, Sent
 from shared.contracts import utc_now
-from shared.contracts.events import CancelReason
+from shared.contracts.events import CancelReason, FailureKind
 from tests.conftest import SessionEnv
-from tests.contract.conftest import migrated_schema
 from tests.support.builders.messaging_rows import (
     ACCOUNT,
     OTHER_ACCOUNT,
@@ -35,73 +24,21 @@ from tests.support.builders.messaging_rows import (
     view,
     wf_step,
 )
-from tests.support.fakes.messaging import FakeMessagingStore
+from tests.support.messaging_subject import (
+    SendState,
+    Subject,
+    hand_over,
+    messaging_subject,
+    statuses,
+)
 
 pytestmark = pytest.mark.integration
 
 
-class SendState(NamedTuple):
-    status: str
-    cancel_reason: str | None
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime
-
-
-@dataclass
-class Subject:
-    store: MessagingStore
-    sends: Callable[[], Awaitable[dict[SendKey, SendState]]]
-    """Every send as the store holds it."""
-
-
-def _fake(store: FakeMessagingStore) -> Subject:
-    async def sends() -> dict[SendKey, SendState]:
-        return {
-            key: SendState(
-                row.status,
-                row.cancel_reason.value if row.cancel_reason else None,
-                row.send.attempts,
-                row.last_error,
-                row.next_attempt_at,
-            )
-            for key, row in store.sends.items()
-        }
-
-    return Subject(store, sends)
-
-
-def _postgres(conn: asyncpg.Connection) -> Subject:
-    async def sends() -> dict[SendKey, SendState]:
-        rows = await conn.fetch(
-            """SELECT account_id, enrollment_id, step_index, status, cancel_reason, attempts,
-                      last_error, next_attempt_at FROM sends"""
-        )
-        return {
-            (r["account_id"], r["enrollment_id"], r["step_index"]): SendState(
-                r["status"],
-                r["cancel_reason"],
-                r["attempts"],
-                r["last_error"],
-                r["next_attempt_at"],
-            )
-            for r in rows
-        }
-
-    return Subject(PostgresMessagingStore(conn), sends)
-
-
 @pytest.fixture(params=["fake", "postgres"])
 async def subject(request: pytest.FixtureRequest, test_env: SessionEnv) -> AsyncIterator[Subject]:
-    if request.param == "fake":
-        yield _fake(FakeMessagingStore())
-        return
-    async with migrated_schema(test_env, "messaging") as conn:
-        yield _postgres(conn)
-
-
-async def statuses(subject: Subject) -> dict[uuid.UUID, tuple[str, str | None]]:
-    return {k[1]: (s.status, s.cancel_reason) for k, s in (await subject.sends()).items()}
+    async with messaging_subject(request.param, test_env) as opened:
+        yield opened
 
 
 # --- workflow steps and the enrollment projection ---
@@ -163,7 +100,7 @@ async def test_one_insert_queues_new_and_paused_sends_and_leaves_the_others(
             Cancelled(send(exited), CancelReason.ENROLLMENT_EXITED),
         ]
     )
-    await repo.mark_sent([Sent(send(sent), "ada@example.com", earlier)])
+    await repo.mark_sent([Sent(await hand_over(repo, send(sent)), "ada@example.com", earlier)])
 
     now = utc_now()
     queued = await repo.add_pending_sends(
@@ -254,10 +191,19 @@ async def test_outcomes_count_attempts_and_a_failure_is_retried_until_given_up(
     await repo.add_pending_sends([retried, given_up, sent], now=now)
     later = now + timedelta(seconds=2)
 
-    await repo.record_failures(
-        [Failed(retried, "timeout", later), Failed(given_up, "550", None), Failed(sent, "x", now)]
+    retried, given_up, sent = [await hand_over(repo, s) for s in (retried, given_up, sent)]
+    recorded = await repo.record_failures(
+        [
+            Failed(retried, "timeout", later, now),
+            Failed(given_up, "550", None, now, FailureKind.HARD_BOUNCE),
+            Failed(sent, "x", now, now),
+        ]
     )
-    await repo.mark_sent([Sent(sent, "ada@example.com", now)])
+    assert recorded == {retried.key, given_up.key, sent.key}
+    assert await repo.mark_sent([Sent(sent, "ada@example.com", now)]) == set()  # old attempt
+    assert await repo.mark_sent([Sent(await hand_over(repo, sent), "ada@example.com", now)]) == {
+        sent.key
+    }
 
     assert await subject.sends() == {
         retried.key: SendState("pending", None, 1, "timeout", later),
@@ -325,8 +271,11 @@ async def test_two_accounts_with_the_same_ids_stay_apart(subject: Subject) -> No
     assert [(c.send.account_id, c.enrollment_status, c.recipient_email) for c in claimed] == [
         (ACCOUNT, EnrollmentStatus.ACTIVE, "ada@example.com")
     ]
-    await repo.mark_sent([Sent(send(shared_id), "ada@example.com", utc_now())])
-    await repo.record_failures([Failed(send(shared_id, account=other), "boom", None)])
+    assert await repo.rearm_paused_sends([(other, shared_id)], now=earlier) == 1  # theirs only
+    ours, theirs = send(shared_id), send(shared_id, account=other)
+    ours, theirs = await hand_over(repo, ours), await hand_over(repo, theirs)
+    await repo.mark_sent([Sent(ours, "ada@example.com", utc_now())])
+    await repo.record_failures([Failed(theirs, "boom", None, utc_now(), FailureKind.REJECTED)])
     rows = await subject.sends()
     assert {k[0]: (s.status, s.attempts, s.last_error) for k, s in rows.items()} == {
         ACCOUNT: ("sent", 1, None),

@@ -69,14 +69,22 @@ async def test_a_step_is_queued_at_most_once_per_enrollment(h: MessagingHarness)
     assert len(h.email.accepted) == 1
 
 
-async def test_an_unknown_step_is_an_ordinary_error_so_the_pipeline_retries_it(
-    h: MessagingHarness,
-) -> None:
+async def test_a_step_its_known_version_does_not_have_is_rejected(h: MessagingHarness) -> None:
+    """(A step whose version is not known yet is parked: test_messaging_parking.)"""
+    await h.ready()
+    due = step_due(ENROLLMENT, step_index=7)
     with pytest.raises(UnknownWorkflowStepError) as raised:
-        await h.when(step_due(ENROLLMENT))
-    assert not isinstance(raised.value, RejectedMessageError)
+        await h.handlers[StepDue.TYPE](UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW)
+    assert isinstance(raised.value, RejectedMessageError)
     assert WORKFLOW in str(raised.value)
+
+    outcome = await h.when(due)  # the pipeline dead-letters it with the reason
+
+    assert [(m.message_id, r) for m, r in outcome.rejected] == [
+        (due.message_id, raised.value.reason)
+    ]
     assert h.store.sends == {}
+    assert h.store.parked == {}
 
 
 async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
@@ -131,18 +139,19 @@ async def test_a_run_of_steps_already_sent_wakes_nobody(h: MessagingHarness) -> 
     assert h.store.wakeups == wakeups
 
 
-async def test_one_unknown_step_fails_the_whole_run_so_the_pipeline_retries_each(
+async def test_one_step_its_version_does_not_have_is_rejected_alone_and_the_run_queued(
     h: MessagingHarness,
 ) -> None:
     await h.ready()
-    with pytest.raises(UnknownWorkflowStepError):
-        await h.when(step_due(ENROLLMENT), step_due(OTHER, step_index=7))
-    assert h.store.sends == {}
+    outcome = await h.when(step_due(ENROLLMENT), step_due(OTHER, step_index=7))
+    assert [m.payload.enrollment_id for m, _ in outcome.rejected] == [OTHER]
+    assert list(h.store.sends) == [(ACCOUNT, ENROLLMENT, 0)]
 
 
 async def test_workflow_versions_of_a_run_are_saved_in_one_call(h: MessagingHarness) -> None:
     applied = workflow_applied()
     await h.when(applied, workflow_applied())  # the second replays the same version
-    assert h.store.calls == ["save_workflow_steps"]
+    # One save, and one look for steps parked for the versions (none here).
+    assert h.store.calls == ["save_workflow_steps", "parked_of"]
     assert sorted(k[3] for k in h.store.steps) == [0, 1]
     assert h.store.steps[(ACCOUNT, WORKFLOW, 1, 0)].subject == "Hello\nthere"

@@ -1,6 +1,8 @@
 """messaging's sender on the fake store: the send-time re-check decides between
 ``message.sent`` and ``message.cancelled``, a resume sends what the pause stopped, and
-failed provider calls are retried with the same Message-ID, then given up.
+failed provider calls are retried with the same Message-ID over the retry budget, then
+given up with ``message.failed`` (at once for a permanent refusal). Crashes, leases and
+shutdowns are in test_messaging_claims.
 
 Consumer cases run on the harness (as one batch and message by message); the sender's
 transactions run on the store the batches went to.
@@ -14,7 +16,13 @@ from typing import Any
 import pytest
 
 from shared.contracts import derived_message_id, topics
-from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
+from shared.contracts.events import (
+    CancelReason,
+    FailureKind,
+    MessageCancelled,
+    MessageFailed,
+    MessageSent,
+)
 from shared.contracts.inbound import Channel
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
 from tests.support.builders.messaging_events import (
@@ -162,29 +170,73 @@ async def test_a_failed_attempt_is_retried_later_with_the_same_message_id(
     assert [e.message_id for e in h.email.accepted] == [f"<{ENROLLMENT}.0@{DOMAIN}>"]
 
 
-async def test_a_send_that_keeps_failing_is_marked_failed_without_an_event(
+async def test_a_send_that_keeps_failing_past_the_budget_fails_with_message_failed(
     h: MessagingHarness,
 ) -> None:
-    h.email.failures = 10
+    """The budget (``RETRY``: a minute here, hours in production) counts from the first
+    failure; the last retry falls at its end."""
+    h.email.failures = 100
     await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
     published = [
-        *await h.send_due(),
-        *await h.send_due(now=NOW + timedelta(minutes=1)),
-        *await h.send_due(now=NOW + timedelta(minutes=2)),
-        *await h.send_due(now=NOW + timedelta(hours=1)),
+        *await h.send_due(),  # fails at T0: retry at +2 s
+        *await h.send_due(now=NOW + timedelta(seconds=2)),  # retry at +6 s
+        *await h.send_due(now=NOW + timedelta(seconds=6)),  # retry at +14 s
+        *await h.send_due(now=NOW + timedelta(seconds=14)),  # retry at +34 s
+        *await h.send_due(now=NOW + timedelta(seconds=34)),  # retry at +54 s
+        *await h.send_due(now=NOW + timedelta(seconds=54)),  # retry at the budget's end
     ]
-    assert published == []  # no message.failed contract yet: logged only
-    assert (h.row().status, h.row().send.attempts) == ("failed", 3)
-    assert h.email.calls == 3
-    assert (h.sender.stats.retried, h.sender.stats.failed) == (2, 1)
+    assert published == []
+    assert h.row().next_attempt_at == NOW + timedelta(seconds=60)
+    [failed] = await h.send_due(now=NOW + timedelta(seconds=60))
+    assert isinstance(failed, MessageFailed)
+    assert failed.message_id == derived_message_id("message.failed", ACCOUNT, ENROLLMENT, 0)
+    assert failed.payload.kind is FailureKind.RETRIES_EXHAUSTED
+    assert failed.payload.reason == "ConnectionRefusedError('relay unreachable (7)')"
+    assert (failed.payload.attempts, failed.payload.recipient) == (7, "ada@example.com")
+    assert failed.payload.provider_message_id == f"<{ENROLLMENT}.0@{DOMAIN}>"
+    assert (failed.payload.step_index, failed.payload.step_id) == (0, "intro")
+    assert (h.row().status, h.row().send.attempts) == ("failed", 7)
+    assert h.row().failure_kind is FailureKind.RETRIES_EXHAUSTED
+    assert h.email.calls == 7
+    assert (h.sender.stats.retried, h.sender.stats.failed) == (6, 1)
+    assert h.topics == [topics.MESSAGING_EVENTS]
+    assert await h.send_due(now=NOW + timedelta(hours=1)) == []
 
 
-async def test_a_recipient_refused_for_good_fails_at_once(h: MessagingHarness) -> None:
+async def test_a_recipient_refused_for_good_fails_at_once_as_a_hard_bounce(
+    h: MessagingHarness,
+) -> None:
     h.email.refuse = True
     await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
-    assert await h.send_due() == []
+    [failed] = await h.send_due()
+    assert isinstance(failed, MessageFailed)
+    assert failed.payload.kind is FailureKind.HARD_BOUNCE
+    assert (failed.payload.reason, failed.payload.attempts) == ("550 5.1.1 no such user", 1)
     assert (h.row().status, h.row().send.attempts) == ("failed", 1)
-    assert h.row().last_error == "550 no such user"
+    assert h.row().last_error == "550 5.1.1 no such user"
+
+
+async def test_another_permanent_refusal_fails_at_once_as_rejected(h: MessagingHarness) -> None:
+    h.email.refuse, h.email.refusal = True, FailureKind.REJECTED
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    [failed] = await h.send_due()
+    assert isinstance(failed, MessageFailed)
+    assert (failed.payload.kind, failed.payload.reason) == (FailureKind.REJECTED, "554")
+    assert h.email.calls == 1
+
+
+async def test_a_success_after_failures_is_sent_and_a_later_failure_gets_a_new_budget(
+    h: MessagingHarness,
+) -> None:
+    h.email.failures = 2
+    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.send_due()
+    assert h.row().send.first_failed_at == NOW
+    await h.send_due(now=NOW + timedelta(seconds=2))
+    assert h.row().send.first_failed_at == NOW  # the budget counts from the first failure
+    [sent] = await h.send_due(now=NOW + timedelta(seconds=6))
+    assert isinstance(sent, MessageSent)
+    assert h.row().send.attempts == 3
 
 
 # --- accounts ---

@@ -49,7 +49,13 @@ SERVICE_TABLES = {
     "trigger_evaluator": {"workflow_versions", "enrollments", "sent_messages", "decisions"},
 }
 # Scans of due work across every account, by design.
-GLOBAL_INDEXES = {"timers_pending_due", "sends_pending_due", "enrollments_by_alias"}
+GLOBAL_INDEXES = {
+    "timers_pending_due",
+    "sends_pending_due",
+    "sends_sending_lease",  # sends left by a crash, whatever their account
+    "sends_parked_since",  # parked steps waiting too long, whatever their account
+    "enrollments_by_alias",
+}
 
 Connect = Callable[[str, Path], Awaitable[asyncpg.Connection]]
 

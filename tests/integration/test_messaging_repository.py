@@ -1,6 +1,8 @@
-"""Messaging's SQL where only PostgreSQL can say: the share lock that makes the send-time
-re-check hold when the consumer locks many enrollments at once, and claims that skip
-instead of waiting. What the fake store does alike is in tests/contract."""
+"""Messaging's SQL where only PostgreSQL can say: the share lock that makes the claim-time
+re-check hold when the consumer locks many enrollments at once (an exit being applied
+waits for the claim's short transaction, never for a provider call: none runs inside it),
+and claims that skip instead of waiting. What the fake store does alike is in
+tests/contract."""
 
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ async def waiting_on_a_lock(test_env: SessionEnv, pid: int) -> bool:
     return bool(kind == "Lock")
 
 
-async def test_an_exit_applied_during_a_send_waits_for_it_and_the_next_claim_sees_it(
+async def test_an_exit_applied_during_a_claim_waits_for_it_and_the_next_claim_sees_it(
     conn: asyncpg.Connection, other: asyncpg.Connection, test_env: SessionEnv
 ) -> None:
     """The send-time re-check holds with the run's one lock of many projection rows."""

@@ -44,7 +44,7 @@ class Outcome:
         return [m for m in self.published if isinstance(m, model)]
 
 
-def _published(uow: UnitOfWork[Any]) -> list[Message]:
+def published_by(uow: UnitOfWork[Any]) -> list[Message]:
     """What ``uow`` would publish, decoded back through the contracts; every record must
     go to its type's topic, keyed by its record, with the envelope in its headers."""
     published = []
@@ -78,7 +78,7 @@ async def apply_batch(
     except RejectedMessageError:
         pass  # the pipeline rolls the batch back and applies it message by message
     else:
-        return Outcome(_published(uow)), trial
+        return Outcome(published_by(uow)), trial
     published: list[Message] = []
     rejected: list[tuple[Message, str]] = []
     for message in messages:
@@ -97,7 +97,7 @@ async def apply_alone(
         await handlers[message.type](uow, [message], now)
     except RejectedMessageError as exc:
         return Outcome(rejected=[(message, exc.reason)]), store
-    return Outcome(_published(uow)), trial
+    return Outcome(published_by(uow)), trial
 
 
 class Harness(Generic[StoreT]):
@@ -122,7 +122,7 @@ class Harness(Generic[StoreT]):
         uow = UnitOfWork(None, self.store)
         result = await work(uow)
         self._alone = copy.deepcopy(self.store)
-        return result, Outcome(_published(uow))
+        return result, Outcome(published_by(uow))
 
     async def given(self, *messages: Message) -> None:
         """What happened before the case, the same for both stores."""

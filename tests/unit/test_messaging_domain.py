@@ -1,16 +1,15 @@
-"""messaging's pure decisions: send or cancel, the Message-ID, the enrollment projection,
-and retries of failed sends."""
+"""messaging's pure decisions: send or cancel, the Message-ID, the enrollment projection.
+Retries and failures of sends are in test_messaging_retries."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from services.messaging.domain import (
-    Attempt,
     Cancel,
     Cancelled,
     ClaimedSend,
@@ -18,15 +17,8 @@ from services.messaging.domain import (
     EnrollmentChange,
     EnrollmentSeen,
     EnrollmentStatus,
-    Failed,
-    GiveUp,
-    RetryAt,
-    RetryPolicy,
     Send,
-    Sent,
     WorkflowStep,
-    after_attempt,
-    after_failure,
     decide_send,
     next_status,
     orphaned,
@@ -238,55 +230,7 @@ def test_only_exited_and_completed_are_ended() -> None:
     }
 
 
-# --- failed sends ---
-
-
-def test_a_failed_attempt_is_retried_with_doubling_backoff() -> None:
-    delays = []
-    for attempts_before in range(3):
-        decision = after_failure(
-            attempts_before=attempts_before,
-            max_attempts=5,
-            now=NOW,
-            backoff_s=2.0,
-            backoff_max_s=300.0,
-        )
-        assert isinstance(decision, RetryAt)
-        delays.append(decision.at - NOW)
-    assert delays == [timedelta(seconds=2), timedelta(seconds=4), timedelta(seconds=8)]
-
-
-def test_the_backoff_is_capped() -> None:
-    decision = after_failure(
-        attempts_before=3, max_attempts=10, now=NOW, backoff_s=60.0, backoff_max_s=90.0
-    )
-    assert decision == RetryAt(NOW + timedelta(seconds=90))
-
-
-def test_the_last_allowed_attempt_gives_up() -> None:
-    decision = after_failure(
-        attempts_before=4, max_attempts=5, now=NOW, backoff_s=2.0, backoff_max_s=300.0
-    )
-    assert decision == GiveUp(attempts=5)
-
-
-def test_a_single_attempt_policy_gives_up_at_once() -> None:
-    decision = after_failure(
-        attempts_before=0, max_attempts=1, now=NOW, backoff_s=2.0, backoff_max_s=300.0
-    )
-    assert decision == GiveUp(attempts=1)
-
-
-def test_a_permanent_refusal_gives_up_on_the_first_attempt() -> None:
-    decision = after_failure(
-        attempts_before=0,
-        max_attempts=5,
-        now=NOW,
-        backoff_s=2.0,
-        backoff_max_s=300.0,
-        permanent=True,
-    )
-    assert decision == GiveUp(attempts=1)
+# --- event ids ---
 
 
 @pytest.mark.parametrize("kind", ["message.sent", "message.cancelled"])
@@ -345,28 +289,6 @@ def test_the_steps_of_a_version_keep_their_order_and_content() -> None:
         (0, "a", 3, "Hi"),
         (1, "b", 3, None),
     ]
-
-
-POLICY = RetryPolicy(max_attempts=2, backoff_s=2.0, backoff_max_s=300.0)
-
-
-def test_an_accepted_attempt_is_sent_to_its_recipient_at_the_time_of_acceptance() -> None:
-    later = NOW + timedelta(seconds=3)
-    accepted = Attempt(accepted_at=later)
-    outcome = after_attempt(a_send(), "ada@example.com", accepted, now=NOW, policy=POLICY)
-    assert outcome == Sent(a_send(), "ada@example.com", later)
-
-
-def test_a_failed_attempt_carries_its_error_its_retry_and_its_count() -> None:
-    failed, refused = Attempt(error="relay unreachable"), Attempt(error="550", permanent=True)
-    retry = after_attempt(a_send(), "a@b", failed, now=NOW, policy=POLICY)
-    last = after_attempt(a_send(attempts=1), "a@b", failed, now=NOW, policy=POLICY)
-    at_once = after_attempt(a_send(), "a@b", refused, now=NOW, policy=POLICY)
-    assert retry == Failed(a_send(), "relay unreachable", NOW + timedelta(seconds=2))
-    assert last == Failed(a_send(attempts=1), "relay unreachable", None)
-    assert isinstance(last, Failed)
-    assert last.attempts == 2
-    assert at_once == Failed(a_send(), "550", None)
 
 
 def test_an_orphan_is_cancelled_for_having_no_recipient() -> None:

@@ -1,14 +1,15 @@
 """``MessagingStore`` in memory, with the SQL's semantics (no locking); passes tests/contract.
 
-Also a provider that accepts or fails on demand, and the handler harness with messaging's
-sender beside it.
+Also providers that accept, fail, refuse or "crash" on demand (one that can tell what it
+accepted), and the handler harness with messaging's sender beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -20,6 +21,8 @@ from services.messaging.domain import (
     EnrollmentKey,
     EnrollmentView,
     Failed,
+    Released,
+    RetryPolicy,
     Send,
     SendKey,
     Sent,
@@ -27,11 +30,12 @@ from services.messaging.domain import (
 )
 from services.messaging.errors import ProviderError
 from services.messaging.handlers import build_handlers
+from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import MessagingStore, StepKey
 from services.messaging.providers import OutboundEmail
-from services.messaging.sender import Sender
+from services.messaging.sender import Begin, Sender
 from shared.contracts import TOPIC_OF_TYPE, Message
-from shared.contracts.events import CancelReason
+from shared.contracts.events import CancelReason, FailureKind
 from shared.contracts.inbound import Channel
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_events import ACCOUNT, T0
@@ -40,7 +44,7 @@ from tests.support.builders.messaging_events import (
     messaging_settings,
     workflow_applied,
 )
-from tests.support.harness import Harness
+from tests.support.harness import Harness, published_by
 
 
 @dataclass
@@ -55,6 +59,22 @@ class SendRow:
     recipient: str | None = None
     sent_at: datetime | None = None
     last_error: str | None = None
+    claimed_until: datetime | None = None
+    failure_kind: FailureKind | None = None
+
+    def holds(self, send: Send) -> bool:
+        """Whether the row still holds the attempt ``send`` was decided on."""
+        return self.send.attempt_id == send.attempt_id
+
+
+@dataclass
+class ParkedRow:
+    """A ``sends`` row in status ``parked`` (no content yet), or failed while parked."""
+
+    parked: ParkedStep
+    status: str = "parked"
+    failure_kind: FailureKind | None = None
+    last_error: str | None = None
 
 
 @dataclass
@@ -62,6 +82,8 @@ class FakeMessagingStore:
     steps: dict[StepKey, WorkflowStep] = field(default_factory=dict)
     enrollments: dict[EnrollmentKey, EnrollmentView] = field(default_factory=dict)
     sends: dict[SendKey, SendRow] = field(default_factory=dict)
+    parked: dict[SendKey, ParkedRow] = field(default_factory=dict)
+    """The rows of ``sends`` that were parked: a key is in ``sends`` or here, never both."""
     wakeups: int = 0
     """NOTIFYs sent (a run wakes the senders once, one message at a time once each)."""
     calls: list[str] = field(default_factory=list)
@@ -69,7 +91,12 @@ class FakeMessagingStore:
     ``wakeups`` counts those)."""
 
     def snapshot(self) -> object:
-        return (dict(self.steps), dict(self.enrollments), copy.deepcopy(self.sends))
+        return (
+            dict(self.steps),
+            dict(self.enrollments),
+            copy.deepcopy(self.sends),
+            copy.deepcopy(self.parked),
+        )
 
     # --- the consumer side ---
 
@@ -82,6 +109,10 @@ class FakeMessagingStore:
     async def workflow_steps(self, keys: Collection[StepKey]) -> dict[StepKey, WorkflowStep]:
         self.calls.append("workflow_steps")
         return {key: self.steps[key] for key in keys if key in self.steps}
+
+    async def known_versions(self, versions: Collection[VersionKey]) -> set[VersionKey]:
+        self.calls.append("known_versions")
+        return {key[:3] for key in self.steps if key[:3] in versions}
 
     async def enrollments_for_update(
         self, keys: Collection[EnrollmentKey]
@@ -109,6 +140,13 @@ class FakeMessagingStore:
         assert len(set(keys)) == len(keys), "one statement can touch a row only once"
         queued: set[SendKey] = set()
         for key, send in zip(keys, sends, strict=True):
+            parked = self.parked.get(key)
+            if parked is not None:  # DO UPDATE ... WHERE parked (the content arrives)
+                if parked.status == "parked":
+                    del self.parked[key]
+                    self.sends[key] = SendRow(replace(send, attempts=0), now, created_at=now)
+                    queued.add(key)
+                continue
             row = self.sends.get(key)
             if row is None:
                 self.sends[key] = SendRow(replace(send, attempts=0), now, created_at=now)
@@ -127,6 +165,31 @@ class FakeMessagingStore:
                 rearmed += 1
         return rearmed
 
+    async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
+        self.calls.append("park_steps")
+        assert len({p.key for p in parked}) == len(parked), "one statement, one row once"
+        done: set[SendKey] = set()
+        for step in parked:  # ON CONFLICT DO NOTHING
+            if step.key not in self.sends and step.key not in self.parked:
+                self.parked[step.key] = ParkedRow(step)
+                done.add(step.key)
+        return done
+
+    async def parked_of(self, versions: Collection[VersionKey]) -> list[ParkedStep]:
+        self.calls.append("parked_of")
+        return [
+            row.parked
+            for key, row in sorted(self.parked.items())
+            if row.status == "parked" and row.parked.version in versions
+        ]
+
+    async def fail_parked(self, failed: Sequence[ParkedFailed]) -> None:
+        self.calls.append("fail_parked")
+        for item in failed:
+            row = self.parked.get(item.parked.key)
+            if row is not None and row.status == "parked":
+                row.status, row.failure_kind, row.last_error = "failed", item.kind, item.reason
+
     async def wake_senders(self) -> None:
         self.wakeups += 1
 
@@ -137,6 +200,7 @@ class FakeMessagingStore:
     @staticmethod
     def _requeue(row: SendRow, now: datetime) -> None:
         row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
+        row.send = replace(row.send, first_failed_at=None)
 
     # --- the sender side ---
 
@@ -146,8 +210,14 @@ class FakeMessagingStore:
             (
                 row
                 for key, row in self.sends.items()
-                if row.status == "pending"
-                and row.next_attempt_at <= now
+                if (
+                    (row.status == "pending" and row.next_attempt_at <= now)
+                    or (
+                        row.status == "sending"
+                        and row.claimed_until is not None
+                        and row.claimed_until <= now
+                    )
+                )
                 and key[:2] in self.enrollments  # the inner join
             ),
             key=lambda row: row.next_attempt_at,
@@ -155,33 +225,83 @@ class FakeMessagingStore:
         claimed = []
         for row in due:
             enrollment = self.enrollments[row.send.key[:2]]
-            claimed.append(ClaimedSend(row.send, enrollment.status, enrollment.recipient_email))
+            claimed.append(
+                ClaimedSend(
+                    row.send,
+                    enrollment.status,
+                    enrollment.recipient_email,
+                    after_crash=row.status == "sending",
+                )
+            )
         return claimed
 
-    async def mark_sent(self, sent: Sequence[Sent]) -> None:
+    async def mark_sending(self, sends: Sequence[Send], *, until: datetime) -> None:
+        self.calls.append("mark_sending")
+        for send in sends:
+            row = self.sends[send.key]
+            if row.status not in ("pending", "sending"):
+                continue
+            row.status, row.claimed_until = "sending", until
+            row.send = replace(row.send, attempt_id=send.attempt_id)
+
+    async def mark_sent(self, sent: Sequence[Sent]) -> set[SendKey]:
         self.calls.append("mark_sent")
+        done: set[SendKey] = set()
         for item in sent:
-            row = self.sends[item.send.key]
+            row = self.sends.get(item.send.key)
+            if row is None or row.status != "sending" or not row.holds(item.send):
+                continue
             row.status, row.recipient, row.sent_at = "sent", item.recipient, item.sent_at
             row.send = replace(row.send, attempts=row.send.attempts + 1)
-            row.last_error = None
+            row.last_error, row.claimed_until = None, None
+            done.add(item.send.key)
+        return done
 
-    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> None:
+    async def mark_cancelled(self, cancelled: Sequence[Cancelled]) -> set[SendKey]:
         self.calls.append("mark_cancelled")
+        done: set[SendKey] = set()
         for item in cancelled:
-            row = self.sends[item.send.key]
-            row.status, row.cancel_reason = "cancelled", item.reason
+            row = self.sends.get(item.send.key)
+            if row is None or row.status not in ("pending", "sending"):
+                continue
+            if not row.holds(item.send):
+                continue
+            row.status, row.cancel_reason, row.claimed_until = "cancelled", item.reason, None
+            done.add(item.send.key)
+        return done
 
-    async def record_failures(self, failures: Sequence[Failed]) -> None:
+    async def record_failures(self, failures: Sequence[Failed]) -> set[SendKey]:
         self.calls.append("record_failures")
+        done: set[SendKey] = set()
         for item in failures:
-            row = self.sends[item.send.key]
-            row.send = replace(row.send, attempts=row.send.attempts + 1)
-            row.last_error = item.error
+            row = self.sends.get(item.send.key)
+            if row is None or row.status != "sending" or not row.holds(item.send):
+                continue
+            row.send = replace(
+                row.send,
+                attempts=row.send.attempts + 1,
+                first_failed_at=row.send.first_failed_at or item.failed_at,
+                attempt_id=None,
+            )
+            row.last_error, row.failure_kind, row.claimed_until = item.error, item.kind, None
             if item.retry_at is None:
                 row.status = "failed"
             else:
                 row.status, row.next_attempt_at = "pending", item.retry_at
+            done.add(item.send.key)
+        return done
+
+    async def release(self, released: Sequence[Released], *, now: datetime) -> None:
+        self.calls.append("release")
+        for item in released:
+            row = self.sends.get(item.send.key)
+            if row is None or row.status != "sending" or not row.holds(item.send):
+                continue
+            if item.after_crash:
+                row.claimed_until = now
+            else:
+                row.status, row.claimed_until = "pending", None
+                row.send = replace(row.send, attempt_id=None)
 
     async def cancel_orphans(self, *, created_before: datetime, limit: int) -> list[Send]:
         self.calls.append("cancel_orphans")
@@ -196,26 +316,66 @@ class FakeMessagingStore:
             row.status, row.cancel_reason = "cancelled", CancelReason.NO_RECIPIENT
         return [row.send for row in orphans]
 
+    async def parked_before(self, before: datetime, *, limit: int) -> list[ParkedStep]:
+        self.calls.append("parked_before")
+        waiting = [
+            row.parked
+            for row in self.parked.values()
+            if row.status == "parked" and row.parked.parked_at < before
+        ]
+        return sorted(waiting, key=lambda parked: parked.parked_at)[:limit]
+
+
+class Crash(BaseException):
+    """The process died here: nothing after it runs (what ``kill -9`` does to a sender)."""
+
 
 @dataclass
 class FakeProvider:
-    """Accepts every message, or fails the first ``failures`` calls, or refuses for good."""
+    """Accepts every message, or fails the first ``failures`` calls (transiently), or
+    refuses for good (``refusal``), or accepts and then dies (``crash``), or dies before
+    the message reached it (``crash_before_accepting``)."""
 
     failures: int = 0
     refuse: bool = False
+    refusal: FailureKind = FailureKind.HARD_BOUNCE
+    crash: bool = False
+    crash_before_accepting: bool = False
     accepted: list[OutboundEmail] = field(default_factory=list)
     calls: int = 0
 
     async def send(self, email: OutboundEmail) -> None:
+        if self.crash_before_accepting:
+            self.crash_before_accepting = False
+            raise Crash
         self.calls += 1
         if self.refuse:
-            raise ProviderError("550 no such user", permanent=True)
+            reason = "550 5.1.1 no such user" if self.refusal is FailureKind.HARD_BOUNCE else "554"
+            raise ProviderError(reason, failure=self.refusal)
         if self.calls <= self.failures:
-            raise ConnectionRefusedError("relay unreachable")
+            raise ConnectionRefusedError(f"relay unreachable ({self.calls})")
         self.accepted.append(email)
+        if self.crash:
+            self.crash = False
+            raise Crash
 
 
-SenderRound = Callable[[UnitOfWork[MessagingStore]], Awaitable[int]]
+@dataclass
+class LookupProvider(FakeProvider):
+    """A provider that can tell whether it accepted a message (an API with idempotency
+    keys), which an SMTP relay cannot."""
+
+    lookups: int = 0
+    lookup_fails: bool = False
+
+    async def already_accepted(self, message_id: str) -> bool:
+        self.lookups += 1
+        if self.lookup_fails:
+            raise ConnectionResetError("look-up unavailable")
+        return any(email.message_id == message_id for email in self.accepted)
+
+
+SenderRound = Callable[[Begin], Awaitable[int]]
 
 
 class MessagingHarness(Harness[FakeMessagingStore]):
@@ -226,16 +386,23 @@ class MessagingHarness(Harness[FakeMessagingStore]):
     """
 
     def __init__(
-        self, settings: MessagingSettings, *, now: datetime, max_attempts: int, backoff_s: float
+        self,
+        settings: MessagingSettings,
+        *,
+        now: datetime,
+        retry: RetryPolicy,
+        email: FakeProvider | None = None,
     ) -> None:
         super().__init__(build_handlers(settings), FakeMessagingStore, now=now)
-        self.email, self.sms, self.chat = FakeProvider(), FakeProvider(), FakeProvider()
+        self.email = email or FakeProvider()
+        self.sms, self.chat = FakeProvider(), FakeProvider()
         self._round_now = now
         self.sender = Sender(
             {Channel.EMAIL: self.email, Channel.SMS: self.sms, Channel.CHAT: self.chat},
             clock=lambda: self._round_now,
-            max_attempts=max_attempts,
-            backoff_s=backoff_s,
+            retry=retry,
+            park_max_s=settings.park_max_s,
+            timeout_s=settings.send_timeout_s,
         )
         self.topics: list[str] = []
         """The topic of every message the sender published, in order."""
@@ -245,30 +412,81 @@ class MessagingHarness(Harness[FakeMessagingStore]):
         await self.given(workflow_applied(), *events)
 
     async def send_due(self, *, now: datetime | None = None) -> list[Message]:
-        """One sender transaction at ``now``: what it publishes."""
+        """One sender round (claim, calls, record) at ``now``: what it publishes."""
         at = now or self.now
-        _, published = await self._round(lambda uow: self.sender.process(uow, now=at), at)
+        _, published = await self._round(lambda begin: self.sender.process(begin, now=at), at)
         return published
+
+    async def crash_while_sending(self, *, now: datetime | None = None) -> list[Message]:
+        """A sender round whose process dies in a provider call: what it had published
+        (its claim committed; nothing after the call runs)."""
+        published: list[Message] = []
+        try:
+            await self._round(
+                lambda begin: self.sender.process(begin, now=now or self.now),
+                now or self.now,
+                published,
+            )
+        except Crash:
+            self._alone = copy.deepcopy(self.store)
+            return published
+        raise AssertionError("the provider did not crash")
 
     async def cancel_orphans(self, *, now: datetime) -> tuple[int, list[Message]]:
         """One transaction cancelling orphans at ``now``: how many, and what it publishes."""
-        return await self._round(lambda uow: self.sender.cancel_orphans(uow, now=now), now)
+        return await self._round(
+            lambda begin: self._once(begin, self.sender.cancel_orphans, now), now
+        )
 
-    async def _round(self, work: SenderRound, now: datetime) -> tuple[int, list[Message]]:
+    async def expire_parked(self, *, now: datetime) -> tuple[int, list[Message]]:
+        """One transaction failing expired parked steps at ``now``."""
+        return await self._round(
+            lambda begin: self._once(begin, self.sender.expire_parked, now), now
+        )
+
+    @staticmethod
+    async def _once(
+        begin: Begin,
+        work: Callable[..., Awaitable[int]],
+        now: datetime,
+    ) -> int:
+        async with begin() as uow:
+            return await work(uow, now=now)
+
+    async def _round(
+        self, work: SenderRound, now: datetime, published: list[Message] | None = None
+    ) -> tuple[int, list[Message]]:
         self._round_now = now
-        count, outcome = await self.step(work)
-        self.topics.extend(TOPIC_OF_TYPE[m.type] for m in outcome.published)
-        return count, outcome.published
+        published = [] if published is None else published
+
+        @contextlib.asynccontextmanager
+        async def begin() -> AsyncIterator[UnitOfWork[MessagingStore]]:
+            uow: UnitOfWork[MessagingStore] = UnitOfWork(None, self.store)
+            yield uow
+            published.extend(published_by(uow))  # at commit only
+
+        count, _ = await self.step(lambda _uow: work(begin))
+        self.topics.extend(TOPIC_OF_TYPE[m.type] for m in published)
+        return count, published
 
     def row(
         self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT
     ) -> SendRow:
         return self.store.sends[(account, enrollment_id, step_index)]
 
+    def parked(
+        self, step_index: int = 0, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT
+    ) -> ParkedRow:
+        return self.store.parked[(account, enrollment_id, step_index)]
+
     def view(self, enrollment_id: uuid.UUID = ENROLLMENT, account: str = ACCOUNT) -> EnrollmentView:
         return self.store.enrollments[(account, enrollment_id)]
 
 
-def messaging_harness() -> MessagingHarness:
-    """The handler tests' harness: at ``T0``, 3 provider attempts, 2 s first backoff."""
-    return MessagingHarness(messaging_settings(), now=T0, max_attempts=3, backoff_s=2.0)
+RETRY = RetryPolicy(budget_s=60.0, backoff_s=2.0, backoff_max_s=20.0)
+"""The handler tests' retry policy: 2 s doubling to 20 s, for a minute."""
+
+
+def messaging_harness(email: FakeProvider | None = None) -> MessagingHarness:
+    """The handler tests' harness: at ``T0``, ``RETRY``, the default park time (1 h)."""
+    return MessagingHarness(messaging_settings(), now=T0, retry=RETRY, email=email)
