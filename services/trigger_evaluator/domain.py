@@ -2,8 +2,9 @@
 
 No I/O here. The handler asks ``classify`` what an event means and where to look for the
 enrollments it may concern, loads those candidates (and, for a reply, the replier's
-colleagues: ``company_searches``), and asks ``decide`` what to do with each: exit it or
-leave it, always with a reason that is kept for explanations. A decision carries every
+colleagues: ``company_searches``), and asks ``evaluate`` what to do with each: exit it or
+leave it, always with a reason that is kept for explanations, or wait (``Waiting``) for an
+enrollment or a workflow version that has not been projected yet. A decision carries every
 fact its outputs need (the event, the enrollment, the trigger, the reason, who decided):
 ``messages`` turns an exit into its ``enrollment.exit`` command without looking back.
 """
