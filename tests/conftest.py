@@ -6,6 +6,7 @@ Kafka nor PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def infra() -> Iterator[Infra]:
         yield provided
 
 
-@pytest.fixture(scope="session")
-async def test_env(infra: Infra) -> AsyncIterator[SessionEnv]:
+@contextlib.asynccontextmanager
+async def private_env(infra: Infra) -> AsyncIterator[SessionEnv]:
+    """A database and a topic namespace of its own on the shared servers; gone after."""
     suffix = new_suffix()
     database = f"offramp_test_{suffix}"
     namespace = f"test-{suffix}."
@@ -63,3 +65,9 @@ async def test_env(infra: Infra) -> AsyncIterator[SessionEnv]:
     finally:
         await drop_database(infra.database_url, database)
         await delete_topics(infra.kafka_bootstrap_servers, namespace)
+
+
+@pytest.fixture(scope="session")
+async def test_env(infra: Infra) -> AsyncIterator[SessionEnv]:
+    async with private_env(infra) as env:
+        yield env

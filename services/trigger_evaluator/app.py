@@ -9,6 +9,7 @@ from faststream import FastStream
 
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.handlers import build_handlers
+from services.trigger_evaluator.parking_loop import ParkingLoop
 from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
@@ -31,6 +32,7 @@ SPEC = ServiceSpec(
     settings=TriggerEvaluatorSettings,
     store=PostgresTriggerEvaluatorStore,
     handlers=build_handlers,
+    background=(ParkingLoop,),
 )
 
 

@@ -16,3 +16,20 @@ class TriggerEvaluatorSettings(ServiceSettings):
             "providers), as a JSON list; their contacts are not unenrolled together."
         ),
     )
+    park_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "Longest an inbound event that matched no enrollment (or one of a workflow "
+            "version not read yet) waits for it to be projected; then it is dead-lettered "
+            "(kind parking_expired)."
+        ),
+    )
+    event_clock_skew_s: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "How much earlier than an enrollment began an event may say it occurred and "
+            "still exit it: clocks of upstream tools and Offramp disagree a little."
+        ),
+    )

@@ -2,8 +2,9 @@
 
 No I/O here. The handler asks ``classify`` what an event means and where to look for the
 enrollments it may concern, loads those candidates (and, for a reply, the replier's
-colleagues: ``company_searches``), and asks ``decide`` what to do with each: exit it or
-leave it, always with a reason that is kept for explanations. A decision carries every
+colleagues: ``company_searches``), and asks ``evaluate`` what to do with each: exit it or
+leave it, always with a reason that is kept for explanations, or wait (``Waiting``) for an
+enrollment or a workflow version that has not been projected yet. A decision carries every
 fact its outputs need (the event, the enrollment, the trigger, the reason, who decided):
 ``messages`` turns an exit into its ``enrollment.exit`` command without looking back.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
@@ -61,7 +63,9 @@ class WorkflowTriggers:
 class EnrollmentView:
     """One enrollment as trigger-evaluator projects it, with its workflow version's settings.
 
-    ``workflow`` is None when the version's ``workflow.applied`` has not been seen yet.
+    ``workflow`` is None when the version's ``workflow.applied`` has not been seen yet;
+    ``enrolled_at`` is None when no ``enrollment.enrolled`` has been (or, for enrollments
+    projected before it was kept, was) seen.
     """
 
     enrollment_id: uuid.UUID
@@ -75,6 +79,7 @@ class EnrollmentView:
     aliases: tuple[str, ...] = ()
     company_domain: str | None = None
     enrolled_by_user_id: str | None = None
+    enrolled_at: datetime | None = None
 
 
 class MatchKind(StrEnum):
@@ -126,6 +131,38 @@ class Decision:
 
 CompanySearch = tuple[str, Sequence[str]]
 """(account id, company domains): look for the live enrollments of those companies."""
+
+WorkflowKey = tuple[str, int]
+"""(workflow id, version) of one workflow version."""
+
+DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
+"""How much earlier than its enrollment an event may say it occurred and still count:
+upstream clocks and Offramp's disagree a little (``OFFRAMP_EVENT_CLOCK_SKEW_S``)."""
+
+NO_ENROLLMENT_MATCHED = "no enrollment of the account matched the event"
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An event that may still exit an enrollment once what it waits for is projected.
+
+    It is not decided but parked (``parking``), and evaluated again when the projection
+    changes. With no ``workflow_versions`` it matched no enrollment at all: it waits for
+    one (or for the sent email a reply quotes). Otherwise it matched live enrollments of
+    those workflow versions, whose settings have not been projected yet.
+    """
+
+    event: Signal
+    why: str
+    workflow_versions: tuple[WorkflowKey, ...] = ()
+
+    @property
+    def for_an_enrollment(self) -> bool:
+        return not self.workflow_versions
+
+
+Verdict = list[Decision] | Waiting
+"""What ``evaluate`` says of one event: its decisions, or that it waits."""
 
 
 # Free-mail providers are not companies: a reply from one gmail.com user must never take
@@ -205,17 +242,21 @@ def company_searches(
     return searches
 
 
-def decide(signal: Signal, candidates: Iterable[Candidate]) -> list[Decision]:
-    """Decide, for each candidate enrollment, whether ``signal`` takes it out of its workflow.
+def evaluate(
+    signal: Signal, candidates: Iterable[Candidate], *, clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+) -> Verdict:
+    """Decide, for each candidate enrollment, whether ``signal`` takes it out of its workflow,
+    or say that the event must wait.
 
-    An enrollment exits when it is live (active or paused), its workflow version has the
-    signal's trigger turned on (or, for a colleague's reply, "unenroll the whole company"),
-    and the event is one that may exit at all (not an automatic reply, a soft bounce...).
-    An enrollment found several ways is decided once, by its strongest match. When no
-    enrollment is concerned, one decision without enrollment says why, for explanations.
+    An enrollment exits when it is live (active or paused), began before the event
+    occurred (give or take ``clock_skew``), its workflow version has the signal's trigger
+    turned on (or, for a colleague's reply, "unenroll the whole company"), and the event
+    is one that may exit at all (not an automatic reply, a soft bounce...). An enrollment
+    found several ways is decided once, by its strongest match.
 
-    Raises ``WorkflowVersionUnknownError`` when a live candidate's workflow version is not
-    known yet, so the event is retried instead of an exit being lost.
+    An event that may exit but found no enrollment at all waits (its enrollment may not be
+    projected yet), and so does one that found a live enrollment whose workflow version is
+    not known yet: nothing is decided for it until it is (never guessed).
     """
     if not signal.may_exit:
         why = signal.ignored_because or "this event type never exits an enrollment"
@@ -231,31 +272,60 @@ def decide(signal: Signal, candidates: Iterable[Candidate]) -> list[Decision]:
         if known is None or candidate.matched_by.rank < known.matched_by.rank:
             strongest[candidate.enrollment.enrollment_id] = candidate
     if not strongest:
-        return [_event_decision(signal, "no enrollment of the account matched the event")]
-    return [_decide_one(signal, candidate) for candidate in strongest.values()]
+        return Waiting(signal, "no enrollment of the account matched the event yet")
+    decisions: list[Decision] = []
+    unknown: dict[WorkflowKey, None] = {}
+    for candidate in strongest.values():
+        decided = _decide_one(signal, candidate, clock_skew)
+        if isinstance(decided, Decision):
+            decisions.append(decided)
+        else:
+            unknown[decided] = None
+    if unknown:
+        versions = ", ".join(f"workflow {w} v{v}" for w, v in unknown)
+        return Waiting(signal, f"{versions} not projected yet", tuple(unknown))
+    return decisions
 
 
-def _decide_one(signal: Signal, candidate: Candidate) -> Decision:
-    assert signal.rule is not None  # noqa: S101 - decide() returns early otherwise
+def decide(
+    signal: Signal, candidates: Iterable[Candidate], *, clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+) -> list[Decision]:
+    """``evaluate``, for a caller that cannot wait: an event that matched no enrollment is
+    decided as such (one decision without enrollment says why, for explanations).
+
+    Raises ``WorkflowVersionUnknownError`` when a live candidate's workflow version is not
+    known yet: that is never guessed.
+    """
+    verdict = evaluate(signal, candidates, clock_skew=clock_skew)
+    if not isinstance(verdict, Waiting):
+        return verdict
+    if verdict.workflow_versions:
+        workflow_id, version = verdict.workflow_versions[0]
+        raise WorkflowVersionUnknownError(signal.account_id, workflow_id, version)
+    return [unmatched(verdict)]
+
+
+def unmatched(waiting: Waiting, why: str = NO_ENROLLMENT_MATCHED) -> Decision:
+    """The decision of an event that is no longer waited for: it exited nothing."""
+    return _event_decision(waiting.event, why)
+
+
+def _decide_one(
+    signal: Signal, candidate: Candidate, clock_skew: timedelta
+) -> Decision | WorkflowKey:
+    """The decision for one candidate, or the workflow version it needs first."""
+    assert signal.rule is not None  # noqa: S101 - evaluate() returns early otherwise
     enrollment = candidate.enrollment
     trigger = signal.rule.trigger
-    if not enrollment.status.live:
-        return _ignore(signal, candidate, "the enrollment already ended")
+    why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
+    if why_not is not None:
+        return _ignore(signal, candidate, why_not)
     workflow = enrollment.workflow
     if workflow is None:
-        raise WorkflowVersionUnknownError(
-            enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version
-        )
+        return (enrollment.workflow_id, enrollment.workflow_version)
     version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
     if candidate.matched_by is MatchKind.COMPANY:
-        if not workflow.unenroll_company_on_reply:
-            return _ignore(signal, candidate, f"'unenroll the whole company' is off in {version}")
-        return _exit(
-            signal,
-            candidate,
-            ExitReason.COMPANY_REPLIED,
-            f"someone from {enrollment.company_domain} replied",
-        )
+        return _company_reply(signal, candidate, workflow, version)
     if trigger not in workflow.exit_triggers:
         return _ignore(signal, candidate, f"trigger {trigger.value} is off in {version}")
     if (
@@ -273,6 +343,37 @@ def _decide_one(signal: Signal, candidate: Candidate) -> Decision:
         candidate,
         signal.rule.reason,
         f"{trigger.value} (matched by {candidate.matched_by.value})",
+    )
+
+
+def _not_for_this_enrollment(
+    signal: Signal, enrollment: EnrollmentView, clock_skew: timedelta
+) -> str | None:
+    """Why the event can never exit this enrollment, whatever its workflow says."""
+    if not enrollment.status.live:
+        return "the enrollment already ended"
+    began = enrollment.enrolled_at
+    if began is not None and signal.occurred_at < began - clock_skew:
+        # A late or replayed event from before the enrollment is not about it. PRODUCT:
+        # meetings too; the product's exception (a meeting logged on an associated record
+        # during the enrollment) is about which record counts, not when, and is not built.
+        return (
+            f"the event occurred at {signal.occurred_at.isoformat()}, before the enrollment "
+            f"began at {began.isoformat()}"
+        )
+    return None
+
+
+def _company_reply(
+    signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
+) -> Decision:
+    if not workflow.unenroll_company_on_reply:
+        return _ignore(signal, candidate, f"'unenroll the whole company' is off in {version}")
+    return _exit(
+        signal,
+        candidate,
+        ExitReason.COMPANY_REPLIED,
+        f"someone from {candidate.enrollment.company_domain} replied",
     )
 
 

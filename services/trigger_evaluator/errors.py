@@ -15,8 +15,9 @@ class TriggerEvaluatorError(Exception):
 class WorkflowVersionUnknownError(TriggerEvaluatorError):
     """A live enrollment's workflow version has not reached this service's projection.
 
-    Raised rather than guessed: the message is retried (the ``workflow.applied`` event is
-    usually only a moment behind) and, if it never arrives, dead-lettered for a replay.
+    Raised rather than guessed by ``domain.decide``, for a caller that cannot wait. The
+    handlers never let it reach the pipeline: they ask ``domain.evaluate``, which says
+    the event waits, and park it until the ``workflow.applied`` is projected.
     """
 
     def __init__(self, account_id: str, workflow_id: str, version: int) -> None:

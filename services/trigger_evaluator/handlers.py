@@ -6,35 +6,65 @@ workflow versions, enrollments and sent emails. Inbound events are classified, t
 candidate enrollments of the whole run loaded at once, the pure domain decides event by
 event, every decision is recorded, and each exit is published as an ``enrollment.exit``
 command, committed with the rest.
+
+An inbound event that matched no enrollment, or one whose workflow version is not
+projected yet, is parked instead (``parking``); a projection run that brings what it
+waited for evaluates it again in the same transaction, and the parking loop
+(``parking_loop``) evaluates it once more shortly after and releases it when it expires.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from services.trigger_evaluator import domain, messages
+from services.trigger_evaluator import domain, messages, parking
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
-from services.trigger_evaluator.domain import PERSONAL_EMAIL_DOMAINS, Candidate, MatchKind
+from services.trigger_evaluator.domain import (
+    DEFAULT_CLOCK_SKEW,
+    PERSONAL_EMAIL_DOMAINS,
+    Candidate,
+    Decision,
+    MatchKind,
+    Verdict,
+    Waiting,
+)
 from services.trigger_evaluator.errors import NotAProjectionEventError
+from services.trigger_evaluator.parking import DEFAULT_PARK_MAX, ParkedEvent
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import ENROLLMENT_EVENTS, EnrollmentEvent
 from services.trigger_evaluator.triggers import EXIT_RULES, Signal, classify
 from shared.consumer import Handler
-from shared.contracts import Message
+from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
+from shared.contracts.topics import physical
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
+CONSUMER = "offramp-trigger-evaluator"
+"""The consumer group, named in the dead letters of released events."""
+
 
 @dataclass(frozen=True)
 class TriggerHandlers:
-    """The two subscribers, sharing the company-reply setting."""
+    """The two subscribers (and the parking loop's round), sharing the settings."""
 
     ignored_company_domains: frozenset[str] = PERSONAL_EMAIL_DOMAINS
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+    park_max: timedelta = DEFAULT_PARK_MAX
+    topic_namespace: str = ""
+
+    @classmethod
+    def of(cls, settings: TriggerEvaluatorSettings) -> TriggerHandlers:
+        return cls(
+            ignored_company_domains=settings.company_reply_ignored_domains,
+            clock_skew=timedelta(seconds=settings.event_clock_skew_s),
+            park_max=timedelta(seconds=settings.park_max_s),
+            topic_namespace=settings.topic_namespace,
+        )
 
     async def project(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime
@@ -42,9 +72,10 @@ class TriggerHandlers:
         """Apply a run of workflow, enrollment and messaging events to the projection.
 
         The three tables never depend on each other, so each kind is written at once,
-        keeping the run's order within it: at most 3 statements per run.
+        keeping the run's order within it: at most 3 statements per run. Then the parked
+        events the run may unblock are evaluated again (one probe; more statements only
+        when it finds some), against the projection as the whole run leaves it.
         """
-        del now  # the projection keeps the events' own facts
         versions: list[WorkflowApplied] = []
         enrollments: list[EnrollmentEvent] = []
         sent: list[MessageSent] = []
@@ -65,6 +96,11 @@ class TriggerHandlers:
             await uow.store.save_enrollment_events(enrollments)
         if sent:
             await uow.store.save_sent_messages(sent)
+        keys = parking.keys_brought_by(events)
+        if keys:
+            unblocked = await uow.store.parked_for(keys)
+            if unblocked:
+                await self._evaluate_parked(uow, unblocked, now, release=False)
 
     async def inbound(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime
@@ -73,16 +109,100 @@ class TriggerHandlers:
 
         Deciding writes nothing a later event of the run would read (exits only happen
         once enrollment applies the commands), so the run's candidates are loaded first:
-        3 statements per run (candidates, colleagues of repliers, decisions).
+        at most 4 statements per run (candidates, colleagues of repliers, parking of the
+        events that wait, decisions).
         """
-        signals = [classify(event) for event in events]
-        found = await self._candidates(uow.store, signals)
-        decisions = [
-            decision
-            for signal, candidates in zip(signals, found, strict=True)
-            for decision in domain.decide(signal, candidates)
+        verdicts = await self._evaluate(uow.store, [classify(event) for event in events])
+        waiting = [
+            parking.park(verdict, event, now=now, max_wait=self.park_max)
+            for event, verdict in zip(events, verdicts, strict=True)
+            if isinstance(verdict, Waiting)
         ]
+        parked = await uow.store.park(waiting) if waiting else set()
+        decisions: list[Decision] = []
+        for verdict in verdicts:
+            if not isinstance(verdict, Waiting):
+                decisions += verdict
+            elif (verdict.event.account_id, str(verdict.event.message_id)) not in parked:
+                # No workflow of the account exits on it: no enrollment to come could.
+                decisions.append(domain.unmatched(verdict))
+            else:
+                log.info(
+                    "inbound_parked",
+                    inbound_message_id=str(verdict.event.message_id),
+                    why=verdict.why,
+                )
         await uow.store.save_decisions(decisions)
+        self._publish(uow, decisions, now)
+
+    async def check_parked(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], now: datetime, limit: int
+    ) -> tuple[int, list[ParkedEvent]]:
+        """The parking loop's round: evaluate the parked events due for a check again and
+        release those that expired; returns how many were due, and the released ones."""
+        due = await uow.store.parked_due(now, limit)
+        if not due:
+            return 0, []
+        return len(due), await self._evaluate_parked(uow, due, now, release=True)
+
+    async def _evaluate_parked(
+        self,
+        uow: UnitOfWork[TriggerEvaluatorStore],
+        parked: Sequence[ParkedEvent],
+        now: datetime,
+        *,
+        release: bool,
+    ) -> list[ParkedEvent]:
+        """Decide what no longer waits; with ``release``, dead-letter what expired; keep
+        the rest parked (for what it waits for now). Returns the released events."""
+        verdicts = await self._evaluate(uow.store, [classify(p.event) for p in parked])
+        decisions: list[Decision] = []
+        done: list[ParkedEvent] = []
+        again: list[ParkedEvent] = []
+        released: list[ParkedEvent] = []
+        for waited, verdict in zip(parked, verdicts, strict=True):
+            if not isinstance(verdict, Waiting):
+                decisions += verdict
+                done.append(waited)
+            elif release and waited.expires_at <= now:
+                why = parking.released_why(waited, verdict)
+                decisions.append(domain.unmatched(verdict, why))
+                done.append(waited)
+                released.append(waited)
+                topic = physical(TOPIC_OF_TYPE[waited.event.type], self.topic_namespace)
+                uow.publish(
+                    messages.released(
+                        waited, why=why, consumer=CONSUMER, source_topic=topic, now=now
+                    )
+                )
+                log.warning(
+                    "parked_event_released",
+                    inbound_message_id=str(waited.event.message_id),
+                    why=why,
+                )
+            elif (kept := waited.still(verdict, now=now)) != waited:
+                again.append(kept)
+        if again:
+            await uow.store.park(again)
+        if done:
+            await uow.store.unpark(done)
+        if decisions:
+            await uow.store.save_decisions(decisions)
+            self._publish(uow, decisions, now)
+        return released
+
+    async def _evaluate(
+        self, store: TriggerEvaluatorStore, signals: Sequence[Signal]
+    ) -> list[Verdict]:
+        found = await self._candidates(store, signals)
+        return [
+            domain.evaluate(signal, candidates, clock_skew=self.clock_skew)
+            for signal, candidates in zip(signals, found, strict=True)
+        ]
+
+    def _publish(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], decisions: Sequence[Decision], now: datetime
+    ) -> None:
         for decision in decisions:
             enrollment_id = decision.enrollment.enrollment_id if decision.enrollment else None
             if decision.outcome is domain.Outcome.EXIT:
@@ -135,4 +255,4 @@ class TriggerHandlers:
 
 def build_handlers(settings: TriggerEvaluatorSettings) -> Mapping[str, Handler]:
     """The handler of every message type trigger-evaluator consumes."""
-    return TriggerHandlers(settings.company_reply_ignored_domains).handlers()
+    return TriggerHandlers.of(settings).handlers()

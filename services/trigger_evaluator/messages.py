@@ -1,4 +1,5 @@
-"""trigger-evaluator's decisions as outgoing messages: an exit becomes ``enrollment.exit``."""
+"""trigger-evaluator's decisions as outgoing messages: an exit becomes ``enrollment.exit``,
+an event released from parking a dead letter."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from datetime import datetime
 
 from services.trigger_evaluator.domain import Decision, Outcome
 from services.trigger_evaluator.errors import NotAnExitError
+from services.trigger_evaluator.parking import DEAD_LETTER_KIND, ParkedEvent
+from shared.contracts import derived_message_id
 from shared.contracts.commands import Exit, ExitPayload, TriggeringEvent
+from shared.contracts.events import DeadLettered, DeadLetterPayload
 
 
 def exit_command(decision: Decision, *, now: datetime) -> Exit:
@@ -44,5 +48,39 @@ def exit_command(decision: Decision, *, now: datetime) -> Exit:
                 topic=event.topic,
                 occurred_at=event.occurred_at,
             ),
+        ),
+    )
+
+
+def released(
+    parked: ParkedEvent, *, why: str, consumer: str, source_topic: str, now: datetime
+) -> DeadLettered:
+    """The dead letter of an event released from parking: the event whole, and why.
+
+    It is not a record the consumer failed to read, so it has no partition or offset
+    (-1); ``offramp deadletters replay`` republishes the kept event to ``source_topic``,
+    where it is evaluated (and, if need be, parked) again. Its id is derived from the
+    event, so releasing it twice (a crash before the commit) publishes one dead letter.
+    """
+    event = parked.event
+    value = event.to_json()
+    return DeadLettered.create(
+        message_id=derived_message_id("parking-released", event.account_id, event.message_id),
+        account_id=event.account_id,
+        occurred_at=now,
+        caused_by=event,
+        payload=DeadLetterPayload(
+            consumer=consumer,
+            source_topic=source_topic,
+            source_partition=-1,
+            source_offset=-1,
+            source_key=event.partition_key(),
+            message_id=event.message_id,
+            message_type=event.type,
+            error_kind=DEAD_LETTER_KIND,
+            reason=why,
+            attempts=1,
+            original_value=value.decode(),
+            original_size=len(value),
         ),
     )

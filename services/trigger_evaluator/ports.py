@@ -7,9 +7,11 @@ an in-memory one that passes the same contract suite (``tests/contract``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from services.trigger_evaluator.domain import Candidate, CompanySearch, Decision, EnrollmentView
+from services.trigger_evaluator.parking import ParkedEvent
 from services.trigger_evaluator.projection import EnrollmentEvent
 from services.trigger_evaluator.triggers import Signal
 from shared.contracts.events import MessageSent, WorkflowApplied
@@ -45,4 +47,29 @@ class TriggerEvaluatorStore(Protocol):
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
         """Record every decision, once per event and enrollment (the first one kept)."""
+        ...
+
+    async def park(self, parked: Sequence[ParkedEvent]) -> set[tuple[str, str]]:
+        """Keep each event (the last of a run per event wins) until unparked; returns the
+        (account, inbound message id) of those kept.
+
+        A conditional one (``only_if_a_workflow_exits_on``) is kept only if a workflow
+        version of its account exits on that trigger, or the account has none yet. An
+        event parked again keeps when it was parked and when it expires; its keys, why
+        and next check are replaced.
+        """
+        ...
+
+    async def parked_for(self, keys: Sequence[str]) -> list[ParkedEvent]:
+        """The parked events holding any of ``keys``, in parking order, locked for this
+        transaction (waiting for a transaction that holds one)."""
+        ...
+
+    async def parked_due(self, now: datetime, limit: int) -> list[ParkedEvent]:
+        """Up to ``limit`` parked events whose check is due at ``now`` (earliest due first),
+        in parking order, locked; events another transaction holds are skipped."""
+        ...
+
+    async def unpark(self, parked: Sequence[ParkedEvent]) -> None:
+        """Forget these parked events (decided or released)."""
         ...

@@ -7,7 +7,8 @@ applying the events one by one would leave:
 - an event only changes an enrollment of its own account (the first account to write an
   enrollment id owns it for good; any other account's events for that id change nothing);
 - ``enrollment.enrolled`` sets the contact details, the last one wins, and creates the
-  enrollment as active if nothing else did;
+  enrollment as active if nothing else did; the enrollment began when the first
+  ``enrollment.enrolled`` says it occurred (``enrolled_at``, the earliest seen wins);
 - a lifecycle event sets the status, but ended is final: once an exit or a completion
   was seen, no later event revives the enrollment.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.trigger_evaluator.domain import (
     STATUS_AFTER_EVENT,
@@ -68,13 +70,14 @@ class EnrollmentChange:
     ``ref`` comes from the first event (what a new row is created with). ``status`` is
     the status the lifecycle events leave, ended if any of them ended the enrollment, or
     None when the run has none. ``contact`` is the last ``enrollment.enrolled``'s, or None
-    when the run has none.
+    when the run has none; ``enrolled_at`` the earliest of them.
     """
 
     account_id: str
     ref: EnrollmentRef
     status: EnrollmentStatus | None = None
     contact: ContactKeys | None = None
+    enrolled_at: datetime | None = None
 
     @property
     def enrollment_id(self) -> uuid.UUID:
@@ -83,11 +86,22 @@ class EnrollmentChange:
     def then(self, event: EnrollmentEvent) -> EnrollmentChange:
         """This change followed by ``event`` (of the same account and enrollment)."""
         if isinstance(event, EnrollmentEnrolled):
-            return EnrollmentChange(self.account_id, self.ref, self.status, contact_keys(event))
+            # The enrollment began when enrollment says it was enrolled: the event's time
+            # (the payload has no field of its own).
+            began = event.occurred_at
+            if self.enrolled_at is not None:
+                began = min(began, self.enrolled_at)
+            return EnrollmentChange(
+                self.account_id, self.ref, self.status, contact_keys(event), began
+            )
         if self.status is EnrollmentStatus.ENDED:
             return self
         return EnrollmentChange(
-            self.account_id, self.ref, STATUS_AFTER_EVENT[event.type], self.contact
+            self.account_id,
+            self.ref,
+            STATUS_AFTER_EVENT[event.type],
+            self.contact,
+            self.enrolled_at,
         )
 
 

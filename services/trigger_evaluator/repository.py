@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -23,16 +24,18 @@ from services.trigger_evaluator.domain import (
     MatchKind,
     WorkflowTriggers,
 )
+from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent, fold_enrollment_events
 from services.trigger_evaluator.triggers import Signal, normalize_message_id
-from shared.contracts import RecordRef, RecordType
+from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType, decode
 from shared.contracts.events import MessageSent, WorkflowApplied
 from shared.contracts.workflow import ExitTrigger
 from shared.db import DbConnection
 
 _ENROLLMENT = """
     e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
-    e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id
+    e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id,
+    e.enrolled_at
 """
 
 _WITH_WORKFLOW = """
@@ -97,7 +100,8 @@ _LIVE_BY_COMPANY = _WITH_WORKFLOW.format(
 
 # One row per (account, enrollment), exactly as the events one by one would leave it
 # (``projection`` says how a run folds). Rows already there are locked and merged: ended
-# stays ended, contact details only change with an ``enrollment.enrolled``. Another
+# stays ended, contact details only change with an ``enrollment.enrolled`` (and the
+# enrollment began at the earliest one: LEAST ignores a null). Another
 # account's enrollment with the same id is another row, never this one. A row another
 # transaction inserts meanwhile (not possible while one record's events share a partition)
 # is merged by ON CONFLICT, ended still final.
@@ -105,13 +109,14 @@ _SAVE_ENROLLMENTS = """
     WITH change AS (
         SELECT *
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
-                    $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[])
+                    $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[],
+                    $13::timestamptz[])
              AS c(enrollment_id, account_id, workflow_id, workflow_version, record_type,
                   record_id, status, has_contact, email, aliases, company_domain,
-                  enrolled_by_user_id)
+                  enrolled_by_user_id, enrolled_at)
     ), known AS (
         SELECT account_id, enrollment_id, status, email, aliases, company_domain,
-               enrolled_by_user_id
+               enrolled_by_user_id, enrolled_at
         FROM enrollments
         WHERE (account_id, enrollment_id) IN (SELECT account_id, enrollment_id FROM change)
         ORDER BY account_id, enrollment_id
@@ -119,7 +124,7 @@ _SAVE_ENROLLMENTS = """
     )
     INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                              record_type, record_id, email, aliases, company_domain,
-                             enrolled_by_user_id, status)
+                             enrolled_by_user_id, enrolled_at, status)
     SELECT c.enrollment_id, c.account_id, c.workflow_id, c.workflow_version, c.record_type,
            c.record_id,
            CASE WHEN c.has_contact THEN c.email ELSE k.email END,
@@ -128,6 +133,7 @@ _SAVE_ENROLLMENTS = """
                 ELSE coalesce(k.aliases, '{}') END,
            CASE WHEN c.has_contact THEN c.company_domain ELSE k.company_domain END,
            CASE WHEN c.has_contact THEN c.enrolled_by_user_id ELSE k.enrolled_by_user_id END,
+           LEAST(c.enrolled_at, k.enrolled_at),
            coalesce(c.status, k.status, 'active')  -- ended stays: see DO UPDATE
     FROM change c
     LEFT JOIN known k ON k.account_id = c.account_id AND k.enrollment_id = c.enrollment_id
@@ -139,7 +145,36 @@ _SAVE_ENROLLMENTS = """
                           ELSE EXCLUDED.status END,
             email = EXCLUDED.email, aliases = EXCLUDED.aliases,
             company_domain = EXCLUDED.company_domain,
-            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()
+            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id,
+            enrolled_at = EXCLUDED.enrolled_at, updated_at = now()
+"""
+
+_PARKED = """
+    account_id, inbound_message_id, topic, event, match_keys, why, parked_at, check_at,
+    expires_at
+"""
+
+# A row parked again keeps when it was parked and when it expires. A conditional row is
+# parked only if a workflow version of its account exits on its trigger, or the account
+# has no version yet (the first workflow.applied may still be on its way).
+_PARK = """
+    INSERT INTO parked_events (account_id, inbound_message_id, inbound_type, topic, event,
+                               match_keys, why, parked_at, check_at, expires_at)
+    SELECT p.account_id, p.inbound_message_id, p.inbound_type, p.topic, p.event,
+           ARRAY(SELECT jsonb_array_elements_text(p.match_keys::jsonb)), p.why, p.parked_at,
+           p.check_at, p.expires_at
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+                $11::text[])
+         AS p(account_id, inbound_message_id, inbound_type, topic, event, match_keys, why,
+              parked_at, check_at, expires_at, only_if_trigger)
+    WHERE p.only_if_trigger IS NULL
+       OR EXISTS (SELECT 1 FROM workflow_versions w
+                  WHERE w.account_id = p.account_id AND p.only_if_trigger = ANY(w.exit_triggers))
+       OR NOT EXISTS (SELECT 1 FROM workflow_versions w WHERE w.account_id = p.account_id)
+    ON CONFLICT (account_id, inbound_message_id) DO UPDATE
+        SET match_keys = EXCLUDED.match_keys, why = EXCLUDED.why, check_at = EXCLUDED.check_at
+    RETURNING account_id, inbound_message_id
 """
 
 
@@ -165,6 +200,21 @@ def _view(row: asyncpg.Record) -> EnrollmentView:
         aliases=tuple(row["aliases"]),
         company_domain=row["company_domain"],
         enrolled_by_user_id=row["enrolled_by_user_id"],
+        enrolled_at=row["enrolled_at"],
+    )
+
+
+def _parked(row: asyncpg.Record) -> ParkedEvent:
+    event = decode(row["event"].encode(), topic=row["topic"])
+    if not isinstance(event, Message):  # only ever written from a decoded Message
+        raise TypeError(f"parked event {row['inbound_message_id']} no longer decodes")
+    return ParkedEvent(
+        event=event,
+        keys=tuple(row["match_keys"]),
+        why=row["why"],
+        parked_at=row["parked_at"],
+        expires_at=row["expires_at"],
+        check_at=row["check_at"],
     )
 
 
@@ -220,6 +270,7 @@ class PostgresTriggerEvaluatorStore:
             [json.dumps(c.contact.aliases) if c.contact else None for c in changes],
             [c.contact.company_domain if c.contact else None for c in changes],
             [c.contact.enrolled_by_user_id if c.contact else None for c in changes],
+            [c.enrolled_at for c in changes],
         )
 
     async def save_sent_messages(self, sent: Sequence[MessageSent]) -> None:
@@ -305,6 +356,69 @@ class PostgresTriggerEvaluatorStore:
             [d.reason.value if d.reason else None for d in decisions],
             [d.why for d in decisions],
             [d.exit_message_id for d in decisions],
+        )
+
+    async def park(self, parked: Sequence[ParkedEvent]) -> set[tuple[str, str]]:
+        first: dict[tuple[str, str], ParkedEvent] = {}
+        for p in parked:  # the last of a run wins, as it would one by one
+            first[p.key] = p
+        if not first:
+            return set()
+        rows = list(first.values())
+        done = await self._conn.fetch(
+            _PARK,
+            [p.account_id for p in rows],
+            [p.event.message_id for p in rows],
+            [p.event.type for p in rows],
+            [TOPIC_OF_TYPE[p.event.type] for p in rows],
+            [p.event.to_json().decode() for p in rows],
+            [json.dumps(p.keys) for p in rows],
+            [p.why for p in rows],
+            [p.parked_at for p in rows],
+            [p.check_at for p in rows],
+            [p.expires_at for p in rows],
+            [
+                p.only_if_a_workflow_exits_on.value if p.only_if_a_workflow_exits_on else None
+                for p in rows
+            ],
+        )
+        return {(row["account_id"], str(row["inbound_message_id"])) for row in done}
+
+    async def parked_for(self, keys: Sequence[str]) -> list[ParkedEvent]:
+        if not keys:
+            return []
+        # Locked in one order (two replicas may unblock one event); a row the release loop
+        # holds is waited for, and skipped if it released it.
+        rows = await self._conn.fetch(
+            f"""SELECT {_PARKED} FROM parked_events
+                WHERE match_keys && $1::text[]
+                ORDER BY account_id, inbound_message_id
+                FOR UPDATE""",
+            list(keys),
+        )
+        return in_parking_order(_parked(row) for row in rows)
+
+    async def parked_due(self, now: datetime, limit: int) -> list[ParkedEvent]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PARKED} FROM parked_events
+                WHERE check_at <= $1
+                ORDER BY check_at, account_id, inbound_message_id
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+        return in_parking_order(_parked(row) for row in rows)
+
+    async def unpark(self, parked: Sequence[ParkedEvent]) -> None:
+        if not parked:
+            return
+        await self._conn.execute(
+            """DELETE FROM parked_events
+               WHERE (account_id, inbound_message_id) IN (
+                   SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            [p.account_id for p in parked],
+            [p.event.message_id for p in parked],
         )
 
 

@@ -6,10 +6,13 @@ Everything is observed through the port: what the lookups find is what was saved
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
-from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind
+from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind, Waiting
+from services.trigger_evaluator.parking import ParkedEvent, park
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from services.trigger_evaluator.triggers import Signal, classify
@@ -23,6 +26,7 @@ from tests.contract.conftest import migrated_schema
 from tests.support.builders.enrollment_events import (
     ACCOUNT,
     OTHER_ACCOUNT,
+    T0,
     enrolled,
     exited_from,
     paused_from,
@@ -225,3 +229,114 @@ async def test_two_accounts_with_the_same_ids_stay_apart(store: TriggerEvaluator
     assert {c.enrollment.status.live for c in found_both[0]} == {True}
     assert {c.enrollment.status.live for c in found_both[1]} == {False}
     assert [[v.account_id for v in views] for views in colleagues] == [[ACCOUNT], []]
+
+
+async def test_an_enrollment_began_at_its_earliest_enrolled_and_unknown_before_it(
+    store: TriggerEvaluatorStore,
+) -> None:
+    alice = enrolled("c-1", email="alice@acme.com", occurred_at=T0)
+    later = alice.model_copy(update={"occurred_at": T0 + timedelta(hours=1)})
+    bob = enrolled("c-2", email="bob@acme.com")
+    await store.save_enrollment_events([later, paused_from(bob)])
+    await store.save_enrollment_events([alice, later])
+
+    [[found_alice], [found_bob]] = await store.candidates(
+        [classify(reply(from_address="alice@acme.com")), classify(reply(record=contact(bob)))]
+    )
+
+    assert found_alice.enrollment.enrolled_at == T0
+    assert found_bob.enrollment.enrolled_at is None  # its enrollment.enrolled is not read yet
+
+
+def parked_reply(
+    *, account: str = ACCOUNT, after: timedelta = timedelta(0), **fields: str
+) -> ParkedEvent:
+    event = reply(account=account, **fields)
+    waiting = Waiting(classify(event), "no enrollment of the account matched the event yet")
+    return park(waiting, event, now=T0 + after, max_wait=timedelta(minutes=1))
+
+
+def stored(parked: ParkedEvent) -> ParkedEvent:
+    """What the store gives back: the condition on parking is not kept."""
+    return replace(parked, only_if_a_workflow_exits_on=None)
+
+
+async def test_an_event_is_parked_only_where_a_workflow_could_exit_on_it(
+    store: TriggerEvaluatorStore,
+) -> None:
+    no_workflow_yet = parked_reply(account="fresh-account", from_address="a@acme.com")
+    exits_on_replies = parked_reply(from_address="b@acme.com")
+    never_on_replies = parked_reply(account=OTHER_ACCOUNT, from_address="c@acme.com")
+    await store.save_workflow_versions(
+        [
+            workflow_applied(triggers=frozenset({ExitTrigger.LINK_CLICKED})),
+            workflow_applied(version=2),
+            workflow_applied(account=OTHER_ACCOUNT, triggers=frozenset({ExitTrigger.PAGE_VISITED})),
+        ]
+    )
+    unconditional = replace(never_on_replies, only_if_a_workflow_exits_on=None)
+
+    kept = await store.park([no_workflow_yet, exits_on_replies, never_on_replies])
+    kept_anyway = await store.park([unconditional])
+
+    assert kept == {no_workflow_yet.key, exits_on_replies.key}
+    assert kept_anyway == {unconditional.key}
+    assert await store.park([]) == set()
+
+
+async def test_parked_events_are_found_by_any_of_their_keys_within_their_account_in_order(
+    store: TriggerEvaluatorStore,
+) -> None:
+    first = parked_reply(from_address="ann@acme.com", in_reply_to="<m-1@o>")
+    second = parked_reply(after=timedelta(seconds=1), from_address="bob@acme.com")
+    theirs = parked_reply(account=OTHER_ACCOUNT, from_address="ann@acme.com")
+    await store.park([second, theirs, first])
+
+    by_address = await store.parked_for([f"{ACCOUNT}|address|ann@acme.com"])
+    by_thread = await store.parked_for([f"{ACCOUNT}|thread|m-1@o", "nothing|record|x"])
+    both = await store.parked_for(
+        [f"{ACCOUNT}|address|bob@acme.com", f"{ACCOUNT}|address|ann@acme.com"]
+    )
+
+    assert by_address == by_thread == [stored(first)]
+    assert both == [stored(first), stored(second)]
+    assert [p.event for p in both] == [first.event, second.event]
+    assert await store.parked_for([]) == []
+
+
+async def test_a_parked_event_parked_again_keeps_its_time_and_a_run_keeps_its_last(
+    store: TriggerEvaluatorStore,
+) -> None:
+    event = parked_reply(from_address="ann@acme.com")
+    later = replace(
+        event,
+        keys=(f"{ACCOUNT}|workflow|onboarding/2",),
+        why="workflow onboarding v2 not projected yet",
+        parked_at=T0 + timedelta(seconds=9),
+        expires_at=T0 + timedelta(hours=9),
+        check_at=T0 + timedelta(seconds=30),
+        only_if_a_workflow_exits_on=None,
+    )
+    await store.park([event, replace(event, why="overwritten in the run")])
+    await store.park([later])
+
+    (found,) = await store.parked_for([f"{ACCOUNT}|workflow|onboarding/2"])
+
+    assert found == replace(later, parked_at=event.parked_at, expires_at=event.expires_at)
+    assert await store.parked_for([f"{ACCOUNT}|address|ann@acme.com"]) == []
+
+
+async def test_parked_events_come_due_at_their_check_and_leave_once_unparked(
+    store: TriggerEvaluatorStore,
+) -> None:
+    first = parked_reply(from_address="ann@acme.com")
+    second = parked_reply(after=timedelta(seconds=1), from_address="bob@acme.com")
+    third = parked_reply(after=timedelta(seconds=2), from_address="carol@acme.com")
+    await store.park([first, second, third])
+
+    assert await store.parked_due(first.check_at - timedelta(microseconds=1), 10) == []
+    assert await store.parked_due(second.check_at, 10) == [stored(first), stored(second)]
+    assert await store.parked_due(third.check_at, 2) == [stored(first), stored(second)]
+    await store.unpark([first, third])
+    await store.unpark([])
+    assert await store.parked_due(third.check_at, 10) == [stored(second)]

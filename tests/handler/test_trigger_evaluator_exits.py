@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 from services.trigger_evaluator.domain import EnrollmentStatus, exit_message_id
-from services.trigger_evaluator.errors import WorkflowVersionUnknownError
 from services.trigger_evaluator.handlers import TriggerHandlers
 from services.trigger_evaluator.triggers import EXIT_RULES
 from shared.contracts import decode, topics
@@ -229,14 +228,25 @@ async def test_two_accounts_with_the_same_ids_stay_apart(h: TriggerEvaluator) ->
     assert h.store.enrollments[(other, enrollment_id)].status is EnrollmentStatus.ENDED
 
 
-async def test_an_unknown_workflow_version_fails_the_event_so_it_is_retried(
+async def test_an_unknown_workflow_version_parks_the_event_until_it_is_applied(
     h: TriggerEvaluator,
 ) -> None:
+    # Once the event failed (retried inline, then dead-lettered); now nothing is guessed
+    # either, but the event waits without holding the consumer (tests/handler/
+    # test_trigger_evaluator_parking.py has the rest).
     alice = enrolled("c-1", email="alice@acme.com", version=2)
     await h.given(workflow_applied(version=1), alice)
+    event = reply(from_address="alice@acme.com")
 
-    with pytest.raises(WorkflowVersionUnknownError):
-        await h.when(reply(from_address="alice@acme.com"))
+    assert (await h.when(event)).published == []
+    assert h.store.decisions == []
+    (parked,) = h.store.parked.values()
+    assert parked.event == event
+    assert "workflow onboarding v2 not projected yet" in parked.why
+
+    (command,) = exits_of(await h.when(workflow_applied(version=2)))
+    assert command.causation_id == event.message_id
+    assert h.store.parked == {}
 
 
 async def test_an_exit_seen_before_its_enrollment_keeps_the_enrollment_ended(

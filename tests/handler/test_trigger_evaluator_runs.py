@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 
 from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind
-from services.trigger_evaluator.errors import WorkflowVersionUnknownError
 from services.trigger_evaluator.handlers import TriggerHandlers
 from services.trigger_evaluator.triggers import EXIT_RULES
 from shared.contracts import Message
@@ -107,7 +106,10 @@ async def test_a_run_decides_like_its_events_one_by_one(h: TriggerEvaluator) -> 
     )
 
     assert [c.payload.record.id for c in exits_of(outcome)] == ["c-3", "c-1", "c-2"]
-    assert len(h.store.decisions) == 6
+    # Dave's reply matched nothing of this account, whose workflow exits on replies: it
+    # waits for his enrollment (parked) instead of being decided (it was the sixth).
+    assert len(h.store.decisions) == 5
+    assert [p.event.payload.from_address for p in h.store.parked.values()] == ["dave@acme.com"]
 
 
 async def test_a_run_of_inbound_events_costs_three_store_calls_however_long(
@@ -130,20 +132,21 @@ async def test_events_that_can_never_exit_look_nothing_up(h: TriggerEvaluator) -
     assert len(h.store.decisions) == 2
 
 
-async def test_an_unknown_workflow_version_fails_the_run_and_only_its_event_alone(
+async def test_an_unknown_workflow_version_parks_only_its_event_and_the_run_goes_on(
     h: TriggerEvaluator,
 ) -> None:
+    # Once this failed the whole run, then the event alone, retried inline: now the run
+    # applies at once and only Bob's reply waits for his workflow version.
     alice = enrolled("c-1", email="alice@acme.com")
     bob = enrolled("c-2", email="bob@bob.org", company_domain="bob.org", version=2)
     await h.given(workflow_applied(version=1), alice, bob)
     for_alice, for_bob = reply(from_address="alice@acme.com"), reply(from_address="bob@bob.org")
 
-    with pytest.raises(WorkflowVersionUnknownError):
-        await h.when(for_alice, for_bob)
-    # The pipeline rolls the batch back and re-applies each message alone:
-    assert len(exits_of(await h.when(for_alice))) == 1
-    with pytest.raises(WorkflowVersionUnknownError):
-        await h.when(for_bob)
+    outcome = await h.when(for_alice, for_bob)
+
+    assert [c.causation_id for c in exits_of(outcome)] == [for_alice.message_id]
+    assert [p.event.message_id for p in h.store.parked.values()] == [for_bob.message_id]
+    assert h.store.calls[-3:] == ["live_by_company", "park", "save_decisions"]
 
 
 Lifecycle = Callable[[EnrollmentEnrolled], list[Message]]
@@ -167,10 +170,12 @@ async def test_ended_wins_within_one_projection_run(
     view = h.store.enrollments[(alice.account_id, alice.payload.enrollment_id)]
     assert view.status is EnrollmentStatus.ENDED
     assert view.email == "alice@acme.com"
+    # One statement per table, and one probe for parked events the run may unblock.
     assert h.store.calls == [
         "save_workflow_versions",
         "save_enrollment_events",
         "save_sent_messages",
+        "parked_for",
     ]
     assert exits_of(await h.when(reply(in_reply_to="<m-1@o>"))) == []
 

@@ -64,12 +64,14 @@ Connect = Callable[[], Awaitable[asyncpg.Connection]]
 _ENROLLED_ALONE = """
     INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                              record_type, record_id, email, aliases, company_domain,
-                             enrolled_by_user_id, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active')
+                             enrolled_by_user_id, enrolled_at, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active')
     ON CONFLICT (account_id, enrollment_id) DO UPDATE
         SET email = EXCLUDED.email, aliases = EXCLUDED.aliases,
             company_domain = EXCLUDED.company_domain,
-            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id, updated_at = now()"""
+            enrolled_by_user_id = EXCLUDED.enrolled_by_user_id,
+            enrolled_at = LEAST(enrollments.enrolled_at, EXCLUDED.enrolled_at),
+            updated_at = now()"""
 _STATUS_ALONE = """
     INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                              record_type, record_id, status)
@@ -122,7 +124,14 @@ async def apply_alone(conn: asyncpg.Connection, event: EnrollmentEvent) -> None:
         user = USER.id if event.payload.actor.kind is ActorKind.USER else None
         domain = company_domain_key(contact.company_domain)
         await conn.execute(
-            _ENROLLED_ALONE, *key, *record, contact.email, list(contact.aliases), domain, user
+            _ENROLLED_ALONE,
+            *key,
+            *record,
+            contact.email,
+            list(contact.aliases),
+            domain,
+            user,
+            event.occurred_at,
         )
     else:
         status = {"enrollment.paused": "paused", "enrollment.resumed": "active"}
@@ -258,6 +267,8 @@ async def test_the_inbound_handler_decides_a_run_as_its_events_alone(connect: Co
     counting = CountingConnection(conn)
     handlers = TriggerHandlers()
 
+    parked: dict[str, list[tuple[Any, ...]]] = {}
+
     async def decide(run: list[Message]) -> tuple[list[tuple[Any, ...]], list[str]]:
         async with conn.transaction():
             store = PostgresTriggerEvaluatorStore(counting)  # type: ignore[arg-type]
@@ -269,13 +280,20 @@ async def test_the_inbound_handler_decides_a_run_as_its_events_alone(connect: Co
 
     as_run = await decide(events)
     statements = counting.statements
+    parked["as_run"] = await table(conn, "parked_events")
+    await conn.execute("DELETE FROM parked_events")
     one_by_one = [await decide([event]) for event in events]
+    parked["one_by_one"] = await table(conn, "parked_events")
 
-    assert statements == 3  # candidates, colleagues of repliers, decisions
+    # candidates, colleagues of repliers, decisions, and one batched statement that parks
+    # the run's events that matched no enrollment (some of this traffic matches no one)
+    assert statements == 4
     assert sorted(as_run[0], key=repr) == sorted(
         (row for decided, _ in one_by_one for row in decided), key=repr
     )
     assert as_run[1] == [exit_id for _, exits in one_by_one for exit_id in exits]
+    assert parked["as_run"] == parked["one_by_one"]
+    assert parked["as_run"]  # the run parked what matched no one
     outcomes = {row[8] for row in as_run[0]}
     assert outcomes == {Outcome.EXIT.value, Outcome.IGNORED.value}
     assert len(as_run[1]) > 50

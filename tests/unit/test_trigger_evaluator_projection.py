@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -157,8 +158,9 @@ def test_the_last_enrolled_gives_the_contact_and_a_system_actor_no_enrolling_use
 
 
 def test_two_accounts_claiming_one_enrollment_id_fold_apart_in_order_of_appearance() -> None:
+    enrolled = enrolled_event()
     changes = fold_enrollment_events(
-        [paused_event("other"), enrolled_event(), exited_event("other"), resumed_event()]
+        [paused_event("other"), enrolled, exited_event("other"), resumed_event()]
     )
 
     assert [(c.account_id, c.status) for c in changes] == [
@@ -166,5 +168,17 @@ def test_two_accounts_claiming_one_enrollment_id_fold_apart_in_order_of_appearan
         (ACCOUNT, EnrollmentStatus.ACTIVE),
     ]
     assert changes[1] == EnrollmentChange(
-        ACCOUNT, changes[1].ref, EnrollmentStatus.ACTIVE, ALICE_KEYS
+        ACCOUNT, changes[1].ref, EnrollmentStatus.ACTIVE, ALICE_KEYS, enrolled.occurred_at
     )
+    assert changes[0].enrolled_at is None  # no enrollment.enrolled: not known to have begun
+
+
+def test_an_enrollment_began_at_its_earliest_enrolled_event() -> None:
+    early, late = enrolled_event("old@acme.com"), enrolled_event()
+    late = late.model_copy(update={"occurred_at": early.occurred_at + timedelta(minutes=5)})
+
+    (change,) = fold_enrollment_events([late, early])
+
+    assert change.enrolled_at == early.occurred_at
+    assert change.contact is not None
+    assert change.contact.email == "old@acme.com"  # contact details: the last one wins

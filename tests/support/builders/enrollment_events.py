@@ -4,7 +4,7 @@ trigger-evaluator tests build their input with these)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
@@ -28,6 +28,8 @@ from shared.contracts.inbound import Channel
 ACCOUNT = "acme-account"
 OTHER_ACCOUNT = "globex-account"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+ENROLLED_AT = T0 - timedelta(hours=1)
+"""When ``enrolled`` enrollments began: before the inbound events of a case (at ``T0``)."""
 USER = Actor(kind=ActorKind.USER, id="u-1")
 
 
@@ -104,10 +106,12 @@ def enrolled(
     aliases: tuple[str, ...] = (),
     version: int = 1,
     account: str = ACCOUNT,
+    occurred_at: datetime = ENROLLED_AT,
 ) -> EnrollmentEnrolled:
     """A new enrollment of contact ``record_id`` in workflow ``onboarding``."""
     return EnrollmentEnrolled.create(
         account_id=account,
+        occurred_at=occurred_at,
         payload=EnrolledPayload(
             enrollment_id=uuid.uuid4(),
             workflow_id="onboarding",

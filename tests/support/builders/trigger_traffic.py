@@ -40,8 +40,8 @@ from shared.contracts.inbound import (
     MeetingBookedPayload,
 )
 from shared.contracts.workflow import ExitTrigger
+from tests.support.builders.enrollment_events import ENROLLED_AT, USER
 from tests.support.builders.enrollment_events import T0 as AT
-from tests.support.builders.enrollment_events import USER
 from tests.support.builders.trigger_projection import workflow_applied
 
 ACCOUNTS = ("acc-a", "acc-b")
@@ -156,6 +156,7 @@ async def populate(repository: TriggerEvaluatorStore, rng: random.Random) -> Non
             EnrollmentEnrolled.create(
                 account_id=account_id,
                 payload=EnrolledPayload(**fields, contact=contact, actor=USER),
+                occurred_at=ENROLLED_AT,  # the same for the fake and PostgreSQL
             )
         )
         if n % 4 == 0:

@@ -4,6 +4,7 @@ decision tests: a contact of ``acme.com`` in workflow ``onboarding`` v3."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from services.trigger_evaluator.domain import EnrollmentStatus, EnrollmentView, WorkflowTriggers
 from shared.contracts import RecordRef, RecordType
@@ -28,6 +29,7 @@ def enrollment_view(
     workflow_known: bool = True,
     enrolled_by_user_id: str | None = None,
     account_id: str = ACCOUNT,
+    enrolled_at: datetime | None = None,
 ) -> EnrollmentView:
     return EnrollmentView(
         enrollment_id=uuid.uuid4(),
@@ -40,4 +42,5 @@ def enrollment_view(
         email=f"{record.id}@acme.com",
         company_domain=company_domain,
         enrolled_by_user_id=enrolled_by_user_id,
+        enrolled_at=enrolled_at,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from services.trigger_evaluator.domain import (
     STATUS_AFTER_EVENT,
@@ -21,6 +22,7 @@ from services.trigger_evaluator.domain import (
     WorkflowTriggers,
     company_domain_key,
 )
+from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent
 from services.trigger_evaluator.triggers import Lookup, Signal, normalize_message_id
 from shared.contracts import ActorKind
@@ -45,11 +47,19 @@ class FakeTriggerEvaluatorStore:
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     decided: dict[DecisionKey, Decision] = field(default_factory=dict)
     """Every decision recorded, in the order recorded."""
+    parked: dict[tuple[str, str], ParkedEvent] = field(default_factory=dict)
+    """(account, inbound message id) -> the event waiting, as stored."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order: one call stands for one SQL statement."""
 
     def snapshot(self) -> object:
-        return (dict(self.workflows), dict(self.enrollments), dict(self.sent), dict(self.decided))
+        return (
+            dict(self.workflows),
+            dict(self.enrollments),
+            dict(self.sent),
+            dict(self.decided),
+            dict(self.parked),
+        )
 
     @property
     def decisions(self) -> list[tuple[str, uuid.UUID, str, Decision]]:
@@ -73,14 +83,15 @@ class FakeTriggerEvaluatorStore:
         self.calls.append("save_enrollment_events")
         for event in events:
             if isinstance(event, EnrollmentEnrolled):
-                self._enrolled(event.account_id, event.payload)
+                self._enrolled(event.account_id, event.payload, event.occurred_at)
             else:
                 self._set_status(event.account_id, event.payload, STATUS_AFTER_EVENT[event.type])
 
-    def _enrolled(self, account_id: str, enrolled: EnrolledPayload) -> None:
+    def _enrolled(self, account_id: str, enrolled: EnrolledPayload, at: datetime) -> None:
         contact = enrolled.contact or ContactDetails()
         key = (account_id, enrolled.enrollment_id)
         known = self.enrollments.get(key)
+        began = at if known is None or known.enrolled_at is None else min(at, known.enrolled_at)
         self.enrollments[key] = EnrollmentView(
             enrollment_id=enrolled.enrollment_id,
             account_id=account_id,
@@ -95,6 +106,7 @@ class FakeTriggerEvaluatorStore:
             enrolled_by_user_id=enrolled.actor.id
             if enrolled.actor.kind is ActorKind.USER
             else None,
+            enrolled_at=began,
         )
 
     def _set_status(self, account_id: str, ref: EnrollmentRef, status: EnrollmentStatus) -> None:
@@ -172,3 +184,44 @@ class FakeTriggerEvaluatorStore:
         for d in decisions:
             enrollment_id = d.enrollment.enrollment_id if d.enrollment else None
             self.decided.setdefault((d.event.account_id, d.event.message_id, enrollment_id), d)
+
+    async def park(self, parked: Sequence[ParkedEvent]) -> set[tuple[str, str]]:
+        self.calls.append("park")
+        kept: set[tuple[str, str]] = set()
+        for p in parked:
+            known = self.parked.get(p.key)
+            if not self._may_park(p):
+                continue
+            stored = replace(p, only_if_a_workflow_exits_on=None)
+            if known is not None:  # parked again: when it was parked and expires stay
+                stored = replace(
+                    stored,
+                    parked_at=known.parked_at,
+                    expires_at=known.expires_at,
+                )
+            self.parked[p.key] = stored
+            kept.add(p.key)
+        return kept
+
+    def _may_park(self, parked: ParkedEvent) -> bool:
+        trigger = parked.only_if_a_workflow_exits_on
+        versions = [w for (a, _, _), w in self.workflows.items() if a == parked.account_id]
+        return trigger is None or not versions or any(trigger in w.exit_triggers for w in versions)
+
+    async def parked_for(self, keys: Sequence[str]) -> list[ParkedEvent]:
+        self.calls.append("parked_for")
+        wanted = set(keys)
+        return in_parking_order(p for p in self.parked.values() if wanted & set(p.keys))
+
+    async def parked_due(self, now: datetime, limit: int) -> list[ParkedEvent]:
+        self.calls.append("parked_due")
+        due = sorted(
+            (p for p in self.parked.values() if p.check_at <= now),
+            key=lambda p: (p.check_at, *p.key),
+        )
+        return in_parking_order(due[:limit])
+
+    async def unpark(self, parked: Sequence[ParkedEvent]) -> None:
+        self.calls.append("unpark")
+        for p in parked:
+            self.parked.pop(p.key, None)
