@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.processes import (
     SERVICES,
@@ -103,6 +105,19 @@ class System:
             interval=0.25,
             what=f"every service to answer {path} with {status}",
         )
+
+    def logged(self, service: str, event: str) -> list[dict[str, Any]]:
+        """Every ``event`` that any process of ``service`` logged (JSON lines)."""
+        found = []
+        for path in sorted(self.log_dir.glob(f"{service}.*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if f'"{event}"' not in line:
+                    continue
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if isinstance(entry, dict) and entry.get("event") == event:
+                        found.append(entry)
+        return found
 
     def crashed(self) -> list[str]:
         """Processes that exited although no test stopped them."""
