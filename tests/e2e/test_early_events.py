@@ -146,7 +146,7 @@ async def test_replies_racing_their_enroll_exit_it_and_older_or_unmatched_ones_d
         await kafka.publish(before)  # the reply is on its topic before the enroll is
         await kafka.publish(enroll("c-before"))
         await kafka.publish(enroll("c-after"))
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # the scenario itself: the reply 5 ms after its enroll
         after = reply("c-after")
         await kafka.publish(after)
         await kafka.publish(enroll("c-old"))

@@ -13,7 +13,7 @@ from services.messaging.domain import SendKey, Sent
 from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
 from tests.support.builders.enrollment_events import T0, exited
 from tests.support.builders.messaging_events import ENROLLMENT, enrollment_enrolled, step_due
-from tests.support.fakes.messaging import (
+from tests.support.fakes.messaging_harness import (
     LookupProvider,
     MessagingHarness,
     messaging_harness,

@@ -21,7 +21,7 @@ from tests.support.builders.messaging_events import (
     step_due,
     workflow_applied,
 )
-from tests.support.fakes.messaging import MessagingHarness, messaging_harness
+from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
 
 pytestmark = pytest.mark.handler
 

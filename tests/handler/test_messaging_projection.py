@@ -19,7 +19,7 @@ from tests.support.builders.messaging_events import (
     resumed,
     step_due,
 )
-from tests.support.fakes.messaging import MessagingHarness, messaging_harness
+from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
 
 pytestmark = pytest.mark.handler
 

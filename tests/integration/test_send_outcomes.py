@@ -37,7 +37,7 @@ from tests.support.builders.messaging_events import (
     step_due,
     workflow_applied,
 )
-from tests.support.fakes.messaging import Crash
+from tests.support.fakes.messaging_harness import Crash
 
 pytestmark = pytest.mark.integration
 
