@@ -33,10 +33,7 @@ from tests.support.infra import Infra
 from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import (
     ServiceProcess,
-    smtp_server,
-    start_services,
-    stop_services,
-    wait_ready,
+    running_services,
 )
 from tests.support.waiting import eventually
 
@@ -62,24 +59,15 @@ System = tuple[SessionEnv, list[ServiceProcess]]
 
 @pytest.fixture
 async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
-    async with private_env(infra) as own:
-        with smtp_server() as (_sink, smtp_port):
-            service_env = own.service_env(
-                OFFRAMP_SMTP_PORT=str(smtp_port),
-                OFFRAMP_SMTP_HOST="127.0.0.1",
-                OFFRAMP_PARK_MAX_S=str(PARK_MAX_S),
-            )
-            services = start_services(service_env, tmp_path)
-            try:
-                await wait_ready(services)
-                yield own, services
-                assert all(s.process.poll() is None for s in services), "a service crashed"
-            except BaseException:
-                for service in services:
-                    print(f"----- {service.name} -----\n{service.log_tail()}")
-                raise
-            finally:
-                await asyncio.to_thread(stop_services, services)
+    async with (
+        private_env(infra) as own,
+        running_services(own.service_env(), tmp_path, OFFRAMP_PARK_MAX_S=str(PARK_MAX_S)) as (
+            _sink,
+            services,
+        ),
+    ):
+        yield own, services
+        assert all(s.process.poll() is None for s in services), "a service crashed"
 
 
 def enroll(record_id: str) -> Enroll:

@@ -26,10 +26,7 @@ from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import (
     ServiceProcess,
     SmtpSink,
-    smtp_server,
-    start_services,
-    stop_services,
-    wait_ready,
+    running_services,
 )
 from tests.support.waiting import eventually
 
@@ -54,18 +51,8 @@ WORKFLOW = WorkflowDefinition(
 async def system(
     test_env: SessionEnv, tmp_path: Path
 ) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
-    with smtp_server() as (sink, smtp_port):
-        env = test_env.service_env(OFFRAMP_SMTP_PORT=str(smtp_port), OFFRAMP_SMTP_HOST="127.0.0.1")
-        services = start_services(env, tmp_path)
-        try:
-            await wait_ready(services)
-            yield sink, services
-        except BaseException:
-            for service in services:
-                print(f"----- {service.name} -----\n{service.log_tail()}")
-            raise
-        finally:
-            await asyncio.to_thread(stop_services, services)
+    async with running_services(test_env.service_env(), tmp_path) as running:
+        yield running
 
 
 def enroll(record_id: str, email: str) -> Enroll:

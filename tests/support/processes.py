@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message as EmailMessage
@@ -123,3 +123,28 @@ async def wait_ready(services: list[ServiceProcess], timeout: float = 60.0) -> N
         await eventually(
             functools.partial(ready, service), timeout=timeout, what=f"{service.name} ready"
         )
+
+
+@contextlib.asynccontextmanager
+async def running_services(
+    env: dict[str, str], log_dir: Path, **extra_env: str
+) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
+    """The four services as processes on ``env``, sending to a real SMTP sink; ready when
+    entered, stopped on exit. If the block fails, each service's log tail is printed."""
+    with smtp_server() as (sink, smtp_port):
+        service_env = {
+            **env,
+            "OFFRAMP_SMTP_PORT": str(smtp_port),
+            "OFFRAMP_SMTP_HOST": "127.0.0.1",
+            **extra_env,
+        }
+        services = start_services(service_env, log_dir)
+        try:
+            await wait_ready(services)
+            yield sink, services
+        except BaseException:
+            for service in services:
+                print(f"----- {service.name} -----\n{service.log_tail()}")
+            raise
+        finally:
+            await asyncio.to_thread(stop_services, services)
