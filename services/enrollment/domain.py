@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,7 +18,7 @@ from enum import StrEnum
 from services.enrollment.errors import MissingWorkflowVersionError
 from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import CancelReason, FailureKind, Rejection
+from shared.contracts.events import CancelReason, ExclusionHit, FailureKind, Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
 
@@ -176,12 +177,14 @@ def decide_enrollment(
     enrollment_id: uuid.UUID,
     contact: ContactDetails | None,
     actor: Actor,
+    excluded: Sequence[Rejection] = (),
 ) -> Admitted | Refused:
     """Admit ``record`` into the workflow's current version, or say every reason why not.
 
-    ``previous`` holds the record's earlier enrollments in this workflow, any status.
+    ``previous`` holds the record's earlier enrollments in this workflow, any status;
+    ``excluded`` the exclusion rules that reject it (``exclusion_handlers.screen_enrolls``).
     """
-    rejections = _rejections(workflow, workflow_id, record, previous, now)
+    rejections = [*_rejections(workflow, workflow_id, record, previous, now), *excluded]
     if rejections or workflow is None:
         return Refused(tuple(rejections), account_id, workflow_id, record, actor)
     first = workflow.definition.steps[0]
@@ -321,6 +324,8 @@ class Exited:
     triggering_event: TriggeringEvent | None
     unsent: UnsentStep | None = None
     """The step whose send ended the enrollment, when that is why it exited."""
+    exclusion: ExclusionHit | None = None
+    """The exclusion rule (and version) that took it out, when that is why it exited."""
 
     @property
     def steps_completed(self) -> int:

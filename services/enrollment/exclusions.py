@@ -105,6 +105,20 @@ class RecordData:
     domains: tuple[str, ...] = ()
     """Normalised (``normalize_domain``)."""
     associations: frozenset[RecordRef] = frozenset()
+    known: bool = True
+    """False when only links to the record are known (the CRM never sent the record)."""
+
+
+def email_domains(emails: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(d for e in emails if (d := normalize_domain(e.rpartition("@")[2]))))
+
+
+def record_domains(data: RecordData) -> tuple[str, ...]:
+    """The domains a record is found by: its company's, else its addresses' (a contact
+    with no company known belongs to its address's domain)."""
+    if data.domains:
+        return data.domains
+    return email_domains((data.email, *data.aliases) if data.email else data.aliases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +143,7 @@ class Subject:
         own = self.data.domains if self.data else ()
         found = dict.fromkeys((*own, *(d for c in self.companies for d in c.domains)))
         if not found:  # no company known: the address's domain says which company it is
-            for email in self.emails:
-                domain = normalize_domain(email.rpartition("@")[2])
-                if domain:
-                    found[domain] = None
+            return email_domains(self.emails)
         return tuple(found)
 
     def values(self, name: str, scope: RuleScope = RuleScope.RECORD) -> tuple[FieldScalar, ...]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from services.enrollment import domain, history, messages
+from services.enrollment import domain, history, messages, screening
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import (
     EnrollmentKey,
@@ -68,6 +68,10 @@ async def _record(
     for decision, cause in decided:
         for message in messages.of(decision, cause):
             uow.publish(message)
+
+
+record_decisions = _record
+"""``_record`` for the exclusion handlers, which decide exits of their own."""
 
 
 class _LiveEnrollments:
@@ -190,6 +194,7 @@ async def admit(
         workflows = await uow.store.current_workflows(
             [(c.account_id, c.payload.workflow_id) for c in commands]
         )
+    excluded = await screening.screen_enrolls(uow.store, commands, now)
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
         [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
@@ -213,6 +218,7 @@ async def admit(
             ),
             contact=payload.contact,
             actor=payload.actor,
+            excluded=excluded.get(command.message_id, ()),
         )
         if isinstance(decision, domain.Admitted):
             previous[key].append(decision.enrollment)
@@ -221,6 +227,13 @@ async def admit(
         decided.append((decision, command))
     admitted = [d for d, _ in decided if isinstance(d, domain.Admitted)]
     await uow.store.insert_enrollments(admitted)
+    await uow.store.save_audiences(
+        [
+            (d.enrollment.account_id, d.enrollment.enrollment_id, c.payload.audience_id)
+            for d, c in decided
+            if isinstance(d, domain.Admitted) and c.payload.audience_id
+        ]
+    )
     await _record(uow, decided, now)
     log.info("enroll_run", admitted=len(admitted), rejected=len(commands) - len(admitted))
 

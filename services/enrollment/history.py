@@ -20,6 +20,7 @@ from shared.contracts.events import (
     EnrollmentRejected,
     EnrollmentResumed,
     EnrollmentStepCompleted,
+    ExclusionHit,
 )
 
 
@@ -54,6 +55,11 @@ def _unsent_detail(unsent: domain.UnsentStep | None) -> dict[str, Any]:
             "reason": unsent.reason,
         }
     }
+
+
+def _exclusion_detail(hit: ExclusionHit | None) -> dict[str, Any]:
+    """An exit by an exclusion rule names the rule, its version and what matched."""
+    return {} if hit is None else {"exclusion": hit.model_dump(mode="json")}
 
 
 def entries(  # noqa: PLR0911 - one case per kind of decision
@@ -92,6 +98,7 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
                     actor=decision.actor.model_dump(),
                     triggering_event=trigger.model_dump(mode="json") if trigger else None,
                     **_unsent_detail(decision.unsent),
+                    **_exclusion_detail(decision.exclusion),
                 )
             ]
         case domain.Paused():

@@ -19,6 +19,7 @@ from services.enrollment.domain import (
     VersionApplied,
     WorkflowVersion,
 )
+from services.enrollment.exclusions_ports import ExclusionStore
 from shared.contracts import RecordRef
 from shared.contracts.commands import Enroll
 
@@ -67,7 +68,7 @@ class ParkedEnroll:
         return (self.command.account_id, self.command.payload.workflow_id)
 
 
-class EnrollmentStore(Protocol):
+class EnrollmentStore(ExclusionStore, Protocol):
     """Each method takes many rows and costs one statement however many there are
     (``current_workflows`` two at most), so a run of messages costs a fixed number."""
 

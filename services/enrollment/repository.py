@@ -20,6 +20,7 @@ from services.enrollment.domain import (
     VersionApplied,
     WorkflowVersion,
 )
+from services.enrollment.exclusions_repository import PostgresExclusionStore
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
@@ -68,8 +69,12 @@ def _enrollment(row: asyncpg.Record) -> Enrollment:
     )
 
 
-class PostgresEnrollmentStore:
-    """``EnrollmentStore`` on the transaction's connection."""
+enrollment_of = _enrollment
+"""One enrollment row as the domain's ``Enrollment`` (the exclusions' SQL reads them too)."""
+
+
+class PostgresEnrollmentStore(PostgresExclusionStore):
+    """``EnrollmentStore`` on the transaction's connection (exclusions' SQL mixed in)."""
 
     def __init__(self, conn: DbConnection, *, version_cache: VersionCache | None = None) -> None:
         self._conn = conn

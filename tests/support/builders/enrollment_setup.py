@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypeVar
 
-from services.enrollment.handlers import build_handlers
+from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import expire_round
 from shared.contracts import RecordRef
 from shared.contracts.events import EnrollmentEnrolled
@@ -24,10 +24,13 @@ TOO_LONG = PARK_MAX + timedelta(seconds=1)
 
 M = TypeVar("M")
 
+SCREENING_CALLS = ["lock_exclusions", "subjects", "account_rules", "rulesets"]
+"""The statements an enroll run spends on exclusion rules (``screening.screen_enrolls``)."""
+
 
 def enrollment_harness() -> EnrollmentHarness:
     """The enrollment handlers over an empty fake store, the clock at ``T0``."""
-    return Harness(build_handlers(), FakeEnrollmentStore, now=T0)
+    return Harness(build_all_handlers(), FakeEnrollmentStore, now=T0)
 
 
 def only(outcome: Outcome, kind: type[M]) -> M:
