@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.enrollment.exclusions import list_value
 from services.enrollment.exclusions_ports import ListChunk
 from shared.contracts.exclusions import BadEntry, ExclusionListChunk, ListKind
+from shared.domains import list_value
 
 _WHAT = {
     ListKind.EMAIL: "not an email address",

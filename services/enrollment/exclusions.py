@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from services.enrollment.domain_names import normalize_domain
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import ExclusionHit
 from shared.contracts.exclusions import (
@@ -31,6 +30,7 @@ from shared.contracts.exclusions import (
     RuleScope,
 )
 from shared.contracts.inbound import FieldScalar, FieldValue
+from shared.domains import list_value, normalize_domain
 
 BUILTIN_PREFIX = "builtin."
 HARD_BOUNCED_FIELD = "hard_bounced"
@@ -195,22 +195,6 @@ class ListHits:
     def holds(self, value: FieldScalar) -> bool:
         normalised = list_value(self.kind, str(value))
         return normalised is not None and normalised in self.hits
-
-
-def list_value(kind: ListKind, value: str) -> str | None:
-    """An entry (or a record's value) as lists hold it, or None when it cannot be one."""
-    text = value.strip()
-    if kind is ListKind.DOMAIN:
-        return normalize_domain(text)
-    if kind is ListKind.EMAIL:
-        local, at, host = text.lower().rpartition("@")
-        domain = normalize_domain(host) if at else None
-        return f"{local}@{domain}" if local and domain else None
-    return " ".join(text.casefold().split()) or None
-
-
-def _text(value: FieldScalar) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _number(value: FieldScalar | None) -> float | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from services.enrollment.domain_names import normalize_domain
 from services.enrollment.exclusions import RecordData
 from shared.contracts import Message, RecordRef
 from shared.contracts.inbound import (
@@ -21,6 +20,7 @@ from shared.contracts.inbound import (
     RecordFieldChanged,
     RecordUpserted,
 )
+from shared.domains import normalize_domain
 
 CrmRecordEvent = (
     RecordUpserted | RecordDeleted | AssociationChanged | DealStageChanged | RecordFieldChanged

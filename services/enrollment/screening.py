@@ -22,7 +22,6 @@ from services.enrollment.exclusions import (
     Subject,
     Target,
     applies,
-    list_value,
     lists_named,
     matches,
     screen,
@@ -34,6 +33,7 @@ from shared.contracts import SYSTEM_ACTOR, Message
 from shared.contracts.commands import Enroll, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.events import ExclusionHit, Rejection
 from shared.contracts.exclusions import RulesetOwner
+from shared.domains import list_value
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,20 +10,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.enrollment.domain_names import normalize_domain
 from services.enrollment.exclusions import (
     Context,
     ListHits,
     Subject,
     Target,
     applies,
-    list_value,
     matches,
     screen,
     validate_rule,
     with_builtins,
 )
 from shared.contracts.exclusions import ListKind, RuleAction, RuleLevel, RuleScope
+from shared.domains import list_value, normalize_domain
 from tests.support.builders.exclusions import (
     ACCOUNT,
     ANN,

@@ -12,7 +12,6 @@ from services.enrollment.exclusions import (
     RecordData,
     RuleVersion,
     Subject,
-    list_value,
     record_domains,
 )
 from services.enrollment.exclusions_ports import (
@@ -28,6 +27,7 @@ from services.enrollment.records import normalized_domains
 from shared.contracts import Actor, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails
 from shared.contracts.exclusions import ListKind
+from shared.domains import list_value
 
 Link = tuple[str, RecordRef, RecordRef]
 

@@ -1,4 +1,5 @@
-"""Company domains as Offramp compares them: one spelling per domain.
+"""Company domains, addresses and company names as Offramp compares them: one spelling
+each (the enrollment service and the CLI's list upload normalise alike).
 
 ``WWW.Bücher.de.``, ``bücher.de`` and ``xn--bcher-kva.de`` are one company. The ``idna``
 package (IDNA 2008 with UTS 46 mapping, what browsers do) turns Unicode labels into
@@ -8,6 +9,8 @@ punycode; Python's built-in codec only knows IDNA 2003.
 from __future__ import annotations
 
 import idna
+
+from shared.contracts.exclusions import ListKind
 
 _MAX_DOMAIN = 253
 
@@ -28,3 +31,15 @@ def normalize_domain(text: str) -> str | None:
     except (idna.IDNAError, UnicodeError):
         return None
     return ascii_host.lower().removeprefix("www.")
+
+
+def list_value(kind: ListKind, value: str) -> str | None:
+    """An entry (or a record's value) as lists hold it, or None when it cannot be one."""
+    text = value.strip()
+    if kind is ListKind.DOMAIN:
+        return normalize_domain(text)
+    if kind is ListKind.EMAIL:
+        local, at, host = text.lower().rpartition("@")
+        domain = normalize_domain(host) if at else None
+        return f"{local}@{domain}" if local and domain and " " not in local else None
+    return " ".join(text.casefold().split()) or None
