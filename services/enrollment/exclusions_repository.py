@@ -248,6 +248,8 @@ class PostgresExclusionStore:
             for email in dict.fromkeys((d.email, *d.aliases) if d.email else d.aliases)
         ]
         domains = [(a, dom, d.record) for a, d in known for dom in record_domains(d)]
+        # Two statements: the sub-statements of one see the same snapshot, so a link (or
+        # address) deleted and inserted again in one statement would end up deleted.
         await self._conn.execute(
             """WITH touched AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS t(a, t, i)),
@@ -263,18 +265,25 @@ class PostgresExclusionStore:
                no_emails AS (
                    DELETE FROM crm_record_emails x USING touched
                    WHERE x.account_id = touched.a AND x.record_type = touched.t
-                     AND x.record_id = touched.i),
-               no_domains AS (
-                   DELETE FROM crm_record_domains x USING touched
-                   WHERE x.account_id = touched.a AND x.record_type = touched.t
-                     AND x.record_id = touched.i),
-               upserted AS (
+                     AND x.record_id = touched.i)
+               DELETE FROM crm_record_domains x USING touched
+               WHERE x.account_id = touched.a AND x.record_type = touched.t
+                 AND x.record_id = touched.i""",
+            [k[0] for k in touched],
+            [k[1].type.value for k in touched],
+            [k[1].id for k in touched],
+            [k[0] for k in gone],
+            [k[1].type.value for k in gone],
+            [k[1].id for k in gone],
+        )
+        await self._conn.execute(
+            """WITH upserted AS (
                    INSERT INTO crm_records (account_id, record_type, record_id, fields, email,
                                             aliases, company_name, domains)
                    SELECT a, t, i, f::jsonb, e, coalesce(al::text[], '{}'), c,
                           coalesce(d::text[], '{}')
-                   FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                               $12::text[], $13::text[], $14::text[]) AS u(a, t, i, f, e, al, c, d)
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                               $6::text[], $7::text[], $8::text[]) AS u(a, t, i, f, e, al, c, d)
                    ON CONFLICT (account_id, record_type, record_id) DO UPDATE
                        SET fields = EXCLUDED.fields, email = EXCLUDED.email,
                            aliases = EXCLUDED.aliases, company_name = EXCLUDED.company_name,
@@ -282,26 +291,20 @@ class PostgresExclusionStore:
                linked AS (
                    INSERT INTO crm_associations (account_id, a_type, a_id, b_type, b_id)
                    SELECT DISTINCT a, at, ai, bt, bi FROM (
-                       SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::text[],
-                                            $19::text[]) AS l(a, at, ai, bt, bi)
+                       SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[],
+                                            $13::text[]) AS l(a, at, ai, bt, bi)
                        UNION ALL
-                       SELECT a, bt, bi, at, ai FROM unnest($15::text[], $16::text[],
-                                $17::text[], $18::text[], $19::text[]) AS l(a, at, ai, bt, bi)
+                       SELECT a, bt, bi, at, ai FROM unnest($9::text[], $10::text[],
+                                $11::text[], $12::text[], $13::text[]) AS l(a, at, ai, bt, bi)
                    ) both_ways
                    ON CONFLICT DO NOTHING),
                with_emails AS (
                    INSERT INTO crm_record_emails (account_id, email, record_type, record_id)
-                   SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::text[])
+                   SELECT * FROM unnest($14::text[], $15::text[], $16::text[], $17::text[])
                    ON CONFLICT DO NOTHING)
                INSERT INTO crm_record_domains (account_id, domain, record_type, record_id)
-               SELECT * FROM unnest($24::text[], $25::text[], $26::text[], $27::text[])
+               SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[])
                ON CONFLICT DO NOTHING""",
-            [k[0] for k in touched],
-            [k[1].type.value for k in touched],
-            [k[1].id for k in touched],
-            [k[0] for k in gone],
-            [k[1].type.value for k in gone],
-            [k[1].id for k in gone],
             [a for a, _ in known],
             [d.record.type.value for _, d in known],
             [d.record.id for _, d in known],
@@ -530,25 +533,29 @@ class PostgresExclusionStore:
         return {k: frozenset(v) for k, v in found.items()}
 
     async def save_list_chunks(self, chunks: Sequence[ListChunk]) -> None:
-        for chunk in chunks:  # rare and ordered: a statement per chunk is fine
+        for chunk in chunks:  # rare and ordered: two statements per chunk are fine
+            # Apart: in one statement the delete would also take the entries inserted again.
             await self._conn.execute(
                 """WITH head AS (
                        INSERT INTO exclusion_lists (account_id, list_id, kind, upload_id)
                        VALUES ($1, $2, $3, $4)
                        ON CONFLICT (account_id, list_id) DO UPDATE
                            SET kind = EXCLUDED.kind, upload_id = EXCLUDED.upload_id,
-                               updated_at = now()),
-                   cleared AS (
-                       DELETE FROM exclusion_list_entries
-                       WHERE account_id = $1 AND list_id = $2 AND $5 = 0)
-                   INSERT INTO exclusion_list_entries (account_id, list_id, value, line)
-                   SELECT $1, $2, v, n FROM unnest($6::text[], $7::int[]) AS e(v, n)
-                   ON CONFLICT (account_id, list_id, value) DO NOTHING""",
+                               updated_at = now())
+                   DELETE FROM exclusion_list_entries
+                   WHERE account_id = $1 AND list_id = $2 AND $5 = 0""",
                 chunk.account_id,
                 chunk.list_id,
                 chunk.kind.value,
                 chunk.upload_id,
                 chunk.chunk_index,
+            )
+            await self._conn.execute(
+                """INSERT INTO exclusion_list_entries (account_id, list_id, value, line)
+                   SELECT $1, $2, v, n FROM unnest($3::text[], $4::int[]) AS e(v, n)
+                   ON CONFLICT (account_id, list_id, value) DO NOTHING""",
+                chunk.account_id,
+                chunk.list_id,
                 list(chunk.entries),
                 list(chunk.entries.values()),
             )

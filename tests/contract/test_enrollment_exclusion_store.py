@@ -120,6 +120,22 @@ async def test_records_keep_fields_addresses_domains_and_links_both_ways(
     assert (B, ANN) not in found
 
 
+async def test_saving_a_record_again_keeps_its_links_addresses_and_domains(
+    store: EnrollmentStore,
+) -> None:
+    ann = RecordData(ANN, email="ann@acme.com", associations=frozenset({ACME}))
+    acme = RecordData(ACME, domains=("acme.com",), associations=frozenset({ANN}))
+    await store.save_records([(A, ann), (A, acme)], [])
+    await store.save_records([(A, ann), (A, replace(acme, fields={"tier": "gold"}))], [])
+
+    found = await store.records_for_update([(A, ANN)])
+    pairs = await store.contacts_of_companies([(A, ACME)])
+
+    assert found[(A, ANN)].associations == frozenset({ACME})
+    assert pairs == [((A, ACME), (A, ANN))]
+    assert (await store.subjects([(A, ANN)], {}))[(A, ANN)].values("company.tier") == ("gold",)
+
+
 async def test_deleting_a_record_forgets_it_and_its_links(store: EnrollmentStore) -> None:
     await store.save_records(
         [
@@ -194,7 +210,7 @@ async def test_lists_are_replaced_by_chunk_zero_and_answer_membership(
     await store.save_list_chunks([first])
     await store.save_list_chunks(
         [
-            replace(first, upload_id=uuid.uuid4(), entries={"acme.com": 2}),
+            replace(first, upload_id=uuid.uuid4(), entries={"acme.com": 2, "old.com": 3}),
             ListChunk(A, "l-1", ListKind.DOMAIN, upload, 1, {"globex.com": 5}),
         ]
     )
@@ -203,7 +219,10 @@ async def test_lists_are_replaced_by_chunk_zero_and_answer_membership(
     hits = await store.list_hits(
         [((A, "l-1"), ["acme.com", "old.com", "globex.com"]), ((B, "l-1"), ["acme.com"])]
     )
-    assert hits == {(A, "l-1"): frozenset({"acme.com", "globex.com"})}
+    assert hits == {(A, "l-1"): frozenset({"acme.com", "old.com", "globex.com"})}
+    await store.save_list_chunks([replace(first, entries={"new.com": 2})])
+    again = await store.list_hits([((A, "l-1"), ["acme.com", "new.com"])])
+    assert again == {(A, "l-1"): frozenset({"new.com"})}
 
 
 async def test_live_enrollments_are_paged_by_id_and_found_by_list(store: EnrollmentStore) -> None:
