@@ -84,7 +84,7 @@ async def _sweep(uow: Uow, rule: RuleVersion, cause: Message, now: datetime) -> 
     exited = 0
     while True:
         page = await uow.store.live_enrollments_page(
-            rule.account_id, workflow_id, after=after, limit=SWEEP_PAGE
+            rule.account_id, workflow_id, after=after, limit=SWEEP_PAGE, matching=rule
         )
         if not page:
             break

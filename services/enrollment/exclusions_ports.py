@@ -141,10 +141,17 @@ class ExclusionStore(Protocol):
         ...
 
     async def live_enrollments_page(
-        self, account_id: str, workflow_id: str | None, *, after: uuid.UUID | None, limit: int
+        self,
+        account_id: str,
+        workflow_id: str | None,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        matching: RuleVersion | None = None,
     ) -> list[Enrollment]:
         """Up to ``limit`` live enrollments of the account (or of one workflow) by id,
-        after ``after``, locked."""
+        after ``after``, locked; with ``matching``, only (a superset of) those the rule may
+        match, found set-based."""
         ...
 
     async def live_enrollments_on_list(

@@ -15,7 +15,14 @@ from typing import Any
 import asyncpg
 
 from services.enrollment.domain import Enrollment
-from services.enrollment.exclusions import RecordData, RuleVersion, Subject, record_domains
+from services.enrollment.exclusions import (
+    BUILTIN_FIELDS,
+    COMPANY_PREFIX,
+    RecordData,
+    RuleVersion,
+    Subject,
+    record_domains,
+)
 from services.enrollment.exclusions_ports import (
     ListChunk,
     ListKey,
@@ -27,7 +34,14 @@ from services.enrollment.exclusions_ports import (
 )
 from services.enrollment.records import normalized_domains
 from shared.contracts import RecordRef, RecordType
-from shared.contracts.exclusions import ExclusionRuleDefinition, ListKind, RulesetOwner
+from shared.contracts.exclusions import (
+    Condition,
+    ConditionGroup,
+    ExclusionRuleDefinition,
+    ListKind,
+    RuleScope,
+    RulesetOwner,
+)
 from shared.contracts.inbound import FieldValue
 from shared.db import DbConnection
 
@@ -62,6 +76,66 @@ def _rule(row: asyncpg.Record) -> RuleVersion:
         enabled=row["enabled"],
         deleted=row["deleted"],
     )
+
+
+_RECORD_OF_E = """SELECT 1 FROM crm_records r WHERE r.account_id = e.account_id
+    AND r.record_type = e.record_type AND r.record_id = e.record_id"""
+
+
+def _texts(value: FieldValue) -> list[str] | None:
+    """Lower-case ASCII text values (where SQL's lower() agrees with Python's casefold)."""
+    values = value if isinstance(value, tuple) else (value,)
+    if not values or not all(isinstance(v, str) and v.isascii() for v in values):
+        return None
+    return [str(v).lower() for v in values]
+
+
+def _condition_sql(condition: Condition, scope: RuleScope, params: list[Any]) -> str:
+    """A SQL test true for every enrollment ``condition`` may match (TRUE when unsure)."""
+    name, op = condition.field, condition.operator
+    if scope is RuleScope.COMPANY or name.startswith(COMPANY_PREFIX):
+        return "TRUE"
+    texts = _texts(condition.value) if op in ("is", "in") else None
+    if name == "email" and texts is not None:
+        params.append(texts)
+        n = len(params)
+        return f"""(lower(e.contact->>'email') = ANY(${n}::text[]) OR EXISTS (
+            SELECT 1 FROM crm_record_emails x WHERE x.account_id = e.account_id
+              AND x.record_type = e.record_type AND x.record_id = e.record_id
+              AND x.email = ANY(${n}::text[])))"""
+    if name in BUILTIN_FIELDS:
+        return "TRUE"
+    if texts is not None:
+        params.extend([name, texts])
+        f, v = len(params) - 1, len(params)
+        return f"""EXISTS ({_RECORD_OF_E} AND (lower(r.fields->>${f}) = ANY(${v}::text[])
+            OR (jsonb_typeof(r.fields->${f}) = 'array' AND EXISTS (
+                SELECT 1 FROM jsonb_array_elements_text(r.fields->${f}) el
+                WHERE lower(el) = ANY(${v}::text[])))))"""
+    if op == "set":
+        params.append(name)
+        return f"EXISTS ({_RECORD_OF_E} AND r.fields ? ${len(params)})"
+    return "TRUE"
+
+
+def _group_sql(group: ConditionGroup, scope: RuleScope, params: list[Any]) -> str:
+    parts = [
+        _group_sql(c, scope, params)
+        if isinstance(c, ConditionGroup)
+        else _condition_sql(c, scope, params)
+        for c in group.conditions
+    ]
+    return "(" + (" AND " if group.match == "all" else " OR ").join(parts) + ")"
+
+
+def rule_prefilter(rule: RuleVersion, params: list[Any]) -> str:
+    """A set-based SQL test over enrollments ``e`` that keeps every one ``rule`` may match
+    (the pure ``exclusions.matches`` then decides and explains): a rule change reads the
+    few candidates, not every live enrollment."""
+    definition = rule.definition
+    parts = [_group_sql(definition.when, definition.scope, params)]
+    parts += [_condition_sql(c, definition.scope, params) for c in definition.exceptions]
+    return " AND ".join(parts)
 
 
 class PostgresExclusionStore:
@@ -587,21 +661,27 @@ class PostgresExclusionStore:
         )
 
     async def live_enrollments_page(
-        self, account_id: str, workflow_id: str | None, *, after: uuid.UUID | None, limit: int
+        self,
+        account_id: str,
+        workflow_id: str | None,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        matching: RuleVersion | None = None,
     ) -> list[Enrollment]:
         from services.enrollment.repository import enrollment_of  # noqa: PLC0415 - one mapping
 
+        params: list[Any] = [account_id, workflow_id, after, limit]
+        test = rule_prefilter(matching, params) if matching is not None else "TRUE"
         rows = await self._conn.fetch(
             f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollments e
                WHERE e.account_id = $1 AND e.status IN ('active', 'paused')
                  AND ($2::text IS NULL OR e.workflow_id = $2)
                  AND ($3::uuid IS NULL OR e.enrollment_id > $3)
+                 AND {test}
                ORDER BY e.enrollment_id LIMIT $4
                FOR UPDATE OF e""",
-            account_id,
-            workflow_id,
-            after,
-            limit,
+            *params,
         )
         return [enrollment_of(r) for r in rows]
 

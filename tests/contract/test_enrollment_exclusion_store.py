@@ -11,7 +11,7 @@ import pytest
 
 from services.enrollment.domain import Admitted, Enrollment, ScheduledStep, VersionApplied
 from services.enrollment.domain import definition_hash as hash_of
-from services.enrollment.exclusions import RecordData, RuleVersion
+from services.enrollment.exclusions import Context, RecordData, RuleVersion, matches
 from services.enrollment.exclusions_ports import ListChunk, SavedRuleVersion, Suppression
 from services.enrollment.ports import EnrollmentStore
 from services.enrollment.repository import PostgresEnrollmentStore
@@ -263,3 +263,38 @@ async def test_audiences_of_enrollments_are_kept(store: EnrollmentStore) -> None
     }
     await store.lock_exclusions([A, B], exclusive=True)
     await store.lock_exclusions([A], exclusive=False)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        cond("stage", "is", "Customer"),
+        cond("tags", "in", ("vip", "x")),
+        cond("email", "is", "ANN@acme.com"),
+        cond("stage", "set"),
+        cond("score", "greater", 3),
+        cond("stage", "is_not", "lead"),
+    ],
+    ids=lambda c: f"{c.field}-{c.operator}",
+)
+async def test_a_rule_s_page_holds_every_enrollment_the_rule_matches(
+    store: EnrollmentStore, condition: object
+) -> None:
+    await given_workflow(store)
+    people = {
+        ANN: RecordData(
+            ANN, fields={"stage": "customer", "tags": ("VIP",), "score": 5}, email="ann@acme.com"
+        ),
+        BOB: RecordData(BOB, fields={"stage": "lead", "score": 1}, email="bob@globex.com"),
+    }
+    await store.save_records([(A, d) for d in people.values()], [])
+    carol = RecordRef(type=RecordType.CONTACT, id="c-carol")
+    for ref in (*people, carol):
+        await given_enrolled(store, ref)
+    rule = RuleVersion(A, rule_def("r-1", condition), 1)  # type: ignore[arg-type]
+
+    page = await store.live_enrollments_page(A, None, after=None, limit=10, matching=rule)
+    subjects = await store.subjects([(A, r) for r in (*people, carol)], {})
+
+    matched = {ref for (_, ref), s in subjects.items() if matches(rule, s, Context(NOW))}
+    assert matched <= {e.record for e in page}

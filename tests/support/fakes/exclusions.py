@@ -267,7 +267,13 @@ class FakeExclusionStore:
             self.audiences.setdefault((account, enrollment_id), audience)
 
     async def live_enrollments_page(
-        self, account_id: str, workflow_id: str | None, *, after: uuid.UUID | None, limit: int
+        self,
+        account_id: str,
+        workflow_id: str | None,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        matching: RuleVersion | None = None,  # a superset is allowed: all of them
     ) -> list[Enrollment]:
         self._called("live_enrollments_page", [account_id])
         live = sorted(
