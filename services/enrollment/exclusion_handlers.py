@@ -44,6 +44,7 @@ from shared.contracts.exclusions import (
     ExitListMatches,
     PutExclusionRule,
     PutExclusionRuleset,
+    RuleLevel,
     RulesetOwner,
 )
 from shared.contracts.inbound import (
@@ -74,10 +75,14 @@ async def _exit_all(
     await handlers.record_decisions(uow, found, now)
 
 
-async def _sweep(uow: Uow, rule: RuleVersion, cause: Message, now: datetime) -> int:
-    """Exit every live enrollment of the account that ``rule`` (a *remove* rule) matches."""
+async def _sweep(
+    uow: Uow, rule: RuleVersion, cause: Message, now: datetime, *, workflow_id: str | None = None
+) -> int:
+    """Exit every live enrollment of the account (or of ``workflow_id``) that ``rule`` (a
+    *remove* rule) matches."""
     definition = rule.definition
-    workflow_id = definition.workflow_id if definition.level.value == "workflow" else None
+    if definition.level is RuleLevel.WORKFLOW:
+        workflow_id = definition.workflow_id
     rules = {rule.account_id: [rule]}
     trigger = trigger_of(cause, topics.COMMANDS)
     after = None
@@ -189,7 +194,15 @@ async def put_rulesets(uow: Uow, commands: list[PutExclusionRuleset], now: datet
     )
     for decision, command in decided:
         uow.publish(exclusion_messages.of(decision, command))
-    log.info("exclusion_rulesets_run", commands=len(commands), at=now.isoformat())
+    # A rule a ruleset turned back on may now take enrolled records out.
+    rules = await RuleBook.rules_of(uow.store, [c.account_id for c in commands])
+    for decision, command in decided:
+        if isinstance(decision, Refusal):
+            continue
+        scope = decision.owner_id if decision.owner is RulesetOwner.WORKFLOW else None
+        for rule in rules[decision.account_id]:
+            if rule.removes and decision.toggles.get(rule.rule_id, True):
+                await _sweep(uow, rule, command, now, workflow_id=scope)
 
 
 async def list_chunks(uow: Uow, commands: list[ExclusionListChunk], now: datetime) -> None:

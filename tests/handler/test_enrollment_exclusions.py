@@ -13,11 +13,8 @@ from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import EnrollmentEnrolled, EnrollmentExited, EnrollmentRejected
 from shared.contracts.exclusions import (
-    ExclusionListChunkApplied,
-    ExclusionListMatchesExited,
     ExclusionRejected,
     ExclusionRuleVersioned,
-    ListKind,
     RuleAction,
     RuleChange,
     RuleLevel,
@@ -32,10 +29,8 @@ from tests.support.builders.exclusion_commands import (
     delete_rule,
     disable_rule,
     enroll_from,
-    exit_on_list,
     field_changed,
     hard_bounced,
-    list_chunk,
     put_rule,
     put_ruleset,
     unsubscribed,
@@ -318,62 +313,34 @@ async def test_accounts_with_the_same_domains_never_exclude_each_other(
     assert outcome.of_type(EnrollmentExited) == []
 
 
-# --- uploaded lists -------------------------------------------------------------------
-
-
-async def test_a_list_chunk_keeps_good_rows_and_reports_bad_ones_by_line(
-    h: EnrollmentHarness,
-) -> None:
-    outcome = await h.when(
-        list_chunk(
-            "l-1", ListKind.DOMAIN, "Acme.com", "not a domain", "www.globex.com.", first_line=2
+async def test_audience_rules_apply_to_enrolls_from_their_audience(h: EnrollmentHarness) -> None:
+    await h.given(
+        put_rule(
+            "r-aud",
+            cond("email", "contains", "@acme.com"),
+            level=RuleLevel.AUDIENCE,
+            audience_id="webinar",
         )
     )
 
-    applied = only(outcome, ExclusionListChunkApplied)
-    assert applied.payload.accepted == 2
-    assert [(b.line, b.value, b.reason) for b in applied.payload.bad] == [
-        (3, "not a domain", "not a domain name")
-    ]
-    assert h.store.entries_of[(ACCOUNT, "l-1")] == {"acme.com": 2, "globex.com": 4}
+    outcome = await h.when(
+        enroll_from(ALICE, audience_id="webinar"), enroll_from(BOB, audience_id="trade-show")
+    )
+
+    assert only(outcome, EnrollmentRejected).payload.record == ALICE
+    assert only(outcome, EnrollmentEnrolled).payload.record == BOB
 
 
-async def test_a_list_rule_blocks_and_a_later_chunk_removes_what_it_matches(
+async def test_a_ruleset_turning_a_remove_rule_back_on_exits_its_matches(
     h: EnrollmentHarness,
 ) -> None:
     await h.given(
-        list_chunk("l-1", ListKind.EMAIL, "c-1@acme.com"),
-        put_rule("r-list", cond("email", "in_list", "l-1"), action=RuleAction.REMOVE),
+        put_rule("r-1", CUSTOMER, action=RuleAction.REMOVE, enforce_everywhere=False),
+        put_ruleset("onboarding", {"r-1": False}),
+        upserted(ALICE, fields={"lifecyclestage": "customer"}),
     )
-    rejected = only(await h.when(enroll_from(ALICE)), EnrollmentRejected)
-    assert [r.rule_id for r in rejected.payload.rejections] == ["r-list"]
-    await enrolled(h, BOB)
+    await enrolled(h)
 
-    outcome = await h.when(list_chunk("l-1", ListKind.EMAIL, "C-2@Acme.com", index=1))
+    outcome = await h.when(put_ruleset("onboarding", {"r-1": True}))
 
-    exited = only(outcome, EnrollmentExited)
-    assert exited.payload.record == BOB
-    assert exited.payload.exclusion is not None
-    assert exited.payload.exclusion.rule_id == "r-list"
-
-
-async def test_a_bulk_exit_by_list_exits_every_match_at_once(h: EnrollmentHarness) -> None:
-    await h.given(upserted(BOB, email="bob@globex.com", domains=("globex.com",)))
-    await enrolled(h, ALICE)
-    await enrolled(h, BOB)
-    await h.given(list_chunk("l-co", ListKind.DOMAIN, "globex.com"))
-
-    outcome = await h.when(exit_on_list("l-co"))
-
-    exited = only(outcome, EnrollmentExited)
-    assert (exited.payload.record, exited.payload.reason, exited.payload.source) == (
-        BOB,
-        ExitReason.MANUAL,
-        ExitSource.BULK,
-    )
-    assert only(outcome, ExclusionListMatchesExited).payload.exited == 1
-
-
-async def test_a_bulk_exit_by_an_unknown_list_is_rejected(h: EnrollmentHarness) -> None:
-    rejected = only(await h.when(exit_on_list("nope")), ExclusionRejected)
-    assert [p.code for p in rejected.payload.problems] == ["unknown_list"]
+    assert only(outcome, EnrollmentExited).payload.record == ALICE
