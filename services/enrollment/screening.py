@@ -216,3 +216,15 @@ async def removals(
 
 def removing_accounts(rules: Mapping[str, list[RuleVersion]]) -> set[str]:
     return {account for account, found in rules.items() if any(r.removes for r in found)}
+
+
+async def excluded_at_send(
+    store: ExclusionStore, enrollments: Sequence[domain.Enrollment], now: datetime
+) -> list[tuple[domain.Enrollment, ExclusionHit]]:
+    """The enrollments a *remove* rule in force matches now, for a send-time re-check: a
+    rule that starts to match with time alone (``within_days``, ``older_than_days``)
+    has no event to act on. Exit them (``exit_excluded``) instead of sending."""
+    rules = await RuleBook.rules_of(store, (e.account_id for e in enrollments))
+    if not removing_accounts(rules):
+        return []
+    return await removals(store, enrollments, rules, now)

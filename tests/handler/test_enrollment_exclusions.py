@@ -6,9 +6,12 @@ Every case runs on the harness, as one batch and message by message (tests/suppo
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from services.enrollment.domain import Status
+from services.enrollment.screening import excluded_at_send
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import EnrollmentEnrolled, EnrollmentExited, EnrollmentRejected
@@ -344,3 +347,19 @@ async def test_a_ruleset_turning_a_remove_rule_back_on_exits_its_matches(
     outcome = await h.when(put_ruleset("onboarding", {"r-1": True}))
 
     assert only(outcome, EnrollmentExited).payload.record == ALICE
+
+
+async def test_a_send_time_check_finds_enrollments_a_rule_now_matches_with_time_alone(
+    h: EnrollmentHarness,
+) -> None:
+    enrollment = await enrolled(h)
+    await h.given(
+        put_rule("r-stale", cond("last_seen", "older_than_days", 30), action=RuleAction.REMOVE),
+        upserted(ALICE, fields={"last_seen": "2026-02-20"}),  # 10 days before T0
+    )
+    key = (ACCOUNT, enrollment.payload.enrollment_id)
+    live = [h.store.enrollments[key]]
+
+    assert await excluded_at_send(h.store, live, h.now) == []
+    ((found, hit),) = await excluded_at_send(h.store, live, h.now + timedelta(days=21))
+    assert (found.enrollment_id, hit.rule_id) == (key[1], "r-stale")
