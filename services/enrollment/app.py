@@ -8,6 +8,7 @@ from pathlib import Path
 from faststream import FastStream
 
 from services.enrollment.config import EnrollmentSettings
+from services.enrollment.dispatch_loop import LapsedExits
 from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import ParkedEnrolls
 from services.enrollment.repository import PostgresEnrollmentStore
@@ -20,7 +21,13 @@ SPEC = ServiceSpec(
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
     # Record data and suppressed addresses feed the exclusion rules enrollment owns.
-    consumes=(topics.COMMANDS, topics.MESSAGING_EVENTS, topics.INBOUND_CRM, topics.INBOUND_EMAIL),
+    consumes=(
+        topics.COMMANDS,
+        topics.SCHEDULER_STEPS,
+        topics.MESSAGING_EVENTS,
+        topics.INBOUND_CRM,
+        topics.INBOUND_EMAIL,
+    ),
     publishes=(
         topics.WORKFLOW_EVENTS,
         topics.ENROLLMENT_EVENTS,
@@ -29,8 +36,8 @@ SPEC = ServiceSpec(
     ),
     settings=EnrollmentSettings,
     store=PostgresEnrollmentStore,
-    handlers=lambda _settings: build_all_handlers(),
-    background=(ParkedEnrolls,),
+    handlers=build_all_handlers,
+    background=(ParkedEnrolls, LapsedExits),
 )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from services.enrollment import domain, exclusion_messages, handlers
+from services.enrollment import domain, exclusion_messages, exits, handlers
+from services.enrollment.config import EnrollmentSettings
 from services.enrollment.exclusion_rules import (
     Refusal,
     RuleCommand,
@@ -25,6 +26,7 @@ from services.enrollment.exclusion_rules_lists import ChunkDecision, decide_chun
 from services.enrollment.exclusions import RuleVersion, lists_named
 from services.enrollment.exclusions_ports import RecordKey, SavedRuleVersion, Suppression
 from services.enrollment.ports import EnrollmentStore
+from services.enrollment.recording import record, save_changes
 from services.enrollment.records import CrmRecordEvent, Projection, records_named
 from services.enrollment.screening import (
     RuleBook,
@@ -69,10 +71,12 @@ SWEEP_PAGE = 5000
 
 
 async def _exit_all(
-    uow: Uow, found: Sequence[tuple[domain.Exited, Message]], now: datetime
+    uow: Uow, found: Sequence[tuple[exits.Exited | exits.ExitPending, Message]], now: datetime
 ) -> None:
-    await uow.store.save_exits([d for d, _ in found])
-    await handlers.record_decisions(uow, found, now)
+    """Save and publish exits (an enrollment with a granted send exits once it is
+    settled, see ``exits.decide_exit``)."""
+    await save_changes(uow.store, [d for d, _ in found])
+    await record(uow, found, now)
 
 
 async def _sweep(
@@ -252,12 +256,12 @@ async def exit_list_matches(uow: Uow, commands: list[ExitListMatches], now: date
         versions = await store.workflow_versions(
             [(e.account_id, e.workflow_id, e.workflow_version) for e in live]
         )
-        found: list[tuple[domain.Exited, Message]] = []
+        found: list[tuple[exits.Exited | exits.ExitPending, Message]] = []
         for enrollment in live:
             workflow = versions.get(
                 (enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version)
             )
-            decision = domain.decide_exit(
+            decision = exits.decide_exit(
                 enrollment,
                 reason=ExitReason.MANUAL,
                 source=ExitSource.BULK,
@@ -365,6 +369,6 @@ def build_exclusion_handlers() -> Mapping[str, Handler]:
     }
 
 
-def build_all_handlers() -> Mapping[str, Handler]:
+def build_all_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
     """Every handler of the enrollment service: enrollments and exclusions."""
-    return {**handlers.build_handlers(), **build_exclusion_handlers()}
+    return {**handlers.build_handlers(settings), **build_exclusion_handlers()}

@@ -33,6 +33,7 @@ from services.enrollment.exclusions_ports import (
     Suppression,
 )
 from services.enrollment.records import normalized_domains
+from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.exclusions import (
     Condition,
@@ -48,9 +49,6 @@ from shared.db import DbConnection
 _LOCK_SPACE = "offramp.enrollment.exclusions"
 _RECORD_LOCK_SPACE = "offramp.enrollment.record"
 
-_ENROLLMENT_COLUMNS = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
-    e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
-    e.next_due_at, e.ended_at, e.exit_reason, e.paused_until, e.pause_id"""
 
 _COMPANY_NAME_SQL = "lower(regexp_replace(btrim({col}), '\\s+', ' ', 'g'))"
 
@@ -669,12 +667,10 @@ class PostgresExclusionStore:
         limit: int,
         matching: RuleVersion | None = None,
     ) -> list[Enrollment]:
-        from services.enrollment.repository import enrollment_of  # noqa: PLC0415 - one mapping
-
         params: list[Any] = [account_id, workflow_id, after, limit]
         test = rule_prefilter(matching, params) if matching is not None else "TRUE"
         rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS} FROM enrollments e
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
                WHERE e.account_id = $1 AND e.status IN ('active', 'paused')
                  AND ($2::text IS NULL OR e.workflow_id = $2)
                  AND ($3::uuid IS NULL OR e.enrollment_id > $3)
@@ -688,8 +684,6 @@ class PostgresExclusionStore:
     async def live_enrollments_on_list(
         self, key: ListKey, workflow_id: str | None, *, values: Sequence[str] | None = None
     ) -> list[Enrollment]:
-        from services.enrollment.repository import enrollment_of  # noqa: PLC0415 - one mapping
-
         company = _COMPANY_NAME_SQL.format(col="r.company_name")
         rows = await self._conn.fetch(
             f"""WITH l AS (
@@ -716,7 +710,7 @@ class PostgresExclusionStore:
                    SELECT a.b_type, a.b_id FROM crm_associations a
                    JOIN matched m ON a.a_type = m.record_type AND a.a_id = m.record_id
                    WHERE a.account_id = $1 AND m.record_type = 'organization')
-               SELECT {_ENROLLMENT_COLUMNS} FROM enrollments e
+               SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
                WHERE e.account_id = $1 AND e.status IN ('active', 'paused')
                  AND ($3::text IS NULL OR e.workflow_id = $3)
                  AND ((e.record_type, e.record_id) IN (SELECT * FROM reached)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
-from services.enrollment import domain
+from services.enrollment import domain, exits
 from services.enrollment.exclusions import (
     Context,
     ListHits,
@@ -161,8 +161,8 @@ def trigger_of(cause: Message, topic: str) -> TriggeringEvent:
 
 def exit_excluded(
     enrollment: domain.Enrollment, hit: ExclusionHit, trigger: TriggeringEvent, now: datetime
-) -> domain.Exited | None:
-    decision = domain.decide_exit(
+) -> exits.Exited | exits.ExitPending | None:
+    decision = exits.decide_exit(
         enrollment,
         reason=ExitReason.EXCLUSION_MATCHED,
         source=ExitSource.EXCLUSION,
@@ -170,8 +170,9 @@ def exit_excluded(
         triggering_event=trigger,
         agents_may_stop=True,
         now=now,
+        exclusion=hit,
     )
-    return None if isinstance(decision, domain.Unchanged) else replace(decision, exclusion=hit)
+    return None if isinstance(decision, domain.Unchanged) else decision
 
 
 async def removals(

@@ -16,10 +16,12 @@ from services.enrollment.exclusions_ports import ListChunk, SavedRuleVersion, Su
 from services.enrollment.ports import EnrollmentStore
 from services.enrollment.repository import PostgresEnrollmentStore
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
-from shared.contracts.commands import ContactDetails
+from shared.contracts.commands import ContactDetails, ExitReason
+from shared.contracts.events import ExclusionHit
 from shared.contracts.exclusions import ListKind, RuleChange, RulesetOwner
 from tests.conftest import SessionEnv
 from tests.contract.conftest import migrated_schema
+from tests.support.builders.enrollment_dispatch import granted, pending_exit
 from tests.support.builders.enrollment_domain import NOW, definition, enrollment
 from tests.support.builders.exclusions import cond, rule_def
 from tests.support.fakes.enrollment import FakeEnrollmentStore
@@ -298,3 +300,21 @@ async def test_a_rule_s_page_holds_every_enrollment_the_rule_matches(
 
     matched = {ref for (_, ref), s in subjects.items() if matches(rule, s, Context(NOW))}
     assert matched <= {e.record for e in page}
+
+
+async def test_a_pending_exit_keeps_the_exclusion_it_is_for(store: EnrollmentStore) -> None:
+    await given_workflow(store)
+    ann = await given_enrolled(store, ANN)
+    hit = ExclusionHit(
+        rule_id="r-1", version=2, level="global", condition="x is 1", values_seen={"x": 1}
+    )
+    waiting = replace(
+        granted(ann),
+        pending_exit=replace(pending_exit(ExitReason.EXCLUSION_MATCHED), exclusion=hit),
+    )
+    await store.save_progress([waiting])
+
+    (found,) = await store.enrollments_for_update([(A, ann.enrollment_id)])
+
+    assert found.pending_exit is not None
+    assert found.pending_exit.exclusion == hit

@@ -22,8 +22,10 @@ from shared.contracts.events import (
     EnrollmentStepCompleted,
     EnrollmentStepScheduled,
     MessageCancelled,
+    MessageDeferred,
     MessageFailed,
     MessageSent,
+    StepDue,
     WorkflowApplied,
 )
 from shared.contracts.exclusions import EXCLUSION_COMMANDS
@@ -64,12 +66,13 @@ def h() -> EnrollmentHarness:
 def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
+    dispatch = {StepDue.TYPE, MessageDeferred.TYPE}
     exclusions = {m.TYPE for m in EXCLUSION_COMMANDS} | {
         m.TYPE for m in CRM_EVENTS if m.TYPE.startswith(("record.", "association.", "deal.stage"))
     }
     exclusions -= {"record.owner_assigned"}
     suppressions = {"email.bounced", "email.unsubscribed"}
-    assert set(h.handlers) == commands | outcomes | exclusions | suppressions
+    assert set(h.handlers) == commands | outcomes | dispatch | exclusions | suppressions
     # One handler for both ends of a send that never happens, so a mix of them is one run.
     assert h.handlers[MessageFailed.TYPE] is h.handlers[MessageCancelled.TYPE]
 
