@@ -18,16 +18,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
+from services.trigger_evaluator.out_of_office import PlannedResume, plan_resume
 from services.trigger_evaluator.triggers import Signal
 from shared.contracts import SYSTEM_ACTOR, Actor, RecordRef, derived_message_id
-from shared.contracts.commands import ExitReason, ExitSource
+from shared.contracts.commands import ExitReason, ExitSource, PauseReason
 from shared.contracts.events import (
     EnrollmentCompleted,
     EnrollmentExited,
     EnrollmentPaused,
     EnrollmentResumed,
 )
-from shared.contracts.workflow import ExitTrigger
+from shared.contracts.workflow import ExitTrigger, WorkflowSettings
 
 
 class EnrollmentStatus(StrEnum):
@@ -51,12 +52,16 @@ STATUS_AFTER_EVENT: dict[str, EnrollmentStatus] = {
 """The status an enrollment lifecycle event leaves behind (ended is final)."""
 
 
+DEFAULT_SETTINGS = WorkflowSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowTriggers:
-    """The exit settings of one workflow version."""
+    """The exit settings of one workflow version (``settings`` holds each trigger's rules)."""
 
     exit_triggers: frozenset[ExitTrigger]
     unenroll_company_on_reply: bool = False
+    settings: WorkflowSettings = DEFAULT_SETTINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ class Candidate:
 
 class Outcome(StrEnum):
     EXIT = "exit"
+    PAUSE = "pause"
     IGNORED = "ignored"
 
 
@@ -120,11 +126,14 @@ class Decision:
     outcome: Outcome
     why: str
     trigger: ExitTrigger | None = None
-    reason: ExitReason | None = None
+    reason: ExitReason | PauseReason | None = None
     enrollment: EnrollmentView | None = None
     record: RecordRef | None = None
     matched_by: MatchKind | None = None
     exit_message_id: uuid.UUID | None = None
+    """The id of the command this decision publishes (an exit's, or a pause's)."""
+    resume: PlannedResume | None = None
+    """A pause's planned resume: when, and why then."""
     source: ExitSource = ExitSource.TRIGGER
     decided_by: Actor = SYSTEM_ACTOR
 
@@ -188,6 +197,13 @@ PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(
         "zoho.com",
     }
 )
+
+
+def pause_message_id(
+    account_id: str, event_message_id: uuid.UUID, enrollment_id: uuid.UUID
+) -> uuid.UUID:
+    """The id of the pause an automatic reply causes for an enrollment (same on replay)."""
+    return derived_message_id("pause", account_id, event_message_id, enrollment_id)
 
 
 def company_domain_key(domain: str | None) -> str | None:
@@ -258,7 +274,7 @@ def evaluate(
     projected yet), and so does one that found a live enrollment whose workflow version is
     not known yet: nothing is decided for it until it is (never guessed).
     """
-    if not signal.may_exit:
+    if not signal.looks_for_enrollments:
         why = signal.ignored_because or "this event type never exits an enrollment"
         return [_event_decision(signal, why)]
     strongest: dict[uuid.UUID, Candidate] = {}
@@ -275,8 +291,9 @@ def evaluate(
         return Waiting(signal, "no enrollment of the account matched the event yet")
     decisions: list[Decision] = []
     unknown: dict[WorkflowKey, None] = {}
+    decide_one = _decide_pause if signal.may_pause else _decide_one
     for candidate in strongest.values():
-        decided = _decide_one(signal, candidate, clock_skew)
+        decided = decide_one(signal, candidate, clock_skew)
         if isinstance(decided, Decision):
             decisions.append(decided)
         else:
@@ -343,6 +360,46 @@ def _decide_one(
         candidate,
         signal.rule.reason,
         f"{trigger.value} (matched by {candidate.matched_by.value})",
+    )
+
+
+def _decide_pause(
+    signal: Signal, candidate: Candidate, clock_skew: timedelta
+) -> Decision | WorkflowKey:
+    """An automatic reply pauses its sender's live enrollments until they are back.
+
+    PRODUCT: out-of-office replies pause, never exit; the enrollment resumes on the
+    return date plus a margin, after a fallback without one, never after the maximum.
+    An enrollment already paused keeps its pause (a person's or an earlier reply's).
+    """
+    assert signal.auto_reply is not None  # noqa: S101 - only called for auto-replies
+    enrollment = candidate.enrollment
+    why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
+    if why_not is None and enrollment.status is EnrollmentStatus.PAUSED:
+        why_not = "the enrollment is already paused"
+    if why_not is not None:
+        return _ignore(signal, candidate, why_not)
+    workflow = enrollment.workflow
+    if workflow is None:
+        return (enrollment.workflow_id, enrollment.workflow_version)
+    settings = workflow.settings.out_of_office
+    if not settings.pause:
+        version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
+        return _ignore(signal, candidate, f"pausing on automatic replies is off in {version}")
+    resume = plan_resume(signal.auto_reply, signal.occurred_at, settings)
+    return Decision(
+        event=signal,
+        outcome=Outcome.PAUSE,
+        why=f"{signal.auto_reply.explain()}; resumes at {resume.at.isoformat()} ({resume.why})",
+        trigger=None,
+        reason=PauseReason.OUT_OF_OFFICE,
+        enrollment=enrollment,
+        record=enrollment.record,
+        matched_by=candidate.matched_by,
+        exit_message_id=pause_message_id(
+            signal.account_id, signal.message_id, enrollment.enrollment_id
+        ),
+        resume=resume,
     )
 
 

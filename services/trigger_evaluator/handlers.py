@@ -214,6 +214,15 @@ class TriggerHandlers:
                     reason=decision.reason,
                     why=decision.why,
                 )
+            elif decision.outcome is domain.Outcome.PAUSE:
+                uow.publish(messages.pause_command(decision, now=now))
+                log.info(
+                    "pause_decided",
+                    inbound_message_id=str(decision.event.message_id),
+                    enrollment_id=str(enrollment_id),
+                    resume_at=decision.resume.at.isoformat() if decision.resume else None,
+                    why=decision.why,
+                )
             else:
                 log.debug(
                     "trigger_ignored",
@@ -227,9 +236,9 @@ class TriggerHandlers:
     ) -> list[list[Candidate]]:
         """Each signal's candidate enrollments: its own lookups, then its replier's company.
 
-        Signals that can never exit get none (``decide`` would not look at them).
+        Signals that can neither exit nor pause get none (``decide`` would not look).
         """
-        asking = [i for i, signal in enumerate(signals) if signal.may_exit]
+        asking = [i for i, signal in enumerate(signals) if signal.looks_for_enrollments]
         found: list[list[Candidate]] = [[] for _ in signals]
         direct = await store.candidates([signals[i] for i in asking]) if asking else []
         for i, candidates in zip(asking, direct, strict=True):

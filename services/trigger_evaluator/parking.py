@@ -168,7 +168,9 @@ def park(
         expires_at=expires_at,
         check_at=min(now + RECHECK_AFTER, expires_at),
         only_if_a_workflow_exits_on=(
-            rule.trigger if waiting.for_an_enrollment and rule is not None else None
+            rule.trigger
+            if waiting.for_an_enrollment and rule is not None and not waiting.event.may_pause
+            else None
         ),
     )
 

@@ -9,6 +9,7 @@ projection write is idempotent, so a re-applied event changes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -29,7 +30,7 @@ from services.trigger_evaluator.projection import EnrollmentEvent, fold_enrollme
 from services.trigger_evaluator.triggers import Signal, normalize_message_id
 from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType, decode
 from shared.contracts.events import MessageSent, WorkflowApplied
-from shared.contracts.workflow import ExitTrigger
+from shared.contracts.workflow import ExitTrigger, WorkflowSettings
 from shared.db import DbConnection
 
 _ENROLLMENT = """
@@ -39,7 +40,7 @@ _ENROLLMENT = """
 """
 
 _WITH_WORKFLOW = """
-    SELECT m.*, w.exit_triggers, w.unenroll_company_on_reply
+    SELECT m.*, w.exit_triggers, w.unenroll_company_on_reply, w.settings
     FROM ({matches}) AS m
     LEFT JOIN workflow_versions w
            ON w.account_id = m.account_id
@@ -186,6 +187,7 @@ def _view(row: asyncpg.Record) -> EnrollmentView:
         else WorkflowTriggers(
             exit_triggers=frozenset(ExitTrigger(t) for t in triggers),
             unenroll_company_on_reply=row["unenroll_company_on_reply"],
+            settings=_settings(row["settings"]),
         )
     )
     return EnrollmentView(
@@ -202,6 +204,17 @@ def _view(row: asyncpg.Record) -> EnrollmentView:
         enrolled_by_user_id=row["enrolled_by_user_id"],
         enrolled_at=row["enrolled_at"],
     )
+
+
+def _settings(stored: str | None) -> WorkflowSettings:
+    """A version's settings as projected (defaults for versions projected before them)."""
+    return WorkflowSettings() if stored is None else _settings_cached(stored)
+
+
+@functools.lru_cache(maxsize=1024)
+def _settings_cached(stored: str) -> WorkflowSettings:
+    # Versions never change and candidates of one version repeat: parse each once.
+    return WorkflowSettings.model_validate_json(stored)
 
 
 def _parked(row: asyncpg.Record) -> ParkedEvent:
@@ -236,10 +249,12 @@ class PostgresTriggerEvaluatorStore:
         versions = list(first.values())
         await self._conn.execute(
             """INSERT INTO workflow_versions (account_id, workflow_id, version, record_type,
-                                              exit_triggers, unenroll_company_on_reply)
-               SELECT a, w, v, r, ARRAY(SELECT jsonb_array_elements_text(t::jsonb)), u
+                                              exit_triggers, unenroll_company_on_reply,
+                                              settings)
+               SELECT a, w, v, r, ARRAY(SELECT jsonb_array_elements_text(t::jsonb)), u,
+                      s::jsonb
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
-                           $6::bool[]) AS x(a, w, v, r, t, u)
+                           $6::bool[], $7::text[]) AS x(a, w, v, r, t, u, s)
                ON CONFLICT (account_id, workflow_id, version) DO NOTHING""",
             [e.account_id for e in versions],
             [e.payload.definition.workflow_id for e in versions],
@@ -250,6 +265,7 @@ class PostgresTriggerEvaluatorStore:
                 for e in versions
             ],
             [e.payload.definition.settings.unenroll_company_on_reply for e in versions],
+            [e.payload.definition.settings.model_dump_json() for e in versions],
         )
 
     async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
@@ -339,10 +355,10 @@ class PostgresTriggerEvaluatorStore:
         await self._conn.execute(
             """INSERT INTO decisions (account_id, inbound_message_id, inbound_type, enrollment_id,
                                       record_type, record_id, trigger, matched_by, decision,
-                                      reason, why, exit_message_id)
+                                      reason, why, exit_message_id, resume_at)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
                                     $6::text[], $7::text[], $8::text[], $9::text[],
-                                    $10::text[], $11::text[], $12::uuid[])
+                                    $10::text[], $11::text[], $12::uuid[], $13::timestamptz[])
                ON CONFLICT (account_id, inbound_message_id, enrollment_id) DO NOTHING""",
             [d.event.account_id for d in decisions],
             [d.event.message_id for d in decisions],
@@ -356,6 +372,7 @@ class PostgresTriggerEvaluatorStore:
             [d.reason.value if d.reason else None for d in decisions],
             [d.why for d in decisions],
             [d.exit_message_id for d in decisions],
+            [d.resume.at if d.resume else None for d in decisions],
         )
 
     async def park(self, parked: Sequence[ParkedEvent]) -> set[tuple[str, str]]:

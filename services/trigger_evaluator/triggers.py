@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.trigger_evaluator import out_of_office
+from services.trigger_evaluator.out_of_office import AutoReply
 from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType
 from shared.contracts.commands import ExitReason
 from shared.contracts.inbound import (
@@ -112,10 +114,21 @@ class Signal:
     """Set when this event can never exit anything (an automatic reply, a soft bounce...)."""
     record: RecordRef | None = None
     organizer_user_id: str | None = None
+    auto_reply: AutoReply | None = None
+    """Set for an automatic reply: it never exits, it pauses its sender's enrollments."""
 
     @property
     def may_exit(self) -> bool:
         return self.rule is not None and self.ignored_because is None
+
+    @property
+    def may_pause(self) -> bool:
+        return self.auto_reply is not None
+
+    @property
+    def looks_for_enrollments(self) -> bool:
+        """Whether its candidate enrollments are loaded: it may exit or pause some."""
+        return self.may_exit or self.may_pause
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -151,10 +164,12 @@ def classify(event: Message) -> Signal:
     lookup = Lookup()
     why_not: str | None = None
     organizer_user_id: str | None = None
+    auto_reply: AutoReply | None = None
     match event:
         case EmailReplied(payload=reply):
-            # PRODUCT: an out-of-office reply does not count (pausing on it comes later).
-            why_not = "automatic reply (out of office)" if reply.auto_reply else None
+            # PRODUCT: an automatic (out-of-office) reply never exits: it pauses.
+            auto_reply = out_of_office.detect(reply, event.occurred_at)
+            why_not = auto_reply.explain() if auto_reply else None
             # Quoted workflow emails, the named contact, and the sender's address: a reply
             # from an alias or another known address of the enrolled contact counts too.
             lookup = Lookup(
@@ -230,4 +245,5 @@ def classify(event: Message) -> Signal:
         ignored_because=why_not,
         record=record if isinstance(record, RecordRef) else None,
         organizer_user_id=organizer_user_id,
+        auto_reply=auto_reply,
     )

@@ -118,13 +118,25 @@ class Exit(Message):
     payload: ExitPayload
 
 
+class PauseReason(StrEnum):
+    """Why an enrollment was paused (``enrollment.pause``'s ``reason`` is open text; these
+    are the reasons Offramp itself gives)."""
+
+    MANUAL = "manual"
+    OUT_OF_OFFICE = "out_of_office"
+    """trigger-evaluator read an automatic reply: paused until the return date it found."""
+
+
 class PausePayload(Contract):
     record: RecordRef
     workflow_id: Identifier | None = None
     enrollment_id: uuid.UUID | None = None
     until: AwareDatetime | None = Field(None, description="Resume then; null waits for resume.")
-    reason: str = Field("manual", max_length=100)
+    reason: str = Field(PauseReason.MANUAL.value, max_length=100)
     actor: Actor
+    triggering_event: TriggeringEvent | None = Field(
+        None, description="The inbound event that caused an automatic pause (an auto-reply)."
+    )
 
 
 class Pause(Message):

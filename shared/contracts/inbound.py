@@ -45,6 +45,17 @@ class EmailEvent(Message):
         return super().partition_key()
 
 
+class EmailHeader(Contract):
+    """One header line of an email, as received (name case is not significant)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    value: str = Field("", max_length=2000)
+
+
+MAX_REPLY_HEADERS = 200
+MAX_BODY_EXCERPT = 20_000
+
+
 class EmailRepliedPayload(EmailEventPayload):
     message_header_id: str = Field(max_length=998, description="The reply's own Message-ID header.")
     in_reply_to: str | None = Field(
@@ -55,10 +66,27 @@ class EmailRepliedPayload(EmailEventPayload):
     )
     subject: str | None = Field(None, max_length=998)
     auto_reply: bool = Field(
-        False, description="An automatic reply (out of office): pauses, never exits."
+        False,
+        description="The email platform already knows it is an automatic reply (out of "
+        "office): pauses, never exits. Offramp also detects it itself from `headers`, "
+        "`subject` and `body_excerpt`.",
     )
     auto_reply_return_date: date | None = Field(
-        None, description="The return date found in an automatic reply, if any."
+        None,
+        description="The return date the platform found in an automatic reply, if any "
+        "(preferred over the one Offramp reads in `body_excerpt`).",
+    )
+    headers: tuple[EmailHeader, ...] = Field(
+        (),
+        max_length=MAX_REPLY_HEADERS,
+        description="The reply's headers as received (name/value pairs, in order): "
+        "`Auto-Submitted`, `Precedence`, `X-Autoreply`... tell an automatic reply.",
+    )
+    body_excerpt: str | None = Field(
+        None,
+        max_length=MAX_BODY_EXCERPT,
+        description="The start of the reply's plain-text body: where an out-of-office "
+        "reply says when its sender is back.",
     )
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from shared.contracts.base import Contract, Identifier, RecordType
 from shared.contracts.inbound import Channel
+from shared.contracts.trigger_settings import OutOfOfficeSettings
 
 
 class ExitTrigger(StrEnum):
@@ -62,6 +63,7 @@ class WorkflowSettings(Contract):
     unenroll_company_on_reply: bool = False
     agents_may_stop: bool = True
     exclusive: bool = False
+    out_of_office: OutOfOfficeSettings = OutOfOfficeSettings()
 
 
 class WorkflowDefinition(Contract):

@@ -20,6 +20,7 @@ from shared.contracts import RecordRef
 from shared.contracts.commands import ContactDetails
 from shared.contracts.events import EnrollmentEnrolled
 from shared.contracts.inbound import BounceKind, EmailBounced, EmailBouncedPayload, EmailReplied
+from shared.contracts.trigger_settings import OutOfOfficeSettings
 from shared.contracts.workflow import ExitTrigger
 from tests.conftest import SessionEnv
 from tests.contract.conftest import migrated_schema
@@ -73,6 +74,20 @@ async def test_a_workflow_version_once_known_never_changes(store: TriggerEvaluat
     assert candidate.enrollment.workflow is not None
     assert candidate.enrollment.workflow.exit_triggers == frozenset({ExitTrigger.REPLIED})
     assert candidate.enrollment.workflow.unenroll_company_on_reply is False
+
+
+async def test_a_versions_trigger_settings_come_back_with_its_enrollments(
+    store: TriggerEvaluatorStore,
+) -> None:
+    ooo = OutOfOfficeSettings(resume_margin_hours=3, fallback_days=7, max_days=21)
+    applied = workflow_applied(out_of_office=ooo)
+    await store.save_workflow_versions([applied])
+    await store.save_enrollment_events([enrolled("c-1", email="alice@acme.com")])
+
+    [[candidate]] = await store.candidates([classify(reply(from_address="alice@acme.com"))])
+
+    assert candidate.enrollment.workflow is not None
+    assert candidate.enrollment.workflow.settings == applied.payload.definition.settings
 
 
 async def test_an_enrollment_of_an_unknown_version_is_found_without_its_settings(

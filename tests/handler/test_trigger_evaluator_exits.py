@@ -127,17 +127,6 @@ async def test_a_reply_from_an_alias_exits_the_enrolled_contact(h: TriggerEvalua
     assert command.payload.enrollment_id == alice.payload.enrollment_id
 
 
-async def test_an_automatic_reply_exits_nothing_and_is_recorded(h: TriggerEvaluator) -> None:
-    alice = enrolled("c-1", email="alice@acme.com")
-    await h.given(workflow_applied(), alice)
-
-    outcome = await h.when(reply(from_address="alice@acme.com", auto_reply=True))
-
-    assert outcome.published == []
-    ((*_, decision),) = h.store.decisions
-    assert "automatic reply" in decision.why
-
-
 async def test_an_exited_or_completed_enrollment_is_never_exited_again(
     h: TriggerEvaluator,
 ) -> None:

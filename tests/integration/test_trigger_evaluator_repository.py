@@ -353,5 +353,6 @@ async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Con
             events[0].account_id, events[0].message_id, view.enrollment_id
         ),
         "decided_at": None,
+        "resume_at": None,
     }
     assert (event_row["enrollment_id"], event_row["decision"]) == (None, "ignored")

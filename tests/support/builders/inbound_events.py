@@ -7,6 +7,9 @@ from typing import Any, TypeVar
 
 from shared.contracts import Message, RecordRef, RecordType
 from shared.contracts.inbound import (
+    BounceKind,
+    EmailBounced,
+    EmailBouncedPayload,
     EmailLinkClicked,
     EmailLinkClickedPayload,
     EmailReplied,
@@ -44,6 +47,11 @@ def click(*, account: str = ACCOUNT, **overrides: Any) -> EmailLinkClicked:
         **overrides,
     }
     return inbound(EmailLinkClicked, EmailLinkClickedPayload(**fields), account=account)
+
+
+def bounce(kind: BounceKind, *, account: str = ACCOUNT, **overrides: Any) -> EmailBounced:
+    fields: dict[str, Any] = {"from_address": "someone@elsewhere.org", "bounce": kind, **overrides}
+    return inbound(EmailBounced, EmailBouncedPayload(**fields), account=account)
 
 
 def reply_from_contact(**overrides: Any) -> EmailReplied:

@@ -76,7 +76,9 @@ class FakeTriggerEvaluatorStore:
             settings = definition.settings
             self.workflows.setdefault(
                 (event.account_id, definition.workflow_id, event.payload.version),
-                WorkflowTriggers(settings.exit_triggers, settings.unenroll_company_on_reply),
+                WorkflowTriggers(
+                    settings.exit_triggers, settings.unenroll_company_on_reply, settings
+                ),
             )
 
     async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
