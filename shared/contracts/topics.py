@@ -45,7 +45,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         INBOUND_CRM,
         6,
         "upstream CRMs",
-        "Field changes, deals won and lost, meetings, owner assignment, user changes.",
+        "Record data (contacts, organizations and deals: fields, emails, domains, "
+        "associations, deal stages), field changes, deals won and lost, meetings, owner "
+        "assignment, user changes.",
     ),
     TopicSpec(
         INBOUND_CONVERSATION,
