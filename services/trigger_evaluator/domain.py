@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from services.trigger_evaluator import rules
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
 from services.trigger_evaluator.out_of_office import PlannedResume, plan_resume
 from services.trigger_evaluator.triggers import Signal
@@ -105,6 +106,8 @@ class MatchKind(StrEnum):
 class Candidate:
     enrollment: EnrollmentView
     matched_by: MatchKind
+    sent_at: datetime | None = None
+    """A THREAD match: when the quoted (or clicked) email was sent."""
 
 
 class Outcome(StrEnum):
@@ -327,7 +330,7 @@ def unmatched(waiting: Waiting, why: str = NO_ENROLLMENT_MATCHED) -> Decision:
     return _event_decision(waiting.event, why)
 
 
-def _decide_one(
+def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
     signal: Signal, candidate: Candidate, clock_skew: timedelta
 ) -> Decision | WorkflowKey:
     """The decision for one candidate, or the workflow version it needs first."""
@@ -355,6 +358,9 @@ def _decide_one(
         # PRODUCT: a meeting counts when booked with the enrolling user, or through a
         # meeting link in a workflow email (a THREAD match); not with any other user.
         return _ignore(signal, candidate, "meeting booked with another user than the enroller")
+    unmet = rules.why_not(signal, workflow.settings, sent_at=candidate.sent_at)
+    if unmet is not None:
+        return _ignore(signal, candidate, f"{unmet} ({version})")
     return _exit(
         signal,
         candidate,
@@ -410,12 +416,12 @@ def _not_for_this_enrollment(
     if not enrollment.status.live:
         return "the enrollment already ended"
     began = enrollment.enrolled_at
-    if began is not None and signal.occurred_at < began - clock_skew:
-        # A late or replayed event from before the enrollment is not about it. PRODUCT:
-        # meetings too; the product's exception (a meeting logged on an associated record
-        # during the enrollment) is about which record counts, not when, and is not built.
+    if began is not None and signal.happened_at < began - clock_skew:
+        # A late or replayed event from before the enrollment is not about it. PRODUCT: a
+        # meeting logged while enrolled counts even if it took place earlier: its logging
+        # time (``happened_at``) is what is compared.
         return (
-            f"the event occurred at {signal.occurred_at.isoformat()}, before the enrollment "
+            f"the event occurred at {signal.happened_at.isoformat()}, before the enrollment "
             f"began at {began.isoformat()}"
         )
     return None

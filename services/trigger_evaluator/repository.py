@@ -53,24 +53,24 @@ _WITH_WORKFLOW = """
 # found twice for one event is decided once, by its strongest match (``domain.decide``).
 _CANDIDATES = _WITH_WORKFLOW.format(
     matches=f"""
-        SELECT k.idx, 'thread' AS matched_by, {_ENROLLMENT}
+        SELECT k.idx, 'thread' AS matched_by, s.sent_at, {_ENROLLMENT}
         FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, message_id)
         JOIN sent_messages s
           ON s.account_id = k.account_id AND s.provider_message_id = k.message_id
         JOIN enrollments e ON e.account_id = s.account_id AND e.enrollment_id = s.enrollment_id
         UNION ALL
-        SELECT k.idx, k.matched_by, {_ENROLLMENT}
+        SELECT k.idx, k.matched_by, NULL::timestamptz, {_ENROLLMENT}
         FROM unnest($4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
              AS k(idx, matched_by, account_id, record_type, record_id)
         JOIN enrollments e
           ON e.account_id = k.account_id
          AND e.record_type = k.record_type AND e.record_id = k.record_id
         UNION ALL
-        SELECT k.idx, 'address', {_ENROLLMENT}
+        SELECT k.idx, 'address', NULL::timestamptz, {_ENROLLMENT}
         FROM unnest($9::int[], $10::text[], $11::text[]) AS k(idx, account_id, address)
         JOIN enrollments e ON e.account_id = k.account_id AND e.email = k.address
         UNION ALL
-        SELECT k.idx, 'address', e.*
+        SELECT k.idx, 'address', NULL::timestamptz, e.*
         FROM unnest($12::int[], $13::text[], $14::text[]) AS k(idx, account_id, address)
         CROSS JOIN LATERAL (
             -- One GIN probe per address. The inner OFFSET 0 keeps the planner from
@@ -328,7 +328,9 @@ class PostgresTriggerEvaluatorStore:
             _CANDIDATES, *threads.args(), *records.args(), *emails.args(), *aliases.args()
         )
         for row in rows:
-            found[row["idx"]].append(Candidate(_view(row), MatchKind(row["matched_by"])))
+            found[row["idx"]].append(
+                Candidate(_view(row), MatchKind(row["matched_by"]), row["sent_at"])
+            )
         for candidates in found:  # strongest first, then a stable order for replays
             candidates.sort(key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
         return found

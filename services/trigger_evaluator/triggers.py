@@ -18,6 +18,7 @@ from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType
 from shared.contracts.commands import ExitReason
 from shared.contracts.inbound import (
     BounceKind,
+    Channel,
     ConversationAgentAssigned,
     ConversationMessageReceived,
     ConversationMessageSent,
@@ -29,6 +30,7 @@ from shared.contracts.inbound import (
     EmailReplied,
     EmailThreadStarted,
     EmailUnsubscribed,
+    FieldValue,
     MeetingBooked,
     PageVisited,
     RecordFieldChanged,
@@ -94,6 +96,26 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
+class Facts:
+    """What a workflow's rules for the trigger read of the event (``rules``)."""
+
+    url: str | None = None
+    """Page visited: the URL."""
+    field: str | None = None
+    """Field set or updated: which field, and its new value."""
+    new_value: FieldValue = None
+    channel: Channel | None = None
+    """Conversation messages: the channel."""
+    user_agent: str | None = None
+    """Link clicked: the client that clicked."""
+    deal_stage: str | None = None
+    """Deal stage changed: the stage entered."""
+
+
+NO_FACTS = Facts()
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """What one inbound event means for enrollments: ``classify``'s answer.
 
@@ -116,6 +138,14 @@ class Signal:
     organizer_user_id: str | None = None
     auto_reply: AutoReply | None = None
     """Set for an automatic reply: it never exits, it pauses its sender's enrollments."""
+    facts: Facts = NO_FACTS
+    counted_at: datetime | None = None
+    """When the event counts as having happened for "did it happen while enrolled" (a
+    meeting's logging time); None: ``occurred_at``."""
+
+    @property
+    def happened_at(self) -> datetime:
+        return self.counted_at or self.occurred_at
 
     @property
     def may_exit(self) -> bool:
@@ -152,7 +182,7 @@ def _records(*records: RecordRef | None) -> tuple[RecordRef, ...]:
     return tuple(dict.fromkeys(r for r in records if r is not None))
 
 
-def classify(event: Message) -> Signal:
+def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per inbound type
     """Say which trigger ``event`` fires, whether it may exit, and where its enrollments are.
 
     The lookup is filled in even when this occurrence may not exit (an automatic reply
@@ -165,6 +195,8 @@ def classify(event: Message) -> Signal:
     why_not: str | None = None
     organizer_user_id: str | None = None
     auto_reply: AutoReply | None = None
+    facts = NO_FACTS
+    counted_at: datetime | None = None
     match event:
         case EmailReplied(payload=reply):
             # PRODUCT: an automatic (out-of-office) reply never exits: it pauses.
@@ -182,13 +214,11 @@ def classify(event: Message) -> Signal:
             )
         case EmailLinkClicked(payload=click):
             why_not = None if click.workflow_message_id else "link clicked outside a workflow email"
-            # The clicked email's enrollment; the record and address also find it when its
-            # message.sent has not been projected yet (topics are not ordered together).
-            lookup = Lookup(
-                sent_message_ids=_message_ids(click.workflow_message_id),
-                records=_records(click.record),
-                addresses=(click.from_address,),
-            )
+            # PRODUCT: only links in this workflow's emails: the clicked email's own
+            # enrollment (a THREAD match), never the contact's other workflows. Before its
+            # message.sent is projected the click waits for it (parking).
+            lookup = Lookup(sent_message_ids=_message_ids(click.workflow_message_id))
+            facts = Facts(user_agent=click.user_agent)
         case EmailBounced(payload=bounce):
             if bounce.bounce is not BounceKind.HARD:
                 why_not = f"{bounce.bounce.value} bounce: the address may still work"
@@ -216,22 +246,34 @@ def classify(event: Message) -> Signal:
                 attendees=_records(*(a for a in attendees if a.type is RecordType.CONTACT)),
             )
             organizer_user_id = meeting.organizer_user_id
+            counted_at = meeting.logged_at
         case RecordOwnerAssigned(payload=assigned):
             why_not = None if assigned.manual else "owner assigned automatically, not by a person"
             lookup = Lookup(records=(assigned.record,))
         case ConversationMessageSent(payload=sent):
-            why_not = None if sent.sent_by_user_id else "message sent by automation, not a person"
+            if sent.offramp_enrollment_id is not None:
+                why_not = "message sent by an Offramp workflow (it carries the marker)"
+            elif sent.sent_by_user_id is None:
+                why_not = "message sent by automation, not a person"
             lookup = Lookup(records=(sent.record,))
+            facts = Facts(channel=sent.channel)
+        case ConversationMessageReceived(payload=received):
+            # Someone from the same company wrote on any channel: the company may go too.
+            lookup = Lookup(records=(received.record,), company_of_replier=True)
+            facts = Facts(channel=received.channel)
+        case ConversationAgentAssigned(payload=assigned_agent):
+            if not assigned_agent.manual:
+                why_not = "user assigned automatically (a routing rule), not by a person"
+            lookup = Lookup(records=(assigned_agent.record,))
         case UserChanged():
             why_not = "owner removal (user deleted or downgraded) is not handled yet"
-        case (
-            PageVisited(payload=about)
-            | RecordFieldChanged(payload=about)
-            | DealWon(payload=about)
-            | DealLost(payload=about)
-            | ConversationMessageReceived(payload=about)
-            | ConversationAgentAssigned(payload=about)
-        ):
+        case PageVisited(payload=visit):
+            lookup = Lookup(records=(visit.record,))
+            facts = Facts(url=visit.url)
+        case RecordFieldChanged(payload=change):
+            lookup = Lookup(records=(change.record,))
+            facts = Facts(field=change.field, new_value=change.new_value)
+        case DealWon(payload=about) | DealLost(payload=about):
             lookup = Lookup(records=(about.record,))
     return Signal(
         message_id=event.message_id,
@@ -246,4 +288,6 @@ def classify(event: Message) -> Signal:
         record=record if isinstance(record, RecordRef) else None,
         organizer_user_id=organizer_user_id,
         auto_reply=auto_reply,
+        facts=facts,
+        counted_at=counted_at,
     )

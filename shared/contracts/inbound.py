@@ -8,11 +8,20 @@ understands them.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.contracts.base import (
     Contract,
@@ -100,6 +109,12 @@ class EmailReplied(EmailEvent):
 
 class EmailLinkClickedPayload(EmailEventPayload):
     url: str = Field(max_length=4096)
+    user_agent: str | None = Field(
+        None,
+        max_length=1000,
+        description="The clicking client's User-Agent: security gateways that scan links "
+        "name themselves there.",
+    )
 
 
 class EmailLinkClicked(EmailEvent):
@@ -336,6 +351,12 @@ class MeetingBookedPayload(Contract):
     via_message_id: str | None = Field(
         None, max_length=998, description="Message-ID of the workflow email whose link booked it."
     )
+    logged_at: AwareDatetime | None = Field(
+        None,
+        description="When the meeting was logged in the CRM, if not when it occurred "
+        "(`occurred_at`): a meeting logged while the contact is enrolled counts even if it "
+        "took place earlier.",
+    )
 
 
 class MeetingBooked(Message):
@@ -387,6 +408,11 @@ class ConversationMessagePayload(Contract):
     sent_by_user_id: Identifier | None = Field(
         None, description="The person who sent it (outgoing messages only)."
     )
+    offramp_enrollment_id: uuid.UUID | None = Field(
+        None,
+        description="The marker of Offramp's own messages: the enrollment that sent it, as "
+        "the message's metadata carries it. Set: sent by a workflow, never by a person.",
+    )
 
 
 class ConversationMessageReceived(Message):
@@ -405,6 +431,9 @@ class AgentAssignedPayload(Contract):
     record: RecordRef
     conversation_id: Identifier
     user_id: Identifier
+    manual: bool = Field(
+        True, description="A person assigned the user (false: an automatic routing rule)."
+    )
 
 
 class ConversationAgentAssigned(Message):

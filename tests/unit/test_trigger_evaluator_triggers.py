@@ -78,7 +78,7 @@ def test_a_hard_bounce_matches_the_sending_address_only_not_aliases() -> None:
     assert classify(event).lookup.include_aliases is False
 
 
-def test_a_click_is_looked_up_by_the_clicked_workflow_email_and_the_contact() -> None:
+def test_a_click_is_looked_up_by_the_clicked_workflow_email_only() -> None:
     event = inbound(
         EmailLinkClicked,
         EmailLinkClickedPayload(
@@ -91,9 +91,10 @@ def test_a_click_is_looked_up_by_the_clicked_workflow_email_and_the_contact() ->
 
     lookup = classify(event).lookup
 
+    # Only links in this workflow's emails: the contact's other workflows are not found.
     assert lookup.sent_message_ids == ("sent-9@offramp",)
-    assert lookup.records == (CONTACT,)
-    assert lookup.addresses == ("c-1@acme.com",)
+    assert lookup.records == ()
+    assert lookup.addresses == ()
     assert not lookup.company_of_replier
 
 

@@ -45,6 +45,7 @@ class FakeTriggerEvaluatorStore:
     enrollments: dict[tuple[str, uuid.UUID], EnrollmentView] = field(default_factory=dict)
     """(account, enrollment id) -> view: another account's same id is another enrollment."""
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
+    sent_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
     decided: dict[DecisionKey, Decision] = field(default_factory=dict)
     """Every decision recorded, in the order recorded."""
     parked: dict[tuple[str, str], ParkedEvent] = field(default_factory=dict)
@@ -132,7 +133,9 @@ class FakeTriggerEvaluatorStore:
         for event in sent:
             message_id = normalize_message_id(event.payload.provider_message_id)
             if message_id is not None:  # otherwise nothing a reply could quote
-                self.sent.setdefault((event.account_id, message_id), event.payload.enrollment_id)
+                key = (event.account_id, message_id)
+                self.sent.setdefault(key, event.payload.enrollment_id)
+                self.sent_at.setdefault(key, event.payload.sent_at)
 
     def _views(
         self, account_id: str, keep: Callable[[EnrollmentView], bool]
@@ -150,7 +153,9 @@ class FakeTriggerEvaluatorStore:
         return [self._candidates(signal.account_id, signal.lookup) for signal in signals]
 
     def _candidates(self, account_id: str, lookup: Lookup) -> list[Candidate]:
-        threads = {self.sent.get((account_id, m)) for m in lookup.sent_message_ids}
+        threads: dict[uuid.UUID | None, datetime | None] = {}
+        for m in lookup.sent_message_ids:  # the first quoted email of an enrollment
+            threads.setdefault(self.sent.get((account_id, m)), self.sent_at.get((account_id, m)))
         addresses = set(lookup.addresses)
 
         def by_address(e: EnrollmentView) -> bool:
@@ -164,7 +169,9 @@ class FakeTriggerEvaluatorStore:
             (MatchKind.ADDRESS, by_address),
         ]
         found = [
-            Candidate(view, kind)
+            Candidate(
+                view, kind, threads.get(view.enrollment_id) if kind is MatchKind.THREAD else None
+            )
             for kind, keep in searches
             for view in self._views(account_id, keep)
         ]

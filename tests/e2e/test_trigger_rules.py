@@ -1,0 +1,108 @@
+"""Issue 10 end to end, on the real broker and database with the services as processes:
+a workflow's trigger rules decide which events exit, within a second of the event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType, topics
+from shared.contracts.commands import (
+    ApplyWorkflow,
+    ApplyWorkflowPayload,
+    ContactDetails,
+    Enroll,
+    EnrollPayload,
+)
+from shared.contracts.inbound import PageVisited, PageVisitedPayload
+from shared.contracts.trigger_settings import UrlMatch, UrlRule
+from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
+from tests.conftest import SessionEnv
+from tests.support.kafka import TopicClient, of_type
+from tests.support.processes import ServiceProcess, SmtpSink, running_services
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+USER = Actor(kind=ActorKind.USER, id="user-1")
+
+
+@pytest.fixture
+async def system(
+    test_env: SessionEnv, tmp_path: Path
+) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
+    async with running_services(test_env.service_env(), tmp_path) as running:
+        yield running
+
+
+def apply(account: str, workflow: WorkflowDefinition) -> ApplyWorkflow:
+    return ApplyWorkflow.create(
+        account_id=account, payload=ApplyWorkflowPayload(actor=USER, definition=workflow)
+    )
+
+
+def enroll(account: str, workflow_id: str, record: RecordRef, **contact: Any) -> Enroll:
+    return Enroll.create(
+        account_id=account,
+        payload=EnrollPayload(
+            workflow_id=workflow_id, record=record, contact=ContactDetails(**contact), actor=USER
+        ),
+    )
+
+
+def mine(documents: list[dict[str, Any]], kind: str, account: str) -> list[dict[str, Any]]:
+    return [d for d in of_type(documents, kind) if d["account_id"] == account]
+
+
+async def test_a_visit_to_a_page_no_rule_matches_does_not_exit_and_a_matching_one_does(
+    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+) -> None:
+    _, services = system
+    account = "acc-e2e-pages"
+    record = RecordRef(type=RecordType.CONTACT, id="c-visitor")
+    workflow = WorkflowDefinition(
+        workflow_id="wf-pages",
+        name="Pages",
+        record_type=RecordType.CONTACT,
+        steps=(Step(step_id="s0", subject="Hi", body="Hi", delay_seconds=3600),),
+        settings=WorkflowSettings(
+            exit_triggers=frozenset({ExitTrigger.PAGE_VISITED}),
+            page_rules=(UrlRule(match=UrlMatch.PREFIX, pattern="https://www.acme.com/pricing"),),
+        ),
+    )
+
+    def visit(url: str) -> Message:
+        return PageVisited.create(
+            account_id=account, payload=PageVisitedPayload(record=record, url=url)
+        )
+
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish(apply(account, workflow))
+        await kafka.publish(enroll(account, workflow.workflow_id, record, email="v@example.com"))
+        await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(mine(docs, "enrollment.enrolled", account)) == 1,
+            what="the visitor enrolled",
+        )
+        # The same record's key: the non-matching visit is read (and decided) first.
+        elsewhere, pricing = (
+            visit("https://acme.com/blog/pricing"),
+            visit("http://acme.com/Pricing/?x=1"),
+        )
+        await kafka.publish_many([elsewhere, pricing])
+
+        events = await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(mine(docs, "enrollment.exited", account)) >= 1,
+            what="the exit of the matching visit",
+        )
+        commands = await kafka.read_all(topics.COMMANDS)
+    [exited] = mine(events, "enrollment.exited", account)
+    assert exited["payload"]["reason"] == "page_visited"
+    assert exited["payload"]["triggering_event"]["message_id"] == str(pricing.message_id)
+    exits = mine(commands, "enrollment.exit", account)
+    assert [c["causation_id"] for c in exits] == [str(pricing.message_id)]
+    assert all(s.process.poll() is None for s in services), "a service crashed"
