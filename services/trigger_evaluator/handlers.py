@@ -34,6 +34,7 @@ from services.trigger_evaluator.errors import NotAProjectionEventError
 from services.trigger_evaluator.parking import DEFAULT_PARK_MAX, ParkedEvent
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import ENROLLMENT_EVENTS, EnrollmentEvent
+from services.trigger_evaluator.record_links import RECORD_DATA_EVENTS, RecordDataEvent
 from services.trigger_evaluator.triggers import EXIT_RULES, Signal, classify
 from shared.consumer import Handler
 from shared.contracts import TOPIC_OF_TYPE, Message
@@ -69,16 +70,18 @@ class TriggerHandlers:
     async def project(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime
     ) -> None:
-        """Apply a run of workflow, enrollment and messaging events to the projection.
+        """Apply a run of workflow, enrollment, messaging and CRM record-data events to the
+        projection.
 
-        The three tables never depend on each other, so each kind is written at once,
-        keeping the run's order within it: at most 3 statements per run. Then the parked
+        The four tables never depend on each other, so each kind is written at once,
+        keeping the run's order within it: at most 4 statements per run. Then the parked
         events the run may unblock are evaluated again (one probe; more statements only
         when it finds some), against the projection as the whole run leaves it.
         """
         versions: list[WorkflowApplied] = []
         enrollments: list[EnrollmentEvent] = []
         sent: list[MessageSent] = []
+        record_data: list[RecordDataEvent] = []
         for event in events:
             if isinstance(event, WorkflowApplied):
                 versions.append(event)
@@ -86,6 +89,8 @@ class TriggerHandlers:
                 enrollments.append(event)
             elif isinstance(event, MessageSent):
                 sent.append(event)
+            elif isinstance(event, RECORD_DATA_EVENTS):
+                record_data.append(event)
             else:
                 raise NotAProjectionEventError(
                     f"{event.type} is not a projection event (a wiring mistake)"
@@ -96,6 +101,8 @@ class TriggerHandlers:
             await uow.store.save_enrollment_events(enrollments)
         if sent:
             await uow.store.save_sent_messages(sent)
+        if record_data:
+            await uow.store.save_record_links(record_data)
         keys = parking.keys_brought_by(events)
         if keys:
             unblocked = await uow.store.parked_for(keys)
@@ -258,6 +265,7 @@ class TriggerHandlers:
             WorkflowApplied.TYPE: project,
             MessageSent.TYPE: project,
             **{event_type.TYPE: project for event_type in ENROLLMENT_EVENTS},
+            **{event_type.TYPE: project for event_type in RECORD_DATA_EVENTS},
             **dict.fromkeys(EXIT_RULES, inbound),
         }
 

@@ -169,7 +169,10 @@ def park(
         check_at=min(now + RECHECK_AFTER, expires_at),
         only_if_a_workflow_exits_on=(
             rule.trigger
-            if waiting.for_an_enrollment and rule is not None and not waiting.event.may_pause
+            if waiting.for_an_enrollment
+            and rule is not None
+            and not waiting.event.may_pause
+            and not waiting.event.also
             else None
         ),
     )

@@ -37,17 +37,15 @@ LINK_SCANNER_AGENTS: tuple[str, ...] = (
 """User agents of security gateways and bots that follow every link of a delivered email."""
 
 
-def why_not(  # noqa: PLR0911 - one case per trigger with rules
-    signal: Signal, settings: WorkflowSettings, *, sent_at: datetime | None
+def why_not(
+    signal: Signal, trigger: ExitTrigger, settings: WorkflowSettings, *, sent_at: datetime | None
 ) -> str | None:
-    """Why ``signal`` does not count under ``settings``' rules for its trigger, or None.
+    """Why ``signal`` does not fire ``trigger`` under ``settings``' rules, or None.
 
     ``sent_at`` is when the clicked email was sent (link clicks found by their email).
     """
-    if signal.rule is None:
-        return None
     facts = signal.facts
-    match signal.rule.trigger:
+    match trigger:
         case ExitTrigger.PAGE_VISITED if settings.page_rules and facts.url is not None:
             if urls.first_match(settings.page_rules, facts.url) is None:
                 count = len(settings.page_rules)

@@ -23,6 +23,8 @@ from shared.contracts.inbound import (
     ConversationMessageReceived,
     ConversationMessageSent,
     DealLost,
+    DealStageChanged,
+    DealStageChangedPayload,
     DealWon,
     EmailBounced,
     EmailLinkClicked,
@@ -59,6 +61,10 @@ EXIT_RULES: dict[str, TriggerRule | None] = {
     RecordFieldChanged.TYPE: TriggerRule(ExitTrigger.FIELD_CHANGED, ExitReason.FIELD_CHANGED),
     DealWon.TYPE: TriggerRule(ExitTrigger.DEAL_WON, ExitReason.DEAL_WON),
     DealLost.TYPE: TriggerRule(ExitTrigger.DEAL_LOST, ExitReason.DEAL_LOST),
+    # Its triggers depend on the stage (``deal_stage_rules``): this is the usual one.
+    DealStageChanged.TYPE: TriggerRule(
+        ExitTrigger.DEAL_STAGE_ENTERED, ExitReason.DEAL_STAGE_ENTERED
+    ),
     MeetingBooked.TYPE: TriggerRule(ExitTrigger.MEETING_BOOKED, ExitReason.MEETING_BOOKED),
     RecordOwnerAssigned.TYPE: TriggerRule(ExitTrigger.USER_ASSIGNED, ExitReason.USER_ASSIGNED),
     UserChanged.TYPE: None,  # owner deleted or downgraded: a later issue
@@ -92,7 +98,10 @@ class Lookup:
     """Addresses the event came from: enrollments with that email (or alias)."""
     include_aliases: bool = True
     company_of_replier: bool = False
-    """Also the live enrollments of the replier's company (unenroll the whole company)."""
+    """Also the live enrollments of the company's contacts: the replier's (unenroll the
+    whole company) or the deal's (a deal opened at the company)."""
+    company_anchors: tuple[RecordRef, ...] = ()
+    """Records whose CRM organization is the company (besides the contacts found)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,8 @@ class Signal:
     """The flow the event belongs to: its own correlation id, or its id if it starts one."""
     rule: TriggerRule | None
     lookup: Lookup = Lookup()
+    also: tuple[TriggerRule, ...] = ()
+    """Further triggers the same event fires (a deal that opened into a chosen stage)."""
     ignored_because: str | None = None
     """Set when this event can never exit anything (an automatic reply, a soft bounce...)."""
     record: RecordRef | None = None
@@ -146,6 +157,11 @@ class Signal:
     @property
     def happened_at(self) -> datetime:
         return self.counted_at or self.occurred_at
+
+    @property
+    def rules(self) -> tuple[TriggerRule, ...]:
+        """Every trigger the event fires, the main one first."""
+        return (self.rule, *self.also) if self.rule is not None else ()
 
     @property
     def may_exit(self) -> bool:
@@ -197,6 +213,7 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
     auto_reply: AutoReply | None = None
     facts = NO_FACTS
     counted_at: datetime | None = None
+    also: tuple[TriggerRule, ...] = ()
     match event:
         case EmailReplied(payload=reply):
             # PRODUCT: an automatic (out-of-office) reply never exits: it pauses.
@@ -275,6 +292,19 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
             facts = Facts(field=change.field, new_value=change.new_value)
         case DealWon(payload=about) | DealLost(payload=about):
             lookup = Lookup(records=(about.record,))
+        case DealStageChanged(payload=stage):
+            fired = deal_stage_rules(stage)
+            rule, also = (fired[0], fired[1:]) if fired else (rule, ())
+            if not fired:
+                why_not = f"the deal stayed in stage {stage.stage}"
+            # PRODUCT: a deal opening at a company may exit every enrollment of its
+            # contacts (a contact workflow's setting): the company is the deal's own.
+            lookup = Lookup(
+                records=(stage.record,),
+                company_of_replier=stage.opened,
+                company_anchors=(stage.record, *stage.contacts) if stage.opened else (),
+            )
+            facts = Facts(deal_stage=stage.stage)
     return Signal(
         message_id=event.message_id,
         account_id=event.account_id,
@@ -290,4 +320,19 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
         auto_reply=auto_reply,
         facts=facts,
         counted_at=counted_at,
+        also=also,
     )
+
+
+def deal_stage_rules(stage: DealStageChangedPayload) -> tuple[TriggerRule, ...]:
+    """The triggers a deal's stage change fires: won, lost or opened, and a stage entered."""
+    fired: list[TriggerRule] = []
+    if stage.won:
+        fired.append(TriggerRule(ExitTrigger.DEAL_WON, ExitReason.DEAL_WON))
+    elif stage.lost:
+        fired.append(TriggerRule(ExitTrigger.DEAL_LOST, ExitReason.DEAL_LOST))
+    elif stage.opened:
+        fired.append(TriggerRule(ExitTrigger.DEAL_OPENED, ExitReason.DEAL_OPENED))
+    if stage.stage != stage.previous_stage:
+        fired.append(TriggerRule(ExitTrigger.DEAL_STAGE_ENTERED, ExitReason.DEAL_STAGE_ENTERED))
+    return tuple(fired)

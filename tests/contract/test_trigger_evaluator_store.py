@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind, Waiting
+from services.trigger_evaluator.domain import CompanySearch, EnrollmentStatus, MatchKind, Waiting
 from services.trigger_evaluator.parking import ParkedEvent, park
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
@@ -198,7 +198,9 @@ async def test_a_company_search_finds_its_live_enrollments_only(
     await store.save_enrollment_events([alice, bob, carol, dave, paused])
     await store.save_enrollment_events([exited_from(carol), paused_from(paused)])
 
-    colleagues = await store.live_by_company([(ACCOUNT, ["acme.com"]), (ACCOUNT, ["none.org"])])
+    colleagues = await store.live_by_company(
+        [CompanySearch(ACCOUNT, ["acme.com"]), CompanySearch(ACCOUNT, ["none.org"])]
+    )
 
     assert [sorted(v.record.id for v in views) for views in colleagues] == [
         ["c-1", "c-2", "c-5"],
@@ -231,7 +233,7 @@ async def test_two_accounts_with_the_same_ids_stay_apart(store: TriggerEvaluator
 
     found_both = await store.candidates([classify(ours_replied), classify(theirs_replied)])
     colleagues = await store.live_by_company(
-        [(ACCOUNT, ["acme.com"]), (OTHER_ACCOUNT, ["acme.com"])]
+        [CompanySearch(ACCOUNT, ["acme.com"]), CompanySearch(OTHER_ACCOUNT, ["acme.com"])]
     )
 
     for account, candidates in zip((ACCOUNT, OTHER_ACCOUNT), found_both, strict=True):

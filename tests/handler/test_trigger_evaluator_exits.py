@@ -61,6 +61,9 @@ def test_every_consumed_type_that_matters_has_a_handler(h: TriggerEvaluator) -> 
         EnrollmentExited.TYPE,
         EnrollmentCompleted.TYPE,
         MessageSent.TYPE,
+        "record.upserted",
+        "record.deleted",
+        "association.changed",
     }
     assert set(h.handlers) == projection | set(EXIT_RULES)
 

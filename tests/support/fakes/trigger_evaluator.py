@@ -24,8 +24,9 @@ from services.trigger_evaluator.domain import (
 )
 from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.record_links import RecordDataEvent, fold_record_data
 from services.trigger_evaluator.triggers import Lookup, Signal, normalize_message_id
-from shared.contracts import ActorKind
+from shared.contracts import ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails
 from shared.contracts.events import (
     EnrolledPayload,
@@ -46,6 +47,8 @@ class FakeTriggerEvaluatorStore:
     """(account, enrollment id) -> view: another account's same id is another enrollment."""
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     sent_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    links: set[tuple[str, RecordRef, RecordRef]] = field(default_factory=set)
+    """CRM associations, one (account, record, associated) per direction."""
     decided: dict[DecisionKey, Decision] = field(default_factory=dict)
     """Every decision recorded, in the order recorded."""
     parked: dict[tuple[str, str], ParkedEvent] = field(default_factory=dict)
@@ -60,6 +63,7 @@ class FakeTriggerEvaluatorStore:
             dict(self.sent),
             dict(self.decided),
             dict(self.parked),
+            set(self.links),
         )
 
     @property
@@ -182,11 +186,46 @@ class FakeTriggerEvaluatorStore:
         self, searches: Sequence[CompanySearch]
     ) -> list[list[EnrollmentView]]:
         self.calls.append("live_by_company")
-        return [self._colleagues(account_id, domains) for account_id, domains in searches]
+        return [self._colleagues(search) for search in searches]
 
-    def _colleagues(self, account_id: str, domains: Sequence[str]) -> list[EnrollmentView]:
-        views = self._views(account_id, lambda e: e.company_domain in domains and e.status.live)
-        return sorted(views, key=lambda view: view.enrollment_id)
+    def _linked(self, account_id: str, record: RecordRef, kind: RecordType) -> set[RecordRef]:
+        return {
+            b for acc, a, b in self.links if acc == account_id and a == record and b.type is kind
+        }
+
+    def _colleagues(self, search: CompanySearch) -> list[EnrollmentView]:
+        account_id = search.account_id
+        orgs = {a for a in search.anchors if a.type is RecordType.ORGANIZATION}
+        for anchor in search.anchors:
+            orgs |= self._linked(account_id, anchor, RecordType.ORGANIZATION)
+        members = {a for a in search.anchors if a.type is RecordType.CONTACT}
+        for org in orgs:
+            members |= self._linked(account_id, org, RecordType.CONTACT)
+        if orgs or members:
+            by_org = self._views(account_id, lambda e: e.record in members and e.status.live)
+        else:
+            by_org = []
+        by_domain = (
+            []
+            if orgs
+            else self._views(
+                account_id, lambda e: e.company_domain in search.domains and e.status.live
+            )
+        )
+        views = {v.enrollment_id: v for v in (*by_org, *by_domain)}
+        return sorted(views.values(), key=lambda view: view.enrollment_id)
+
+    async def save_record_links(self, events: Sequence[RecordDataEvent]) -> None:
+        self.calls.append("save_record_links")
+        change = fold_record_data(events)
+        for account_id, record in change.reset:
+            self.links = {
+                link
+                for link in self.links
+                if not (link[0] == account_id and record in (link[1], link[2]))
+            }
+        self.links -= set(change.absent)
+        self.links |= set(change.present)
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
         self.calls.append("save_decisions")
