@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from shared.contracts import Actor, ActorKind, Message, RecordRef, RecordType, topics
@@ -17,7 +18,15 @@ from shared.contracts.commands import (
     Enroll,
     EnrollPayload,
 )
-from shared.contracts.inbound import PageVisited, PageVisitedPayload
+from shared.contracts.inbound import (
+    DealStageChanged,
+    DealStageChangedPayload,
+    DealStatus,
+    PageVisited,
+    PageVisitedPayload,
+    RecordUpserted,
+    RecordUpsertedPayload,
+)
 from shared.contracts.trigger_settings import UrlMatch, UrlRule
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from tests.conftest import SessionEnv
@@ -51,6 +60,17 @@ def enroll(account: str, workflow_id: str, record: RecordRef, **contact: Any) ->
             workflow_id=workflow_id, record=record, contact=ContactDetails(**contact), actor=USER
         ),
     )
+
+
+async def links_of(test_env: SessionEnv, account: str) -> int:
+    conn = await asyncpg.connect(test_env.database_url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM trigger_evaluator.record_links WHERE account_id = $1", account
+        )
+        return int(count)
+    finally:
+        await conn.close()
 
 
 def mine(documents: list[dict[str, Any]], kind: str, account: str) -> list[dict[str, Any]]:
@@ -105,4 +125,69 @@ async def test_a_visit_to_a_page_no_rule_matches_does_not_exit_and_a_matching_on
     assert exited["payload"]["triggering_event"]["message_id"] == str(pricing.message_id)
     exits = mine(commands, "enrollment.exit", account)
     assert [c["causation_id"] for c in exits] == [str(pricing.message_id)]
+    assert all(s.process.poll() is None for s in services), "a service crashed"
+
+
+async def test_a_deal_opening_at_a_company_exits_every_enrollment_of_its_contacts(
+    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+) -> None:
+    _, services = system
+    account = "acc-e2e-deals"
+    company = RecordRef(type=RecordType.ORGANIZATION, id="o-acme")
+    the_deal = RecordRef(type=RecordType.DEAL, id="d-1")
+    people = [RecordRef(type=RecordType.CONTACT, id=f"c-{i}") for i in range(3)]
+    outsider = RecordRef(type=RecordType.CONTACT, id="c-out")  # same domain, other company
+    workflow = WorkflowDefinition(
+        workflow_id="wf-prospects",
+        name="Prospects",
+        record_type=RecordType.CONTACT,
+        steps=(Step(step_id="s0", subject="Hi", body="Hi", delay_seconds=3600),),
+        settings=WorkflowSettings(exit_company_on_deal_opened=True),
+    )
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish(apply(account, workflow))
+        for person in (*people, outsider):
+            email = f"{person.id}@acme.com"
+            await kafka.publish(
+                enroll(
+                    account, workflow.workflow_id, person, email=email, company_domain="acme.com"
+                )
+            )
+        await kafka.publish(
+            RecordUpserted.create(
+                account_id=account,
+                payload=RecordUpsertedPayload(record=company, associations=(*people, the_deal)),
+            )
+        )
+        await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(mine(docs, "enrollment.enrolled", account)) == 4,
+            what="four contacts enrolled",
+        )
+        # The organization's record is on another key than the deal's: wait until
+        # trigger-evaluator has projected its associations (both ways: 2 rows each).
+        await eventually(
+            lambda: links_of(test_env, account),
+            until=lambda count: count == 8,
+            what="the organization's associations projected",
+        )
+        opened = DealStageChanged.create(
+            account_id=account,
+            payload=DealStageChangedPayload(
+                record=the_deal, stage="qualified", status=DealStatus.OPEN
+            ),
+        )
+        await kafka.publish(opened)
+
+        events = await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(mine(docs, "enrollment.exited", account)) >= 3,
+            what="the company's three contacts exited",
+        )
+    exits = mine(events, "enrollment.exited", account)
+    assert sorted(e["payload"]["record"]["id"] for e in exits) == ["c-0", "c-1", "c-2"]
+    assert {e["payload"]["reason"] for e in exits} == {"deal_opened_at_company"}
+    assert {e["payload"]["triggering_event"]["message_id"] for e in exits} == {
+        str(opened.message_id)
+    }
     assert all(s.process.poll() is None for s in services), "a service crashed"
