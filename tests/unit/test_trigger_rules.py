@@ -10,10 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.trigger_evaluator.domain import Candidate, MatchKind, Outcome, decide
 from services.trigger_evaluator.triggers import classify
-from shared.contracts import Message, RecordRef
+from shared.contracts import Message, RecordRef, RecordType
 from shared.contracts.inbound import (
     AgentAssignedPayload,
     Channel,
@@ -36,9 +37,9 @@ from shared.contracts.trigger_settings import (
     UrlMatch,
     UrlRule,
 )
-from shared.contracts.workflow import ExitTrigger, WorkflowSettings
+from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from tests.support.builders.enrollment_events import T0
-from tests.support.builders.inbound_events import click, inbound
+from tests.support.builders.inbound_events import click, inbound, meeting
 from tests.support.builders.trigger_views import CONTACT, DEAL, ORGANIZATION
 from tests.support.builders.trigger_views import enrollment_view as enrollment
 
@@ -262,3 +263,82 @@ def test_link_clicked(
 
 def test_a_click_outside_a_workflow_email_never_fires() -> None:
     assert outcome(click(workflow_message_id=None), ExitTrigger.LINK_CLICKED) is STAYS
+
+
+ENROLLER, OTHER_USER = "u-enroller", "u-other"
+
+
+@pytest.mark.parametrize(
+    ("fields", "matched_by", "enrolled_at_offset", "expected"),
+    [
+        ({"organizer_user_id": ENROLLER}, MatchKind.ATTENDEE, None, FIRES),
+        ({"organizer_user_id": OTHER_USER}, MatchKind.ATTENDEE, None, STAYS),
+        # Through a meeting link in a workflow email: any user's calendar counts.
+        (
+            {"organizer_user_id": OTHER_USER, "via_message_id": "<m-1@o>"},
+            MatchKind.THREAD,
+            None,
+            FIRES,
+        ),
+        ({}, MatchKind.ATTENDEE, None, FIRES),  # organizer unknown: not another user's
+        # Took place before the enrollment, logged while enrolled: counts.
+        (
+            {"organizer_user_id": ENROLLER, "logged_at": T0 + timedelta(hours=2)},
+            MatchKind.ATTENDEE,
+            timedelta(hours=1),
+            FIRES,
+        ),
+        # Took place and was logged before the enrollment: not about it.
+        ({"organizer_user_id": ENROLLER}, MatchKind.ATTENDEE, timedelta(hours=1), STAYS),
+    ],
+)
+def test_meeting_booked(
+    fields: dict[str, Any],
+    matched_by: MatchKind,
+    enrolled_at_offset: timedelta | None,
+    expected: Outcome,
+) -> None:
+    event = meeting(attendees=(CONTACT,), **fields)
+    view = enrollment(
+        triggers=frozenset({ExitTrigger.MEETING_BOOKED}),
+        enrolled_by_user_id=ENROLLER,
+        enrolled_at=T0 + enrolled_at_offset if enrolled_at_offset is not None else None,
+    )
+
+    [decision] = decide(classify(event), [Candidate(view, matched_by)])
+
+    assert decision.outcome is expected
+
+
+@pytest.mark.parametrize(
+    ("record_type", "trigger", "allowed"),
+    [
+        (RecordType.CONTACT, ExitTrigger.REPLIED, True),
+        (RecordType.CONTACT, ExitTrigger.PAGE_VISITED, True),
+        (RecordType.CONTACT, ExitTrigger.DEAL_WON, False),
+        (RecordType.ORGANIZATION, ExitTrigger.FIELD_CHANGED, True),
+        (RecordType.ORGANIZATION, ExitTrigger.REPLIED, False),
+        (RecordType.DEAL, ExitTrigger.DEAL_WON, True),
+        (RecordType.DEAL, ExitTrigger.DEAL_LOST, True),
+        (RecordType.DEAL, ExitTrigger.DEAL_OPENED, True),
+        (RecordType.DEAL, ExitTrigger.FIELD_CHANGED, True),
+        (RecordType.DEAL, ExitTrigger.MEETING_BOOKED, False),
+    ],
+)
+def test_which_triggers_each_workflow_type_may_turn_on(
+    record_type: RecordType, trigger: ExitTrigger, allowed: bool
+) -> None:
+    def apply() -> WorkflowDefinition:
+        return WorkflowDefinition(
+            workflow_id="wf",
+            name="wf",
+            record_type=record_type,
+            steps=(Step(step_id="s", body="Hi"),),
+            settings=WorkflowSettings(exit_triggers=frozenset({trigger})),
+        )
+
+    if allowed:
+        assert trigger in apply().settings.exit_triggers
+    else:
+        with pytest.raises(ValidationError, match="do not apply to"):
+            apply()
