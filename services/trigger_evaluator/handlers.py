@@ -16,7 +16,7 @@ waited for evaluates it again in the same transaction, and the parking loop
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from services.trigger_evaluator import domain, messages, parking
@@ -35,7 +35,12 @@ from services.trigger_evaluator.parking import DEFAULT_PARK_MAX, ParkedEvent
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import ENROLLMENT_EVENTS, EnrollmentEvent
 from services.trigger_evaluator.record_links import RECORD_DATA_EVENTS, RecordDataEvent
-from services.trigger_evaluator.triggers import EXIT_RULES, Signal, classify
+from services.trigger_evaluator.triggers import (
+    BY_OTHER_WORKFLOW_RULES,
+    EXIT_RULES,
+    Signal,
+    classify,
+)
 from shared.consumer import Handler
 from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
@@ -74,35 +79,25 @@ class TriggerHandlers:
         projection.
 
         The four tables never depend on each other, so each kind is written at once,
-        keeping the run's order within it: at most 4 statements per run. Then the parked
-        events the run may unblock are evaluated again (one probe; more statements only
-        when it finds some), against the projection as the whole run leaves it.
+        keeping the run's order within it: at most 4 statements per run. Entries and exits
+        look up the record's other enrollments (one statement), then the parked events
+        the run may unblock are evaluated again (one probe; more statements only when it
+        finds some), against the projection as the whole run leaves it.
         """
-        versions: list[WorkflowApplied] = []
-        enrollments: list[EnrollmentEvent] = []
-        sent: list[MessageSent] = []
-        record_data: list[RecordDataEvent] = []
-        for event in events:
-            if isinstance(event, WorkflowApplied):
-                versions.append(event)
-            elif isinstance(event, ENROLLMENT_EVENTS):
-                enrollments.append(event)
-            elif isinstance(event, MessageSent):
-                sent.append(event)
-            elif isinstance(event, RECORD_DATA_EVENTS):
-                record_data.append(event)
-            else:
-                raise NotAProjectionEventError(
-                    f"{event.type} is not a projection event (a wiring mistake)"
-                )
-        if versions:
-            await uow.store.save_workflow_versions(versions)
-        if enrollments:
-            await uow.store.save_enrollment_events(enrollments)
-        if sent:
-            await uow.store.save_sent_messages(sent)
-        if record_data:
-            await uow.store.save_record_links(record_data)
+        run = _ProjectionRun.of(events)
+        if run.versions:
+            await uow.store.save_workflow_versions(run.versions)
+        if run.enrollments:
+            await uow.store.save_enrollment_events(run.enrollments)
+        if run.sent:
+            await uow.store.save_sent_messages(run.sent)
+        if run.record_data:
+            await uow.store.save_record_links(run.record_data)
+        entering = [e for e in run.enrollments if e.type in BY_OTHER_WORKFLOW_RULES]
+        if entering:
+            # A workflow may name others the record must leave when it enters (or leaves)
+            # this one: decided like an inbound event, against the projection just saved.
+            await self._decide(uow, entering, now)
         keys = parking.keys_brought_by(events)
         if keys:
             unblocked = await uow.store.parked_for(keys)
@@ -119,6 +114,11 @@ class TriggerHandlers:
         at most 4 statements per run (candidates, colleagues of repliers, parking of the
         events that wait, decisions).
         """
+        await self._decide(uow, events, now)
+
+    async def _decide(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], events: Sequence[Message], now: datetime
+    ) -> None:
         verdicts = await self._evaluate(uow.store, [classify(event) for event in events])
         waiting = [
             parking.park(verdict, event, now=now, max_wait=self.park_max)
@@ -139,8 +139,9 @@ class TriggerHandlers:
                     inbound_message_id=str(verdict.event.message_id),
                     why=verdict.why,
                 )
-        await uow.store.save_decisions(decisions)
-        self._publish(uow, decisions, now)
+        if decisions:
+            await uow.store.save_decisions(decisions)
+            self._publish(uow, decisions, now)
 
     async def check_parked(
         self, uow: UnitOfWork[TriggerEvaluatorStore], now: datetime, limit: int
@@ -268,6 +269,34 @@ class TriggerHandlers:
             **{event_type.TYPE: project for event_type in RECORD_DATA_EVENTS},
             **dict.fromkeys(EXIT_RULES, inbound),
         }
+
+
+@dataclass
+class _ProjectionRun:
+    """A run of projection events sorted by the table they go to, in order within each."""
+
+    versions: list[WorkflowApplied] = field(default_factory=list)
+    enrollments: list[EnrollmentEvent] = field(default_factory=list)
+    sent: list[MessageSent] = field(default_factory=list)
+    record_data: list[RecordDataEvent] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: Sequence[Message]) -> _ProjectionRun:
+        run = cls()
+        for event in events:
+            if isinstance(event, WorkflowApplied):
+                run.versions.append(event)
+            elif isinstance(event, ENROLLMENT_EVENTS):
+                run.enrollments.append(event)
+            elif isinstance(event, MessageSent):
+                run.sent.append(event)
+            elif isinstance(event, RECORD_DATA_EVENTS):
+                run.record_data.append(event)
+            else:
+                raise NotAProjectionEventError(
+                    f"{event.type} is not a projection event (a wiring mistake)"
+                )
+        return run
 
 
 def build_handlers(settings: TriggerEvaluatorSettings) -> Mapping[str, Handler]:

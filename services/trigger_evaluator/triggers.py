@@ -16,6 +16,7 @@ from services.trigger_evaluator import out_of_office
 from services.trigger_evaluator.out_of_office import AutoReply
 from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType
 from shared.contracts.commands import ExitReason
+from shared.contracts.events import EnrollmentEnrolled, EnrollmentExited
 from shared.contracts.inbound import (
     BounceKind,
     Channel,
@@ -84,6 +85,17 @@ A colleague's reply exits with ``COMPANY_REPLIED`` instead of ``REPLIED`` (see `
 """
 
 
+BY_OTHER_WORKFLOW = TriggerRule(
+    ExitTrigger.UNENROLLED_BY_OTHER_WORKFLOW, ExitReason.UNENROLLED_BY_OTHER_WORKFLOW
+)
+BY_OTHER_WORKFLOW_RULES: dict[str, TriggerRule] = {
+    EnrollmentEnrolled.TYPE: BY_OTHER_WORKFLOW,
+    EnrollmentExited.TYPE: BY_OTHER_WORKFLOW,
+}
+"""Enrollment events that may exit a record's other workflows (``exits_workflows_on_*``):
+not inbound events, classified like them by the projection's subscriber."""
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """Where the enrollments an event may concern are found (all within its account)."""
@@ -119,6 +131,8 @@ class Facts:
     """Link clicked: the client that clicked."""
     deal_stage: str | None = None
     """Deal stage changed: the stage entered."""
+    source_enrollment_id: uuid.UUID | None = None
+    """Unenrolled by another workflow: the enrollment that entered (or left) it."""
 
 
 NO_FACTS = Facts()
@@ -205,7 +219,9 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
     still says whose it is). Raises ``KeyError`` for a type that is not an inbound
     event (a wiring mistake).
     """
-    rule = EXIT_RULES[event.type]
+    rule = (
+        EXIT_RULES[event.type] if event.type in EXIT_RULES else BY_OTHER_WORKFLOW_RULES[event.type]
+    )
     record = getattr(event.payload, "record", None)
     lookup = Lookup()
     why_not: str | None = None
@@ -282,6 +298,11 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
             if not assigned_agent.manual:
                 why_not = "user assigned automatically (a routing rule), not by a person"
             lookup = Lookup(records=(assigned_agent.record,))
+        case EnrollmentEnrolled(payload=entered) | EnrollmentExited(payload=entered):
+            # Another workflow may name this record's other workflows to exit (its
+            # settings say so): the record's enrollments, the entering one among them.
+            lookup = Lookup(records=(entered.record,))
+            facts = Facts(source_enrollment_id=entered.enrollment_id)
         case UserChanged():
             why_not = "owner removal (user deleted or downgraded) is not handled yet"
         case PageVisited(payload=visit):

@@ -97,6 +97,18 @@ class WorkflowSettings(Contract):
         max_length=50,
         description="Deal entered a stage: the stages (internal values) that exit.",
     )
+    exits_workflows_on_enroll: tuple[Identifier, ...] = Field(
+        (),
+        max_length=50,
+        description="Enrolling a record here exits it from these workflows (those that "
+        "turned on unenrolled_by_other_workflow).",
+    )
+    exits_workflows_on_exit: tuple[Identifier, ...] = Field(
+        (),
+        max_length=50,
+        description="A record exiting this workflow exits these workflows too (those that "
+        "turned on unenrolled_by_other_workflow).",
+    )
     exit_company_on_deal_opened: bool = Field(
         False,
         description="Contact workflows: a deal opening at a company exits every enrollment "
@@ -136,6 +148,9 @@ class WorkflowDefinition(Contract):
                 raise ValueError(f"rules are set for {trigger.value}, which is not turned on")
         if ExitTrigger.DEAL_STAGE_ENTERED in on and not settings.deal_stages:
             raise ValueError("deal_stage_entered needs the stages that exit (deal_stages)")
+        named = {*settings.exits_workflows_on_enroll, *settings.exits_workflows_on_exit}
+        if self.workflow_id in named:
+            raise ValueError("a workflow cannot exit records from itself")
         if settings.exit_company_on_deal_opened and self.record_type is not RecordType.CONTACT:
             raise ValueError("exit_company_on_deal_opened applies to contact workflows only")
         return self

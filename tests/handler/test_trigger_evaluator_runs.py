@@ -173,11 +173,13 @@ async def test_ended_wins_within_one_projection_run(
     view = h.store.enrollments[(alice.account_id, alice.payload.enrollment_id)]
     assert view.status is EnrollmentStatus.ENDED
     assert view.email == "alice@acme.com"
-    # One statement per table, and one probe for parked events the run may unblock.
+    # One statement per table, one lookup of the record's other enrollments (a workflow
+    # may name others to exit) and one probe for parked events the run may unblock.
     assert h.store.calls == [
         "save_workflow_versions",
         "save_enrollment_events",
         "save_sent_messages",
+        "candidates",
         "parked_for",
     ]
     assert exits_of(await h.when(reply(in_reply_to="<m-1@o>"))) == []

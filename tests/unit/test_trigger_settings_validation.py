@@ -92,3 +92,8 @@ def test_valid_rules_are_kept_as_applied() -> None:
     again = WorkflowDefinition.model_validate_json(applied.model_dump_json())
 
     assert again == applied
+
+
+def test_a_workflow_naming_itself_among_the_workflows_to_exit_is_refused() -> None:
+    with pytest.raises(ValidationError, match="cannot exit records from itself"):
+        definition(exits_workflows_on_enroll=("wf",))
