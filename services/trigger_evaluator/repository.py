@@ -1,4 +1,5 @@
-"""All of trigger-evaluator's SQL: ``PostgresTriggerEvaluatorStore``.
+"""All of trigger-evaluator's SQL: ``PostgresTriggerEvaluatorStore`` (its company queries
+in ``repository_companies``, what they share in ``repository_rows``).
 
 Every method takes a whole run of messages and costs one statement, however long the
 run: keys go in as parallel arrays (``unnest``), matches come back tagged with the index
@@ -9,7 +10,6 @@ projection write is idempotent, so a re-applied event changes nothing.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,56 +18,34 @@ import asyncpg
 
 from services.trigger_evaluator.domain import (
     Candidate,
-    CompanySearch,
     Decision,
-    EnrollmentStatus,
-    EnrollmentView,
     MatchKind,
-    WorkflowTriggers,
 )
 from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent, fold_enrollment_events
-from services.trigger_evaluator.record_links import RecordDataEvent, fold_record_data
+from services.trigger_evaluator.repository_companies import CompanyLinks
+from services.trigger_evaluator.repository_rows import ENROLLMENT, WITH_WORKFLOW, Keys, view
 from services.trigger_evaluator.triggers import Signal, normalize_message_id
-from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType, decode
+from shared.contracts import TOPIC_OF_TYPE, Message, decode
 from shared.contracts.events import MessageSent, WorkflowApplied
-from shared.contracts.workflow import ExitTrigger, WorkflowSettings
 from shared.db import DbConnection
 
-_ENROLLMENT = """
-    e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
-    e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id,
-    e.enrolled_at
-"""
-
-_WITH_WORKFLOW = """
-    SELECT m.*, w.exit_triggers, w.unenroll_company_on_reply, w.settings
-    FROM ({matches}) AS m
-    LEFT JOIN workflow_versions w
-           ON w.account_id = m.account_id
-          AND w.workflow_id = m.workflow_id
-          AND w.version = m.workflow_version
-"""
-
-# The matches of every lookup key of a run, tagged with the index of the event that asked.
-# One branch per kind of key, each probing its own index once per key; an enrollment
-# found twice for one event is decided once, by its strongest match (``domain.decide``).
-_CANDIDATES = _WITH_WORKFLOW.format(
+_CANDIDATES = WITH_WORKFLOW.format(
     matches=f"""
-        SELECT k.idx, 'thread' AS matched_by, s.sent_at, {_ENROLLMENT}
+        SELECT k.idx, 'thread' AS matched_by, s.sent_at, {ENROLLMENT}
         FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, message_id)
         JOIN sent_messages s
           ON s.account_id = k.account_id AND s.provider_message_id = k.message_id
         JOIN enrollments e ON e.account_id = s.account_id AND e.enrollment_id = s.enrollment_id
         UNION ALL
-        SELECT k.idx, k.matched_by, NULL::timestamptz, {_ENROLLMENT}
+        SELECT k.idx, k.matched_by, NULL::timestamptz, {ENROLLMENT}
         FROM unnest($4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
              AS k(idx, matched_by, account_id, record_type, record_id)
         JOIN enrollments e
           ON e.account_id = k.account_id
          AND e.record_type = k.record_type AND e.record_id = k.record_id
         UNION ALL
-        SELECT k.idx, 'address', NULL::timestamptz, {_ENROLLMENT}
+        SELECT k.idx, 'address', NULL::timestamptz, {ENROLLMENT}
         FROM unnest($9::int[], $10::text[], $11::text[]) AS k(idx, account_id, address)
         JOIN enrollments e ON e.account_id = k.account_id AND e.email = k.address
         UNION ALL
@@ -80,7 +58,7 @@ _CANDIDATES = _WITH_WORKFLOW.format(
             -- AND-ing the probe with the account index, which reads a whole account's
             -- rows per key (seen at 1 ms a key on 30k rows when statistics lagged).
             SELECT a.* FROM (
-                SELECT {_ENROLLMENT}
+                SELECT {ENROLLMENT}
                 FROM enrollments e
                 WHERE e.aliases @> ARRAY[k.address]
                 OFFSET 0
@@ -89,75 +67,6 @@ _CANDIDATES = _WITH_WORKFLOW.format(
         ) AS e
     """
 )
-
-# A company's live contact enrollments: the contacts of the CRM organizations associated
-# with the search's anchors (and contact anchors themselves); only for a search whose
-# anchors have no organization, the enrollments of its company domains.
-_LIVE_BY_COMPANY = _WITH_WORKFLOW.format(
-    matches=f"""
-        WITH anchor AS (
-            SELECT * FROM unnest($4::int[], $5::text[], $6::text[], $7::text[])
-                   AS a(idx, account_id, record_type, record_id)
-        ), org AS (
-            SELECT a.idx, a.account_id, l.linked_id AS org_id
-            FROM anchor a
-            JOIN record_links l
-              ON l.account_id = a.account_id AND l.record_type = a.record_type
-             AND l.record_id = a.record_id AND l.linked_type = 'organization'
-            UNION
-            SELECT a.idx, a.account_id, a.record_id FROM anchor a
-            WHERE a.record_type = 'organization'
-        ), member AS (
-            SELECT o.idx, o.account_id, l.linked_id AS contact_id
-            FROM org o
-            JOIN record_links l
-              ON l.account_id = o.account_id AND l.record_type = 'organization'
-             AND l.record_id = o.org_id AND l.linked_type = 'contact'
-            UNION
-            SELECT a.idx, a.account_id, a.record_id FROM anchor a
-            WHERE a.record_type = 'contact'
-        )
-        SELECT m.idx, {_ENROLLMENT}
-        FROM member m
-        JOIN enrollments e
-          ON e.account_id = m.account_id AND e.record_type = 'contact'
-         AND e.record_id = m.contact_id AND e.status IN ('active', 'paused')
-        UNION ALL
-        SELECT k.idx, {_ENROLLMENT}
-        FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, company_domain)
-        JOIN enrollments e
-          ON e.account_id = k.account_id AND e.company_domain = k.company_domain
-         AND e.status IN ('active', 'paused')
-        WHERE NOT EXISTS (SELECT 1 FROM org o WHERE o.idx = k.idx)
-    """
-)
-
-# A run of record data in one statement (``record_links`` says how it folds): the rows of
-# reset records and of removed pairs go, except the pairs the run leaves present, which
-# are inserted if missing (one snapshot: a deleted row is never the one inserted).
-_SAVE_LINKS = """
-    WITH reset AS (
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-               AS r(account_id, record_type, record_id)
-    ), keep AS (
-        SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-               AS p(account_id, record_type, record_id, linked_type, linked_id)
-    ), gone AS (
-        SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
-               AS p(account_id, record_type, record_id, linked_type, linked_id)
-    ), removed AS (
-        DELETE FROM record_links l
-        WHERE (EXISTS (SELECT 1 FROM reset r
-                       WHERE r.account_id = l.account_id
-                         AND ((r.record_type = l.record_type AND r.record_id = l.record_id)
-                           OR (r.record_type = l.linked_type AND r.record_id = l.linked_id)))
-               OR (l.account_id, l.record_type, l.record_id, l.linked_type, l.linked_id)
-                  IN (SELECT * FROM gone))
-          AND (l.account_id, l.record_type, l.record_id, l.linked_type, l.linked_id)
-              NOT IN (SELECT * FROM keep)
-    )
-    INSERT INTO record_links SELECT * FROM keep ON CONFLICT DO NOTHING
-"""
 
 # One row per (account, enrollment), exactly as the events one by one would leave it
 # (``projection`` says how a run folds). Rows already there are locked and merged: ended
@@ -239,44 +148,6 @@ _PARK = """
 """
 
 
-def _view(row: asyncpg.Record) -> EnrollmentView:
-    triggers = row["exit_triggers"]
-    workflow = (
-        None
-        if triggers is None
-        else WorkflowTriggers(
-            exit_triggers=frozenset(ExitTrigger(t) for t in triggers),
-            unenroll_company_on_reply=row["unenroll_company_on_reply"],
-            settings=_settings(row["settings"]),
-        )
-    )
-    return EnrollmentView(
-        enrollment_id=row["enrollment_id"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        status=EnrollmentStatus(row["status"]),
-        workflow=workflow,
-        email=row["email"],
-        aliases=tuple(row["aliases"]),
-        company_domain=row["company_domain"],
-        enrolled_by_user_id=row["enrolled_by_user_id"],
-        enrolled_at=row["enrolled_at"],
-    )
-
-
-def _settings(stored: str | None) -> WorkflowSettings:
-    """A version's settings as projected (defaults for versions projected before them)."""
-    return WorkflowSettings() if stored is None else _settings_cached(stored)
-
-
-@functools.lru_cache(maxsize=1024)
-def _settings_cached(stored: str) -> WorkflowSettings:
-    # Versions never change and candidates of one version repeat: parse each once.
-    return WorkflowSettings.model_validate_json(stored)
-
-
 def _parked(row: asyncpg.Record) -> ParkedEvent:
     event = decode(row["event"].encode(), topic=row["topic"])
     if not isinstance(event, Message):  # only ever written from a decoded Message
@@ -291,7 +162,7 @@ def _parked(row: asyncpg.Record) -> ParkedEvent:
     )
 
 
-class PostgresTriggerEvaluatorStore:
+class PostgresTriggerEvaluatorStore(CompanyLinks):
     """``TriggerEvaluatorStore`` on the transaction's connection (the service's schema is
     its search path)."""
 
@@ -368,7 +239,7 @@ class PostgresTriggerEvaluatorStore:
         )
 
     async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
-        threads, records, emails, aliases = _Keys(2), _Keys(4), _Keys(2), _Keys(2)
+        threads, records, emails, aliases = Keys(2), Keys(4), Keys(2), Keys(2)
         for idx, signal in enumerate(signals):
             lookup, account_id = signal.lookup, signal.account_id
             for message_id in lookup.sent_message_ids:
@@ -389,40 +260,11 @@ class PostgresTriggerEvaluatorStore:
         )
         for row in rows:
             found[row["idx"]].append(
-                Candidate(_view(row), MatchKind(row["matched_by"]), row["sent_at"])
+                Candidate(view(row), MatchKind(row["matched_by"]), row["sent_at"])
             )
         for candidates in found:  # strongest first, then a stable order for replays
             candidates.sort(key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
         return found
-
-    async def live_by_company(
-        self, searches: Sequence[CompanySearch]
-    ) -> list[list[EnrollmentView]]:
-        keys, anchors = _Keys(2), _Keys(3)
-        for idx, search in enumerate(searches):
-            for domain in search.domains:
-                keys.add(idx, search.account_id, domain)
-            for anchor in search.anchors:
-                anchors.add(idx, search.account_id, anchor.type.value, anchor.id)
-        found: list[dict[object, EnrollmentView]] = [{} for _ in searches]
-        if not (keys or anchors):
-            return [[] for _ in searches]
-        for row in await self._conn.fetch(_LIVE_BY_COMPANY, *keys.args(), *anchors.args()):
-            view = _view(row)
-            found[row["idx"]].setdefault(view.enrollment_id, view)
-        return [sorted(views.values(), key=lambda v: v.enrollment_id) for views in found]
-
-    async def save_record_links(self, events: Sequence[RecordDataEvent]) -> None:
-        change = fold_record_data(events)
-        if not (change.reset or change.pairs):
-            return
-        reset, keep, gone = _Keys(3), _Keys(5), _Keys(5)
-        for account_id, record in change.reset:
-            reset.add(0, account_id, record.type.value, record.id)
-        for keys, pairs in ((keep, change.present), (gone, change.absent)):
-            for account_id, record, linked in pairs:
-                keys.add(0, account_id, record.type.value, record.id, linked.type.value, linked.id)
-        await self._conn.execute(_SAVE_LINKS, *reset.args()[1:], *keep.args()[1:], *gone.args()[1:])
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
         if not decisions:
@@ -512,22 +354,3 @@ class PostgresTriggerEvaluatorStore:
             [p.account_id for p in parked],
             [p.event.message_id for p in parked],
         )
-
-
-class _Keys:
-    """Lookup keys as parallel arrays for ``unnest``, each tagged with its event's index."""
-
-    def __init__(self, width: int) -> None:
-        self._idx: list[int] = []
-        self._columns: list[list[str]] = [[] for _ in range(width)]
-
-    def add(self, idx: int, *values: str) -> None:
-        self._idx.append(idx)
-        for column, value in zip(self._columns, values, strict=True):
-            column.append(value)
-
-    def __bool__(self) -> bool:
-        return bool(self._idx)
-
-    def args(self) -> list[list[int] | list[str]]:
-        return [self._idx, *self._columns]
