@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType, topics, utc_now
@@ -124,4 +125,18 @@ async def test_an_out_of_office_reply_pauses_and_the_enrollment_resumes_after_it
     [resumed] = of_type(mine, "enrollment.resumed")
     assert datetime.fromisoformat(resumed["occurred_at"]) >= until
     assert [m["Subject"] for m in sink.to("olga@example.com")] == ["Hello", "Again"]
+    # The pause is explainable: trigger-evaluator kept what it read and the planned resume.
+    conn = await asyncpg.connect(test_env.database_url)
+    try:
+        [decision] = await conn.fetch(
+            "SELECT decision, reason, why, resume_at FROM trigger_evaluator.decisions"
+            " WHERE account_id = $1",
+            ACCOUNT,
+        )
+    finally:
+        await conn.close()
+    assert (decision["decision"], decision["reason"]) == ("pause", "out_of_office")
+    assert decision["resume_at"] == until
+    assert "header Auto-Submitted: auto-replied" in decision["why"]
+    assert f"back on {today.isoformat()}" in decision["why"]
     assert all(s.process.poll() is None for s in services), "a service crashed"
