@@ -8,6 +8,7 @@ from pathlib import Path
 from faststream import FastStream
 
 from services.enrollment.config import EnrollmentSettings
+from services.enrollment.dispatch_loop import LapsedExits
 from services.enrollment.handlers import build_handlers
 from services.enrollment.parking import ParkedEnrolls
 from services.enrollment.repository import PostgresEnrollmentStore
@@ -19,12 +20,12 @@ SPEC = ServiceSpec(
     schema="enrollment",
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
-    consumes=(topics.COMMANDS, topics.MESSAGING_EVENTS),
+    consumes=(topics.COMMANDS, topics.SCHEDULER_STEPS, topics.MESSAGING_EVENTS),
     publishes=(topics.WORKFLOW_EVENTS, topics.ENROLLMENT_EVENTS, topics.DEAD_LETTER),
     settings=EnrollmentSettings,
     store=PostgresEnrollmentStore,
-    handlers=lambda _settings: build_handlers(),
-    background=(ParkedEnrolls,),
+    handlers=build_handlers,
+    background=(ParkedEnrolls, LapsedExits),
 )
 
 

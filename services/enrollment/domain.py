@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.enrollment.errors import MissingWorkflowVersionError
-from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind, RecordRef, derived_message_id
+from shared.contracts import Actor, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import CancelReason, FailureKind, Rejection
+from shared.contracts.events import Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
 
@@ -41,6 +40,28 @@ class WorkflowVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class Dispatch:
+    """The step an enrollment granted messaging to send, until when a call may start."""
+
+    dispatch_id: uuid.UUID
+    step_index: int
+    step_id: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingExit:
+    """An exit decided while a step's dispatch was granted: it commits once messaging
+    reports that send's outcome, or once the grant's lease has lapsed."""
+
+    reason: ExitReason
+    source: ExitSource
+    actor: Actor
+    triggering_event: TriggeringEvent | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Enrollment:
     enrollment_id: uuid.UUID
     account_id: str
@@ -58,6 +79,14 @@ class Enrollment:
     """When a timed pause ends (the scheduler then resumes it)."""
     pause_id: uuid.UUID | None = None
     """The pause the enrollment is in: the id of its ``enrollment.paused``."""
+    dispatch: Dispatch | None = None
+    """The step granted to messaging and not yet reported sent, failed or cancelled."""
+    pending_exit: PendingExit | None = None
+    """An exit waiting for the outcome of ``dispatch``: the enrollment is exiting."""
+
+    @property
+    def exiting(self) -> bool:
+        return self.pending_exit is not None
 
 
 def event_id(
@@ -140,7 +169,7 @@ class ScheduledStep:
     due_at: datetime
 
 
-def _scheduled(enrollment: Enrollment, step: Step, due_at: datetime) -> ScheduledStep:
+def scheduled_step(enrollment: Enrollment, step: Step, due_at: datetime) -> ScheduledStep:
     return ScheduledStep(enrollment.current_step, step, due_at)
 
 
@@ -198,7 +227,7 @@ def decide_enrollment(
         enrolled_at=now,
         next_due_at=due_at,
     )
-    return Admitted(enrollment, _scheduled(enrollment, first, due_at), contact, actor)
+    return Admitted(enrollment, scheduled_step(enrollment, first, due_at), contact, actor)
 
 
 def _rejections(
@@ -250,207 +279,3 @@ def _reenrollment_rejections(
             )
         ]
     return []
-
-
-@dataclass(frozen=True, slots=True)
-class SentStep:
-    """A step messaging sent: which one, and the provider's id of the message."""
-
-    index: int
-    step_id: str
-    provider_message_id: str | None
-    sent_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleNext:
-    enrollment: Enrollment
-    sent: SentStep
-    scheduled: ScheduledStep
-
-    @property
-    def step(self) -> Step:
-        return self.scheduled.step
-
-
-@dataclass(frozen=True, slots=True)
-class Complete:
-    enrollment: Enrollment
-    sent: SentStep
-
-
-def on_step_sent(
-    enrollment: Enrollment, definition: WorkflowDefinition, sent: SentStep
-) -> ScheduleNext | Complete | Unchanged:
-    """A step went out: schedule the next one after its delay, or complete.
-
-    A paused enrollment still records a step that was already on its way when it paused
-    (resuming schedules the next one).
-    """
-    if not enrollment.status.live:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
-    if sent.index != enrollment.current_step:
-        return Unchanged(f"step {sent.index} is not the current step {enrollment.current_step}")
-    done = replace(enrollment, steps_completed=enrollment.steps_completed + 1)
-    following = sent.index + 1
-    if following >= len(definition.steps):
-        completed = replace(done, status=Status.COMPLETED, next_due_at=None, ended_at=sent.sent_at)
-        return Complete(completed, sent)
-    step = definition.steps[following]
-    due_at = sent.sent_at + timedelta(seconds=step.delay_seconds)
-    after = replace(done, current_step=following, next_due_at=due_at)
-    return ScheduleNext(after, sent, _scheduled(after, step, due_at))
-
-
-@dataclass(frozen=True, slots=True)
-class UnsentStep:
-    """A step messaging will never send: it failed for good, or was cancelled."""
-
-    index: int
-    step_id: str
-    kind: FailureKind | CancelReason
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Exited:
-    enrollment: Enrollment
-    reason: ExitReason
-    source: ExitSource
-    actor: Actor
-    triggering_event: TriggeringEvent | None
-    unsent: UnsentStep | None = None
-    """The step whose send ended the enrollment, when that is why it exited."""
-
-    @property
-    def steps_completed(self) -> int:
-        return self.enrollment.steps_completed
-
-
-def decide_exit(
-    enrollment: Enrollment,
-    *,
-    reason: ExitReason,
-    source: ExitSource,
-    actor: Actor,
-    triggering_event: TriggeringEvent | None,
-    agents_may_stop: bool,
-    now: datetime,
-) -> Exited | Unchanged:
-    """End a live enrollment once; an ended one stays as it was (exit is idempotent)."""
-    if not enrollment.status.live:
-        return Unchanged(f"enrollment already {enrollment.status.value}")
-    by_user = actor.kind is ActorKind.USER
-    if source in (ExitSource.MANUAL, ExitSource.BULK) and by_user and not agents_may_stop:
-        return Unchanged("the workflow does not let agents stop it")
-    exited = replace(
-        enrollment, status=Status.EXITED, next_due_at=None, ended_at=now, exit_reason=reason
-    )
-    return Exited(exited, reason, source, actor, triggering_event)
-
-
-def exit_reason_for(kind: FailureKind | CancelReason) -> ExitReason | None:
-    """Why a step that will never go out ends its enrollment; None when it ends nothing.
-
-    A hard bounce is the recipient's address gone for good (``hard_bounced``, as the same
-    bounce reported upstream would be); every other permanent failure, and a step with no
-    one to send it to, leaves the enrollment unable to go on (``send_failed``). A send
-    cancelled because the enrollment exited, paused or completed is that change's echo.
-    """
-    if kind is FailureKind.HARD_BOUNCE:
-        return ExitReason.HARD_BOUNCED
-    if isinstance(kind, FailureKind) or kind is CancelReason.NO_RECIPIENT:
-        return ExitReason.SEND_FAILED
-    return None
-
-
-def on_step_unsent(
-    enrollment: Enrollment, unsent: UnsentStep, *, trigger: TriggeringEvent, now: datetime
-) -> Exited | Unchanged:
-    """Exit an enrollment whose current step will never be sent (it would wait forever
-    at that step, and block the record's re-enrollment); ``trigger`` is messaging's
-    report of it. Exits once, like any exit."""
-    reason = exit_reason_for(unsent.kind)
-    if reason is None:
-        return Unchanged(f"the send was cancelled ({unsent.kind.value}): nothing to do")
-    if enrollment.status.live and unsent.index != enrollment.current_step:
-        return Unchanged(f"step {unsent.index} is not the current step {enrollment.current_step}")
-    decision = decide_exit(
-        enrollment,
-        reason=reason,
-        source=ExitSource.TRIGGER,
-        actor=SYSTEM_ACTOR,
-        triggering_event=trigger,
-        agents_may_stop=True,
-        now=now,
-    )
-    if isinstance(decision, Unchanged):
-        return decision
-    return replace(decision, unsent=unsent)
-
-
-@dataclass(frozen=True, slots=True)
-class Paused:
-    enrollment: Enrollment
-    until: datetime | None
-    reason: str
-    actor: Actor
-    pause_id: uuid.UUID
-
-
-def decide_pause(
-    enrollment: Enrollment,
-    *,
-    until: datetime | None,
-    reason: str,
-    actor: Actor,
-    pause_id: uuid.UUID,
-) -> Paused | Unchanged:
-    """Hold an active enrollment at its current step, until ``until`` or a resume.
-
-    ``pause_id`` names this pause (``pause_id_for``): the scheduler's timer resumes only
-    the pause it was armed for.
-    """
-    if enrollment.status is not Status.ACTIVE:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
-    held = replace(enrollment, status=Status.PAUSED, paused_until=until, pause_id=pause_id)
-    return Paused(held, until, reason, actor, pause_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Resumed:
-    enrollment: Enrollment
-    actor: Actor
-    scheduled: ScheduledStep
-
-
-def decide_resume(
-    enrollment: Enrollment,
-    workflow: WorkflowVersion | None,
-    *,
-    actor: Actor,
-    now: datetime,
-    pause_id: uuid.UUID | None = None,
-) -> Resumed | Unchanged:
-    """Resume a paused enrollment; its current step runs at once if its time has passed.
-
-    ``workflow`` is the enrollment's version: the step it resumes at comes from it. With
-    ``pause_id`` (a timed pause's end), only that pause ends: a timer of a pause that was
-    already resumed by hand changes nothing, whatever the enrollment did since.
-    """
-    if enrollment.status is not Status.PAUSED:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
-    if pause_id is not None and pause_id != enrollment.pause_id:
-        return Unchanged("the resume is for an earlier pause")
-    if workflow is None:
-        raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
-    due_at = max(enrollment.next_due_at or now, now)
-    resumed = replace(
-        enrollment, status=Status.ACTIVE, next_due_at=due_at, paused_until=None, pause_id=None
-    )
-    step = workflow.definition.steps[resumed.current_step]
-    return Resumed(resumed, actor, _scheduled(resumed, step, due_at))
-
-
-Decision = VersionApplied | Admitted | Refused | ScheduleNext | Complete | Exited | Paused | Resumed
-"""Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

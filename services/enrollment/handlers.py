@@ -3,17 +3,19 @@
 Every handler reads the same way. Load: what the whole run needs, one query per kind.
 Decide: message by message with the pure ``domain`` (a later message sees what an earlier
 one changed). Save: in bulk, one statement per kind. Then write the decisions' history and
-publish their messages (``_record``). ``now`` is the run's one clock reading.
+publish their messages (``recording``). ``now`` is the run's one clock reading.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from services.enrollment import domain, history, messages
+from services.enrollment import domain, exits, pauses, steps
+from services.enrollment.config import EnrollmentSettings
+from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import (
     EnrollmentKey,
@@ -24,17 +26,24 @@ from services.enrollment.ports import (
     WorkflowKey,
     WorkflowRecordKey,
 )
+from services.enrollment.recording import key as _key
+from services.enrollment.recording import record, save_changes
+from services.enrollment.recording import version_key as _version_key
 from shared.consumer import Handler
-from shared.contracts import Message, topics
 from shared.contracts.commands import (
     ApplyWorkflow,
     Enroll,
     Exit,
     Pause,
     Resume,
-    TriggeringEvent,
 )
-from shared.contracts.events import MessageCancelled, MessageFailed, MessageSent
+from shared.contracts.events import (
+    MessageCancelled,
+    MessageDeferred,
+    MessageFailed,
+    MessageSent,
+    StepDue,
+)
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -43,31 +52,7 @@ log = get_logger(__name__)
 Uow = UnitOfWork[EnrollmentStore]
 RecordCommand = Exit | Pause | Resume
 C = TypeVar("C", bound=RecordCommand)
-D = TypeVar("D", bound=domain.Exited | domain.Paused | domain.Resumed)
-
-
-def _key(enrollment: domain.Enrollment) -> EnrollmentKey:
-    return (enrollment.account_id, enrollment.enrollment_id)
-
-
-def _version_key(enrollment: domain.Enrollment) -> VersionKey:
-    return (enrollment.account_id, enrollment.workflow_id, enrollment.workflow_version)
-
-
-async def _record(
-    uow: Uow, decided: Sequence[tuple[domain.Decision, Message]], now: datetime
-) -> None:
-    """Write the history of a run's decisions and publish their messages, in order."""
-    await uow.store.add_history(
-        [
-            entry
-            for decision, cause in decided
-            for entry in history.entries(decision, caused_by=cause.message_id, at=now)
-        ]
-    )
-    for decision, cause in decided:
-        for message in messages.of(decision, cause):
-            uow.publish(message)
+D = TypeVar("D", bound=exits.Exited | exits.ExitPending | pauses.Paused | pauses.Resumed)
 
 
 class _LiveEnrollments:
@@ -143,7 +128,7 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
         decided.append((decision, command))
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=decision.version)
     await uow.store.add_workflow_versions([d for d, _ in decided])
-    await _record(uow, decided, now)
+    await record(uow, decided, now)
     # Enrolls read before their workflow was: enrolled now, in this transaction.
     applied = [(d.account_id, d.definition.workflow_id) for d, _ in decided]
     await uow.store.lock_workflows(applied)
@@ -221,7 +206,7 @@ async def admit(
         decided.append((decision, command))
     admitted = [d for d, _ in decided if isinstance(d, domain.Admitted)]
     await uow.store.insert_enrollments(admitted)
-    await _record(uow, decided, now)
+    await record(uow, decided, now)
     log.info("enroll_run", admitted=len(admitted), rejected=len(commands) - len(admitted))
 
 
@@ -231,10 +216,12 @@ async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
     live = await _LiveEnrollments.load(uow.store, commands)
     versions = await uow.store.workflow_versions(live.versions())
 
-    def decide(enrollment: domain.Enrollment, command: Exit) -> domain.Exited | domain.Unchanged:
+    def decide(
+        enrollment: domain.Enrollment, command: Exit
+    ) -> exits.Exited | exits.ExitPending | domain.Unchanged:
         workflow = versions.get(_version_key(enrollment))
         payload = command.payload
-        return domain.decide_exit(
+        return exits.decide_exit(
             enrollment,
             reason=payload.reason,
             source=payload.source,
@@ -245,9 +232,21 @@ async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
         )
 
     decided = live.decide(commands, decide)
-    await uow.store.save_exits([d for d, _ in decided])
-    await _record(uow, decided, now)
-    log.info("exit_run", commands=len(commands), exited=len(decided))
+    await save_changes(
+        uow.store, [d for d, _ in decided if isinstance(d, exits.Exited | exits.ExitPending)]
+    )
+    await record(uow, decided, now)
+    waiting = [d for d, _ in decided if isinstance(d, exits.ExitPending)]
+    for pending in waiting:
+        log.info(
+            "exit_waits_for_send",
+            enrollment_id=str(pending.enrollment.enrollment_id),
+            step_index=pending.dispatch.step_index,
+            dispatch_id=str(pending.dispatch.dispatch_id),
+        )
+    log.info(
+        "exit_run", commands=len(commands), exited=len(decided) - len(waiting), pending=len(waiting)
+    )
 
 
 async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
@@ -256,7 +255,7 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
     live = await _LiveEnrollments.load(uow.store, commands)
     decided = live.decide(
         commands,
-        lambda enrollment, command: domain.decide_pause(
+        lambda enrollment, command: pauses.decide_pause(
             enrollment,
             until=command.payload.until,
             reason=command.payload.reason,
@@ -267,17 +266,17 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])
-    await _record(uow, decided, now)
+    await record(uow, decided, now)
 
 
 async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
     """Resume the paused enrollments each command names and schedule their current step
-    (the scheduler's resume names the pause it ends: see ``domain.decide_resume``)."""
+    (the scheduler's resume names the pause it ends: see ``pauses.decide_resume``)."""
     live = await _LiveEnrollments.load(uow.store, commands)
     versions = await uow.store.workflow_versions(live.versions())
     decided = live.decide(
         commands,
-        lambda enrollment, command: domain.decide_resume(
+        lambda enrollment, command: pauses.decide_resume(
             enrollment,
             versions.get(_version_key(enrollment)),
             actor=command.payload.actor,
@@ -286,7 +285,7 @@ async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
         ),
     )
     await uow.store.save_progress([d.enrollment for d, _ in decided])
-    await _record(uow, decided, now)
+    await record(uow, decided, now)
 
 
 async def step_sent(uow: Uow, events: list[MessageSent], now: datetime) -> None:
@@ -296,7 +295,7 @@ async def step_sent(uow: Uow, events: list[MessageSent], now: datetime) -> None:
     )
     state = {_key(e): e for e in loaded}
     versions = await uow.store.workflow_versions([_version_key(e) for e in loaded])
-    decided: list[tuple[domain.ScheduleNext | domain.Complete, MessageSent]] = []
+    decided: list[tuple[steps.ScheduleNext | steps.Complete | exits.Exited, MessageSent]] = []
     for event in events:
         sent = event.payload
         enrollment = state.get((event.account_id, sent.enrollment_id))
@@ -306,74 +305,29 @@ async def step_sent(uow: Uow, events: list[MessageSent], now: datetime) -> None:
         workflow = versions.get(_version_key(enrollment))
         if workflow is None:
             raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
-        decision = domain.on_step_sent(
+        decision = steps.on_step_sent(
             enrollment,
             workflow.definition,
-            domain.SentStep(sent.step_index, sent.step_id, sent.provider_message_id, sent.sent_at),
+            exits.SentStep(sent.step_index, sent.step_id, sent.provider_message_id, sent.sent_at),
+            now=now,
         )
         if isinstance(decision, domain.Unchanged):
             log.info("step_sent_ignored", enrollment_id=str(sent.enrollment_id), why=decision.why)
             continue
         state[_key(enrollment)] = decision.enrollment
         decided.append((decision, event))
-    await uow.store.save_progress([d.enrollment for d, _ in decided])
-    await _record(uow, decided, now)
+    await save_changes(uow.store, [d for d, _ in decided])
+    await record(uow, decided, now)
 
 
-SendOutcome = MessageFailed | MessageCancelled
-
-
-def _unsent(event: SendOutcome) -> domain.UnsentStep:
-    if isinstance(event, MessageFailed):
-        failed = event.payload
-        return domain.UnsentStep(failed.step_index, failed.step_id, failed.kind, failed.reason)
-    cancelled = event.payload
-    why = f"messaging cancelled the send: {cancelled.reason.value}"
-    return domain.UnsentStep(cancelled.step_index, cancelled.step_id, cancelled.reason, why)
-
-
-def _trigger(event: SendOutcome) -> TriggeringEvent:
-    return TriggeringEvent(
-        message_id=event.message_id,
-        type=event.type,
-        topic=topics.MESSAGING_EVENTS,
-        occurred_at=event.occurred_at,
-    )
-
-
-async def steps_unsent(uow: Uow, events: list[SendOutcome], now: datetime) -> None:
-    """A step that failed for good, or that no one can receive, exits its enrollment with
-    the reason (cancellations because the enrollment left or paused change nothing)."""
-    loaded = await uow.store.enrollments_for_update(
-        [(e.account_id, e.payload.enrollment_id) for e in events]
-    )
-    state = {_key(e): e for e in loaded}
-    decided: list[tuple[domain.Exited, SendOutcome]] = []
-    for event in events:
-        enrollment = state.get((event.account_id, event.payload.enrollment_id))
-        if enrollment is None:
-            log.warning(
-                "unsent_for_unknown_enrollment", enrollment_id=str(event.payload.enrollment_id)
-            )
-            continue
-        decision = domain.on_step_unsent(
-            enrollment, _unsent(event), trigger=_trigger(event), now=now
-        )
-        if isinstance(decision, domain.Unchanged):
-            log.info(
-                "step_unsent_ignored", enrollment_id=str(enrollment.enrollment_id), why=decision.why
-            )
-            continue
-        state[_key(enrollment)] = decision.enrollment
-        decided.append((decision, event))
-    await uow.store.save_exits([d for d, _ in decided])
-    await _record(uow, decided, now)
-
-
-def build_handlers() -> Mapping[str, Handler]:
+def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
     # One handler per type: a run of one type is applied at once, and runs follow each
     # other in order, so mixed commands still apply as if one by one.
+    lease = timedelta(seconds=settings.dispatch_lease_s)
+    unsent = StepsUnsent(lease)
     return {
+        StepDue.TYPE: GrantSteps(lease),
+        MessageDeferred.TYPE: RenewGrants(lease),
         ApplyWorkflow.TYPE: apply_workflows,
         Enroll.TYPE: enroll,
         Exit.TYPE: exit,
@@ -381,6 +335,6 @@ def build_handlers() -> Mapping[str, Handler]:
         Resume.TYPE: resume,
         MessageSent.TYPE: step_sent,
         # One handler for both outcomes: a mixed stream of them is one run.
-        MessageFailed.TYPE: steps_unsent,
-        MessageCancelled.TYPE: steps_unsent,
+        MessageFailed.TYPE: unsent,
+        MessageCancelled.TYPE: unsent,
     }

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.enrollment import domain
+from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
 from services.enrollment.ports import HistoryEntry
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -42,7 +42,7 @@ def _transition(
     )
 
 
-def _unsent_detail(unsent: domain.UnsentStep | None) -> dict[str, Any]:
+def _unsent_detail(unsent: exits.UnsentStep | None) -> dict[str, Any]:
     """An exit caused by a send that will never happen says which step, and why."""
     if unsent is None:
         return {}
@@ -56,13 +56,45 @@ def _unsent_detail(unsent: domain.UnsentStep | None) -> dict[str, Any]:
     }
 
 
+EXIT_PENDING = "enrollment.exit_pending"
+"""The history entry of an exit waiting for the outcome of a granted send."""
+
+
+def _step_completed(
+    enrollment: domain.Enrollment, sent: exits.SentStep, caused_by: uuid.UUID, at: datetime
+) -> HistoryEntry:
+    return _transition(
+        enrollment,
+        EnrollmentStepCompleted.TYPE,
+        caused_by,
+        at,
+        step_index=sent.index,
+        provider_message_id=sent.provider_message_id,
+    )
+
+
 def entries(  # noqa: PLR0911 - one case per kind of decision
-    decision: domain.Decision, *, caused_by: uuid.UUID, at: datetime
+    decision: decisions.Decision | dispatch.Granted, *, caused_by: uuid.UUID, at: datetime
 ) -> list[HistoryEntry]:
-    """The history ``decision`` writes, in order (a new workflow version writes none)."""
+    """The history ``decision`` writes, in order (a new workflow version, a grant and its
+    settlement write none: they are steps' plumbing, not the enrollment's story)."""
     match decision:
-        case domain.VersionApplied():
+        case domain.VersionApplied() | dispatch.Granted() | steps.Settled():
             return []
+        case exits.ExitPending():
+            pending = decision.pending
+            return [
+                _transition(
+                    decision.enrollment,
+                    EXIT_PENDING,
+                    caused_by,
+                    at,
+                    reason=pending.reason.value,
+                    source=pending.source.value,
+                    waiting_for_step=decision.dispatch.step_index,
+                    dispatch_id=str(decision.dispatch.dispatch_id),
+                )
+            ]
         case domain.Admitted():
             return [_transition(decision.enrollment, EnrollmentEnrolled.TYPE, caused_by, at)]
         case domain.Refused():
@@ -79,9 +111,14 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
                     at=at,
                 )
             ]
-        case domain.Exited():
+        case exits.Exited():
             trigger = decision.triggering_event
+            sent = decision.sent
+            before = (
+                [] if sent is None else [_step_completed(decision.enrollment, sent, caused_by, at)]
+            )
             return [
+                *before,
                 _transition(
                     decision.enrollment,
                     EnrollmentExited.TYPE,
@@ -92,28 +129,21 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
                     actor=decision.actor.model_dump(),
                     triggering_event=trigger.model_dump(mode="json") if trigger else None,
                     **_unsent_detail(decision.unsent),
-                )
+                ),
             ]
-        case domain.Paused():
+        case pauses.Paused():
             enrollment = decision.enrollment
             return [
                 _transition(
                     enrollment, EnrollmentPaused.TYPE, caused_by, at, reason=decision.reason
                 )
             ]
-        case domain.Resumed():
+        case pauses.Resumed():
             return [_transition(decision.enrollment, EnrollmentResumed.TYPE, caused_by, at)]
-        case domain.ScheduleNext() | domain.Complete():
-            enrollment, sent = decision.enrollment, decision.sent
-            step_completed = _transition(
-                enrollment,
-                EnrollmentStepCompleted.TYPE,
-                caused_by,
-                at,
-                step_index=sent.index,
-                provider_message_id=sent.provider_message_id,
-            )
-            if isinstance(decision, domain.ScheduleNext):
+        case steps.ScheduleNext() | steps.Complete():
+            enrollment = decision.enrollment
+            step_completed = _step_completed(enrollment, decision.sent, caused_by, at)
+            if isinstance(decision, steps.ScheduleNext):
                 return [step_completed]
             return [
                 step_completed,

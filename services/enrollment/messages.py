@@ -9,24 +9,28 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from services.enrollment import domain
+from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
 from shared.contracts import Contract, Message
 from shared.contracts.events import (
     CompletedPayload,
+    DispatchRevokedPayload,
     EnrolledPayload,
     EnrollmentCompleted,
+    EnrollmentDispatchRevoked,
     EnrollmentEnrolled,
     EnrollmentExited,
     EnrollmentPaused,
     EnrollmentRejected,
     EnrollmentResumed,
     EnrollmentStepCompleted,
+    EnrollmentStepGranted,
     EnrollmentStepScheduled,
     ExitedPayload,
     PausedPayload,
     RejectedPayload,
     ResumedPayload,
     StepCompletedPayload,
+    StepGrantedPayload,
     StepScheduledPayload,
     UnsentStep,
     WorkflowApplied,
@@ -101,7 +105,16 @@ def rejected(refused: domain.Refused, cause: Message) -> EnrollmentRejected:
     return _caused(EnrollmentRejected, "rejected", cause, refused.workflow_id, payload)
 
 
-def exited(decision: domain.Exited, cause: Message) -> EnrollmentExited:
+def exited(decision: exits.Exited, cause: Message) -> list[Message]:
+    """The exit; first the step that went out while it waited, if one did."""
+    out: list[Message] = []
+    if decision.sent is not None:
+        out.append(_step_completed(decision.enrollment, decision.sent, cause))
+    out.append(_exited(decision, cause))
+    return out
+
+
+def _exited(decision: exits.Exited, cause: Message) -> EnrollmentExited:
     enrollment = decision.enrollment
     payload = ExitedPayload(
         **_ref(enrollment),
@@ -115,7 +128,7 @@ def exited(decision: domain.Exited, cause: Message) -> EnrollmentExited:
     return _caused(EnrollmentExited, "exited", cause, enrollment.enrollment_id, payload)
 
 
-def _unsent(unsent: domain.UnsentStep | None) -> UnsentStep | None:
+def _unsent(unsent: exits.UnsentStep | None) -> UnsentStep | None:
     if unsent is None:
         return None
     return UnsentStep(
@@ -126,7 +139,37 @@ def _unsent(unsent: domain.UnsentStep | None) -> UnsentStep | None:
     )
 
 
-def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
+def dispatch_revoked(decision: exits.ExitPending, cause: Message) -> EnrollmentDispatchRevoked:
+    enrollment, granted = decision.enrollment, decision.dispatch
+    payload = DispatchRevokedPayload(
+        **_ref(enrollment),
+        dispatch_id=granted.dispatch_id,
+        step_index=granted.step_index,
+        step_id=decision.step_id,
+        reason=decision.pending.reason,
+    )
+    return _caused(
+        EnrollmentDispatchRevoked, "dispatch_revoked", cause, enrollment.enrollment_id, payload
+    )
+
+
+def step_granted(decision: dispatch.Granted, cause: Message) -> EnrollmentStepGranted:
+    enrollment, step, granted = decision.enrollment, decision.step, decision.dispatch
+    payload = StepGrantedPayload(
+        **_ref(enrollment),
+        step_index=step.index,
+        step_id=step.step_id,
+        channel=step.channel,
+        due_at=step.due_at,
+        dispatch_id=granted.dispatch_id,
+        lease_until=granted.lease_until,
+        renewal=decision.renewal,
+    )
+    kind = "grant_renewed" if decision.renewal else "step_granted"
+    return _caused(EnrollmentStepGranted, kind, cause, enrollment.enrollment_id, payload)
+
+
+def paused(decision: pauses.Paused, cause: Message) -> EnrollmentPaused:
     enrollment = decision.enrollment
     payload = PausedPayload(
         **_ref(enrollment), until=decision.until, reason=decision.reason, actor=decision.actor
@@ -140,7 +183,7 @@ def paused(decision: domain.Paused, cause: Message) -> EnrollmentPaused:
     )
 
 
-def resumed(decision: domain.Resumed, cause: Message) -> list[Message]:
+def resumed(decision: pauses.Resumed, cause: Message) -> list[Message]:
     enrollment = decision.enrollment
     payload = ResumedPayload(**_ref(enrollment), actor=decision.actor)
     return [
@@ -149,22 +192,14 @@ def resumed(decision: domain.Resumed, cause: Message) -> list[Message]:
     ]
 
 
-def progressed(progress: domain.ScheduleNext | domain.Complete, cause: Message) -> list[Message]:
+def progressed(progress: steps.ScheduleNext | steps.Complete, cause: Message) -> list[Message]:
     """The sent step is completed; then the next is scheduled, or the enrollment completed.
 
     A paused enrollment records the sent step; resuming schedules the next one.
     """
-    enrollment, sent = progress.enrollment, progress.sent
-    step = StepCompletedPayload(
-        **_ref(enrollment),
-        step_index=sent.index,
-        step_id=sent.step_id,
-        provider_message_id=sent.provider_message_id,
-    )
-    out: list[Message] = [
-        _caused(EnrollmentStepCompleted, "step_completed", cause, enrollment.enrollment_id, step)
-    ]
-    if isinstance(progress, domain.ScheduleNext):
+    enrollment = progress.enrollment
+    out: list[Message] = [_step_completed(enrollment, progress.sent, cause)]
+    if isinstance(progress, steps.ScheduleNext):
         if enrollment.status is domain.Status.ACTIVE:
             out.append(step_scheduled(enrollment, progress.scheduled, cause))
         return out
@@ -173,20 +208,42 @@ def progressed(progress: domain.ScheduleNext | domain.Complete, cause: Message) 
     return out
 
 
-def of(decision: domain.Decision, cause: Message) -> list[Message]:  # noqa: PLR0911 - a case a kind
+def _step_completed(
+    enrollment: domain.Enrollment, sent: exits.SentStep, cause: Message
+) -> EnrollmentStepCompleted:
+    step = StepCompletedPayload(
+        **_ref(enrollment),
+        step_index=sent.index,
+        step_id=sent.step_id,
+        provider_message_id=sent.provider_message_id,
+    )
+    return _caused(EnrollmentStepCompleted, "step_completed", cause, enrollment.enrollment_id, step)
+
+
+AnyDecision = decisions.Decision | dispatch.Granted
+"""Every decision with outputs: the domain's, and the dispatch grants of ``dispatch``."""
+
+
+def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911 - a case a kind
     """Everything ``decision`` publishes, in order; ``cause`` is the message that led to it."""
     match decision:
+        case dispatch.Granted():
+            return [step_granted(decision, cause)]
+        case exits.ExitPending():
+            return [dispatch_revoked(decision, cause)]
+        case steps.Settled():
+            return []
         case domain.VersionApplied():
             return [workflow_applied(decision, cause)]
         case domain.Admitted():
             return enrolled(decision, cause)
         case domain.Refused():
             return [rejected(decision, cause)]
-        case domain.Exited():
-            return [exited(decision, cause)]
-        case domain.Paused():
+        case exits.Exited():
+            return exited(decision, cause)
+        case pauses.Paused():
             return [paused(decision, cause)]
-        case domain.Resumed():
+        case pauses.Resumed():
             return resumed(decision, cause)
-        case domain.ScheduleNext() | domain.Complete():
+        case steps.ScheduleNext() | steps.Complete():
             return progressed(decision, cause)

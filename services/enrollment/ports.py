@@ -12,13 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.enrollment.domain import (
-    Admitted,
-    Enrollment,
-    Exited,
-    VersionApplied,
-    WorkflowVersion,
-)
+from services.enrollment.domain import Admitted, Enrollment, VersionApplied, WorkflowVersion
+from services.enrollment.exits import Exited
 from shared.contracts import RecordRef
 from shared.contracts.commands import Enroll
 
@@ -111,12 +106,20 @@ class EnrollmentStore(Protocol):
         ...
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:
-        """Save status, step, due and end times and the pause (its end and id) of known
-        enrollments; the last state wins."""
+        """Save status, step, due and end times, the pause (its end and id), the dispatch
+        grant and the pending exit of known enrollments; the last state wins."""
         ...
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
-        """Save exits with their reason, source, actor and trigger; the last one wins."""
+        """Save exits with their reason, source, actor, trigger and steps completed; the
+        grant and pending exit are over. The last one wins."""
+        ...
+
+    async def lapsed_exits_for_update(
+        self, *, lapsed_before: datetime, limit: int
+    ) -> list[Enrollment]:
+        """Up to ``limit`` exiting enrollments whose grant's lease ended before
+        ``lapsed_before``, locked, oldest lease first; replicas skip each other's rows."""
         ...
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:

@@ -15,11 +15,10 @@ import asyncpg
 from services.enrollment.domain import (
     Admitted,
     Enrollment,
-    Exited,
-    Status,
     VersionApplied,
     WorkflowVersion,
 )
+from services.enrollment.exits import Exited
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
@@ -30,14 +29,10 @@ from services.enrollment.ports import (
     WorkflowKey,
     WorkflowRecordKey,
 )
-from shared.contracts import RecordRef, RecordType
-from shared.contracts.commands import Enroll, ExitReason
+from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of, pending_exit_json
+from shared.contracts.commands import Enroll
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
-
-_ENROLLMENT_COLUMNS_E = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
-    e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
-    e.next_due_at, e.ended_at, e.exit_reason, e.paused_until, e.pause_id"""
 
 _WORKFLOW_LOCK_SPACE = "offramp.enrollment.workflow"
 """Prefix of the advisory lock keys of ``lock_workflows``, apart from any other lock."""
@@ -47,25 +42,6 @@ VersionCache = dict[VersionKey, WorkflowVersion]
 # Workflow versions never change once written, so a process may keep them.
 _VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
-
-
-def _enrollment(row: asyncpg.Record) -> Enrollment:
-    return Enrollment(
-        enrollment_id=row["enrollment_id"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        status=Status(row["status"]),
-        current_step=row["current_step"],
-        steps_completed=row["steps_completed"],
-        enrolled_at=row["enrolled_at"],
-        next_due_at=row["next_due_at"],
-        ended_at=row["ended_at"],
-        exit_reason=ExitReason(row["exit_reason"]) if row["exit_reason"] else None,
-        paused_until=row["paused_until"],
-        pause_id=row["pause_id"],
-    )
 
 
 class PostgresEnrollmentStore:
@@ -179,7 +155,7 @@ class PostgresEnrollmentStore:
         if not wanted:
             return []
         rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
                 JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(a, w, t, i)
                   ON e.account_id = k.a AND e.workflow_id = k.w
                  AND e.record_type = k.t AND e.record_id = k.i
@@ -189,7 +165,7 @@ class PostgresEnrollmentStore:
             [k[2].type.value for k in wanted],
             [k[2].id for k in wanted],
         )
-        return sorted((_enrollment(row) for row in rows), key=lambda e: e.enrolled_at)
+        return sorted((enrollment_of(row) for row in rows), key=lambda e: e.enrolled_at)
 
     async def live_enrollments_for_update(self, records: Sequence[RecordKey]) -> list[Enrollment]:
         wanted = list(dict.fromkeys(records))
@@ -197,7 +173,7 @@ class PostgresEnrollmentStore:
             return []
         # Locked in id order, so two transactions never wait on each other in a cycle.
         rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(a, t, i)
                   ON e.account_id = k.a AND e.record_type = k.t AND e.record_id = k.i
                 WHERE e.status IN ('active', 'paused')
@@ -206,21 +182,21 @@ class PostgresEnrollmentStore:
             [k[1].type.value for k in wanted],
             [k[1].id for k in wanted],
         )
-        return sorted((_enrollment(row) for row in rows), key=lambda e: e.enrolled_at)
+        return sorted((enrollment_of(row) for row in rows), key=lambda e: e.enrolled_at)
 
     async def enrollments_for_update(self, keys: Sequence[EnrollmentKey]) -> list[Enrollment]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return []
         rows = await self._conn.fetch(
-            f"""SELECT {_ENROLLMENT_COLUMNS_E} FROM enrollments e
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
                 JOIN unnest($1::text[], $2::uuid[]) AS k(a, id)
                   ON e.account_id = k.a AND e.enrollment_id = k.id
                 ORDER BY e.account_id, e.enrollment_id FOR UPDATE OF e""",
             [k[0] for k in wanted],
             [k[1] for k in wanted],
         )
-        return [_enrollment(row) for row in rows]
+        return [enrollment_of(row) for row in rows]
 
     async def insert_enrollments(self, admitted: Sequence[Admitted]) -> None:
         if not admitted:
@@ -257,10 +233,14 @@ class PostgresEnrollmentStore:
         await self._conn.execute(
             """UPDATE enrollments e SET status = u.s, current_step = u.cs,
                    steps_completed = u.sc, next_due_at = u.d, ended_at = u.ended,
-                   paused_until = u.pu, pause_id = u.p, updated_at = now()
+                   paused_until = u.pu, pause_id = u.p, dispatch_id = u.di,
+                   dispatch_step = u.ds, dispatch_step_id = u.dsi, dispatch_lease_until = u.dl,
+                   pending_exit = u.px::jsonb, updated_at = now()
                FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::int[],
-                           $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::uuid[])
-                    AS u(a, id, s, cs, sc, d, ended, pu, p)
+                           $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::uuid[],
+                           $10::uuid[], $11::int[], $12::text[], $13::timestamptz[],
+                           $14::text[])
+                    AS u(a, id, s, cs, sc, d, ended, pu, p, di, ds, dsi, dl, px)
                WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
             [e.account_id for e in latest],
             [e.enrollment_id for e in latest],
@@ -271,6 +251,11 @@ class PostgresEnrollmentStore:
             [e.ended_at for e in latest],
             [e.paused_until for e in latest],
             [e.pause_id for e in latest],
+            [e.dispatch.dispatch_id if e.dispatch else None for e in latest],
+            [e.dispatch.step_index if e.dispatch else None for e in latest],
+            [e.dispatch.step_id if e.dispatch else None for e in latest],
+            [e.dispatch.lease_until if e.dispatch else None for e in latest],
+            [pending_exit_json(e.pending_exit) for e in latest],
         )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
@@ -283,9 +268,12 @@ class PostgresEnrollmentStore:
             """UPDATE enrollments e SET status = 'exited', next_due_at = NULL,
                    ended_at = u.ended, exit_reason = u.reason, exit_source = u.source,
                    exit_actor = u.actor::jsonb, triggering_event = u.ev::jsonb,
+                   steps_completed = u.sc, dispatch_id = NULL, dispatch_step = NULL,
+                   dispatch_step_id = NULL, dispatch_lease_until = NULL, pending_exit = NULL,
                    updated_at = now()
                FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[],
-                           $6::text[], $7::text[]) AS u(a, id, ended, reason, source, actor, ev)
+                           $6::text[], $7::text[], $8::int[])
+                    AS u(a, id, ended, reason, source, actor, ev, sc)
                WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
             [x.enrollment.account_id for x in latest],
             [x.enrollment.enrollment_id for x in latest],
@@ -294,7 +282,21 @@ class PostgresEnrollmentStore:
             [x.source.value for x in latest],
             [x.actor.model_dump_json() for x in latest],
             [x.triggering_event.model_dump_json() if x.triggering_event else None for x in latest],
+            [x.enrollment.steps_completed for x in latest],
         )
+
+    async def lapsed_exits_for_update(
+        self, *, lapsed_before: datetime, limit: int
+    ) -> list[Enrollment]:
+        rows = await self._conn.fetch(
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
+                WHERE e.pending_exit IS NOT NULL AND e.dispatch_lease_until < $1
+                ORDER BY e.dispatch_lease_until
+                LIMIT {int(limit)}
+                FOR UPDATE OF e SKIP LOCKED""",
+            lapsed_before,
+        )
+        return [enrollment_of(row) for row in rows]
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         if not entries:

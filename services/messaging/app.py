@@ -1,7 +1,9 @@
-"""Messaging: owns sends and their provider Message-IDs. Queues due steps (parking those
-whose workflow version has not arrived), re-checks the enrollment at send time, sends
-through the provider outside any transaction and reports every send's outcome:
-``message.sent``, ``message.cancelled`` or ``message.failed``."""
+"""Messaging: owns sends and their provider Message-IDs. Queues the steps enrollment
+grants (parking those whose workflow version has not arrived), starts no provider call for
+a grant that was revoked or whose lease has lapsed (``message.deferred`` asks for a
+renewal), re-checks the enrollment at send time, sends through the provider outside any
+transaction and reports every send's outcome: ``message.sent``, ``message.cancelled`` or
+``message.failed`` (each answers a revoked grant)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ SPEC = ServiceSpec(
     schema="messaging",
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
-    consumes=(topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+    consumes=(topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
     publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
     settings=MessagingSettings,
     store=PostgresMessagingStore,

@@ -64,13 +64,13 @@ class MessagingSettings(ServiceSettings):
     send_orphan_grace_s: float = Field(
         300.0,
         gt=0,
-        description="How long a due step may wait for its enrollment.enrolled before it is "
+        description="How long a granted step may wait for its enrollment.enrolled before it is "
         "cancelled as having no recipient.",
     )
     park_max_s: float = Field(
         3600.0,
         gt=0,
-        description="How long a due step may wait for the workflow.applied of its version "
+        description="How long a granted step may wait for the workflow.applied of its version "
         "(parked) before it fails with message.failed (rejected, workflow version never "
         "arrived).",
     )

@@ -1,6 +1,7 @@
-"""Pure decisions of messaging: what an enrollment's status becomes, whether a due step is
-sent or cancelled, how a failed send is retried or given up, and the Message-ID a send
-carries. What happens to a step that arrives before its workflow version is in ``parking``.
+"""Pure decisions of messaging: whether a granted step is sent, cancelled or deferred (its
+grant's lease lapsed), how a failed send is retried or given up, and the Message-ID a send
+carries. The enrollment projection is in ``projection``; a step that arrives before its
+workflow version in ``parking``; revoked grants and ended enrollments in ``stopping``.
 
 No I/O here: handlers and the sender load state, call these functions and save the result.
 The outcomes of a send (``Sent``, ``Cancelled``, ``Failed``) carry the send itself, so the
@@ -11,127 +12,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
+from services.messaging.projection import EnrollmentStatus
 from shared.contracts import RecordRef, derived_message_id
-from shared.contracts.events import CancelReason, FailureKind
+from shared.contracts.events import CancelReason, FailureKind, MessageCancelled
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import WorkflowDefinition
 
-EnrollmentKey = tuple[str, uuid.UUID]
-"""(account id, enrollment id): enrollment ids are only ever compared within an account."""
-
 SendKey = tuple[str, uuid.UUID, int]
 """(account id, enrollment id, step index): one send."""
-
-
-class EnrollmentStatus(StrEnum):
-    """Messaging's view of an enrollment, projected from the enrollment events."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    EXITED = "exited"
-
-    @property
-    def ended(self) -> bool:
-        return self in (EnrollmentStatus.COMPLETED, EnrollmentStatus.EXITED)
-
-
-class EnrollmentChange(StrEnum):
-    """The enrollment events the projection follows, by their contract type."""
-
-    ENROLLED = "enrollment.enrolled"
-    PAUSED = "enrollment.paused"
-    RESUMED = "enrollment.resumed"
-    COMPLETED = "enrollment.completed"
-    EXITED = "enrollment.exited"
-
-
-_STATUS_AFTER = {
-    EnrollmentChange.ENROLLED: EnrollmentStatus.ACTIVE,
-    EnrollmentChange.PAUSED: EnrollmentStatus.PAUSED,
-    EnrollmentChange.RESUMED: EnrollmentStatus.ACTIVE,
-    EnrollmentChange.COMPLETED: EnrollmentStatus.COMPLETED,
-    EnrollmentChange.EXITED: EnrollmentStatus.EXITED,
-}
-
-
-def next_status(current: EnrollmentStatus | None, change: EnrollmentChange) -> EnrollmentStatus:
-    """The projected status after ``change``. An ended enrollment never comes back.
-
-    Whichever of exit and completion is seen first is final, and a late ``enrolled`` (the
-    projection may start from any point of the topic) does not undo a pause either.
-    """
-    if current is not None and current.ended:
-        return current
-    if change is EnrollmentChange.ENROLLED and current is not None:
-        return current
-    return _STATUS_AFTER[change]
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentView:
-    """One row of the enrollment projection: what the sender re-checks at send time."""
-
-    enrollment_id: uuid.UUID
-    account_id: str
-    workflow_id: str
-    workflow_version: int
-    record: RecordRef
-    status: EnrollmentStatus
-    recipient_email: str | None
-
-    @property
-    def key(self) -> EnrollmentKey:
-        return (self.account_id, self.enrollment_id)
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentSeen:
-    """What one enrollment event tells the projection."""
-
-    change: EnrollmentChange
-    enrollment_id: uuid.UUID
-    account_id: str
-    workflow_id: str
-    workflow_version: int
-    record: RecordRef
-    email: str | None = None
-    """The contact's address, which only ``enrollment.enrolled`` carries."""
-
-    @property
-    def key(self) -> EnrollmentKey:
-        return (self.account_id, self.enrollment_id)
-
-
-def project(current: EnrollmentView | None, seen: EnrollmentSeen) -> EnrollmentView:
-    """The projection row after ``seen``. An existing row keeps what it was created with
-    (only status and recipient change), and a known address is never forgotten."""
-    status = next_status(current.status if current else None, seen.change)
-    recipient = seen.email or (current.recipient_email if current else None)
-    if current is not None:
-        return replace(current, status=status, recipient_email=recipient)
-    return EnrollmentView(
-        enrollment_id=seen.enrollment_id,
-        account_id=seen.account_id,
-        workflow_id=seen.workflow_id,
-        workflow_version=seen.workflow_version,
-        record=seen.record,
-        status=status,
-        recipient_email=recipient,
-    )
-
-
-def requeues_paused_sends(seen: EnrollmentSeen, after: EnrollmentView) -> bool:
-    """A resume that left the enrollment active sends again what its pause cancelled.
-
-    A step cancelled for the pause was never sent and the enrollment still waits on it (its
-    timer had already fired, so no new ``step.due`` is coming).
-    """
-    return seen.change is EnrollmentChange.RESUMED and after.status is EnrollmentStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +99,11 @@ class Send:
     attempt_id: uuid.UUID | None = None
     """The claim that holds the row while it is ``sending`` (as read, or as just claimed):
     an outcome is recorded only while the row still holds it."""
+    dispatch_id: uuid.UUID | None = None
+    """The enrollment's grant this send is queued under (None: queued before grants)."""
+    lease_until: datetime | None = None
+    """No provider call for it starts at or after this instant (None: no lease, a row
+    queued before grants existed)."""
 
     @property
     def key(self) -> SendKey:
@@ -216,9 +112,28 @@ class Send:
 
 def send_event_id(kind: str, send: Send) -> uuid.UUID:
     """The id of the ``kind`` of message about ``send`` (``message.sent``,
-    ``message.cancelled``): the same however often the step is sent or cancelled, so
-    consumers drop the repeats, and never the same for two accounts' sends."""
+    ``message.failed``): the same however often the step is sent, so consumers drop the
+    repeats, and never the same for two accounts' sends."""
     return derived_message_id(kind, send.account_id, send.enrollment_id, send.step_index)
+
+
+def cancel_event_id(
+    account_id: str,
+    enrollment_id: uuid.UUID,
+    step_index: int,
+    *,
+    reason: CancelReason,
+    dispatch_id: uuid.UUID | None,
+) -> uuid.UUID:
+    """The id of a ``message.cancelled``. A send under a grant may be cancelled more than
+    once for different reasons (for a pause, re-armed by a new grant, then revoked), and
+    consumers drop a message id they have seen: each (grant, reason) gets its own id, the
+    same on every repeat. A send queued before grants keeps the id it always had."""
+    if dispatch_id is None:
+        return derived_message_id(MessageCancelled.TYPE, account_id, enrollment_id, step_index)
+    return derived_message_id(
+        MessageCancelled.TYPE, account_id, enrollment_id, step_index, dispatch_id, reason.value
+    )
 
 
 def pending_send(
@@ -230,8 +145,11 @@ def pending_send(
     default_sender: str,
     cause_message_id: uuid.UUID,
     correlation_id: uuid.UUID,
+    dispatch_id: uuid.UUID | None,
+    lease_until: datetime | None,
 ) -> Send:
-    """The send a due step asks for, rendered from the step as its workflow version has it."""
+    """The send a granted step asks for, rendered from the step as its workflow version
+    has it, under that grant."""
     return Send(
         enrollment_id=enrollment_id,
         step_index=step.step_index,
@@ -247,6 +165,8 @@ def pending_send(
         provider_message_id=provider_message_id(enrollment_id, step.step_index, message_id_domain),
         cause_message_id=cause_message_id,
         correlation_id=correlation_id,
+        dispatch_id=dispatch_id,
+        lease_until=lease_until,
     )
 
 
@@ -272,6 +192,15 @@ class Cancel:
     reason: CancelReason
 
 
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """The grant's lease has lapsed: no call may start; ask enrollment for a renewal."""
+
+    dispatch_id: uuid.UUID
+    lease_until: datetime
+    """The lapsed lease."""
+
+
 _CANCEL_BECAUSE = {
     EnrollmentStatus.EXITED: CancelReason.ENROLLMENT_EXITED,
     EnrollmentStatus.COMPLETED: CancelReason.ENROLLMENT_COMPLETED,
@@ -279,11 +208,15 @@ _CANCEL_BECAUSE = {
 }
 
 
-def decide_send(claimed: ClaimedSend) -> Deliver | Cancel:
-    """Send only to an active enrollment that has somewhere to send to.
+def decide_send(claimed: ClaimedSend, *, now: datetime) -> Deliver | Cancel | Defer:
+    """Send only to an active enrollment that has somewhere to send to, under a grant whose
+    lease is still valid at ``now`` (the sender's clock).
 
-    Email goes to the contact's address from ``enrollment.enrolled``. SMS and chat have no
-    address in the contracts yet; their (logging) provider is addressed by the record.
+    A send that can never go out is cancelled first (no call is involved, so a lapsed
+    lease does not matter). A lapsed lease defers the send: enrollment renews the grant,
+    or commits the exit it was waiting on, knowing no call started. Email goes to the
+    contact's address from ``enrollment.enrolled``. SMS and chat have no address in the
+    contracts yet; their (logging) provider is addressed by the record.
     """
     reason = _CANCEL_BECAUSE.get(claimed.enrollment_status)
     if reason is not None:
@@ -291,7 +224,15 @@ def decide_send(claimed: ClaimedSend) -> Deliver | Cancel:
     recipient = recipient_of(claimed)
     if recipient is None:
         return Cancel(CancelReason.NO_RECIPIENT)
-    return Deliver(recipient)
+    return lapsed_grant(claimed.send, now) or Deliver(recipient)
+
+
+def lapsed_grant(send: Send, now: datetime) -> Defer | None:
+    """``send``'s grant when its lease has lapsed at ``now``: no provider call for it may
+    start. None: one may (a send queued before grants has no lease)."""
+    if send.dispatch_id is None or send.lease_until is None or now < send.lease_until:
+        return None
+    return Defer(send.dispatch_id, send.lease_until)
 
 
 def recipient_of(claimed: ClaimedSend) -> str | None:
@@ -303,7 +244,8 @@ def recipient_of(claimed: ClaimedSend) -> str | None:
 
 
 REARMABLE_CANCEL_REASON = CancelReason.ENROLLMENT_PAUSED
-"""A send cancelled for a pause was never sent, so a resume (or a new step.due) may send it."""
+"""A send cancelled for a pause was never sent, so a new grant of its step (enrollment
+grants it again after the resume) queues it again; a resume alone does not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +321,25 @@ class Failed:
     def attempts(self) -> int:
         """Attempts made, this one included."""
         return self.send.attempts + 1
+
+
+DEFER_REASON = (
+    "the grant's lease lapsed before the send could start (provider unavailable or "
+    "messaging behind); no provider call was started under it"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """``send``'s grant lapsed before its call could start: back to the queue, claimed
+    again only once the grant is renewed, and ``message.deferred`` asks for that."""
+
+    send: Send
+    grant: Defer
+    """The grant and its lapsed lease (the one a renewal must replace)."""
+    deferred_at: datetime
+    after_crash: bool = False
+    """A crash's send stays to be resolved as one when it is claimed again."""
 
 
 @dataclass(frozen=True, slots=True)

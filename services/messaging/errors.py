@@ -15,7 +15,7 @@ class MessagingError(Exception):
 
 
 class UnknownWorkflowStepError(MessagingError, RejectedMessageError):
-    """A workflow version messaging has projected has no step at the index a due step names:
+    """A workflow version messaging has projected has no step at the index a granted step names:
     it can never be sent. (A version not projected yet is no error: the step is parked
     until its ``workflow.applied`` arrives.)"""
 
@@ -29,7 +29,7 @@ class UnknownWorkflowStepError(MessagingError, RejectedMessageError):
 
 
 class StepMismatchError(MessagingError, RejectedMessageError):
-    """A due step disagrees with the workflow version it names: it can never be sent."""
+    """A granted step disagrees with the workflow version it names: it can never be sent."""
 
     def __init__(
         self,
@@ -40,10 +40,10 @@ class StepMismatchError(MessagingError, RejectedMessageError):
         due: tuple[str, str],
         known: tuple[str, str],
     ) -> None:
-        """``due`` and ``known``: (step id, channel) as the step.due and the version have it."""
+        """``due`` and ``known``: (step id, channel) as the grant and the version have it."""
         RejectedMessageError.__init__(
             self,
-            f"step.due names step {step_index} as {due[0]!r} ({due[1]}) "
+            f"enrollment.step_granted names step {step_index} as {due[0]!r} ({due[1]}) "
             f"but version {version} of {workflow_id!r} has "
             f"{known[0]!r} ({known[1]}) there; the scheduler and enrollment "
             "disagree on the workflow version",

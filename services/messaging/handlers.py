@@ -1,8 +1,11 @@
-"""Messaging subscribers: keep the projections and queue due steps for the sender.
+"""Messaging subscribers: keep the workflow versions and queue granted steps for the
+sender; the other enrollment events (projection, revoked grants, ended enrollments) are in
+``enrollment_changes``.
 
-They run in the pipeline's batch transaction and never call a provider: a due step only
-becomes a ``pending`` row here; ``sender`` re-checks the enrollment and sends it after this
-transaction commits (the NOTIFY written here wakes it then). A due step whose workflow
+They run in the pipeline's batch transaction and never call a provider: a granted step
+(``enrollment.step_granted``) only becomes a ``pending`` row here, under its grant;
+``sender`` re-checks the enrollment and the grant's lease and sends it after this
+transaction commits (the NOTIFY written here wakes it then). A granted step whose workflow
 version has not arrived yet is parked, and queued by that version's ``workflow.applied``
 (``parking``). Each handler takes a whole run of consecutive messages and applies it with a
 fixed number of statements, exactly as if the messages were applied one by one.
@@ -11,36 +14,22 @@ fixed number of statements, exactly as if the messages were applied one by one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from services.messaging import domain, messages, parking
 from services.messaging.config import MessagingSettings
+from services.messaging.enrollment_changes import ENROLLMENT_CHANGES, enrollments_changed
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
 from services.messaging.parking import VersionKey
 from services.messaging.ports import MessagingStore, StepKey
 from shared.consumer import Handler
-from shared.contracts.events import (
-    EnrollmentCompleted,
-    EnrollmentEnrolled,
-    EnrollmentExited,
-    EnrollmentPaused,
-    EnrollmentResumed,
-    StepDue,
-    WorkflowApplied,
-)
+from shared.contracts.events import EnrollmentStepGranted, WorkflowApplied
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
 log = get_logger(__name__)
-
-EnrollmentEvent = (
-    EnrollmentEnrolled
-    | EnrollmentPaused
-    | EnrollmentResumed
-    | EnrollmentCompleted
-    | EnrollmentExited
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +39,7 @@ class Rendering:
     message_id_domain: str
     default_sender: str
 
-    def send(self, step: domain.WorkflowStep, event: StepDue) -> domain.Send:
+    def send(self, step: domain.WorkflowStep, event: EnrollmentStepGranted) -> domain.Send:
         return domain.pending_send(
             step,
             enrollment_id=event.payload.enrollment_id,
@@ -59,6 +48,8 @@ class Rendering:
             default_sender=self.default_sender,
             cause_message_id=event.message_id,
             correlation_id=event.correlation_id or event.message_id,
+            dispatch_id=event.payload.dispatch_id,
+            lease_until=event.payload.lease_until,
         )
 
     def redrive(self, parked: parking.ParkedStep, step: domain.WorkflowStep) -> domain.Send:
@@ -158,70 +149,20 @@ def _step_fields(parked: parking.ParkedStep) -> dict[str, object]:
     }
 
 
-async def enrollments_changed(
-    uow: UnitOfWork[MessagingStore], events: list[EnrollmentEvent], now: datetime
-) -> None:
-    """Project the enrollments' status; the sender re-checks it at send time.
-
-    Locking the projection rows waits for a sender that is sending to one of these
-    enrollments: the change commits after those sends, and every later claim sees it.
-    The run is folded in order in memory (each event sees what the earlier ones made of
-    its enrollment), then saved at once: one lock, one upsert, at most one re-queue of
-    paused sends and one NOTIFY per run.
-    """
-    seen = [_seen(event) for event in events]
-    # Keyed by account as well: another account's enrollment with the same id is another
-    # row, never this one.
-    views = await uow.store.enrollments_for_update({s.key for s in seen})
-    changed: dict[domain.EnrollmentKey, domain.EnrollmentView] = {}
-    resumed: list[domain.EnrollmentKey] = []
-    for event in seen:
-        view = domain.project(views.get(event.key), event)
-        views[event.key] = changed[event.key] = view
-        if domain.requeues_paused_sends(event, view):
-            # Later events of the run only change the projection, which the sender
-            # re-checks, so re-queueing after the whole run is the same as one by one.
-            resumed.append(event.key)
-        log.info(
-            "enrollment_projected",
-            enrollment_id=str(event.enrollment_id),
-            change=event.change.value,
-            status=view.status.value,
-        )
-    await uow.store.save_enrollments(list(changed.values()))
-    if resumed:
-        rearmed = await uow.store.rearm_paused_sends(resumed, now=now)
-        if rearmed:
-            await uow.store.wake_senders()
-            log.info("paused_sends_requeued", count=rearmed)
-
-
-def _seen(event: EnrollmentEvent) -> domain.EnrollmentSeen:
-    payload = event.payload
-    email = None
-    if isinstance(event, EnrollmentEnrolled) and event.payload.contact is not None:
-        email = event.payload.contact.email
-    return domain.EnrollmentSeen(
-        change=domain.EnrollmentChange(event.type),
-        enrollment_id=payload.enrollment_id,
-        account_id=event.account_id,
-        workflow_id=payload.workflow_id,
-        workflow_version=payload.workflow_version,
-        record=payload.record,
-        email=email,
-    )
-
-
-class DueSteps:
-    """The ``step.due`` handler, with the settings a rendered send needs."""
+class GrantedSteps:
+    """The ``enrollment.step_granted`` handler, with the settings a rendered send needs."""
 
     def __init__(self, rendering: Rendering) -> None:
         self._rendering = rendering
 
     async def __call__(
-        self, uow: UnitOfWork[MessagingStore], events: list[StepDue], now: datetime
+        self,
+        uow: UnitOfWork[MessagingStore],
+        events: list[EnrollmentStepGranted],
+        now: datetime,
     ) -> None:
-        """Queue each step as a pending send; a step is queued at most once per enrollment.
+        """Queue each step as a pending send under its grant; a step is queued at most once
+        per enrollment, and a later grant of it (a renewal) only extends its lease.
 
         One lookup of the run's steps, one insert of its sends, one NOTIFY. A step whose
         version is not projected yet is parked (one more lookup and one insert, only then):
@@ -239,91 +180,106 @@ class DueSteps:
             if step is None:
                 if _version_key(event) in known_versions:
                     raise UnknownWorkflowStepError(*_step_key(event))
-                # A step due twice in the run: only the first is parked.
                 waiting = self._parked(event, now)
-                parked.setdefault(waiting.key, waiting)
+                parked[waiting.key] = _later_grant(parked.get(waiting.key), waiting)
                 continue
             send = self._send_for(event, step)
-            # A step due twice in the run: only the first can be queued, the second finds
-            # it pending (or as the first found it).
-            sends.setdefault(send.key, send)
-        queued = await uow.store.add_pending_sends(list(sends.values()), now=now)
-        if queued:
+            # A step granted twice in the run: the first is queued, under the later lease,
+            # as the second would have renewed it one by one.
+            sends[send.key] = _later_grant(sends.get(send.key), send)
+        changed = await uow.store.add_pending_sends(list(sends.values()), now=now)
+        if changed:
             await uow.store.wake_senders()
         newly_parked = await uow.store.park_steps(list(parked.values())) if parked else set()
         for event in events:
-            due = event.payload
-            key = (event.account_id, due.enrollment_id, due.step_index)
-            fields = {"enrollment_id": str(due.enrollment_id), "step_index": due.step_index}
-            if key in queued and sends[key].cause_message_id == event.message_id:
-                log.info(
-                    "send_queued",
-                    provider_message_id=sends[key].provider_message_id,
-                    **fields,
-                )
-            elif key in newly_parked and parked[key].cause_message_id == event.message_id:
+            granted = event.payload
+            key = (event.account_id, granted.enrollment_id, granted.step_index)
+            fields = {
+                "enrollment_id": str(granted.enrollment_id),
+                "step_index": granted.step_index,
+                "dispatch_id": str(granted.dispatch_id),
+                "lease_until": granted.lease_until.isoformat(),
+                "renewal": granted.renewal,
+            }
+            if key in changed:
+                log.info("send_granted", **fields)
+            elif key in newly_parked:
                 log.info(
                     "step_parked_until_workflow_applied",
-                    workflow_id=due.workflow_id,
-                    workflow_version=due.workflow_version,
+                    workflow_id=granted.workflow_id,
+                    workflow_version=granted.workflow_version,
                     **fields,
                 )
             else:
-                log.info("send_already_queued", **fields)
+                log.info("send_grant_changed_nothing", **fields)
 
-    def _send_for(self, event: StepDue, step: domain.WorkflowStep) -> domain.Send:
-        due = event.payload
-        if not parking.matches(step, step_id=due.step_id, channel=due.channel):
+    def _send_for(self, event: EnrollmentStepGranted, step: domain.WorkflowStep) -> domain.Send:
+        granted = event.payload
+        if not parking.matches(step, step_id=granted.step_id, channel=granted.channel):
             raise _mismatch(
-                due.workflow_id,
-                due.workflow_version,
-                due.step_index,
-                (due.step_id, due.channel.value),
+                granted.workflow_id,
+                granted.workflow_version,
+                granted.step_index,
+                (granted.step_id, granted.channel.value),
                 step,
             )
         return self._rendering.send(step, event)
 
-    def _parked(self, event: StepDue, now: datetime) -> parking.ParkedStep:
-        due = event.payload
+    def _parked(self, event: EnrollmentStepGranted, now: datetime) -> parking.ParkedStep:
+        granted = event.payload
         return parking.ParkedStep(
-            enrollment_id=due.enrollment_id,
-            step_index=due.step_index,
+            enrollment_id=granted.enrollment_id,
+            step_index=granted.step_index,
             account_id=event.account_id,
-            workflow_id=due.workflow_id,
-            workflow_version=due.workflow_version,
-            record=due.record,
-            step_id=due.step_id,
-            channel=due.channel,
+            workflow_id=granted.workflow_id,
+            workflow_version=granted.workflow_version,
+            record=granted.record,
+            step_id=granted.step_id,
+            channel=granted.channel,
             provider_message_id=domain.provider_message_id(
-                due.enrollment_id, due.step_index, self._rendering.message_id_domain
+                granted.enrollment_id, granted.step_index, self._rendering.message_id_domain
             ),
             parked_at=now,
             cause_message_id=event.message_id,
             correlation_id=event.correlation_id or event.message_id,
+            dispatch_id=granted.dispatch_id,
+            lease_until=granted.lease_until,
         )
 
 
-def _version_key(event: StepDue) -> VersionKey:
+G = TypeVar("G", domain.Send, parking.ParkedStep)
+
+
+def _later_grant(first: G | None, again: G) -> G:
+    """The first of two grants of one step in a run, under the later lease (a tie keeps
+    the first's grant), as applying them one by one leaves the row."""
+    if first is None:
+        return again
+    if first.lease_until is not None and (
+        again.lease_until is None or again.lease_until <= first.lease_until
+    ):
+        return first
+    return replace(first, dispatch_id=again.dispatch_id, lease_until=again.lease_until)
+
+
+def _version_key(event: EnrollmentStepGranted) -> VersionKey:
     return (event.account_id, event.payload.workflow_id, event.payload.workflow_version)
 
 
-def _step_key(event: StepDue) -> StepKey:
-    due = event.payload
-    return (event.account_id, due.workflow_id, due.workflow_version, due.step_index)
+def _step_key(event: EnrollmentStepGranted) -> StepKey:
+    granted = event.payload
+    return (event.account_id, granted.workflow_id, granted.workflow_version, granted.step_index)
 
 
 def build_handlers(settings: MessagingSettings) -> Mapping[str, Handler]:
     """Message type -> handler, for ``ServiceSpec.handlers``.
 
-    The five enrollment events share one handler, so a stream mixing them is still one run.
+    The enrollment events other than grants share one handler, so a stream mixing them is
+    still one run.
     """
     rendering = Rendering(settings.message_id_domain, settings.default_sender)
     return {
         WorkflowApplied.TYPE: WorkflowsApplied(rendering),
-        StepDue.TYPE: DueSteps(rendering),
-        EnrollmentEnrolled.TYPE: enrollments_changed,
-        EnrollmentPaused.TYPE: enrollments_changed,
-        EnrollmentResumed.TYPE: enrollments_changed,
-        EnrollmentCompleted.TYPE: enrollments_changed,
-        EnrollmentExited.TYPE: enrollments_changed,
+        EnrollmentStepGranted.TYPE: GrantedSteps(rendering),
+        **{change.TYPE: enrollments_changed for change in ENROLLMENT_CHANGES},
     }

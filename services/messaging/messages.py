@@ -8,21 +8,28 @@ from typing import Any, TypeVar
 from services.messaging import domain
 from services.messaging.parking import ParkedFailed, ParkedStep
 from services.messaging.providers import OutboundEmail
+from services.messaging.stopping import NeverQueued, QueuedStep, Revoke, Stopped
 from shared.contracts import derived_message_id
 from shared.contracts.events import (
+    CancelReason,
     FailureKind,
     MessageCancelled,
     MessageCancelledPayload,
+    MessageDeferred,
+    MessageDeferredPayload,
     MessageFailed,
     MessageFailedPayload,
     MessageSent,
     MessageSentPayload,
 )
 
-M = TypeVar("M", MessageSent, MessageCancelled, MessageFailed)
+M = TypeVar("M", MessageSent, MessageCancelled, MessageFailed, MessageDeferred)
+
+StepRef = domain.Send | ParkedStep | QueuedStep | Revoke
+"""Anything that names one step of one enrollment, with the flow ids it came with."""
 
 
-def _step_ref(send: domain.Send | ParkedStep) -> dict[str, Any]:
+def _step_ref(send: StepRef) -> dict[str, Any]:
     """The fields every message about a send carries: enrollment and step."""
     return {
         "enrollment_id": send.enrollment_id,
@@ -34,8 +41,8 @@ def _step_ref(send: domain.Send | ParkedStep) -> dict[str, Any]:
     }
 
 
-def _traced(message: M, send: domain.Send | ParkedStep) -> M:
-    # The send outlives the step.due that queued it; carry that flow's ids forward.
+def _traced(message: M, send: StepRef) -> M:
+    # The send outlives the grant that queued it; carry that flow's ids forward.
     return message.model_copy(
         update={"correlation_id": send.correlation_id, "causation_id": send.cause_message_id}
     )
@@ -55,20 +62,67 @@ def message_sent(decision: domain.Sent) -> MessageSent:
                 provider_message_id=send.provider_message_id,
                 recipient=decision.recipient,
                 sent_at=decision.sent_at,
+                dispatch_id=send.dispatch_id,
             ),
         ),
         send,
     )
 
 
-def message_cancelled(decision: domain.Cancelled) -> MessageCancelled:
-    """``message.cancelled`` with the reason the send will never go out."""
-    send = decision.send
+def message_cancelled(decision: domain.Cancelled | Stopped | NeverQueued) -> MessageCancelled:
+    """``message.cancelled`` with the reason the send will never go out, and the grant it
+    was due under (for a revoke, the revoked grant: that is what it answers)."""
+    step: StepRef
+    if isinstance(decision, domain.Cancelled):
+        step, reason, dispatch_id = decision.send, decision.reason, decision.send.dispatch_id
+    elif isinstance(decision, Stopped):
+        step, reason, dispatch_id = decision.step, decision.reason, decision.dispatch_id
+    else:
+        step, reason = decision.revoke, CancelReason.DISPATCH_REVOKED
+        dispatch_id = decision.revoke.dispatch_id
     return _traced(
         MessageCancelled.create(
-            message_id=domain.send_event_id(MessageCancelled.TYPE, send),
+            message_id=domain.cancel_event_id(
+                step.account_id,
+                step.enrollment_id,
+                step.step_index,
+                reason=reason,
+                dispatch_id=dispatch_id,
+            ),
+            account_id=step.account_id,
+            payload=MessageCancelledPayload(
+                **_step_ref(step), reason=reason, dispatch_id=dispatch_id
+            ),
+        ),
+        step,
+    )
+
+
+def message_deferred(decision: domain.Deferred) -> MessageDeferred:
+    """``message.deferred``: the grant's lease lapsed and no call started; one per lapsed
+    lease (its id is derived from the grant and that lease)."""
+    send, grant = decision.send, decision.grant
+    return _traced(
+        MessageDeferred.create(
+            message_id=derived_message_id(
+                MessageDeferred.TYPE,
+                send.account_id,
+                send.enrollment_id,
+                send.step_index,
+                grant.dispatch_id,
+                grant.lease_until.isoformat(),
+            ),
             account_id=send.account_id,
-            payload=MessageCancelledPayload(**_step_ref(send), reason=decision.reason),
+            occurred_at=decision.deferred_at,
+            payload=MessageDeferredPayload(
+                **_step_ref(send),
+                dispatch_id=grant.dispatch_id,
+                channel=send.channel,
+                lease_until=grant.lease_until,
+                next_attempt_at=decision.deferred_at,
+                attempts=send.attempts,
+                reason=domain.DEFER_REASON,
+            ),
         ),
         send,
     )
@@ -105,6 +159,7 @@ def message_failed(decision: domain.Failed | ParkedFailed) -> MessageFailed:
                 reason=reason[:2000],
                 attempts=attempts,
                 failed_at=decision.failed_at,
+                dispatch_id=send.dispatch_id,
             ),
         ),
         send,

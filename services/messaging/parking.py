@@ -1,8 +1,8 @@
-"""Pure decisions about a due step that arrives before its workflow version.
+"""Pure decisions about a granted step that arrives before its workflow version.
 
-``step.due`` (scheduler's topic) and ``workflow.applied`` (enrollment's workflow topic)
-are not ordered with each other, so a step can be due before messaging has the version
-that says what it is. Rather than retry it inline (blocking the consumer) and then
+``enrollment.step_granted`` and ``workflow.applied`` are on two topics, not ordered with
+each other, so a step can be granted before messaging has the version that says what it
+is. Rather than retry it inline (blocking the consumer) and then
 dead-letter it, messaging parks it: a ``sends`` row in status ``parked``, without content.
 ``workflow.applied`` of that version re-drives it in its own transaction; a step still
 parked after ``OFFRAMP_PARK_MAX_S`` fails with ``message.failed`` (kind ``rejected``), so
@@ -26,7 +26,7 @@ VersionKey = tuple[str, str, int]
 
 @dataclass(frozen=True, slots=True)
 class ParkedStep:
-    """A due step waiting for its workflow version: what ``step.due`` said of it."""
+    """A granted step waiting for its workflow version: what the grant said of it."""
 
     enrollment_id: uuid.UUID
     step_index: int
@@ -39,8 +39,11 @@ class ParkedStep:
     provider_message_id: str
     parked_at: datetime
     cause_message_id: uuid.UUID
-    """The ``step.due`` that parked it."""
+    """The ``enrollment.step_granted`` that parked it."""
     correlation_id: uuid.UUID
+    dispatch_id: uuid.UUID | None = None
+    """The grant it is parked under (None: parked before grants existed)."""
+    lease_until: datetime | None = None
 
     @property
     def key(self) -> SendKey:
@@ -62,15 +65,15 @@ class ParkedFailed:
 
 
 def matches(step: WorkflowStep, *, step_id: str, channel: Channel) -> bool:
-    """Whether a due step (its id and channel) is the version's step at its index."""
+    """Whether a granted step (its id and channel) is the version's step at its index."""
     return step.step_id == step_id and step.channel is channel
 
 
 def redrive(
     parked: ParkedStep, step: WorkflowStep, *, message_id_domain: str, default_sender: str
 ) -> Send:
-    """The pending send a parked step becomes once its version is known, with the flow
-    ids of the ``step.due`` that parked it."""
+    """The pending send a parked step becomes once its version is known, under its grant
+    and with the flow ids of the grant that parked it."""
     return pending_send(
         step,
         enrollment_id=parked.enrollment_id,
@@ -79,6 +82,8 @@ def redrive(
         default_sender=default_sender,
         cause_message_id=parked.cause_message_id,
         correlation_id=parked.correlation_id,
+        dispatch_id=parked.dispatch_id,
+        lease_until=parked.lease_until,
     )
 
 

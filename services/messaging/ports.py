@@ -13,8 +13,7 @@ from typing import Protocol
 from services.messaging.domain import (
     Cancelled,
     ClaimedSend,
-    EnrollmentKey,
-    EnrollmentView,
+    Deferred,
     Failed,
     Released,
     Send,
@@ -23,6 +22,8 @@ from services.messaging.domain import (
     WorkflowStep,
 )
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
+from services.messaging.projection import EnrollmentKey, EnrollmentView
+from services.messaging.stopping import QueuedStep, Stopped
 
 StepKey = tuple[str, str, int, int]
 """(account id, workflow id, version, step index): one step of one workflow version."""
@@ -60,14 +61,19 @@ class MessagingStore(Protocol):
         ...
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
-        """Queue ``sends`` (one per (account, enrollment, step)), due at ``now``; returns the
-        keys of those queued, leaving out steps that already have a send (except one
-        cancelled for a pause or parked, which is queued with this content)."""
+        """Queue ``sends`` (one per (account, enrollment, step)) under their grants, due at
+        ``now``; returns the keys queued or whose grant changed.
+
+        A step that already has a send: one parked is queued with this content; one
+        cancelled for a pause is queued again under this grant; one pending or sending
+        takes this grant when its lease is later (a renewal), nothing else changing; any
+        other (sent, failed, cancelled for good, or a lease not later) is left alone."""
         ...
 
     async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
-        """Keep due steps whose workflow version is not projected yet, as ``parked`` sends
-        without content; returns the keys parked (a step that has a send already is not)."""
+        """Keep granted steps whose workflow version is not projected yet, as ``parked``
+        sends without content; returns the keys parked, or still parked and given a later
+        lease (a step that has another send already is left alone)."""
         ...
 
     async def parked_of(self, versions: Collection[VersionKey]) -> list[ParkedStep]:
@@ -78,8 +84,14 @@ class MessagingStore(Protocol):
         """Record parked steps that will never be sent as ``failed``, with the reason."""
         ...
 
-    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
-        """Queue again the sends cancelled only because the enrollment was paused."""
+    async def queued_of(self, keys: Collection[EnrollmentKey]) -> dict[SendKey, QueuedStep]:
+        """Every send of the enrollments ``keys``, whatever its status."""
+        ...
+
+    async def stop_unsent(self, stopped: Sequence[Stopped]) -> set[SendKey]:
+        """Cancel the sends of ``stopped`` still ``pending`` or ``parked`` (no call was
+        handed to a provider), with the reason; returns the keys cancelled (a claim that
+        took one meanwhile keeps it: its outcome answers)."""
         ...
 
     async def wake_senders(self) -> None:
@@ -92,7 +104,8 @@ class MessagingStore(Protocol):
         """Lock up to ``limit`` sends that are due (pending, next attempt at or before
         ``now``) or whose ``sending`` lease ran out by ``now`` (a crash: ``after_crash``),
         earliest first, and share-lock their enrollments; a send whose enrollment is not
-        projected yet is left for later.
+        projected yet is left for later, and so is one whose grant's lease has lapsed and
+        whose renewal was asked for and has not come (``defer``).
 
         Rows another transaction holds are skipped, never waited for.
         """
@@ -118,6 +131,12 @@ class MessagingStore(Protocol):
     async def record_failures(self, failures: Sequence[Failed]) -> set[SendKey]:
         """Count failed attempts: retried at ``retry_at`` (pending), or ``failed`` with its
         kind; the first failure of a run starts the retry budget's clock."""
+        ...
+
+    async def defer(self, deferred: Sequence[Deferred], *, now: datetime) -> set[SendKey]:
+        """Give back sends whose grant lapsed before a call started, as ``release`` does,
+        and mark each one's lapsed lease as asked to be renewed; returns the keys so marked
+        (a send whose grant was renewed meanwhile is only given back: nothing to ask)."""
         ...
 
     async def release(self, released: Sequence[Released], *, now: datetime) -> None:

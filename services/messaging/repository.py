@@ -9,26 +9,22 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from services.messaging.domain import (
-    REARMABLE_CANCEL_REASON,
-    EnrollmentKey,
-    EnrollmentStatus,
-    EnrollmentView,
-    Send,
-    SendKey,
-    WorkflowStep,
-)
+from services.messaging.domain import REARMABLE_CANCEL_REASON, Send, SendKey, WorkflowStep
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
+from services.messaging.projection import EnrollmentKey, EnrollmentStatus, EnrollmentView
 from services.messaging.send_queue_sql import (
     PARKED_COLUMNS,
+    QUEUED_COLUMNS,
     SEND_KEY,
     SENDS_CHANNEL,
     SendQueueSql,
     enrollment_columns,
     parked_of_row,
+    queued_of_row,
     send_keys,
 )
+from services.messaging.stopping import QueuedStep, Stopped
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.inbound import Channel
 from shared.db import DbConnection
@@ -161,27 +157,40 @@ class PostgresMessagingStore(SendQueueSql):
         )
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
-        """Queue sends (one per step and enrollment); a step already sent, queued or failed
-        is left alone. Returns the (account, enrollment, step) of those queued.
+        """Queue sends (one per step and enrollment) under their grants; returns the
+        (account, enrollment, step) of those queued or given a new grant.
 
-        Two exceptions. A send cancelled because of a pause never went out, so a new
-        ``step.due`` for it (after a resume) queues it again. A parked step gets its content
-        (its version has arrived) and is queued, as of now.
+        A step that already has a send keeps it, except: a parked step gets its content
+        (its version has arrived) and is queued, as of now; a send cancelled for a pause
+        never went out, so a new grant of it (after the resume) queues it again under that
+        grant; a pending or sending one takes a grant whose lease is later (a renewal),
+        which makes it claimable again if it was waiting for one.
         """
         if not sends:
             return set()
+        requeued = "sends.status IN ('parked', 'cancelled')"
+        takes_grant = (
+            "sends.status = 'cancelled' OR sends.lease_until IS NULL"
+            " OR EXCLUDED.lease_until > sends.lease_until"
+        )
         rows = await self._conn.fetch(
-            """INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
+            f"""INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
                                   workflow_version, record_type, record_id, step_id, channel,
                                   sender, subject, body, provider_message_id, cause_message_id,
-                                  correlation_id, next_attempt_at)
-               SELECT u.*, $17::timestamptz
+                                  correlation_id, dispatch_id, lease_until, next_attempt_at)
+               SELECT u.*, $19::timestamptz
                FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                           $12::text[], $13::text[], $14::uuid[], $15::uuid[]) AS u
+                           $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::uuid[],
+                           $17::timestamptz[]) AS u
                ON CONFLICT (account_id, enrollment_id, step_index) DO UPDATE
-                   SET status = 'pending', cancel_reason = NULL, first_failed_at = NULL,
-                       next_attempt_at = EXCLUDED.next_attempt_at, finished_at = NULL,
+                   SET status = CASE WHEN {requeued} THEN 'pending' ELSE sends.status END,
+                       cancel_reason = NULL,
+                       first_failed_at = CASE WHEN {requeued} THEN NULL
+                           ELSE sends.first_failed_at END,
+                       next_attempt_at = CASE WHEN {requeued} THEN EXCLUDED.next_attempt_at
+                           ELSE sends.next_attempt_at END,
+                       finished_at = CASE WHEN {requeued} THEN NULL ELSE sends.finished_at END,
                        sender = COALESCE(sends.sender, EXCLUDED.sender),
                        subject = COALESCE(sends.subject, EXCLUDED.subject),
                        body = COALESCE(sends.body, EXCLUDED.body),
@@ -190,9 +199,19 @@ class PostgresMessagingStore(SendQueueSql):
                        correlation_id = CASE WHEN sends.status = 'parked'
                            THEN EXCLUDED.correlation_id ELSE sends.correlation_id END,
                        created_at = CASE WHEN sends.status = 'parked'
-                           THEN EXCLUDED.created_at ELSE sends.created_at END
+                           THEN EXCLUDED.created_at ELSE sends.created_at END,
+                       dispatch_id = CASE WHEN {takes_grant}
+                           THEN EXCLUDED.dispatch_id ELSE sends.dispatch_id END,
+                       lease_until = CASE WHEN {takes_grant}
+                           THEN EXCLUDED.lease_until ELSE sends.lease_until END,
+                       renewal_asked_for = CASE WHEN sends.status = 'cancelled' THEN NULL
+                           ELSE sends.renewal_asked_for END
                    WHERE sends.status = 'parked'
-                      OR (sends.status = 'cancelled' AND sends.cancel_reason = $16)
+                      OR (sends.status = 'cancelled' AND sends.cancel_reason = $18)
+                      OR (sends.status IN ('pending', 'sending')
+                          AND EXCLUDED.lease_until IS NOT NULL
+                          AND (sends.lease_until IS NULL
+                               OR EXCLUDED.lease_until > sends.lease_until))
                RETURNING account_id, enrollment_id, step_index""",
             [s.enrollment_id for s in sends],
             [s.step_index for s in sends],
@@ -209,47 +228,71 @@ class PostgresMessagingStore(SendQueueSql):
             [s.provider_message_id for s in sends],
             [s.cause_message_id for s in sends],
             [s.correlation_id for s in sends],
+            [s.dispatch_id for s in sends],
+            [s.lease_until for s in sends],
             REARMABLE_CANCEL_REASON.value,
             now,
         )
         return {(row["account_id"], row["enrollment_id"], row["step_index"]) for row in rows}
 
-    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
-        """Queue again the sends that were cancelled only because of a pause."""
+    async def queued_of(self, keys: Collection[EnrollmentKey]) -> dict[SendKey, QueuedStep]:
+        """Every send of the enrollments ``keys`` (a few steps each)."""
         if not keys:
-            return 0
-        result = await self._conn.execute(
-            """UPDATE sends SET status = 'pending', cancel_reason = NULL, next_attempt_at = $4,
-                                finished_at = NULL, first_failed_at = NULL
-               WHERE (account_id, enrollment_id) IN
-                     (SELECT * FROM unnest($1::text[], $2::uuid[]))
-                 AND status = 'cancelled' AND cancel_reason = $3""",
+            return {}
+        rows = await self._conn.fetch(
+            f"""SELECT {QUEUED_COLUMNS} FROM sends s
+                WHERE (s.account_id, s.enrollment_id) IN
+                      (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
             *enrollment_columns(keys),
-            REARMABLE_CANCEL_REASON.value,
-            now,
         )
-        return int(result.split()[-1])
+        return {step.key: step for step in map(queued_of_row, rows)}
+
+    async def stop_unsent(self, stopped: Sequence[Stopped]) -> set[SendKey]:
+        """Only a row still pending or parked is cancelled: the update waits for a claim
+        holding it and then finds it ``sending`` (that call's outcome answers)."""
+        if not stopped:
+            return set()
+        rows = await self._conn.fetch(
+            f"""UPDATE sends s SET status = 'cancelled', cancel_reason = u.reason,
+                                   finished_at = now(), claimed_until = NULL
+                FROM unnest($1::text[], $2::uuid[], $3::int[], $4::text[])
+                     AS u(account_id, enrollment_id, step_index, reason)
+                WHERE {SEND_KEY} AND s.status IN ('pending', 'parked')
+                RETURNING s.account_id, s.enrollment_id, s.step_index""",
+            [item.step.account_id for item in stopped],
+            [item.step.enrollment_id for item in stopped],
+            [item.step.step_index for item in stopped],
+            [item.reason.value for item in stopped],
+        )
+        return send_keys(rows)
 
     async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
-        """Parked rows have the step's id, channel and Message-ID but no content yet."""
+        """Parked rows have the step's id, channel, Message-ID and grant but no content
+        yet; a step parked already takes a grant whose lease is later (a renewal)."""
         if not parked:
             return set()
         rows = await self._conn.fetch(
             """INSERT INTO sends (enrollment_id, step_index, account_id, workflow_id,
                                   workflow_version, record_type, record_id, step_id, channel,
                                   provider_message_id, created_at, next_attempt_at,
-                                  cause_message_id, correlation_id, status)
+                                  cause_message_id, correlation_id, dispatch_id, lease_until,
+                                  status)
                SELECT u.enrollment_id, u.step_index, u.account_id, u.workflow_id,
                       u.workflow_version, u.record_type, u.record_id, u.step_id, u.channel,
                       u.provider_message_id, u.created_at, u.created_at, u.cause_message_id,
-                      u.correlation_id, 'parked'
+                      u.correlation_id, u.dispatch_id, u.lease_until, 'parked'
                FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                            $7::text[], $8::text[], $9::text[], $10::text[],
-                           $11::timestamptz[], $12::uuid[], $13::uuid[])
+                           $11::timestamptz[], $12::uuid[], $13::uuid[], $14::uuid[],
+                           $15::timestamptz[])
                     AS u(enrollment_id, step_index, account_id, workflow_id, workflow_version,
                          record_type, record_id, step_id, channel, provider_message_id,
-                         created_at, cause_message_id, correlation_id)
-               ON CONFLICT (account_id, enrollment_id, step_index) DO NOTHING
+                         created_at, cause_message_id, correlation_id, dispatch_id,
+                         lease_until)
+               ON CONFLICT (account_id, enrollment_id, step_index) DO UPDATE
+                   SET dispatch_id = EXCLUDED.dispatch_id, lease_until = EXCLUDED.lease_until
+                   WHERE sends.status = 'parked' AND EXCLUDED.lease_until IS NOT NULL
+                     AND (sends.lease_until IS NULL OR EXCLUDED.lease_until > sends.lease_until)
                RETURNING account_id, enrollment_id, step_index""",
             [p.enrollment_id for p in parked],
             [p.step_index for p in parked],
@@ -264,6 +307,8 @@ class PostgresMessagingStore(SendQueueSql):
             [p.parked_at for p in parked],
             [p.cause_message_id for p in parked],
             [p.correlation_id for p in parked],
+            [p.dispatch_id for p in parked],
+            [p.lease_until for p in parked],
         )
         return send_keys(rows)
 

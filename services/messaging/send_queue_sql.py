@@ -16,8 +16,7 @@ import asyncpg
 from services.messaging.domain import (
     Cancelled,
     ClaimedSend,
-    EnrollmentKey,
-    EnrollmentStatus,
+    Deferred,
     Failed,
     Released,
     Send,
@@ -25,6 +24,8 @@ from services.messaging.domain import (
     Sent,
 )
 from services.messaging.parking import ParkedStep
+from services.messaging.projection import EnrollmentKey, EnrollmentStatus
+from services.messaging.stopping import QueuedStep
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
 from shared.contracts.inbound import Channel
@@ -36,11 +37,21 @@ SENDS_CHANNEL = "messaging_sends"
 SEND_COLUMNS = """s.enrollment_id, s.step_index, s.account_id, s.workflow_id,
     s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel, s.sender, s.subject,
     s.body, s.provider_message_id, s.attempts, s.cause_message_id, s.correlation_id,
-    s.first_failed_at, s.attempt_id"""
+    s.first_failed_at, s.attempt_id, s.dispatch_id, s.lease_until"""
 
 PARKED_COLUMNS = """s.enrollment_id, s.step_index, s.account_id, s.workflow_id,
     s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel,
-    s.provider_message_id, s.created_at, s.cause_message_id, s.correlation_id"""
+    s.provider_message_id, s.created_at, s.cause_message_id, s.correlation_id,
+    s.dispatch_id, s.lease_until"""
+
+QUEUED_COLUMNS = """s.account_id, s.enrollment_id, s.step_index, s.workflow_id,
+    s.workflow_version, s.record_type, s.record_id, s.step_id, s.channel, s.status,
+    s.dispatch_id, s.cause_message_id, s.correlation_id"""
+
+_AWAITS_RENEWAL = """s.lease_until <= $1
+                   AND s.renewal_asked_for IS NOT DISTINCT FROM s.lease_until"""
+"""A send whose grant lapsed and whose renewal was asked for (``message.deferred``) and
+has not come: no call may start for it, and asking again would say nothing new."""
 
 SEND_KEY = """s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index"""
@@ -73,6 +84,8 @@ def send_of(row: asyncpg.Record) -> Send:
         correlation_id=row["correlation_id"],
         first_failed_at=row["first_failed_at"],
         attempt_id=row["attempt_id"],
+        dispatch_id=row["dispatch_id"],
+        lease_until=row["lease_until"],
     )
 
 
@@ -88,6 +101,25 @@ def parked_of_row(row: asyncpg.Record) -> ParkedStep:
         channel=Channel(row["channel"]),
         provider_message_id=row["provider_message_id"],
         parked_at=row["created_at"],
+        cause_message_id=row["cause_message_id"],
+        correlation_id=row["correlation_id"],
+        dispatch_id=row["dispatch_id"],
+        lease_until=row["lease_until"],
+    )
+
+
+def queued_of_row(row: asyncpg.Record) -> QueuedStep:
+    return QueuedStep(
+        account_id=row["account_id"],
+        enrollment_id=row["enrollment_id"],
+        step_index=row["step_index"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+        step_id=row["step_id"],
+        channel=Channel(row["channel"]),
+        status=row["status"],
+        dispatch_id=row["dispatch_id"],
         cause_message_id=row["cause_message_id"],
         correlation_id=row["correlation_id"],
     )
@@ -118,7 +150,8 @@ class SendQueueSql:
         Both locks skip instead of waiting: a sender never waits for the consumer (which may
         be applying an exit to that enrollment right now); it takes the send next time and
         then sees the exit. The inner join leaves a send whose enrollment is not projected
-        yet (``step.due`` may overtake ``enrollment.enrolled``) for a later claim.
+        yet (the projection may start from any point of the topic) for a later claim. A
+        send waiting for the renewal of its lapsed grant is not due until it comes.
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
@@ -126,8 +159,9 @@ class SendQueueSql:
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
-                WHERE (s.status = 'pending' AND s.next_attempt_at <= $1)
-                   OR (s.status = 'sending' AND s.claimed_until <= $1)
+                WHERE ((s.status = 'pending' AND s.next_attempt_at <= $1)
+                       OR (s.status = 'sending' AND s.claimed_until <= $1))
+                  AND NOT COALESCE({_AWAITS_RENEWAL}, false)
                 ORDER BY s.next_attempt_at
                 LIMIT $2
                 FOR NO KEY UPDATE OF s SKIP LOCKED
@@ -227,6 +261,34 @@ class SendQueueSql:
             [f.kind.value if f.kind else None for f in failures],
         )
         return send_keys(rows)
+
+    async def defer(self, deferred: Sequence[Deferred], *, now: datetime) -> set[SendKey]:
+        """Back to the queue as ``release`` puts it, and the lapsed lease marked as asked
+        to be renewed, unless a renewal came meanwhile (then it is only given back)."""
+        if not deferred:
+            return set()
+        rows = await self._conn.fetch(
+            f"""UPDATE sends s
+                SET status = CASE WHEN u.after_crash THEN 'sending' ELSE 'pending' END,
+                    claimed_until = CASE WHEN u.after_crash THEN $7::timestamptz END,
+                    attempt_id = CASE WHEN u.after_crash THEN s.attempt_id END,
+                    renewal_asked_for = CASE WHEN s.lease_until = u.lease_until
+                        THEN u.lease_until ELSE s.renewal_asked_for END
+                FROM unnest($1::text[], $2::uuid[], $3::int[], $4::uuid[], $5::timestamptz[],
+                            $6::bool[])
+                     AS u(account_id, enrollment_id, step_index, attempt_id, lease_until,
+                          after_crash)
+                WHERE {SEND_KEY} AND {_HOLDS_ITS_ATTEMPT}
+                  AND s.status IN ('pending', 'sending')
+                RETURNING s.account_id, s.enrollment_id, s.step_index,
+                          s.lease_until = u.lease_until AS asked""",
+            *key_columns([d.send for d in deferred]),
+            [d.send.attempt_id for d in deferred],
+            [d.grant.lease_until for d in deferred],
+            [d.after_crash for d in deferred],
+            now,
+        )
+        return send_keys([row for row in rows if row["asked"]])
 
     async def release(self, released: Sequence[Released], *, now: datetime) -> None:
         """A crash's send keeps ``sending`` (its lease run out), so it is resolved again."""

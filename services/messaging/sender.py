@@ -3,11 +3,16 @@ transaction, and records each outcome in another short transaction.
 
 1. **Claim** (transaction 1): lock due sends (SKIP LOCKED: replicas share the work) and
    share-lock their enrollments' projection rows; re-check each enrollment (an exit,
-   pause or completion that messaging applied before the claim cancels the send, with
-   ``message.cancelled``); mark the others ``sending`` with a fresh attempt id and a lease
-   (``claimed_until``); commit. An exit applied meanwhile waits for this commit only.
+   pause, completion or revoked grant that messaging applied before the claim cancels the
+   send, with ``message.cancelled``) and the grant's lease (lapsed: the send goes back to
+   the queue until enrollment renews the grant, and ``message.deferred`` asks for that);
+   mark the others ``sending`` with a fresh attempt id and a lease (``claimed_until``);
+   commit. A revoke or exit applied meanwhile waits for this commit only.
 2. **Call** the provider, no transaction open, at most ``concurrency`` at once (a round
-   claims no more, so every claimed call starts at once).
+   claims no more, so every claimed call starts at once). Right before each call the
+   grant's lease is checked again on the sender's clock: a call that could no longer
+   start in time does not start (``stats.calls_not_started_lease_lapsed``), and the send
+   is deferred as above.
 3. **Record** (transaction 2): ``sent`` with ``message.sent``; a transient failure back to
    ``pending`` at its backoff time; a permanent refusal, or transient failures for longer
    than the retry budget, ``failed`` with ``message.failed``. Each applies only while the
@@ -68,6 +73,10 @@ class SenderStats:
     """Sends found ``sending`` after a crash that the provider said it had accepted:
     marked sent without sending."""
     parked_expired: int = 0
+    deferred: int = 0
+    """Sends whose grant lapsed before a call started: ``message.deferred`` published."""
+    calls_not_started_lease_lapsed: int = 0
+    """Claimed sends whose grant lapsed between the claim and the provider call."""
     stale_outcomes: int = 0
     """Outcomes not recorded because the send's attempt had lost its lease meanwhile."""
     last_tick_monotonic: float = 0.0
@@ -79,14 +88,14 @@ class _Call:
 
     send: domain.Send
     """With the attempt id it was claimed under."""
-    decision: domain.Deliver | domain.Cancel
+    decision: domain.Deliver | domain.Cancel | domain.Defer
     recipient: str | None
     after_crash: bool
     lookup: AcceptanceLookup | None
     """Set when the send must first be looked up (a crash's send, a provider that can tell)."""
 
 
-Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Released
+Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Deferred | domain.Released
 
 
 def _fields(send: domain.Send) -> dict[str, object]:
@@ -95,6 +104,7 @@ def _fields(send: domain.Send) -> dict[str, object]:
         "step_index": send.step_index,
         "account_id": send.account_id,
         "provider_message_id": send.provider_message_id,
+        "dispatch_id": str(send.dispatch_id) if send.dispatch_id else None,
     }
 
 
@@ -173,23 +183,28 @@ class Sender:
         *,
         now: datetime,
     ) -> list[_Call]:
-        """Cancel what the re-check stops, hand the rest to a new attempt (in the claim's
-        transaction)."""
+        """Cancel what the re-check stops, defer what its lapsed grant no longer allows,
+        hand the rest to a new attempt (in the claim's transaction)."""
         cancelled: list[domain.Cancelled] = []
+        deferred: list[domain.Deferred] = []
         calls: list[_Call] = []
         for item in claimed:
-            decision = domain.decide_send(item)
+            decision = domain.decide_send(item, now=now)
             # A crash's send that the provider can look up is looked up first, even one the
             # re-check would cancel: whether it went out before the crash is a fact to keep.
             lookup = self._lookup(item)
             if lookup is None and isinstance(decision, domain.Cancel):
                 cancelled.append(domain.cancelled(item, decision))
                 continue
+            if lookup is None and isinstance(decision, domain.Defer):
+                deferred.append(domain.Deferred(item.send, decision, now, item.after_crash))
+                continue
             attempt = replace(item.send, attempt_id=uuid.uuid4())
             calls.append(
                 _Call(attempt, decision, domain.recipient_of(item), item.after_crash, lookup)
             )
         self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
         return calls
 
@@ -216,8 +231,12 @@ class Sender:
                     self.stats.sends_resolved_after_crash += 1
                     log.info("send_found_accepted_after_crash", **_fields(send))
                     return domain.Sent(send, call.recipient or "unknown", self._clock())
-            if isinstance(call.decision, domain.Cancel):
-                return domain.Cancelled(send, call.decision.reason)
+            if not isinstance(call.decision, domain.Deliver):
+                return self._not_called(call, call.decision, now=now)
+            at = self._clock()
+            lapsed = domain.lapsed_grant(send, at)
+            if lapsed is not None:
+                return self._not_called(call, lapsed, now=at)
             if call.after_crash and call.lookup is None:
                 self.stats.sends_resent_after_crash += 1
                 log.warning("send_resent_after_crash", **_fields(send))
@@ -225,6 +244,19 @@ class Sender:
         return domain.after_attempt(
             send, call.decision.recipient, attempt, now=now, policy=self._retry
         )
+
+    def _not_called(
+        self, call: _Call, decision: domain.Cancel | domain.Defer, *, now: datetime
+    ) -> domain.Cancelled | domain.Deferred:
+        """What a claimed send comes to when no provider call starts for it."""
+        if isinstance(decision, domain.Cancel):
+            return domain.Cancelled(call.send, decision.reason)
+        if isinstance(call.decision, domain.Deliver):
+            # The last moment to start this call under its grant passed since the claim
+            # (a slow claim, a full semaphore, a look-up): it must not start.
+            self.stats.calls_not_started_lease_lapsed += 1
+            log.warning("send_not_started_lease_lapsed", **_fields(call.send))
+        return domain.Deferred(call.send, decision, now, call.after_crash)
 
     async def _call(self, send: domain.Send, recipient: str) -> domain.Attempt:
         email = messages.outbound_email(send, recipient)
@@ -275,6 +307,8 @@ class Sender:
             if self._fresh(failure.send, recorded):
                 self._failed(uow, failure)
         self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        deferred = [o for o in outcomes if isinstance(o, domain.Deferred)]
+        self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.release(released, now=now)
 
     def _fresh(self, send: domain.Send, recorded: set[domain.SendKey]) -> bool:
@@ -318,6 +352,22 @@ class Sender:
             self.stats.cancelled += 1
             uow.publish(messages.message_cancelled(cancel))
             log.info("send_cancelled", reason=cancel.reason.value, **_fields(cancel.send))
+
+    def _publish_deferred(
+        self,
+        uow: UnitOfWork[MessagingStore],
+        deferred: Sequence[domain.Deferred],
+        asked: set[domain.SendKey],
+    ) -> None:
+        for item in deferred:
+            if item.send.key not in asked:
+                # Renewed meanwhile (it is claimable again), or taken over: nothing to ask.
+                log.info("send_deferral_not_needed", **_fields(item.send))
+                continue
+            self.stats.deferred += 1
+            uow.publish(messages.message_deferred(item))
+            lease = item.grant.lease_until.isoformat()
+            log.warning("send_deferred_lease_lapsed", lease_until=lease, **_fields(item.send))
 
     async def cancel_orphans(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
         """Cancel sends whose enrollment never arrived within the grace period."""

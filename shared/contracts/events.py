@@ -170,10 +170,54 @@ class StepDuePayload(EnrollmentRef):
 
 
 class StepDue(Message):
-    """Scheduler: a step's time has come; messaging sends it if the enrollment allows."""
+    """Scheduler: a step's time has come; enrollment grants its dispatch if the enrollment
+    is still active at that step (``enrollment.step_granted``)."""
 
     type: Literal["step.due"] = "step.due"
     payload: StepDuePayload
+
+
+class StepGrantedPayload(StepDuePayload):
+    dispatch_id: uuid.UUID = Field(
+        description="Names this dispatch of the step; a renewal repeats it with a later lease."
+    )
+    lease_until: AwareDatetime = Field(
+        description="Messaging starts no provider call for this dispatch after this instant "
+        "(it asks for a renewal with `message.deferred`)."
+    )
+    renewal: bool = Field(False, description="True when this grant renews an earlier one.")
+
+
+class EnrollmentStepGranted(Message):
+    """Enrollment: the enrollment is active at this step, so messaging may send it.
+
+    Messaging sends only what was granted and not revoked. The grant and an exit of the
+    enrollment are decided on the same locked enrollment row, so an exit either comes
+    first (no grant) or revokes the grant and waits for the send's outcome.
+    """
+
+    type: Literal["enrollment.step_granted"] = "enrollment.step_granted"
+    payload: StepGrantedPayload
+
+
+class DispatchRevokedPayload(EnrollmentRef):
+    dispatch_id: uuid.UUID
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    reason: ExitReason = Field(description="Why the enrollment is exiting.")
+
+
+class EnrollmentDispatchRevoked(Message):
+    """Enrollment: an exit was decided while this step's dispatch was granted.
+
+    Messaging starts no provider call for it any more and answers with the send's outcome:
+    `message.cancelled` (`dispatch_revoked`) when no call had started, else the
+    `message.sent` or `message.failed` of the call under way. The exit commits, and
+    `enrollment.exited` is published, once that answer is in (or the grant's lease lapsed).
+    """
+
+    type: Literal["enrollment.dispatch_revoked"] = "enrollment.dispatch_revoked"
+    payload: DispatchRevokedPayload
 
 
 class MessageSentPayload(EnrollmentRef):
@@ -185,6 +229,7 @@ class MessageSentPayload(EnrollmentRef):
     )
     recipient: str = Field(max_length=320)
     sent_at: AwareDatetime
+    dispatch_id: uuid.UUID | None = Field(None, description="The grant it was sent under.")
 
 
 class MessageSent(Message):
@@ -197,16 +242,20 @@ class CancelReason(StrEnum):
     ENROLLMENT_COMPLETED = "enrollment_completed"
     ENROLLMENT_PAUSED = "enrollment_paused"
     NO_RECIPIENT = "no_recipient"
+    DISPATCH_REVOKED = "dispatch_revoked"
+    """The enrollment revoked the step's grant (it is exiting) before any call started."""
 
 
 class MessageCancelledPayload(EnrollmentRef):
     step_index: int = Field(ge=0)
     step_id: Identifier
     reason: CancelReason
+    dispatch_id: uuid.UUID | None = Field(None, description="The grant it was due under.")
 
 
 class MessageCancelled(Message):
-    """A due step was not sent: the enrollment had left (re-checked at send time)."""
+    """A due step was not sent: its grant was revoked, or the enrollment had left or
+    paused (re-checked at send time), or there is no one to send it to."""
 
     type: Literal["message.cancelled"] = "message.cancelled"
     payload: MessageCancelledPayload
@@ -231,6 +280,7 @@ class MessageFailedPayload(EnrollmentRef):
     reason: str = Field(max_length=2000, description="The provider's last answer, in words.")
     attempts: int = Field(ge=1)
     failed_at: AwareDatetime
+    dispatch_id: uuid.UUID | None = Field(None, description="The grant it was due under.")
 
 
 class MessageFailed(Message):
@@ -238,6 +288,26 @@ class MessageFailed(Message):
 
     type: Literal["message.failed"] = "message.failed"
     payload: MessageFailedPayload
+
+
+class MessageDeferredPayload(EnrollmentRef):
+    dispatch_id: uuid.UUID
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    lease_until: AwareDatetime = Field(description="The lapsed lease.")
+    next_attempt_at: AwareDatetime = Field(description="When messaging would try it next.")
+    attempts: int = Field(ge=0, description="Provider calls made so far.")
+    reason: str = Field(max_length=2000)
+
+
+class MessageDeferred(Message):
+    """A granted step has not gone out and its grant's lease has lapsed (the provider was
+    unavailable, or messaging was behind): messaging starts no call for it until enrollment
+    renews the grant (a new `enrollment.step_granted` with `renewal: true`)."""
+
+    type: Literal["message.deferred"] = "message.deferred"
+    payload: MessageDeferredPayload
 
 
 class DeadLetterPayload(Contract):
@@ -283,7 +353,14 @@ ENROLLMENT_EVENT_MESSAGES: tuple[type[Message], ...] = (
     EnrollmentResumed,
     EnrollmentCompleted,
     EnrollmentExited,
+    EnrollmentStepGranted,
+    EnrollmentDispatchRevoked,
 )
 SCHEDULER_MESSAGES: tuple[type[Message], ...] = (StepDue,)
-MESSAGING_MESSAGES: tuple[type[Message], ...] = (MessageSent, MessageCancelled, MessageFailed)
+MESSAGING_MESSAGES: tuple[type[Message], ...] = (
+    MessageSent,
+    MessageCancelled,
+    MessageFailed,
+    MessageDeferred,
+)
 DEAD_LETTER_MESSAGES: tuple[type[Message], ...] = (DeadLettered,)

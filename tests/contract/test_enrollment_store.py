@@ -14,12 +14,12 @@ import pytest
 from services.enrollment.domain import (
     Admitted,
     Enrollment,
-    Exited,
     ScheduledStep,
     Status,
     VersionApplied,
     definition_hash,
 )
+from services.enrollment.exits import Exited
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore, HistoryEntry
 from services.enrollment.repository import PostgresEnrollmentStore
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType

@@ -147,7 +147,7 @@ async def test_a_requeued_paused_send_starts_a_new_budget(subject: Subject) -> N
     await repo.add_pending_sends([one], now=t0)
     await repo.record_failures([Failed(await hand_over(repo, one), "451", t0, t0)])
     await repo.mark_cancelled([Cancelled(one, CancelReason.ENROLLMENT_PAUSED)])
-    assert await repo.rearm_paused_sends([(ACCOUNT, one.enrollment_id)], now=t0) == 1
+    assert await repo.add_pending_sends([one], now=t0) == {one.key}
     assert (await subject.leases())[one.key].first_failed_at is None
 
 

@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from services.messaging.domain import Cancelled, EnrollmentStatus, Failed, Sent
+from services.messaging.domain import Cancelled, Failed, Sent
+from services.messaging.projection import EnrollmentStatus
 from shared.contracts import utc_now
 from shared.contracts.events import CancelReason, FailureKind
 from tests.conftest import SessionEnv
@@ -25,6 +26,7 @@ from tests.support.builders.messaging_rows import (
     wf_step,
 )
 from tests.support.messaging_subject import (
+    SendGrant,
     SendState,
     Subject,
     hand_over,
@@ -118,22 +120,33 @@ async def test_one_insert_queues_new_and_paused_sends_and_leaves_the_others(
     assert {key[1] for key, s in due if s.next_attempt_at == now} == {new, paused}
 
 
-async def test_sends_cancelled_for_a_pause_are_requeued_for_many_enrollments(
+async def test_a_new_grant_requeues_a_send_cancelled_for_a_pause_under_that_grant(
     subject: Subject,
 ) -> None:
-    repo = subject.store
-    first, second, exited = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    sends = [send(first, 0), send(first, 1), send(second), send(exited)]
-    await repo.add_pending_sends(sends, now=utc_now())
+    repo, now = subject.store, utc_now()
+    paused, exited = uuid.uuid4(), uuid.uuid4()
+    first = [send(paused, lease_until=now), send(exited, lease_until=now)]
+    await repo.add_pending_sends(first, now=now)
     await repo.mark_cancelled(
-        [Cancelled(s, CancelReason.ENROLLMENT_PAUSED) for s in sends[:3]]
-        + [Cancelled(send(exited), CancelReason.ENROLLMENT_EXITED)]
+        [
+            Cancelled(first[0], CancelReason.ENROLLMENT_PAUSED),
+            Cancelled(first[1], CancelReason.ENROLLMENT_EXITED),
+        ]
     )
+    again, lease = uuid.uuid4(), now + timedelta(minutes=2)
+    regranted = [
+        send(paused, lease_until=lease, dispatch_id=again),
+        send(exited, lease_until=lease, dispatch_id=again),
+    ]
 
-    keys = [(ACCOUNT, first), (ACCOUNT, second), (ACCOUNT, exited)]
-    assert await repo.rearm_paused_sends(keys, now=utc_now()) == 3
-    assert await repo.rearm_paused_sends([], now=utc_now()) == 0
-    assert (await statuses(subject))[exited] == ("cancelled", "enrollment_exited")
+    assert await repo.add_pending_sends(regranted, now=now) == {(ACCOUNT, paused, 0)}
+
+    assert await statuses(subject) == {
+        paused: ("pending", None),
+        exited: ("cancelled", "enrollment_exited"),
+    }
+    grants = await subject.grants()
+    assert grants[(ACCOUNT, paused, 0)] == SendGrant(again, lease, None)
 
 
 async def test_empty_runs_change_nothing(subject: Subject) -> None:
@@ -266,12 +279,12 @@ async def test_two_accounts_with_the_same_ids_stay_apart(subject: Subject) -> No
     await repo.mark_cancelled(
         [Cancelled(send(shared_id, account=other), CancelReason.ENROLLMENT_PAUSED)]
     )
-    assert await repo.rearm_paused_sends([(ACCOUNT, shared_id)], now=earlier) == 0
     claimed = await repo.claim_due(now=utc_now(), limit=10)
     assert [(c.send.account_id, c.enrollment_status, c.recipient_email) for c in claimed] == [
         (ACCOUNT, EnrollmentStatus.ACTIVE, "ada@example.com")
     ]
-    assert await repo.rearm_paused_sends([(other, shared_id)], now=earlier) == 1  # theirs only
+    regrant = send(shared_id, account=other, lease_until=utc_now() + timedelta(minutes=1))
+    assert await repo.add_pending_sends([regrant], now=earlier) == {(other, shared_id, 0)}
     ours, theirs = send(shared_id), send(shared_id, account=other)
     ours, theirs = await hand_over(repo, ours), await hand_over(repo, theirs)
     await repo.mark_sent([Sent(ours, "ada@example.com", utc_now())])

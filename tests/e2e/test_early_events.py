@@ -131,7 +131,15 @@ async def test_replies_racing_their_enroll_exit_it_and_older_or_unmatched_ones_d
         )
 
         before = reply("c-before")
-        await kafka.publish(before)  # the reply is on its topic before the enroll is
+        await kafka.publish(before)
+        await eventually(  # the reply is read, and parked, before the enroll is published
+            lambda: fetch(
+                env,
+                "SELECT 1 FROM trigger_evaluator.parked_events WHERE inbound_message_id = $1",
+                before.message_id,
+            ),
+            what="the reply to c-before parked in trigger-evaluator",
+        )
         await kafka.publish(enroll("c-before"))
         await kafka.publish(enroll("c-after"))
         await asyncio.sleep(0.005)  # the scenario itself: the reply 5 ms after its enroll

@@ -22,8 +22,10 @@ from shared.contracts.events import (
     EnrollmentStepCompleted,
     EnrollmentStepScheduled,
     MessageCancelled,
+    MessageDeferred,
     MessageFailed,
     MessageSent,
+    StepDue,
     WorkflowApplied,
 )
 from shared.uow import UnitOfWork
@@ -61,7 +63,8 @@ def h() -> EnrollmentHarness:
 def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
-    assert set(h.handlers) == commands | outcomes
+    dispatch = {StepDue.TYPE, MessageDeferred.TYPE}
+    assert set(h.handlers) == commands | outcomes | dispatch
     # One handler for both ends of a send that never happens, so a mix of them is one run.
     assert h.handlers[MessageFailed.TYPE] is h.handlers[MessageCancelled.TYPE]
 

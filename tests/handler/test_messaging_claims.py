@@ -12,7 +12,7 @@ import pytest
 from services.messaging.domain import SendKey, Sent
 from shared.contracts.events import CancelReason, MessageCancelled, MessageSent
 from tests.support.builders.enrollment_events import T0, exited
-from tests.support.builders.messaging_events import ENROLLMENT, enrollment_enrolled, step_due
+from tests.support.builders.messaging_events import ENROLLMENT, enrollment_enrolled, granted
 from tests.support.fakes.messaging_harness import (
     LookupProvider,
     MessagingHarness,
@@ -25,7 +25,7 @@ NOW = T0
 
 
 async def queued(h: MessagingHarness, *events: object) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     for event in events:
         await h.when(event)  # type: ignore[arg-type]
 
@@ -37,8 +37,8 @@ async def test_a_claim_hands_the_send_to_an_attempt_with_a_lease_then_records_it
     [sent] = await h.send_due()
     assert isinstance(sent, MessageSent)
     # Claim transaction, then (provider call) the outcome transaction.
-    claim = ["claim_due", "mark_cancelled", "mark_sending"]
-    outcome = ["mark_sent", "record_failures", "mark_cancelled", "release"]
+    claim = ["claim_due", "mark_cancelled", "defer", "mark_sending"]
+    outcome = ["mark_sent", "record_failures", "mark_cancelled", "defer", "release"]
     assert h.store.calls == [*claim, *outcome]
     assert h.row().send.attempt_id is not None
     assert h.sender.lease == timedelta(seconds=2 * 10 + 30)

@@ -1,4 +1,4 @@
-"""messaging on the fake store: a due step that arrives before its workflow version is
+"""messaging on the fake store: a granted step that arrives before its workflow version is
 parked instead of blocking the consumer, queued by that version's ``workflow.applied``
 (in the same run and transaction), and failed with ``message.failed`` if it waits longer
 than ``OFFRAMP_PARK_MAX_S`` or its version turns out not to have that step."""
@@ -18,7 +18,7 @@ from tests.support.builders.messaging_events import (
     OTHER_ENROLLMENT,
     WORKFLOW,
     enrollment_enrolled,
-    step_due,
+    granted,
     workflow_applied,
 )
 from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
@@ -33,10 +33,10 @@ def h() -> MessagingHarness:
     return messaging_harness()
 
 
-async def test_a_step_due_before_its_workflow_version_is_parked_not_retried(
+async def test_a_step_granted_before_its_workflow_version_is_parked_not_retried(
     h: MessagingHarness,
 ) -> None:
-    due = step_due(ENROLLMENT)
+    due = granted(ENROLLMENT)
     outcome = await h.when(due)
     assert (outcome.published, outcome.rejected) == ([], [])
     row = h.parked()
@@ -49,7 +49,7 @@ async def test_a_step_due_before_its_workflow_version_is_parked_not_retried(
 
 
 async def test_its_workflow_applied_queues_it_and_it_is_sent(h: MessagingHarness) -> None:
-    due = step_due(ENROLLMENT)
+    due = granted(ENROLLMENT)
     await h.given(enrollment_enrolled(ENROLLMENT), due)
     await h.when(workflow_applied())
     assert h.store.parked == {}
@@ -65,21 +65,21 @@ async def test_its_workflow_applied_queues_it_and_it_is_sent(h: MessagingHarness
 async def test_step_due_and_workflow_applied_in_one_run_end_as_one_by_one(
     h: MessagingHarness,
 ) -> None:
-    await h.when(step_due(ENROLLMENT), step_due(OTHER_ENROLLMENT), workflow_applied())
+    await h.when(granted(ENROLLMENT), granted(OTHER_ENROLLMENT), workflow_applied())
     assert {key[1] for key in h.store.sends} == {ENROLLMENT, OTHER_ENROLLMENT}
     assert h.store.parked == {}
 
 
 async def test_a_step_due_twice_while_parked_is_parked_once(h: MessagingHarness) -> None:
-    first = step_due(ENROLLMENT)
-    await h.when(first, step_due(ENROLLMENT))
-    await h.when(step_due(ENROLLMENT))
+    first = granted(ENROLLMENT)
+    await h.when(first, granted(ENROLLMENT))
+    await h.when(granted(ENROLLMENT))
     assert list(h.store.parked) == [(ACCOUNT, ENROLLMENT, 0)]
     assert h.parked().parked.cause_message_id == first.message_id
 
 
 async def test_another_version_or_account_does_not_release_it(h: MessagingHarness) -> None:
-    await h.given(step_due(ENROLLMENT))
+    await h.given(granted(ENROLLMENT))
     await h.when(workflow_applied(account="someone-else"))
     assert h.parked().status == "parked"
 
@@ -87,7 +87,7 @@ async def test_another_version_or_account_does_not_release_it(h: MessagingHarnes
 async def test_a_parked_step_its_version_does_not_match_fails_as_rejected(
     h: MessagingHarness,
 ) -> None:
-    await h.given(step_due(ENROLLMENT, step_id="renamed"))
+    await h.given(granted(ENROLLMENT, step_id="renamed"))
     outcome = await h.when(workflow_applied())
     [failed] = outcome.of_type(MessageFailed)
     assert failed.payload.kind is FailureKind.REJECTED
@@ -100,7 +100,7 @@ async def test_a_parked_step_its_version_does_not_match_fails_as_rejected(
 async def test_a_parked_step_its_version_does_not_have_fails_as_rejected(
     h: MessagingHarness,
 ) -> None:
-    await h.given(step_due(ENROLLMENT, step_index=7))
+    await h.given(granted(ENROLLMENT, step_index=7))
     [failed] = (await h.when(workflow_applied())).of_type(MessageFailed)
     assert "has no step 7" in failed.payload.reason
 
@@ -108,7 +108,7 @@ async def test_a_parked_step_its_version_does_not_have_fails_as_rejected(
 async def test_a_step_parked_longer_than_the_limit_fails_with_the_reason(
     h: MessagingHarness,
 ) -> None:
-    due = step_due(ENROLLMENT)
+    due = granted(ENROLLMENT)
     await h.given(enrollment_enrolled(ENROLLMENT), due)
     assert await h.expire_parked(now=NOW + timedelta(minutes=59)) == (0, [])
 

@@ -1,6 +1,6 @@
 """messaging's enrollment projection on the fake store: it follows the enrollment events,
-keeps the recipient, never revives an ended enrollment, and a resume re-queues what the
-pause cancelled.
+keeps the recipient, never revives an ended enrollment; an end cancels the enrollment's
+unsent steps at once, and a resume re-queues nothing (a new grant does).
 
 Every consumer case runs on the harness, as one batch and message by message.
 """
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from services.messaging.domain import EnrollmentStatus
-from shared.contracts.events import CancelReason, MessageCancelled
+from services.messaging.projection import EnrollmentStatus
+from shared.contracts.events import CancelReason
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, exited, paused
 from tests.support.builders.messaging_events import (
     ENROLLMENT,
     OTHER_ENROLLMENT,
     enrollment_enrolled,
+    granted,
     resumed,
-    step_due,
+    revoked,
 )
 from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
 
@@ -70,7 +71,8 @@ async def test_enrolled_then_exited_in_one_run_leaves_the_enrollment_exited(
     h: MessagingHarness,
 ) -> None:
     await h.when(enrollment_enrolled(ENROLLMENT), enrollment_enrolled(OTHER), exited(ENROLLMENT))
-    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    # One read of the ended enrollment's sends (none: nothing to cancel).
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments", "queued_of"]
     view = h.view()
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
     assert h.view(OTHER).status is EnrollmentStatus.ACTIVE
@@ -84,36 +86,42 @@ async def test_exited_then_enrolled_in_one_run_stays_exited_with_the_recipient(
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
 
 
-async def test_a_pause_and_resume_in_one_run_requeue_the_paused_send_once(
-    h: MessagingHarness,
-) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+async def test_a_pause_and_resume_in_one_run_requeue_nothing(h: MessagingHarness) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT), paused(ENROLLMENT))
     await h.send_due()
     assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
     wakeups = h.store.wakeups
     h.store.calls.clear()
     await h.when(resumed(ENROLLMENT), paused(ENROLLMENT), resumed(ENROLLMENT))
-    assert h.store.calls == [
-        "enrollments_for_update",
-        "save_enrollments",
-        "rearm_paused_sends",
-    ]
-    assert h.row().status == "pending"
-    assert h.store.wakeups == wakeups + 1
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    assert h.row().status == "cancelled"
+    assert h.store.wakeups == wakeups
     assert h.view().status is EnrollmentStatus.ACTIVE
 
 
-async def test_a_resume_then_an_exit_in_one_run_requeues_but_the_sender_cancels(
+async def test_revokes_and_exits_of_several_enrollments_in_one_run_cost_one_read_one_update(
     h: MessagingHarness,
 ) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
-    await h.send_due()
-    await h.when(resumed(ENROLLMENT), exited(ENROLLMENT))  # one by one: requeued, then exited
-    assert h.row().status == "pending"
-    [cancelled] = await h.send_due()
-    assert isinstance(cancelled, MessageCancelled)
-    assert cancelled.payload.reason is CancelReason.ENROLLMENT_EXITED
-    assert h.email.calls == 0
+    await h.ready(
+        enrollment_enrolled(ENROLLMENT),
+        enrollment_enrolled(OTHER),
+        granted(ENROLLMENT),
+        granted(OTHER),
+    )
+    h.store.calls.clear()
+    outcome = await h.when(exited(ENROLLMENT), revoked(OTHER), exited(OTHER))
+    assert h.store.calls == [
+        "enrollments_for_update",
+        "save_enrollments",
+        "queued_of",
+        "stop_unsent",
+    ]
+    reasons = {m.payload.enrollment_id: m.payload.reason for m in outcome.published}
+    assert reasons == {
+        ENROLLMENT: CancelReason.ENROLLMENT_EXITED,
+        OTHER: CancelReason.DISPATCH_REVOKED,  # the revoke came first
+    }
+    assert h.view(OTHER).status is EnrollmentStatus.EXITED
 
 
 async def test_another_accounts_events_in_the_run_project_their_own_enrollment(
@@ -124,7 +132,7 @@ async def test_another_accounts_events_in_the_run_project_their_own_enrollment(
         enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=OTHER_ACCOUNT),
         exited(ENROLLMENT),
     )
-    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments", "queued_of"]
     ours, theirs = h.view(), h.view(account=OTHER_ACCOUNT)
     assert (ours.status, ours.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
     assert (theirs.status, theirs.recipient_email) == (

@@ -1,4 +1,4 @@
-"""messaging's queueing on the fake store: workflow versions are kept, and a due step is
+"""messaging's queueing on the fake store: workflow versions are kept, and a granted step is
 queued once per enrollment for the sender, a whole run at a time.
 
 Every consumer case runs on the harness, as one batch and message by message.
@@ -12,7 +12,7 @@ import pytest
 
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
 from shared.consumer import RejectedMessageError
-from shared.contracts.events import StepDue
+from shared.contracts.events import EnrollmentStepGranted
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_events import ACCOUNT, T0
 from tests.support.builders.messaging_events import (
@@ -22,7 +22,7 @@ from tests.support.builders.messaging_events import (
     OTHER_ENROLLMENT,
     WORKFLOW,
     enrollment_enrolled,
-    step_due,
+    granted,
     workflow_applied,
 )
 from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
@@ -38,11 +38,11 @@ def h() -> MessagingHarness:
     return messaging_harness()
 
 
-async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders(
+async def test_a_granted_step_is_queued_with_its_message_id_and_grant_and_wakes_the_senders(
     h: MessagingHarness,
 ) -> None:
     await h.ready()
-    due = step_due(ENROLLMENT)
+    due = granted(ENROLLMENT)
     outcome = await h.when(due)
     row = h.row()
     assert row.status == "pending"
@@ -53,15 +53,19 @@ async def test_a_due_step_is_queued_with_its_message_id_and_wakes_the_senders(
         "Hi!",
     )
     assert row.send.cause_message_id == due.message_id
+    assert (row.send.dispatch_id, row.send.lease_until) == (
+        due.payload.dispatch_id,
+        due.payload.lease_until,
+    )
     assert h.store.wakeups == 1
     assert outcome.published == []  # nothing is published before the send itself
 
 
 async def test_a_step_is_queued_at_most_once_per_enrollment(h: MessagingHarness) -> None:
     await h.ready(enrollment_enrolled(ENROLLMENT))
-    await h.when(step_due(ENROLLMENT))
+    await h.when(granted(ENROLLMENT))
     await h.send_due()
-    await h.when(step_due(ENROLLMENT))  # fired again (another message id): already sent
+    await h.when(granted(ENROLLMENT))  # fired again (another message id): already sent
     assert h.row().status == "sent"
     assert len(h.store.sends) == 1
     assert h.store.wakeups == 1
@@ -72,9 +76,11 @@ async def test_a_step_is_queued_at_most_once_per_enrollment(h: MessagingHarness)
 async def test_a_step_its_known_version_does_not_have_is_rejected(h: MessagingHarness) -> None:
     """(A step whose version is not known yet is parked: test_messaging_parking.)"""
     await h.ready()
-    due = step_due(ENROLLMENT, step_index=7)
+    due = granted(ENROLLMENT, step_index=7)
     with pytest.raises(UnknownWorkflowStepError) as raised:
-        await h.handlers[StepDue.TYPE](UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW)
+        await h.handlers[EnrollmentStepGranted.TYPE](
+            UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW
+        )
     assert isinstance(raised.value, RejectedMessageError)
     assert WORKFLOW in str(raised.value)
 
@@ -91,9 +97,11 @@ async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
     h: MessagingHarness,
 ) -> None:
     await h.ready()
-    due = step_due(ENROLLMENT, step_id="nudge")
+    due = granted(ENROLLMENT, step_id="nudge")
     with pytest.raises(StepMismatchError) as raised:
-        await h.handlers[StepDue.TYPE](UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW)
+        await h.handlers[EnrollmentStepGranted.TYPE](
+            UnitOfWork(None, copy.deepcopy(h.store)), [due], NOW
+        )
     assert raised.value.kind == "step_mismatch"
 
     outcome = await h.when(due)  # the pipeline dead-letters it with the reason
@@ -107,12 +115,12 @@ async def test_a_step_that_disagrees_with_its_workflow_version_is_rejected(
 # --- several messages in one run: one statement per kind of change, as if one by one ---
 
 
-async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_notify(
+async def test_granted_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_notify(
     h: MessagingHarness,
 ) -> None:
     await h.ready()
     h.store.calls.clear()
-    first, second = step_due(ENROLLMENT), step_due(OTHER)
+    first, second = granted(ENROLLMENT), granted(OTHER)
     await h.when(first, second)
     assert h.store.calls == ["workflow_steps", "add_pending_sends"]
     assert h.store.wakeups == 1
@@ -121,9 +129,11 @@ async def test_due_steps_of_a_run_are_queued_with_one_lookup_one_insert_and_one_
     assert h.row(enrollment_id=OTHER).send.provider_message_id == f"<{OTHER}.0@{DOMAIN}>"
 
 
-async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first(h: MessagingHarness) -> None:
+async def test_a_step_granted_twice_in_a_run_is_queued_once_by_the_first(
+    h: MessagingHarness,
+) -> None:
     await h.ready()
-    first, again = step_due(ENROLLMENT), step_due(ENROLLMENT)
+    first, again = granted(ENROLLMENT), granted(ENROLLMENT)
     await h.when(first, again)
     assert len(h.store.sends) == 1
     assert h.row().send.cause_message_id == first.message_id
@@ -131,10 +141,10 @@ async def test_a_step_due_twice_in_a_run_is_queued_once_by_the_first(h: Messagin
 
 
 async def test_a_run_of_steps_already_sent_wakes_nobody(h: MessagingHarness) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     await h.send_due()
     wakeups = h.store.wakeups
-    await h.when(step_due(ENROLLMENT), step_due(ENROLLMENT))
+    await h.when(granted(ENROLLMENT), granted(ENROLLMENT))
     assert h.row().status == "sent"
     assert h.store.wakeups == wakeups
 
@@ -143,7 +153,7 @@ async def test_one_step_its_version_does_not_have_is_rejected_alone_and_the_run_
     h: MessagingHarness,
 ) -> None:
     await h.ready()
-    outcome = await h.when(step_due(ENROLLMENT), step_due(OTHER, step_index=7))
+    outcome = await h.when(granted(ENROLLMENT), granted(OTHER, step_index=7))
     assert [m.payload.enrollment_id for m, _ in outcome.rejected] == [OTHER]
     assert list(h.store.sends) == [(ACCOUNT, ENROLLMENT, 0)]
 

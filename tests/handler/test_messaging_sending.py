@@ -1,5 +1,6 @@
 """messaging's sender on the fake store: the send-time re-check decides between
-``message.sent`` and ``message.cancelled``, a resume sends what the pause stopped, and
+``message.sent`` and ``message.cancelled``, a new grant (not a resume) sends what the
+pause stopped, and
 failed provider calls are retried with the same Message-ID over the retry budget, then
 given up with ``message.failed`` (at once for a permanent refusal). Crashes, leases and
 shutdowns are in test_messaging_claims.
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from services.messaging.domain import cancel_event_id
 from shared.contracts import derived_message_id, topics
 from shared.contracts.events import (
     CancelReason,
@@ -24,13 +26,22 @@ from shared.contracts.events import (
     MessageSent,
 )
 from shared.contracts.inbound import Channel
-from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0, exited, paused
+from tests.support.builders.enrollment_events import (
+    ACCOUNT,
+    OTHER_ACCOUNT,
+    T0,
+    completed,
+    exited,
+    paused,
+)
 from tests.support.builders.messaging_events import (
     DOMAIN,
     ENROLLMENT,
+    LEASE,
+    dispatch_of,
     enrollment_enrolled,
+    granted,
     resumed,
-    step_due,
     workflow_applied,
 )
 from tests.support.fakes.messaging_harness import MessagingHarness, messaging_harness
@@ -52,7 +63,7 @@ async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id(
     h: MessagingHarness,
 ) -> None:
     await h.ready(enrollment_enrolled(ENROLLMENT))
-    due = step_due(ENROLLMENT)
+    due = granted(ENROLLMENT)
     await h.when(due)
     published = await h.send_due()
     [email] = h.email.accepted
@@ -70,27 +81,47 @@ async def test_an_active_enrollment_is_sent_and_reported_with_its_message_id(
     assert h.row().sent_at == sent.payload.sent_at
 
 
-@pytest.mark.parametrize(
-    ("change", "reason"),
-    [(exited, CancelReason.ENROLLMENT_EXITED), (paused, CancelReason.ENROLLMENT_PAUSED)],
-)
-async def test_an_enrollment_that_left_after_the_step_was_queued_gets_nothing(
-    h: MessagingHarness, change: Any, reason: CancelReason
-) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), change(ENROLLMENT))
+async def test_a_paused_enrollment_gets_nothing_at_send_time(h: MessagingHarness) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT), paused(ENROLLMENT))
     published = await h.send_due()
     assert h.email.calls == 0
     [cancelled] = published
     assert isinstance(cancelled, MessageCancelled)
-    assert cancelled.message_id == derived_message_id("message.cancelled", ACCOUNT, ENROLLMENT, 0)
-    assert cancelled.payload.reason is reason
+    assert cancelled.message_id == cancel_event_id(
+        ACCOUNT,
+        ENROLLMENT,
+        0,
+        reason=CancelReason.ENROLLMENT_PAUSED,
+        dispatch_id=dispatch_of(ENROLLMENT),
+    )
+    assert cancelled.payload.reason is CancelReason.ENROLLMENT_PAUSED
+    assert cancelled.payload.dispatch_id == dispatch_of(ENROLLMENT)
+    assert (h.row().status, h.row().cancel_reason) == ("cancelled", CancelReason.ENROLLMENT_PAUSED)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [(exited, CancelReason.ENROLLMENT_EXITED), (completed, CancelReason.ENROLLMENT_COMPLETED)],
+)
+async def test_an_ended_enrollments_queued_steps_are_cancelled_by_the_event_itself(
+    h: MessagingHarness, change: Any, reason: CancelReason
+) -> None:
+    """Not left to the sender: a send waiting for the renewal of its lapsed grant would
+    never be claimed again to be cancelled."""
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
+    outcome = await h.when(change(ENROLLMENT))
+    [cancelled] = outcome.of_type(MessageCancelled)
+    assert (cancelled.payload.reason, cancelled.payload.step_index) == (reason, 0)
+    assert cancelled.payload.dispatch_id == dispatch_of(ENROLLMENT)
     assert (h.row().status, h.row().cancel_reason) == ("cancelled", reason)
+    assert await h.send_due() == []
+    assert h.email.calls == 0
 
 
 async def test_an_email_step_to_a_contact_without_an_address_is_cancelled(
     h: MessagingHarness,
 ) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT, email=None), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT, email=None), granted(ENROLLMENT))
     [cancelled] = await h.send_due()
     assert isinstance(cancelled, MessageCancelled)
     assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
@@ -98,7 +129,7 @@ async def test_an_email_step_to_a_contact_without_an_address_is_cancelled(
 
 
 async def test_a_step_waits_for_its_enrollment_to_be_projected(h: MessagingHarness) -> None:
-    await h.ready(step_due(ENROLLMENT))  # step.due overtook enrollment.enrolled
+    await h.ready(granted(ENROLLMENT))  # step.due overtook enrollment.enrolled
     assert await h.send_due() == []
     await h.when(enrollment_enrolled(ENROLLMENT))
     [sent] = await h.send_due()
@@ -108,7 +139,7 @@ async def test_a_step_waits_for_its_enrollment_to_be_projected(h: MessagingHarne
 async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_recipient(
     h: MessagingHarness,
 ) -> None:
-    await h.ready(step_due(ENROLLMENT))
+    await h.ready(granted(ENROLLMENT))
     assert await h.cancel_orphans(now=NOW) == (0, [])  # it may still come: the grace period
     count, [cancelled] = await h.cancel_orphans(now=NOW + timedelta(minutes=10))
     assert count == 1
@@ -118,7 +149,7 @@ async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_r
 
 async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHarness) -> None:
     await h.ready(enrollment_enrolled(ENROLLMENT))
-    await h.when(step_due(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
+    await h.when(granted(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
     [sent] = await h.send_due()
     [message] = h.sms.accepted
     assert (message.sender, message.recipient) == ("+15550100", "contact:c-1")
@@ -127,24 +158,45 @@ async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHa
     assert h.email.calls == 0
 
 
-async def test_a_resume_requeues_a_step_cancelled_by_the_pause(h: MessagingHarness) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), paused(ENROLLMENT))
+async def test_a_resume_alone_does_not_send_what_the_pause_cancelled(
+    h: MessagingHarness,
+) -> None:
+    """Sending it without a new grant would send without authorization."""
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT), paused(ENROLLMENT))
     await h.send_due()
-    assert h.row().cancel_reason is CancelReason.ENROLLMENT_PAUSED
     wakeups = h.store.wakeups
     await h.when(resumed(ENROLLMENT))
-    assert h.row().status == "pending"
+    assert (h.row().status, h.row().cancel_reason) == ("cancelled", CancelReason.ENROLLMENT_PAUSED)
+    assert h.store.wakeups == wakeups
+    assert await h.send_due() == []
+    assert h.email.calls == 0
+
+
+async def test_a_new_grant_after_the_resume_sends_what_the_pause_cancelled(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT), paused(ENROLLMENT))
+    await h.send_due()
+    await h.given(resumed(ENROLLMENT))
+    again = dispatch_of(ENROLLMENT, n=2)
+    later = NOW + timedelta(minutes=10)
+    wakeups = h.store.wakeups
+
+    await h.when(granted(ENROLLMENT, dispatch_id=again, lease_until=later + LEASE))
+
+    assert (h.row().status, h.row().send.dispatch_id) == ("pending", again)
     assert h.store.wakeups == wakeups + 1
-    [sent] = await h.send_due()
+    [sent] = await h.send_due(now=later)
     assert isinstance(sent, MessageSent)
+    assert sent.payload.dispatch_id == again
     assert len(h.email.accepted) == 1
 
 
 async def test_an_exit_is_never_requeued(h: MessagingHarness) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT), exited(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT), exited(ENROLLMENT))
     await h.send_due()
     await h.when(resumed(ENROLLMENT))
-    await h.when(step_due(ENROLLMENT))
+    await h.when(granted(ENROLLMENT, dispatch_id=dispatch_of(ENROLLMENT, n=2)))
     assert h.row().cancel_reason is CancelReason.ENROLLMENT_EXITED
     assert await h.send_due() == []
     assert h.email.calls == 0
@@ -157,7 +209,7 @@ async def test_a_failed_attempt_is_retried_later_with_the_same_message_id(
     h: MessagingHarness,
 ) -> None:
     h.email.failures = 1
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     assert await h.send_due() == []
     row = h.row()
     assert (row.status, row.send.attempts) == ("pending", 1)
@@ -176,7 +228,7 @@ async def test_a_send_that_keeps_failing_past_the_budget_fails_with_message_fail
     """The budget (``RETRY``: a minute here, hours in production) counts from the first
     failure; the last retry falls at its end."""
     h.email.failures = 100
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     published = [
         *await h.send_due(),  # fails at T0: retry at +2 s
         *await h.send_due(now=NOW + timedelta(seconds=2)),  # retry at +6 s
@@ -207,7 +259,7 @@ async def test_a_recipient_refused_for_good_fails_at_once_as_a_hard_bounce(
     h: MessagingHarness,
 ) -> None:
     h.email.refuse = True
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     [failed] = await h.send_due()
     assert isinstance(failed, MessageFailed)
     assert failed.payload.kind is FailureKind.HARD_BOUNCE
@@ -218,7 +270,7 @@ async def test_a_recipient_refused_for_good_fails_at_once_as_a_hard_bounce(
 
 async def test_another_permanent_refusal_fails_at_once_as_rejected(h: MessagingHarness) -> None:
     h.email.refuse, h.email.refusal = True, FailureKind.REJECTED
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     [failed] = await h.send_due()
     assert isinstance(failed, MessageFailed)
     assert (failed.payload.kind, failed.payload.reason) == (FailureKind.REJECTED, "554")
@@ -229,7 +281,7 @@ async def test_a_success_after_failures_is_sent_and_a_later_failure_gets_a_new_b
     h: MessagingHarness,
 ) -> None:
     h.email.failures = 2
-    await h.ready(enrollment_enrolled(ENROLLMENT), step_due(ENROLLMENT))
+    await h.ready(enrollment_enrolled(ENROLLMENT), granted(ENROLLMENT))
     await h.send_due()
     assert h.row().send.first_failed_at == NOW
     await h.send_due(now=NOW + timedelta(seconds=2))
@@ -249,11 +301,11 @@ async def test_two_accounts_sends_for_one_enrollment_id_stay_apart(h: MessagingH
         enrollment_enrolled(ENROLLMENT),
         enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=other),
     )
-    await h.when(step_due(ENROLLMENT), step_due(ENROLLMENT, account=other))
+    await h.when(granted(ENROLLMENT), granted(ENROLLMENT, account=other))
     assert len(h.store.sends) == 2  # one send per account, not one for both
-    await h.when(exited(ENROLLMENT, account=other))
+    exit_outcome = await h.when(exited(ENROLLMENT, account=other))
 
-    messages = await h.send_due()
+    messages = [*exit_outcome.published, *await h.send_due()]
 
     sent = [m for m in messages if isinstance(m, MessageSent)]
     cancelled = [m for m in messages if isinstance(m, MessageCancelled)]
@@ -268,7 +320,7 @@ async def test_a_stopping_sender_starts_no_provider_call_and_leaves_the_send_pen
     h: MessagingHarness,
 ) -> None:
     await h.ready(enrollment_enrolled(ENROLLMENT))
-    await h.when(step_due(ENROLLMENT))
+    await h.when(granted(ENROLLMENT))
     h.sender._stopping = lambda: True  # SIGTERM arrived before the call started
 
     published = await h.send_due()

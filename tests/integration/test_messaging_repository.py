@@ -14,7 +14,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from services.messaging.domain import EnrollmentStatus
+from services.messaging.projection import EnrollmentStatus
 from services.messaging.repository import PostgresMessagingStore
 from shared.contracts import utc_now
 from tests.conftest import SessionEnv

@@ -33,8 +33,8 @@ from tests.contract.conftest import migrated_schema
 from tests.support.builders.enrollment_events import T0
 from tests.support.builders.messaging_events import (
     enrollment_enrolled,
+    granted,
     messaging_settings,
-    step_due,
     workflow_applied,
 )
 from tests.support.fakes.messaging_harness import Crash
@@ -137,7 +137,7 @@ def enrolled_and_due(count: int, *, email: str | None = None) -> list[Message]:
         enrollment = uuid.UUID(int=n + 1)
         messages += [
             enrollment_enrolled(enrollment, email=email or f"contact{n}@example.com"),
-            step_due(enrollment),
+            granted(enrollment),
         ]
     return messages
 

@@ -17,7 +17,7 @@ from shared.contracts.topics import TOPICS, physical
 from tests.support.waiting import eventually
 
 CONSUMES: Mapping[str, tuple[str, ...]] = {
-    "enrollment": (topics.COMMANDS, topics.MESSAGING_EVENTS),
+    "enrollment": (topics.COMMANDS, topics.SCHEDULER_STEPS, topics.MESSAGING_EVENTS),
     "scheduler": (topics.ENROLLMENT_EVENTS,),
     "trigger_evaluator": (
         topics.INBOUND_EMAIL,
@@ -28,7 +28,7 @@ CONSUMES: Mapping[str, tuple[str, ...]] = {
         topics.ENROLLMENT_EVENTS,
         topics.MESSAGING_EVENTS,
     ),
-    "messaging": (topics.SCHEDULER_STEPS, topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+    "messaging": (topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
 }
 """What each service reads (see each ``services/<name>/app.py``)."""
 

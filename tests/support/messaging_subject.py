@@ -1,6 +1,6 @@
 """The messaging store under contract test, fake or PostgreSQL, with probes of what the
 port does not return (a send's status, attempts, last error, due time; its failure kind,
-budget clock and lease): the fake's rows, or a SELECT on ``sends``."""
+budget clock and lease; its grant): the fake's rows, or a SELECT on ``sends``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ class SendLease(NamedTuple):
     claimed_until: datetime | None
 
 
+class SendGrant(NamedTuple):
+    dispatch_id: uuid.UUID | None
+    lease_until: datetime | None
+    renewal_asked_for: datetime | None
+
+
 @dataclass
 class Subject:
     store: MessagingStore
@@ -44,6 +50,8 @@ class Subject:
     """Every send as the store holds it (parked ones due at the time they were parked)."""
     leases: Callable[[], Awaitable[dict[SendKey, SendLease]]]
     """Every send's failure kind, budget clock, attempt and lease."""
+    grants: Callable[[], Awaitable[dict[SendKey, SendGrant]]]
+    """Every send's grant, and the lapsed lease whose renewal was asked for."""
 
 
 def _fake(store: FakeMessagingStore) -> Subject:
@@ -58,7 +66,13 @@ def _fake(store: FakeMessagingStore) -> Subject:
             )
             for key, row in store.sends.items()
         } | {
-            key: SendState(row.status, None, 0, row.last_error, row.parked.parked_at)
+            key: SendState(
+                row.status,
+                row.cancel_reason.value if row.cancel_reason else None,
+                0,
+                row.last_error,
+                row.parked.parked_at,
+            )
             for key, row in store.parked.items()
         }
 
@@ -76,7 +90,16 @@ def _fake(store: FakeMessagingStore) -> Subject:
             for key, row in store.parked.items()
         }
 
-    return Subject(store, sends, leases)
+    async def grants() -> dict[SendKey, SendGrant]:
+        return {
+            key: SendGrant(row.send.dispatch_id, row.send.lease_until, row.renewal_asked_for)
+            for key, row in store.sends.items()
+        } | {
+            key: SendGrant(row.parked.dispatch_id, row.parked.lease_until, None)
+            for key, row in store.parked.items()
+        }
+
+    return Subject(store, sends, leases, grants)
 
 
 def _postgres(conn: asyncpg.Connection) -> Subject:
@@ -108,7 +131,19 @@ def _postgres(conn: asyncpg.Connection) -> Subject:
             for r in rows
         }
 
-    return Subject(PostgresMessagingStore(conn), sends, leases)
+    async def grants() -> dict[SendKey, SendGrant]:
+        rows = await conn.fetch(
+            """SELECT account_id, enrollment_id, step_index, dispatch_id, lease_until,
+                      renewal_asked_for FROM sends"""
+        )
+        return {
+            (r["account_id"], r["enrollment_id"], r["step_index"]): SendGrant(
+                r["dispatch_id"], r["lease_until"], r["renewal_asked_for"]
+            )
+            for r in rows
+        }
+
+    return Subject(PostgresMessagingStore(conn), sends, leases, grants)
 
 
 @contextlib.asynccontextmanager

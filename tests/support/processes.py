@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message as EmailMessage
 from pathlib import Path
@@ -31,14 +32,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One email the sink accepted, with when its sender got through to the server."""
+
+    message: EmailMessage
+    greeted_at: datetime
+    """When the client's EHLO/HELO of this message's session arrived: later than the moment
+    its sender started the provider call (it opens one connection per message)."""
+    received_at: datetime
+    """When its DATA was accepted."""
+
+
 @dataclass
 class SmtpSink:
-    """Collects every email delivered to it (aiosmtpd handler interface)."""
+    """Collects every email delivered to it (aiosmtpd handler interface), and when."""
 
     messages: list[EmailMessage] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+    async def handle_EHLO(  # noqa: N802
+        self, _server: Any, session: Any, _envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        session.offramp_greeted_at = datetime.now(UTC)
+        return responses
+
+    async def handle_HELO(  # noqa: N802
+        self, server: Any, session: Any, _envelope: Any, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        session.offramp_greeted_at = datetime.now(UTC)
+        return f"250 {server.hostname}"
+
+    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        received_at = datetime.now(UTC)
+        message = message_from_bytes(envelope.original_content or envelope.content)
+        greeted_at = getattr(session, "offramp_greeted_at", received_at)
+        self.deliveries.append(Delivery(message, greeted_at, received_at))
+        self.messages.append(message)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:

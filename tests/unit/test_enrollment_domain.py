@@ -11,12 +11,9 @@ import pytest
 
 from services.enrollment.domain import (
     Admitted,
-    Complete,
     Enrollment,
     Refused,
     ScheduledStep,
-    ScheduleNext,
-    SentStep,
     Status,
     Unchanged,
     VersionApplied,
@@ -25,8 +22,9 @@ from services.enrollment.domain import (
     decide_enrollment,
     definition_hash,
     next_version,
-    on_step_sent,
 )
+from services.enrollment.exits import SentStep
+from services.enrollment.steps import Complete, ScheduleNext, on_step_sent
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails
 from shared.contracts.workflow import (
@@ -231,7 +229,7 @@ def test_a_sent_step_schedules_the_next_after_its_delay_from_the_send() -> None:
     sent_at = NOW + timedelta(minutes=3)
     current = enrollment(next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(0, sent_at))
+    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(0, sent_at), now=NOW)
 
     assert isinstance(decision, ScheduleNext)
     assert decision.step.step_id == "s1"
@@ -241,7 +239,7 @@ def test_a_sent_step_schedules_the_next_after_its_delay_from_the_send() -> None:
 
 
 def test_a_sent_step_carries_what_was_sent() -> None:
-    decision = on_step_sent(enrollment(next_due_at=NOW), definition(0, HOUR), sent(0, NOW))
+    decision = on_step_sent(enrollment(next_due_at=NOW), definition(0, HOUR), sent(0, NOW), now=NOW)
 
     assert isinstance(decision, ScheduleNext)
     assert decision.sent == sent(0, NOW)
@@ -251,7 +249,7 @@ def test_a_sent_step_carries_what_was_sent() -> None:
 def test_the_last_sent_step_completes_the_enrollment() -> None:
     current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR), sent(1, NOW))
+    decision = on_step_sent(current, definition(0, HOUR), sent(1, NOW), now=NOW)
 
     assert isinstance(decision, Complete)
     assert decision.enrollment == replace(
@@ -262,21 +260,21 @@ def test_the_last_sent_step_completes_the_enrollment() -> None:
 @pytest.mark.parametrize("step_index", [0, 2])
 def test_a_send_of_another_step_than_the_current_changes_nothing(step_index: int) -> None:
     current = enrollment(current_step=1, steps_completed=1)
-    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(step_index, NOW))
+    decision = on_step_sent(current, definition(0, HOUR, DAY), sent(step_index, NOW), now=NOW)
     assert isinstance(decision, Unchanged)
     assert f"step {step_index} is not the current step 1" in decision.why
 
 
 @pytest.mark.parametrize("ended", [Status.EXITED, Status.COMPLETED])
 def test_a_send_for_an_ended_enrollment_changes_nothing(ended: Status) -> None:
-    decision = on_step_sent(enrollment(ended), definition(0, HOUR), sent(0, NOW))
+    decision = on_step_sent(enrollment(ended), definition(0, HOUR), sent(0, NOW), now=NOW)
     assert decision == Unchanged(f"enrollment is {ended.value}")
 
 
 def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
     current = enrollment(Status.PAUSED, next_due_at=NOW)
 
-    decision = on_step_sent(current, definition(0, HOUR), sent(0, NOW))
+    decision = on_step_sent(current, definition(0, HOUR), sent(0, NOW), now=NOW)
 
     assert isinstance(decision, ScheduleNext)
     assert decision.enrollment.status is Status.PAUSED

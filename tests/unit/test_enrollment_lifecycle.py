@@ -11,20 +11,16 @@ import pytest
 
 from services.enrollment.domain import (
     Enrollment,
-    Exited,
-    Paused,
-    Resumed,
     ScheduledStep,
     Status,
     Unchanged,
-    decide_exit,
-    decide_pause,
-    decide_resume,
     enrollment_id_for,
     event_id,
     pause_id_for,
 )
 from services.enrollment.errors import MissingWorkflowVersionError
+from services.enrollment.exits import Exited, ExitPending, decide_exit
+from services.enrollment.pauses import Paused, Resumed, decide_pause, decide_resume
 from shared.contracts import SYSTEM_ACTOR, Actor, ActorKind
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from tests.support.builders.enrollment_domain import (
@@ -58,7 +54,7 @@ def exit_of(
     source: ExitSource = ExitSource.MANUAL,
     agents_may_stop: bool = True,
     by_user: bool = True,
-) -> Exited | Unchanged:
+) -> Exited | ExitPending | Unchanged:
     return decide_exit(
         current,
         reason=ExitReason.REPLIED,

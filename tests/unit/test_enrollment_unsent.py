@@ -6,15 +6,9 @@ import uuid
 
 import pytest
 
-from services.enrollment.domain import (
-    Enrollment,
-    Exited,
-    Status,
-    Unchanged,
-    UnsentStep,
-    exit_reason_for,
-    on_step_unsent,
-)
+from services.enrollment.domain import Enrollment, Status, Unchanged
+from services.enrollment.exits import Exited, UnsentStep, exit_reason_for
+from services.enrollment.steps import on_step_unsent
 from shared.contracts import topics
 from shared.contracts.commands import ExitReason, TriggeringEvent
 from shared.contracts.events import CancelReason, FailureKind

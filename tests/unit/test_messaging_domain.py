@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,22 +13,25 @@ from services.messaging.domain import (
     Cancel,
     Cancelled,
     ClaimedSend,
+    Defer,
     Deliver,
+    Send,
+    WorkflowStep,
+    cancel_event_id,
+    decide_send,
+    orphaned,
+    pending_send,
+    provider_message_id,
+    render_subject,
+    send_event_id,
+    steps_of,
+)
+from services.messaging.projection import (
     EnrollmentChange,
     EnrollmentSeen,
     EnrollmentStatus,
-    Send,
-    WorkflowStep,
-    decide_send,
     next_status,
-    orphaned,
-    pending_send,
     project,
-    provider_message_id,
-    render_subject,
-    requeues_paused_sends,
-    send_event_id,
-    steps_of,
 )
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.events import CancelReason
@@ -60,20 +63,30 @@ def a_send(channel: Channel = Channel.EMAIL, attempts: int = 0) -> Send:
     )
 
 
+DISPATCH = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000d1")
+LEASE_UNTIL = NOW + timedelta(seconds=120)
+
+
 def claimed(
     status: EnrollmentStatus,
     *,
     channel: Channel = Channel.EMAIL,
     email: str | None = "ada@example.com",
+    lease_until: datetime | None = LEASE_UNTIL,
 ) -> ClaimedSend:
-    return ClaimedSend(send=a_send(channel), enrollment_status=status, recipient_email=email)
+    send = replace(
+        a_send(channel),
+        dispatch_id=DISPATCH if lease_until else None,
+        lease_until=lease_until,
+    )
+    return ClaimedSend(send=send, enrollment_status=status, recipient_email=email)
 
 
 # --- send or cancel at send time ---
 
 
 def test_an_active_enrollment_with_an_address_is_sent_to_that_address() -> None:
-    assert decide_send(claimed(EnrollmentStatus.ACTIVE)) == Deliver("ada@example.com")
+    assert decide_send(claimed(EnrollmentStatus.ACTIVE), now=NOW) == Deliver("ada@example.com")
 
 
 @pytest.mark.parametrize(
@@ -87,27 +100,76 @@ def test_an_active_enrollment_with_an_address_is_sent_to_that_address() -> None:
 def test_an_enrollment_that_is_not_active_cancels_the_send(
     status: EnrollmentStatus, reason: CancelReason
 ) -> None:
-    assert decide_send(claimed(status)) == Cancel(reason)
+    assert decide_send(claimed(status), now=NOW) == Cancel(reason)
 
 
 def test_the_enrollment_status_wins_over_a_missing_address() -> None:
     # An exited contact without an email is reported as exited: that is why it stopped.
-    assert decide_send(claimed(EnrollmentStatus.EXITED, email=None)) == Cancel(
+    assert decide_send(claimed(EnrollmentStatus.EXITED, email=None), now=NOW) == Cancel(
         CancelReason.ENROLLMENT_EXITED
     )
 
 
 @pytest.mark.parametrize("email", [None, ""])
 def test_an_email_step_without_a_recipient_is_cancelled(email: str | None) -> None:
-    assert decide_send(claimed(EnrollmentStatus.ACTIVE, email=email)) == Cancel(
+    assert decide_send(claimed(EnrollmentStatus.ACTIVE, email=email), now=NOW) == Cancel(
         CancelReason.NO_RECIPIENT
     )
 
 
 @pytest.mark.parametrize("channel", [Channel.SMS, Channel.CHAT])
 def test_sms_and_chat_steps_are_addressed_by_the_record(channel: Channel) -> None:
-    decision = decide_send(claimed(EnrollmentStatus.ACTIVE, channel=channel, email=None))
+    decision = decide_send(claimed(EnrollmentStatus.ACTIVE, channel=channel, email=None), now=NOW)
     assert decision == Deliver("contact:c-1")
+
+
+# --- the grant's lease ---
+
+
+def test_a_send_is_delivered_until_the_last_instant_before_its_lease() -> None:
+    just_before = LEASE_UNTIL - timedelta(microseconds=1)
+    assert decide_send(claimed(EnrollmentStatus.ACTIVE), now=just_before) == Deliver(
+        "ada@example.com"
+    )
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(hours=1)])
+def test_a_send_whose_lease_has_lapsed_is_deferred_not_delivered(late: timedelta) -> None:
+    decision = decide_send(claimed(EnrollmentStatus.ACTIVE), now=LEASE_UNTIL + late)
+    assert decision == Defer(DISPATCH, LEASE_UNTIL)
+
+
+def test_a_send_queued_before_grants_has_no_lease_to_lapse() -> None:
+    late = NOW + timedelta(days=1)
+    decision = decide_send(claimed(EnrollmentStatus.ACTIVE, lease_until=None), now=late)
+    assert decision == Deliver("ada@example.com")
+
+
+@pytest.mark.parametrize(
+    ("status", "email", "reason"),
+    [
+        (EnrollmentStatus.EXITED, "ada@example.com", CancelReason.ENROLLMENT_EXITED),
+        (EnrollmentStatus.ACTIVE, None, CancelReason.NO_RECIPIENT),
+    ],
+)
+def test_a_send_that_can_never_go_out_is_cancelled_even_after_its_lease(
+    status: EnrollmentStatus, email: str | None, reason: CancelReason
+) -> None:
+    """A cancel starts no call, so the lapsed lease does not hold it back."""
+    late = LEASE_UNTIL + timedelta(minutes=1)
+    assert decide_send(claimed(status, email=email), now=late) == Cancel(reason)
+
+
+def test_a_revoke_projects_the_enrollment_as_exited_for_good() -> None:
+    assert next_status(EnrollmentStatus.ACTIVE, EnrollmentChange.REVOKED) is (
+        EnrollmentStatus.EXITED
+    )
+    assert next_status(EnrollmentStatus.PAUSED, EnrollmentChange.REVOKED) is (
+        EnrollmentStatus.EXITED
+    )
+    assert next_status(EnrollmentStatus.EXITED, EnrollmentChange.RESUMED) is (
+        EnrollmentStatus.EXITED
+    )
 
 
 # --- Message-ID and rendering ---
@@ -162,7 +224,10 @@ def test_a_pending_send_is_rendered_from_its_workflow_version() -> None:
         default_sender="default@acme.test",
         cause_message_id=cause,
         correlation_id=correlation,
+        dispatch_id=DISPATCH,
+        lease_until=LEASE_UNTIL,
     )
+    assert (send.dispatch_id, send.lease_until) == (DISPATCH, LEASE_UNTIL)
     assert send.provider_message_id == provider_message_id(ENROLLMENT, 1, "acme.test")
     assert (send.workflow_version, send.step_index, send.step_id) == (3, 1, "s-2")
     assert (send.sender, send.subject, send.body) == (
@@ -182,6 +247,8 @@ def test_a_step_without_a_sender_uses_the_default_sender() -> None:
         default_sender="default@acme.test",
         cause_message_id=uuid.uuid4(),
         correlation_id=uuid.uuid4(),
+        dispatch_id=None,
+        lease_until=None,
     )
     assert send.sender == "default@acme.test"
 
@@ -233,6 +300,21 @@ def test_only_exited_and_completed_are_ended() -> None:
 # --- event ids ---
 
 
+def test_cancel_ids_under_a_grant_differ_by_reason_and_grant_and_repeat_alike() -> None:
+    """A step cancelled for a pause, re-armed by a new grant, then revoked: consumers drop
+    a message id they have seen, so the revoke's answer must not reuse the pause's id."""
+
+    def cancel_id(reason: CancelReason, dispatch: uuid.UUID | None = DISPATCH) -> uuid.UUID:
+        return cancel_event_id("acme", ENROLLMENT, 2, reason=reason, dispatch_id=dispatch)
+
+    paused, revoked = CancelReason.ENROLLMENT_PAUSED, CancelReason.DISPATCH_REVOKED
+    assert cancel_id(revoked) == cancel_id(revoked)
+    assert cancel_id(revoked) != cancel_id(paused)
+    assert cancel_id(revoked) != cancel_id(revoked, uuid.uuid4())
+    # A send queued before grants keeps the id it always had.
+    assert cancel_id(paused, None) == send_event_id("message.cancelled", a_send())
+
+
 @pytest.mark.parametrize("kind", ["message.sent", "message.cancelled"])
 def test_send_event_ids_are_deterministic_and_differ_across_accounts(kind: str) -> None:
     ours = a_send()
@@ -265,16 +347,6 @@ def test_a_known_address_is_never_forgotten() -> None:
     known = project(None, seen(EnrollmentChange.ENROLLED, "ada@example.com"))
     again = project(known, seen(EnrollmentChange.ENROLLED, None))
     assert again.recipient_email == "ada@example.com"
-
-
-def test_only_a_resume_that_leaves_the_enrollment_active_requeues_paused_sends() -> None:
-    paused = project(None, seen(EnrollmentChange.PAUSED))
-    resumed = seen(EnrollmentChange.RESUMED)
-    assert requeues_paused_sends(resumed, project(paused, resumed))
-    exited = project(None, seen(EnrollmentChange.EXITED))
-    assert not requeues_paused_sends(resumed, project(exited, resumed))
-    enrolled = seen(EnrollmentChange.ENROLLED)
-    assert not requeues_paused_sends(enrolled, project(None, enrolled))
 
 
 def test_the_steps_of_a_version_keep_their_order_and_content() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypeVar
 
+from services.enrollment.config import EnrollmentSettings
 from services.enrollment.handlers import build_handlers
 from services.enrollment.parking import expire_round
 from shared.contracts import RecordRef
@@ -25,9 +26,13 @@ TOO_LONG = PARK_MAX + timedelta(seconds=1)
 M = TypeVar("M")
 
 
+LEASE = timedelta(seconds=EnrollmentSettings().dispatch_lease_s)
+"""How long a step's dispatch grant lasts in the handler tests (the default)."""
+
+
 def enrollment_harness() -> EnrollmentHarness:
     """The enrollment handlers over an empty fake store, the clock at ``T0``."""
-    return Harness(build_handlers(), FakeEnrollmentStore, now=T0)
+    return Harness(build_handlers(EnrollmentSettings()), FakeEnrollmentStore, now=T0)
 
 
 def only(outcome: Outcome, kind: type[M]) -> M:

@@ -1,21 +1,24 @@
 """Builders of what messaging consumes besides the enrollment events of
-``enrollment_events``: workflow versions, due steps, an enrolled contact with its address,
-a resume; and the settings its handlers are built with."""
+``enrollment_events``: workflow versions, granted steps and revoked grants, an enrolled
+contact with its address, a resume; and the settings its handlers are built with."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from services.messaging.config import MessagingSettings
-from shared.contracts import RecordType
-from shared.contracts.commands import ContactDetails
+from shared.contracts import RecordType, derived_message_id
+from shared.contracts.commands import ContactDetails, ExitReason
 from shared.contracts.events import (
+    DispatchRevokedPayload,
     EnrolledPayload,
+    EnrollmentDispatchRevoked,
     EnrollmentEnrolled,
     EnrollmentResumed,
+    EnrollmentStepGranted,
     ResumedPayload,
-    StepDue,
-    StepDuePayload,
+    StepGrantedPayload,
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
@@ -27,6 +30,8 @@ WORKFLOW = "onboarding"
 """The workflow of ``enrollment_events.ref``, which every builder here uses."""
 ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e1")
 OTHER_ENROLLMENT = uuid.UUID("6f1c2b3a-0000-4000-8000-0000000000e2")
+LEASE = timedelta(seconds=120)
+"""Enrollment's default lease: a grant at T0 lets messaging start the call until T0 + 120 s."""
 DOMAIN = "mail.acme.test"
 DEFAULT_SENDER = "outreach@acme.test"
 
@@ -70,21 +75,61 @@ def resumed(enrollment_id: uuid.UUID, account: str = ACCOUNT) -> EnrollmentResum
     return EnrollmentResumed.create(account_id=account, payload=payload)
 
 
-def step_due(
+def dispatch_of(enrollment_id: uuid.UUID, step_index: int = 0, n: int = 1) -> uuid.UUID:
+    """The ``n``-th dispatch id a test grants for one step of one enrollment."""
+    return derived_message_id("test-dispatch", enrollment_id, step_index, n)
+
+
+def granted(
     enrollment_id: uuid.UUID,
     *,
     step_index: int = 0,
     step_id: str = "intro",
     channel: Channel = Channel.EMAIL,
     account: str = ACCOUNT,
-) -> StepDue:
-    return StepDue.create(
+    lease_until: datetime = T0 + LEASE,
+    dispatch_id: uuid.UUID | None = None,
+    renewal: bool = False,
+) -> EnrollmentStepGranted:
+    """Enrollment grants messaging the dispatch of one step, until ``lease_until``."""
+    return EnrollmentStepGranted.create(
         account_id=account,
-        payload=StepDuePayload(
+        payload=StepGrantedPayload(
             **ref(enrollment_id),
             step_index=step_index,
             step_id=step_id,
             channel=channel,
             due_at=T0,
+            dispatch_id=dispatch_id or dispatch_of(enrollment_id, step_index),
+            lease_until=lease_until,
+            renewal=renewal,
+        ),
+    )
+
+
+def renewed(
+    enrollment_id: uuid.UUID, *, lease_until: datetime, step_index: int = 0
+) -> EnrollmentStepGranted:
+    """The same grant with a later lease (enrollment's answer to ``message.deferred``)."""
+    return granted(enrollment_id, step_index=step_index, lease_until=lease_until, renewal=True)
+
+
+def revoked(
+    enrollment_id: uuid.UUID,
+    *,
+    step_index: int = 0,
+    step_id: str = "intro",
+    account: str = ACCOUNT,
+    dispatch_id: uuid.UUID | None = None,
+) -> EnrollmentDispatchRevoked:
+    """Enrollment decided an exit while the step was granted: no call may start for it."""
+    return EnrollmentDispatchRevoked.create(
+        account_id=account,
+        payload=DispatchRevokedPayload(
+            **ref(enrollment_id),
+            dispatch_id=dispatch_id or dispatch_of(enrollment_id, step_index),
+            step_index=step_index,
+            step_id=step_id,
+            reason=ExitReason.REPLIED,
         ),
     )

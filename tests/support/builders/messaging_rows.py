@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from services.messaging.domain import EnrollmentStatus, EnrollmentView, Send, WorkflowStep
+from services.messaging.domain import Send, WorkflowStep
+from services.messaging.projection import EnrollmentStatus, EnrollmentView
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.inbound import Channel
 
@@ -46,7 +48,18 @@ def wf_step(index: int, step_id: str, *, version: int = 1, account: str = ACCOUN
     )
 
 
-def send(enrollment_id: uuid.UUID, step_index: int = 0, account: str = ACCOUNT) -> Send:
+def send(
+    enrollment_id: uuid.UUID,
+    step_index: int = 0,
+    account: str = ACCOUNT,
+    *,
+    lease_until: datetime | None = None,
+    dispatch_id: uuid.UUID | None = None,
+) -> Send:
+    """A send; with ``lease_until``, under a grant (``dispatch_id``, or a fixed one per
+    enrollment and step), else a row queued before grants existed."""
+    if lease_until is not None and dispatch_id is None:
+        dispatch_id = uuid.uuid5(enrollment_id, f"dispatch-{step_index}")
     return Send(
         enrollment_id=enrollment_id,
         step_index=step_index,
@@ -62,4 +75,6 @@ def send(enrollment_id: uuid.UUID, step_index: int = 0, account: str = ACCOUNT) 
         provider_message_id=f"<{enrollment_id}.{step_index}@test>",
         cause_message_id=uuid.uuid4(),
         correlation_id=None,
+        dispatch_id=dispatch_id,
+        lease_until=lease_until,
     )

@@ -9,14 +9,8 @@ from datetime import datetime
 
 import asyncpg
 
-from services.enrollment.domain import (
-    Admitted,
-    Enrollment,
-    Exited,
-    Status,
-    VersionApplied,
-    WorkflowVersion,
-)
+from services.enrollment.domain import Admitted, Enrollment, Status, VersionApplied, WorkflowVersion
+from services.enrollment.exits import Exited
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
@@ -188,6 +182,8 @@ class FakeEnrollmentStore:
                 ended_at=enrollment.ended_at,
                 paused_until=enrollment.paused_until,
                 pause_id=enrollment.pause_id,
+                dispatch=enrollment.dispatch,
+                pending_exit=enrollment.pending_exit,
             )
 
     async def save_exits(self, exits: Sequence[Exited]) -> None:
@@ -203,8 +199,26 @@ class FakeEnrollmentStore:
                 next_due_at=None,
                 ended_at=exit.enrollment.ended_at,
                 exit_reason=exit.reason,
+                steps_completed=exit.enrollment.steps_completed,
+                dispatch=None,
+                pending_exit=None,
             )
             self.exits[key] = (exit.source, exit.actor, exit.triggering_event)
+
+    async def lapsed_exits_for_update(
+        self, *, lapsed_before: datetime, limit: int
+    ) -> list[Enrollment]:
+        self._called("lapsed_exits_for_update", [lapsed_before])
+        lapsed = [
+            e
+            for e in self.enrollments.values()
+            if e.pending_exit is not None
+            and e.dispatch is not None
+            and e.dispatch.lease_until < lapsed_before
+        ]
+        return sorted(
+            lapsed, key=lambda e: e.dispatch.lease_until if e.dispatch else lapsed_before
+        )[:limit]
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         self._called("add_history", entries)

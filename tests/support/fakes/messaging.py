@@ -7,6 +7,7 @@ accepted), and the handler harness with messaging's sender beside it.
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -15,8 +16,7 @@ from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
     Cancelled,
     ClaimedSend,
-    EnrollmentKey,
-    EnrollmentView,
+    Deferred,
     Failed,
     Released,
     Send,
@@ -26,6 +26,8 @@ from services.messaging.domain import (
 )
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
+from services.messaging.projection import EnrollmentKey, EnrollmentView
+from services.messaging.stopping import UNSTARTED, QueuedStep, Stopped
 from shared.contracts.events import CancelReason, FailureKind
 
 
@@ -43,10 +45,16 @@ class SendRow:
     last_error: str | None = None
     claimed_until: datetime | None = None
     failure_kind: FailureKind | None = None
+    renewal_asked_for: datetime | None = None
 
     def holds(self, send: Send) -> bool:
         """Whether the row still holds the attempt ``send`` was decided on."""
         return self.send.attempt_id == send.attempt_id
+
+    def awaits_renewal(self, now: datetime) -> bool:
+        """Its grant lapsed, a renewal was asked for and has not come."""
+        lease = self.send.lease_until
+        return lease is not None and lease <= now and self.renewal_asked_for == lease
 
 
 @dataclass
@@ -57,6 +65,7 @@ class ParkedRow:
     status: str = "parked"
     failure_kind: FailureKind | None = None
     last_error: str | None = None
+    cancel_reason: CancelReason | None = None
 
 
 @dataclass
@@ -120,40 +129,75 @@ class FakeMessagingStore:
         self.calls.append("add_pending_sends")
         keys = [send.key for send in sends]
         assert len(set(keys)) == len(keys), "one statement can touch a row only once"
-        queued: set[SendKey] = set()
+        changed: set[SendKey] = set()
         for key, send in zip(keys, sends, strict=True):
             parked = self.parked.get(key)
             if parked is not None:  # DO UPDATE ... WHERE parked (the content arrives)
                 if parked.status == "parked":
                     del self.parked[key]
-                    self.sends[key] = SendRow(replace(send, attempts=0), now, created_at=now)
-                    queued.add(key)
+                    grant = _later(parked.parked, send)
+                    content = replace(send, dispatch_id=grant[0], lease_until=grant[1])
+                    self.sends[key] = SendRow(replace(content, attempts=0), now, created_at=now)
+                    changed.add(key)
                 continue
             row = self.sends.get(key)
             if row is None:
                 self.sends[key] = SendRow(replace(send, attempts=0), now, created_at=now)
-                queued.add(key)
+                changed.add(key)
             elif self._paused(row):  # DO UPDATE ... WHERE cancelled for a pause
-                self._requeue(row, now)
-                queued.add(key)
-        return queued
+                row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
+                row.renewal_asked_for = None
+                row.send = replace(
+                    row.send,
+                    first_failed_at=None,
+                    dispatch_id=send.dispatch_id,
+                    lease_until=send.lease_until,
+                )
+                changed.add(key)
+            elif row.status in ("pending", "sending") and _renews(row.send, send):
+                row.send = replace(
+                    row.send, dispatch_id=send.dispatch_id, lease_until=send.lease_until
+                )
+                changed.add(key)
+        return changed
 
-    async def rearm_paused_sends(self, keys: Collection[EnrollmentKey], *, now: datetime) -> int:
-        self.calls.append("rearm_paused_sends")
-        rearmed = 0
-        for (account_id, enrollment_id, _), row in self.sends.items():
-            if (account_id, enrollment_id) in keys and self._paused(row):
-                self._requeue(row, now)
-                rearmed += 1
-        return rearmed
+    async def queued_of(self, keys: Collection[EnrollmentKey]) -> dict[SendKey, QueuedStep]:
+        self.calls.append("queued_of")
+        queued = {
+            key: _queued(row.send, row.status) for key, row in self.sends.items() if key[:2] in keys
+        }
+        return queued | {
+            key: _queued(row.parked, row.status)
+            for key, row in self.parked.items()
+            if key[:2] in keys
+        }
+
+    async def stop_unsent(self, stopped: Sequence[Stopped]) -> set[SendKey]:
+        self.calls.append("stop_unsent")
+        done: set[SendKey] = set()
+        for item in stopped:
+            key = item.step.key
+            row: SendRow | ParkedRow | None = self.sends.get(key) or self.parked.get(key)
+            if row is not None and row.status in UNSTARTED:
+                row.status, row.cancel_reason = "cancelled", item.reason
+                if isinstance(row, SendRow):
+                    row.claimed_until = None
+                done.add(key)
+        return done
 
     async def park_steps(self, parked: Sequence[ParkedStep]) -> set[SendKey]:
         self.calls.append("park_steps")
         assert len({p.key for p in parked}) == len(parked), "one statement, one row once"
         done: set[SendKey] = set()
-        for step in parked:  # ON CONFLICT DO NOTHING
-            if step.key not in self.sends and step.key not in self.parked:
+        for step in parked:
+            row = self.parked.get(step.key)
+            if step.key not in self.sends and row is None:
                 self.parked[step.key] = ParkedRow(step)
+                done.add(step.key)
+            elif row is not None and row.status == "parked" and _renews(row.parked, step):
+                row.parked = replace(
+                    row.parked, dispatch_id=step.dispatch_id, lease_until=step.lease_until
+                )
                 done.add(step.key)
         return done
 
@@ -179,11 +223,6 @@ class FakeMessagingStore:
     def _paused(row: SendRow) -> bool:
         return row.status == "cancelled" and row.cancel_reason is REARMABLE_CANCEL_REASON
 
-    @staticmethod
-    def _requeue(row: SendRow, now: datetime) -> None:
-        row.status, row.cancel_reason, row.next_attempt_at = "pending", None, now
-        row.send = replace(row.send, first_failed_at=None)
-
     # --- the sender side ---
 
     async def claim_due(self, *, now: datetime, limit: int) -> list[ClaimedSend]:
@@ -200,6 +239,7 @@ class FakeMessagingStore:
                         and row.claimed_until <= now
                     )
                 )
+                and not row.awaits_renewal(now)
                 and key[:2] in self.enrollments  # the inner join
             ),
             key=lambda row: row.next_attempt_at,
@@ -273,6 +313,25 @@ class FakeMessagingStore:
             done.add(item.send.key)
         return done
 
+    async def defer(self, deferred: Sequence[Deferred], *, now: datetime) -> set[SendKey]:
+        self.calls.append("defer")
+        asked: set[SendKey] = set()
+        for item in deferred:
+            row = self.sends.get(item.send.key)
+            if row is None or row.status not in ("pending", "sending"):
+                continue
+            if not row.holds(item.send):
+                continue
+            if item.after_crash:
+                row.status, row.claimed_until = "sending", now
+            else:
+                row.status, row.claimed_until = "pending", None
+                row.send = replace(row.send, attempt_id=None)
+            if row.send.lease_until == item.grant.lease_until:
+                row.renewal_asked_for = item.grant.lease_until
+                asked.add(item.send.key)
+        return asked
+
     async def release(self, released: Sequence[Released], *, now: datetime) -> None:
         self.calls.append("release")
         for item in released:
@@ -306,3 +365,37 @@ class FakeMessagingStore:
             if row.status == "parked" and row.parked.parked_at < before
         ]
         return sorted(waiting, key=lambda parked: parked.parked_at)[:limit]
+
+
+Granted = Send | ParkedStep
+
+
+def _renews(held: Granted, new: Granted) -> bool:
+    """Whether ``new``'s grant replaces the one ``held`` (its lease is later)."""
+    if new.lease_until is None:
+        return False
+    return held.lease_until is None or new.lease_until > held.lease_until
+
+
+def _later(held: Granted, new: Granted) -> tuple[uuid.UUID | None, datetime | None]:
+    """The grant a parked row keeps when its content arrives with ``new``'s grant."""
+    if held.lease_until is None or _renews(held, new):
+        return new.dispatch_id, new.lease_until
+    return held.dispatch_id, held.lease_until
+
+
+def _queued(step: Granted, status: str) -> QueuedStep:
+    return QueuedStep(
+        account_id=step.account_id,
+        enrollment_id=step.enrollment_id,
+        step_index=step.step_index,
+        workflow_id=step.workflow_id,
+        workflow_version=step.workflow_version,
+        record=step.record,
+        step_id=step.step_id,
+        channel=step.channel,
+        status=status,
+        dispatch_id=step.dispatch_id,
+        cause_message_id=step.cause_message_id,
+        correlation_id=step.correlation_id,
+    )

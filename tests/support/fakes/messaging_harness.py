@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.messaging.config import MessagingSettings
-from services.messaging.domain import (
-    EnrollmentView,
-    RetryPolicy,
-)
+from services.messaging.domain import RetryPolicy
 from services.messaging.errors import ProviderError
 from services.messaging.handlers import build_handlers
 from services.messaging.ports import MessagingStore
+from services.messaging.projection import EnrollmentView
 from services.messaging.providers import OutboundEmail
 from services.messaging.sender import Begin, Sender
 from shared.contracts import TOPIC_OF_TYPE, Message
@@ -104,9 +102,10 @@ class MessagingHarness(Harness[FakeMessagingStore]):
         self.email = email or FakeProvider()
         self.sms, self.chat = FakeProvider(), FakeProvider()
         self._round_now = now
+        self._calls_at: datetime | None = None
         self.sender = Sender(
             {Channel.EMAIL: self.email, Channel.SMS: self.sms, Channel.CHAT: self.chat},
-            clock=lambda: self._round_now,
+            clock=lambda: self._calls_at or self._round_now,
             retry=retry,
             park_max_s=settings.park_max_s,
             timeout_s=settings.send_timeout_s,
@@ -118,10 +117,18 @@ class MessagingHarness(Harness[FakeMessagingStore]):
         """``workflow_applied()`` and then ``events`` happened before the case."""
         await self.given(workflow_applied(), *events)
 
-    async def send_due(self, *, now: datetime | None = None) -> list[Message]:
-        """One sender round (claim, calls, record) at ``now``: what it publishes."""
+    async def send_due(
+        self, *, now: datetime | None = None, calls_at: datetime | None = None
+    ) -> list[Message]:
+        """One sender round (claim, calls, record) at ``now``: what it publishes. The
+        sender's clock reads ``calls_at`` (default ``now``) once the claim has committed:
+        a round whose calls come later than its claim."""
         at = now or self.now
-        _, published = await self._round(lambda begin: self.sender.process(begin, now=at), at)
+        self._calls_at = calls_at
+        try:
+            _, published = await self._round(lambda begin: self.sender.process(begin, now=at), at)
+        finally:
+            self._calls_at = None
         return published
 
     async def crash_while_sending(self, *, now: datetime | None = None) -> list[Message]:

@@ -1,0 +1,223 @@
+"""Enrollment subscribers of step dispatch: ``step.due`` is granted, ``message.deferred``
+renews the grant, ``message.failed`` and ``message.cancelled`` settle it (see
+``dispatch`` for why enrollment, not messaging, decides).
+
+Each takes a whole run and applies it with a fixed number of statements: one locked load
+of the run's enrollments, one save (two when an exit commits), the history, the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from services.enrollment import dispatch, domain, exits, steps
+from services.enrollment.errors import MissingWorkflowVersionError
+from services.enrollment.ports import EnrollmentKey, EnrollmentStore
+from services.enrollment.recording import key, record, save_changes, version_key
+from shared.contracts import topics
+from shared.contracts.commands import TriggeringEvent
+from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
+from shared.logging import get_logger
+from shared.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+Uow = UnitOfWork[EnrollmentStore]
+
+
+SendOutcome = MessageFailed | MessageCancelled
+
+
+async def _locked(
+    uow: Uow, events: Sequence[StepDue | MessageDeferred | SendOutcome]
+) -> dict[EnrollmentKey, domain.Enrollment]:
+    loaded = await uow.store.enrollments_for_update(
+        [(e.account_id, e.payload.enrollment_id) for e in events]
+    )
+    return {key(e): e for e in loaded}
+
+
+class GrantSteps:
+    """The ``step.due`` handler: grant each due step to its enrollment, at most once."""
+
+    def __init__(self, lease: timedelta) -> None:
+        self._lease = lease
+
+    async def __call__(self, uow: Uow, events: list[StepDue], now: datetime) -> None:
+        state = await _locked(uow, events)
+        decided: list[tuple[dispatch.Granted, StepDue]] = []
+        for event in events:
+            due = event.payload
+            enrollment = state.get((event.account_id, due.enrollment_id))
+            if enrollment is None:
+                log.warning("step_due_for_unknown_enrollment", enrollment_id=str(due.enrollment_id))
+                continue
+            decision = dispatch.decide_grant(
+                enrollment,
+                dispatch.DueStep(due.step_index, due.step_id, due.channel, due.due_at),
+                dispatch_id=dispatch.dispatch_id_for(
+                    event.account_id, event.message_id, due.enrollment_id
+                ),
+                lease=self._lease,
+                now=now,
+            )
+            if isinstance(decision, domain.Unchanged):
+                log.info(
+                    "step_not_granted",
+                    enrollment_id=str(due.enrollment_id),
+                    step_index=due.step_index,
+                    why=decision.why,
+                )
+                continue
+            state[key(enrollment)] = decision.enrollment
+            decided.append((decision, event))
+        await uow.store.save_progress([d.enrollment for d, _ in decided])
+        await record(uow, decided, now)
+        log.info("grant_run", due=len(events), granted=len(decided))
+
+
+class RenewGrants:
+    """The ``message.deferred`` handler: a lapsed grant is renewed, or the exit that was
+    waiting for it commits."""
+
+    def __init__(self, lease: timedelta) -> None:
+        self._lease = lease
+
+    async def __call__(self, uow: Uow, events: list[MessageDeferred], now: datetime) -> None:
+        state = await _locked(uow, events)
+        decided: list[tuple[dispatch.Granted | exits.Exited | steps.Settled, MessageDeferred]] = []
+        for event in events:
+            deferred = event.payload
+            enrollment = state.get((event.account_id, deferred.enrollment_id))
+            if enrollment is None:
+                log.warning(
+                    "deferred_for_unknown_enrollment", enrollment_id=str(deferred.enrollment_id)
+                )
+                continue
+            decision = dispatch.decide_renewal(
+                enrollment,
+                dispatch.DueStep(
+                    deferred.step_index,
+                    deferred.step_id,
+                    deferred.channel,
+                    deferred.next_attempt_at,
+                ),
+                dispatch_id=deferred.dispatch_id,
+                lapsed=deferred.lease_until,
+                next_attempt_at=deferred.next_attempt_at,
+                lease=self._lease,
+                now=now,
+            )
+            if isinstance(decision, domain.Unchanged):
+                log.info(
+                    "grant_not_renewed",
+                    enrollment_id=str(deferred.enrollment_id),
+                    why=decision.why,
+                )
+                continue
+            state[key(enrollment)] = decision.enrollment
+            decided.append((decision, event))
+        await save_changes(uow.store, [d for d, _ in decided])
+        await record(uow, decided, now)
+
+
+def _unsent(event: SendOutcome) -> exits.UnsentStep:
+    if isinstance(event, MessageFailed):
+        failed = event.payload
+        return exits.UnsentStep(
+            failed.step_index, failed.step_id, failed.kind, failed.reason, failed.dispatch_id
+        )
+    cancelled = event.payload
+    why = f"messaging cancelled the send: {cancelled.reason.value}"
+    return exits.UnsentStep(
+        cancelled.step_index, cancelled.step_id, cancelled.reason, why, cancelled.dispatch_id
+    )
+
+
+def _trigger(event: SendOutcome) -> TriggeringEvent:
+    return TriggeringEvent(
+        message_id=event.message_id,
+        type=event.type,
+        topic=topics.MESSAGING_EVENTS,
+        occurred_at=event.occurred_at,
+    )
+
+
+class StepsUnsent:
+    """The ``message.failed`` / ``message.cancelled`` handler (one run for both)."""
+
+    def __init__(self, lease: timedelta) -> None:
+        self._lease = lease
+
+    async def __call__(self, uow: Uow, events: list[SendOutcome], now: datetime) -> None:
+        """A step that failed for good, or that no one can receive, exits its enrollment
+        with the reason; an exit waiting for this step's outcome commits. A cancellation
+        because the enrollment left or paused ends only the grant, and the step is granted
+        again at once if the enrollment was resumed meanwhile (its resume found the grant
+        still out and granted nothing)."""
+        state = await _locked(uow, events)
+        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
+        for event in events:
+            enrollment = state.get((event.account_id, event.payload.enrollment_id))
+            if enrollment is None:
+                log.warning(
+                    "unsent_for_unknown_enrollment",
+                    enrollment_id=str(event.payload.enrollment_id),
+                )
+                continue
+            decision = steps.on_step_unsent(
+                enrollment, _unsent(event), trigger=_trigger(event), now=now
+            )
+            if isinstance(decision, domain.Unchanged):
+                log.info(
+                    "step_unsent_ignored",
+                    enrollment_id=str(enrollment.enrollment_id),
+                    why=decision.why,
+                )
+                continue
+            state[key(enrollment)] = decision.enrollment
+            decided.append((decision, event))
+        decided = await self._grant_again(uow, decided, now)
+        await save_changes(uow.store, [d for d, _ in decided])
+        await record(uow, decided, now)
+
+    async def _grant_again(
+        self,
+        uow: Uow,
+        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]],
+        now: datetime,
+    ) -> list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]]:
+        """Grant the current step again to settled enrollments that are active (resumed
+        while their cancelled grant was still out); one lookup, only when there are any."""
+        active = [
+            d.enrollment
+            for d, _ in decided
+            if isinstance(d, steps.Settled) and d.enrollment.status is domain.Status.ACTIVE
+        ]
+        if not active:
+            return decided
+        versions = await uow.store.workflow_versions([version_key(e) for e in active])
+        out: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
+        for decision, event in decided:
+            enrollment = decision.enrollment
+            if not isinstance(decision, steps.Settled) or enrollment.status is not (
+                domain.Status.ACTIVE
+            ):
+                out.append((decision, event))
+                continue
+            workflow = versions.get(version_key(enrollment))
+            if workflow is None:
+                raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
+            step = workflow.definition.steps[enrollment.current_step]
+            granted = dispatch.decide_grant(
+                enrollment,
+                dispatch.DueStep(enrollment.current_step, step.step_id, step.channel, now),
+                dispatch_id=dispatch.dispatch_id_for(
+                    event.account_id, event.message_id, enrollment.enrollment_id
+                ),
+                lease=self._lease,
+                now=now,
+            )
+            out.append((decision if isinstance(granted, domain.Unchanged) else granted, event))
+        return out
