@@ -37,14 +37,19 @@ DATE_SCAN_CHARS = 1500
 """Where the return date is looked for: the auto-reply's own text, not the quoted email."""
 MAX_AHEAD = timedelta(days=400)
 """A date further ahead than this is not a return date (a typo, a year misread)."""
-MAX_AHEAD_WITHOUT_YEAR = timedelta(days=183)
+MAX_AHEAD_WITHOUT_YEAR = timedelta(days=120)
 """A date written without its year that far ahead is a past day ("from 9/8" on 10
-September) that preferring the future moved to next year: not a return date."""
+September) that preferring the future moved to next year, or not a date at all (a
+version "2.3"): not a return date. Long absences give the year."""
 _YEAR = re.compile(r"\d{4}")
+_SHORT_DOTTED = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})(?!\.?\d)\.?")
+"""A day and month written "3.10." (German, Dutch, Scandinavian...), which dateparser
+does not read: rewritten "3/10" before searching (positions are taken in that text)."""
 
 _PRECEDENCE_AUTO = frozenset({"auto_reply", "bulk", "junk"})
 _AUTO_HEADERS = frozenset({"x-autoreply", "x-autorespond", "x-autoresponder"})
-_SENTENCE_END = re.compile(r"[.!?\n]")
+_SENTENCE_END = re.compile(r"[!?\n]|\.\s+(?=[A-ZÄÖÜÅ])")
+"""Where a sentence ends (not the dot of "einschl. 2.10.")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,8 @@ def _dates_in(text: str, code: str, received_at: datetime) -> list[tuple[date, s
     }
     if compiled is not None and compiled.language.date_order:
         settings["DATE_ORDER"] = compiled.language.date_order
+        if compiled.language.date_order == "DMY":
+            text = _SHORT_DOTTED.sub(r"\1/\2", text)
     found = search_dates(text, languages=[code], settings=settings) or []
     dates: list[tuple[date, str, bool]] = []
     position = 0

@@ -137,6 +137,14 @@ AUTO_REPLIES: tuple[Sample, ...] = (
         "de",
     ),
     Sample(
+        "de-short-dotted-date",
+        "Abwesend: Termin",
+        "Ich bin bis einschl. 2.10. im Urlaub. Version 2.3 unseres Produkts ist da!",
+        (),
+        date(2026, 10, 3),
+        "de",
+    ),
+    Sample(
         "fr-reponse-automatique-inclus",
         "Réponse automatique : Votre offre",
         "Bonjour, je suis absent jusqu'au 2 octobre inclus. Je n'aurai pas accès à mes e-mails.",
