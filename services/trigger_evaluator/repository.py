@@ -137,10 +137,11 @@ _PARK = """
                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
                 $11::text[])
          AS p(account_id, inbound_message_id, inbound_type, topic, event, match_keys, why,
-              parked_at, check_at, expires_at, only_if_trigger)
-    WHERE p.only_if_trigger IS NULL
+              parked_at, check_at, expires_at, only_if_triggers)
+    WHERE p.only_if_triggers IS NULL
        OR EXISTS (SELECT 1 FROM workflow_versions w
-                  WHERE w.account_id = p.account_id AND p.only_if_trigger = ANY(w.exit_triggers))
+                  WHERE w.account_id = p.account_id
+                    AND string_to_array(p.only_if_triggers, ',') && w.exit_triggers)
        OR NOT EXISTS (SELECT 1 FROM workflow_versions w WHERE w.account_id = p.account_id)
     ON CONFLICT (account_id, inbound_message_id) DO UPDATE
         SET match_keys = EXCLUDED.match_keys, why = EXCLUDED.why, check_at = EXCLUDED.check_at
@@ -312,7 +313,9 @@ class PostgresTriggerEvaluatorStore(CompanyLinks):
             [p.check_at for p in rows],
             [p.expires_at for p in rows],
             [
-                p.only_if_a_workflow_exits_on.value if p.only_if_a_workflow_exits_on else None
+                ",".join([p.only_if_a_workflow_exits_on, *p.or_exits_on])
+                if p.only_if_a_workflow_exits_on
+                else None
                 for p in rows
             ],
         )

@@ -240,7 +240,7 @@ class FakeTriggerEvaluatorStore:
             known = self.parked.get(p.key)
             if not self._may_park(p):
                 continue
-            stored = replace(p, only_if_a_workflow_exits_on=None)
+            stored = replace(p, only_if_a_workflow_exits_on=None, or_exits_on=())
             if known is not None:  # parked again: when it was parked and expires stay
                 stored = replace(
                     stored,
@@ -253,8 +253,9 @@ class FakeTriggerEvaluatorStore:
 
     def _may_park(self, parked: ParkedEvent) -> bool:
         trigger = parked.only_if_a_workflow_exits_on
+        triggers = {trigger, *parked.or_exits_on}
         versions = [w for (a, _, _), w in self.workflows.items() if a == parked.account_id]
-        return trigger is None or not versions or any(trigger in w.exit_triggers for w in versions)
+        return trigger is None or not versions or any(triggers & w.exit_triggers for w in versions)
 
     async def parked_for(self, keys: Sequence[str]) -> list[ParkedEvent]:
         self.calls.append("parked_for")
