@@ -66,7 +66,11 @@ class TriggerHandlers:
     @classmethod
     def of(cls, settings: TriggerEvaluatorSettings) -> TriggerHandlers:
         return cls(
-            ignored_company_domains=settings.company_reply_ignored_domains,
+            ignored_company_domains=frozenset(
+                d.strip().lower()
+                for d in settings.company_reply_ignored_domains
+                | settings.company_reply_extra_ignored_domains
+            ),
             clock_skew=timedelta(seconds=settings.event_clock_skew_s),
             park_max=timedelta(seconds=settings.park_max_s),
             topic_namespace=settings.topic_namespace,

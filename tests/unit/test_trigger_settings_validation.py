@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.trigger_evaluator.config import TriggerEvaluatorSettings
+from services.trigger_evaluator.handlers import TriggerHandlers
 from shared.contracts import RecordType
 from shared.contracts.trigger_settings import (
     FieldCondition,
@@ -97,3 +99,19 @@ def test_valid_rules_are_kept_as_applied() -> None:
 def test_a_workflow_naming_itself_among_the_workflows_to_exit_is_refused() -> None:
     with pytest.raises(ValidationError, match="cannot exit records from itself"):
         definition(exits_workflows_on_enroll=("wf",))
+
+
+def test_extra_free_mail_domains_are_added_to_the_maintained_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OFFRAMP_COMPANY_REPLY_EXTRA_IGNORED_DOMAINS", '["Mail.Example"]')
+
+    handlers = TriggerHandlers.of(TriggerEvaluatorSettings())
+
+    assert {
+        "mail.example",
+        "gmail.com",
+        "yahoo.co.uk",
+        "web.de",
+    } <= handlers.ignored_company_domains
+    assert "acme.com" not in handlers.ignored_company_domains
