@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.trigger_evaluator import domain, messages, parking
+from services.trigger_evaluator import domain, messages, parking, record_fields
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.domain import (
     DEFAULT_CLOCK_SKEW,
@@ -40,10 +40,12 @@ from services.trigger_evaluator.triggers import (
     EXIT_RULES,
     Signal,
     classify,
+    field_changes_signal,
 )
 from shared.consumer import Handler
 from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
+from shared.contracts.inbound import RecordDeleted, RecordUpserted
 from shared.contracts.topics import physical
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -97,6 +99,7 @@ class TriggerHandlers:
             await uow.store.save_sent_messages(run.sent)
         if run.record_data:
             await uow.store.save_record_links(run.record_data)
+            await self._field_changes(uow, run.record_data, now)
         entering = [e for e in run.enrollments if e.type in BY_OTHER_WORKFLOW_RULES]
         if entering:
             # A workflow may name others the record must leave when it enters (or leaves)
@@ -107,6 +110,41 @@ class TriggerHandlers:
             unblocked = await uow.store.parked_for(keys)
             if unblocked:
                 await self._evaluate_parked(uow, unblocked, now, release=False)
+
+    async def _field_changes(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], events: Sequence[Message], now: datetime
+    ) -> None:
+        """CRM snapshots that set, update or clear fields fire "field set or updated" on
+        their record's enrollments: compared with the snapshot stored before (one
+        statement; the lookup and the decisions only when a field changed)."""
+        snapshots = [e for e in events if isinstance(e, RecordUpserted | RecordDeleted)]
+        if not snapshots:
+            return
+        stored = await uow.store.swap_record_fields(record_fields.last_snapshots(snapshots))
+        signals = [
+            field_changes_signal(c.event, c.changes)
+            for c in record_fields.fold_fields(snapshots, stored)
+            if c.changes
+        ]
+        if not signals:
+            return
+        decisions: list[Decision] = []
+        for verdict in await self._evaluate(uow.store, signals):
+            if isinstance(verdict, Waiting):
+                # Not parked: the changes were read against the projection, which has
+                # moved on by the time the event could be evaluated again. A record that
+                # is in no workflow (most) says nothing.
+                if verdict.workflow_versions:
+                    log.warning(
+                        "field_change_not_decided",
+                        inbound_message_id=str(verdict.event.message_id),
+                        why=verdict.why,
+                    )
+            else:
+                decisions += verdict
+        if decisions:
+            await uow.store.save_decisions(decisions)
+            self._publish(uow, decisions, now)
 
     async def inbound(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime

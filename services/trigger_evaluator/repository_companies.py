@@ -1,14 +1,18 @@
-"""trigger-evaluator's SQL about companies: its projection of CRM associations
-(``record_links``) and the live enrollments of a company's contacts."""
+"""trigger-evaluator's SQL about CRM record data: its projection of associations
+(``record_links``), the live enrollments of a company's contacts, and the last snapshot of
+each record's fields (``record_fields``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 
 from services.trigger_evaluator.domain import CompanySearch
+from services.trigger_evaluator.record_fields import RecordKey, Snapshot
 from services.trigger_evaluator.record_links import RecordDataEvent, fold_record_data
 from services.trigger_evaluator.repository_rows import ENROLLMENT, WITH_WORKFLOW, Keys, view
 from services.trigger_evaluator.views import EnrollmentView
+from shared.contracts import RecordRef, RecordType
 from shared.db import DbConnection
 
 # A company's live contact enrollments: the contacts of the CRM organizations associated
@@ -81,8 +85,34 @@ _SAVE_LINKS = """
 """
 
 
+# The stored snapshots of a run's records, as they were before it; then each record's
+# last snapshot of the run is stored, or forgotten (deleted). One statement: the SELECT
+# sees the rows as they were when it began.
+_SWAP_FIELDS = """
+    WITH new AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               AS n(account_id, record_type, record_id, fields)
+    ), old AS (
+        SELECT r.account_id, r.record_type, r.record_id, r.fields::text AS fields
+        FROM record_fields r
+        JOIN new n USING (account_id, record_type, record_id)
+    ), gone AS (
+        DELETE FROM record_fields r USING new n
+        WHERE r.account_id = n.account_id AND r.record_type = n.record_type
+          AND r.record_id = n.record_id AND n.fields IS NULL
+    ), put AS (
+        INSERT INTO record_fields (account_id, record_type, record_id, fields)
+        SELECT account_id, record_type, record_id, fields::jsonb FROM new
+        WHERE fields IS NOT NULL
+        ON CONFLICT (account_id, record_type, record_id) DO UPDATE SET fields = EXCLUDED.fields
+    )
+    SELECT * FROM old
+"""
+
+
 class CompanyLinks:
-    """``live_by_company`` and ``save_record_links`` of ``PostgresTriggerEvaluatorStore``."""
+    """``live_by_company``, ``save_record_links`` and ``swap_record_fields`` of
+    ``PostgresTriggerEvaluatorStore``."""
 
     _conn: DbConnection
 
@@ -114,3 +144,24 @@ class CompanyLinks:
             for account_id, record, linked in pairs:
                 keys.add(0, account_id, record.type.value, record.id, linked.type.value, linked.id)
         await self._conn.execute(_SAVE_LINKS, *reset.args()[1:], *keep.args()[1:], *gone.args()[1:])
+
+    async def swap_record_fields(
+        self, last: Mapping[RecordKey, Snapshot | None]
+    ) -> dict[RecordKey, Snapshot]:
+        if not last:
+            return {}
+        keys = list(last)
+        rows = await self._conn.fetch(
+            _SWAP_FIELDS,
+            [account_id for account_id, _ in keys],
+            [record.type.value for _, record in keys],
+            [record.id for _, record in keys],
+            [None if last[k] is None else json.dumps(last[k]) for k in keys],
+        )
+        return {
+            (
+                row["account_id"],
+                RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+            ): (json.loads(row["fields"]))
+            for row in rows
+        }

@@ -50,12 +50,14 @@ def why_not(
             if urls.first_match(settings.page_rules, facts.url) is None:
                 count = len(settings.page_rules)
                 return f"page {facts.url} matches none of the workflow's {count} URL rule(s)"
-        case ExitTrigger.FIELD_CHANGED if settings.field_rules and facts.field is not None:
-            met = fields.first_rule_met(
-                settings.field_rules, facts.field, facts.new_value, signal.occurred_at
+        case ExitTrigger.FIELD_CHANGED if settings.field_rules and facts.changes:
+            met = any(
+                fields.first_rule_met(settings.field_rules, field, value, signal.occurred_at)
+                for field, value in facts.changes
             )
-            if met is None:
-                return f"field {facts.field} changed, but no field rule of the workflow is met"
+            if not met:
+                names = ", ".join(field for field, _ in facts.changes)
+                return f"field(s) {names} changed, but no field rule of the workflow is met"
         case ExitTrigger.MESSAGE_RECEIVED | ExitTrigger.MESSAGE_SENT_BY_PERSON if (
             facts.channel is not None and facts.channel not in settings.conversations.channels
         ):

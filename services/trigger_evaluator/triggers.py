@@ -38,6 +38,7 @@ from shared.contracts.inbound import (
     PageVisited,
     RecordFieldChanged,
     RecordOwnerAssigned,
+    RecordUpserted,
     UserChanged,
 )
 from shared.contracts.workflow import ExitTrigger
@@ -122,9 +123,8 @@ class Facts:
 
     url: str | None = None
     """Page visited: the URL."""
-    field: str | None = None
-    """Field set or updated: which field, and its new value."""
-    new_value: FieldValue = None
+    changes: tuple[tuple[str, FieldValue], ...] = ()
+    """Field set or updated: each changed field and its new value (null: cleared)."""
     channel: Channel | None = None
     """Conversation messages: the channel."""
     user_agent: str | None = None
@@ -310,7 +310,7 @@ def classify(event: Message) -> Signal:  # noqa: PLR0912, PLR0915 - one case per
             facts = Facts(url=visit.url)
         case RecordFieldChanged(payload=change):
             lookup = Lookup(records=(change.record,))
-            facts = Facts(field=change.field, new_value=change.new_value)
+            facts = Facts(changes=((change.field, change.new_value),))
         case DealWon(payload=about) | DealLost(payload=about):
             lookup = Lookup(records=(about.record,))
         case DealStageChanged(payload=stage):
@@ -357,3 +357,23 @@ def deal_stage_rules(stage: DealStageChangedPayload) -> tuple[TriggerRule, ...]:
     if stage.stage != stage.previous_stage:
         fired.append(TriggerRule(ExitTrigger.DEAL_STAGE_ENTERED, ExitReason.DEAL_STAGE_ENTERED))
     return tuple(fired)
+
+
+def field_changes_signal(
+    event: RecordUpserted, changes: tuple[tuple[str, FieldValue], ...]
+) -> Signal:
+    """What a CRM snapshot that changed ``changes`` means: a field set or updated on its
+    record (the changes come from the projection, not from the event alone)."""
+    record = event.payload.record
+    return Signal(
+        message_id=event.message_id,
+        account_id=event.account_id,
+        event_type=event.type,
+        topic=TOPIC_OF_TYPE[event.type],
+        occurred_at=event.occurred_at,
+        correlation_id=event.correlation_id or event.message_id,
+        rule=EXIT_RULES[RecordFieldChanged.TYPE],
+        lookup=Lookup(records=(record,)),
+        record=record,
+        facts=Facts(changes=changes),
+    )

@@ -154,3 +154,20 @@ async def test_associations_never_cross_accounts(store: TriggerEvaluatorStore) -
 
     assert ours == ["c-1"]
     assert theirs == ["c-2"]
+
+
+async def test_a_records_field_snapshot_is_swapped_and_the_one_before_returned(
+    store: TriggerEvaluatorStore,
+) -> None:
+    ann, bob = (ACCOUNT, contact("c-1")), (ACCOUNT, contact("c-2"))
+    theirs = (OTHER_ACCOUNT, contact("c-1"))
+
+    first = await store.swap_record_fields({ann: {"stage": "lead"}, theirs: {"stage": "x"}})
+    second = await store.swap_record_fields({ann: {"stage": "won", "tags": ["a"]}, bob: None})
+    third = await store.swap_record_fields({ann: None, theirs: {"stage": "y"}})
+    fourth = await store.swap_record_fields({ann: {"stage": "new"}})
+
+    assert first == {}
+    assert second == {ann: {"stage": "lead"}}
+    assert third == {ann: {"stage": "won", "tags": ["a"]}, theirs: {"stage": "x"}}
+    assert fourth == {}  # forgotten by its deletion

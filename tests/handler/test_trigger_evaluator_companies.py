@@ -1,5 +1,6 @@
-"""trigger-evaluator handlers on the fake store: deal stages, a deal opening at a company,
-and company-wide replies across channels, by the CRM organization first.
+"""trigger-evaluator handlers on the fake store: CRM record data: deal stages, a deal
+opening at a company, company-wide replies across channels (by the CRM organization
+first), fields set or updated by snapshots.
 
 Every case runs on the harness, as one batch and message by message (tests/support).
 """
@@ -18,7 +19,10 @@ from shared.contracts.inbound import (
     ConversationMessagePayload,
     ConversationMessageReceived,
     DealStatus,
+    RecordUpserted,
+    RecordUpsertedPayload,
 )
+from shared.contracts.trigger_settings import FieldCondition, FieldOperator, FieldRule
 from shared.contracts.workflow import ExitTrigger
 from tests.support.builders.crm_records import contact, deal, organization, stage_changed, upserted
 from tests.support.builders.enrollment_events import T0, enrolled
@@ -182,3 +186,33 @@ async def test_an_incoming_message_on_any_channel_unenrolls_the_whole_company(
         ("c-1", ExitReason.MESSAGE_RECEIVED),
         ("c-2", ExitReason.COMPANY_REPLIED),
     ]
+
+
+def crm_snapshot(record_id: str, **fields: Any) -> Any:
+    return inbound(
+        RecordUpserted,
+        RecordUpsertedPayload.model_validate({"record": contact(record_id), "fields": fields}),
+    )
+
+
+async def test_a_crm_snapshot_that_changes_a_ruled_field_exits_and_a_baseline_does_not(
+    h: TriggerEvaluator,
+) -> None:
+    customer = FieldRule(
+        field="stage", conditions=(FieldCondition(operator=FieldOperator.IS, value="customer"),)
+    )
+    await h.given(
+        workflow_applied(triggers=frozenset({ExitTrigger.FIELD_CHANGED}), field_rules=(customer,)),
+        enrolled("c-1", email="ann@acme.com"),
+        enrolled("c-2", email="bob@acme.com"),
+    )
+
+    baseline = await h.when(
+        crm_snapshot("c-1", stage="customer"), crm_snapshot("c-2", stage="lead")
+    )
+    same = await h.when(crm_snapshot("c-1", stage="customer", note="x"))
+    changed = await h.when(crm_snapshot("c-2", stage="customer"))
+
+    assert exited(baseline) == []  # a first snapshot is where the record starts from
+    assert exited(same) == []  # note changed, no rule about it
+    assert exited(changed) == [("c-2", ExitReason.FIELD_CHANGED)]

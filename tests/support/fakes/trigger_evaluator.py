@@ -7,7 +7,7 @@ store's batch statements must reproduce.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from services.trigger_evaluator.domain import (
 )
 from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.record_fields import RecordKey, Snapshot
 from services.trigger_evaluator.record_links import RecordDataEvent, fold_record_data
 from services.trigger_evaluator.triggers import Lookup, Signal, normalize_message_id
 from shared.contracts import ActorKind, RecordRef, RecordType
@@ -48,6 +49,8 @@ class FakeTriggerEvaluatorStore:
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     sent_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
     links: set[tuple[str, RecordRef, RecordRef]] = field(default_factory=set)
+    fields: dict[RecordKey, Snapshot] = field(default_factory=dict)
+    """The last snapshot of each CRM record's fields."""
     """CRM associations, one (account, record, associated) per direction."""
     decided: dict[DecisionKey, Decision] = field(default_factory=dict)
     """Every decision recorded, in the order recorded."""
@@ -64,6 +67,7 @@ class FakeTriggerEvaluatorStore:
             dict(self.decided),
             dict(self.parked),
             set(self.links),
+            {k: dict(v) for k, v in self.fields.items()},
         )
 
     @property
@@ -226,6 +230,18 @@ class FakeTriggerEvaluatorStore:
             }
         self.links -= set(change.absent)
         self.links |= set(change.present)
+
+    async def swap_record_fields(
+        self, last: Mapping[RecordKey, Snapshot | None]
+    ) -> dict[RecordKey, Snapshot]:
+        self.calls.append("swap_record_fields")
+        before = {key: dict(self.fields[key]) for key in last if key in self.fields}
+        for key, snapshot in last.items():
+            if snapshot is None:
+                self.fields.pop(key, None)
+            else:
+                self.fields[key] = dict(snapshot)
+        return before
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
         self.calls.append("save_decisions")
