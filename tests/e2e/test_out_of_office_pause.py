@@ -23,7 +23,8 @@ from shared.contracts.commands import (
 from shared.contracts.inbound import EmailHeader, EmailReplied, EmailRepliedPayload
 from shared.contracts.trigger_settings import OutOfOfficeSettings
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
-from tests.conftest import SessionEnv
+from tests.conftest import SessionEnv, private_env
+from tests.support.infra import Infra
 from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
@@ -37,18 +38,24 @@ PAUSED_FOR = timedelta(seconds=15)
 the workflow's margin is chosen to end the pause then (an injected clock, in effect)."""
 
 
+System = tuple[SessionEnv, SmtpSink, list[ServiceProcess]]
+
+
 @pytest.fixture
-async def system(
-    test_env: SessionEnv, tmp_path: Path
-) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
-    async with running_services(test_env.service_env(), tmp_path) as running:
-        yield running
+async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
+    """The four services on a database and topics of their own (other tests' messages
+    never count here, nor these in theirs)."""
+    async with (
+        private_env(infra) as own,
+        running_services(own.service_env(), tmp_path) as (sink, services),
+    ):
+        yield own, sink, services
 
 
 async def test_an_out_of_office_reply_pauses_and_the_enrollment_resumes_after_its_return_date(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: System,
 ) -> None:
-    sink, services = system
+    test_env, sink, services = system
     now = utc_now()
     today = now.date()
     midnight = datetime.combine(today, time(), UTC)

@@ -29,7 +29,8 @@ from shared.contracts.inbound import (
 )
 from shared.contracts.trigger_settings import UrlMatch, UrlRule
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
-from tests.conftest import SessionEnv
+from tests.conftest import SessionEnv, private_env
+from tests.support.infra import Infra
 from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
@@ -39,12 +40,18 @@ pytestmark = pytest.mark.e2e
 USER = Actor(kind=ActorKind.USER, id="user-1")
 
 
+System = tuple[SessionEnv, SmtpSink, list[ServiceProcess]]
+
+
 @pytest.fixture
-async def system(
-    test_env: SessionEnv, tmp_path: Path
-) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
-    async with running_services(test_env.service_env(), tmp_path) as running:
-        yield running
+async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
+    """The four services on a database and topics of their own (other tests' messages
+    never count here, nor these in theirs)."""
+    async with (
+        private_env(infra) as own,
+        running_services(own.service_env(), tmp_path) as (sink, services),
+    ):
+        yield own, sink, services
 
 
 def apply(account: str, workflow: WorkflowDefinition) -> ApplyWorkflow:
@@ -78,9 +85,9 @@ def mine(documents: list[dict[str, Any]], kind: str, account: str) -> list[dict[
 
 
 async def test_a_visit_to_a_page_no_rule_matches_does_not_exit_and_a_matching_one_does(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: System,
 ) -> None:
-    _, services = system
+    test_env, _, services = system
     account = "acc-e2e-pages"
     record = RecordRef(type=RecordType.CONTACT, id="c-visitor")
     workflow = WorkflowDefinition(
@@ -129,9 +136,9 @@ async def test_a_visit_to_a_page_no_rule_matches_does_not_exit_and_a_matching_on
 
 
 async def test_a_deal_opening_at_a_company_exits_every_enrollment_of_its_contacts(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: System,
 ) -> None:
-    _, services = system
+    test_env, _, services = system
     account = "acc-e2e-deals"
     company = RecordRef(type=RecordType.ORGANIZATION, id="o-acme")
     the_deal = RecordRef(type=RecordType.DEAL, id="d-1")
