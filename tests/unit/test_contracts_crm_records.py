@@ -1,5 +1,6 @@
 """The CRM record contracts: record.upserted, record.deleted, association.changed and
-deal.stage_changed (what exclusion rules read), next to the older CRM types."""
+deal.stage_changed (what exclusion rules read), next to the older CRM types; and
+exclusion commands too malformed to be answered (dead letters, not rejections)."""
 
 from __future__ import annotations
 
@@ -199,3 +200,34 @@ def test_a_record_deleted_and_the_old_field_change_round_trip() -> None:
     ]
     for message in messages:
         assert decode(message.to_json(), topic=topics.INBOUND_CRM) == message
+
+
+@pytest.mark.parametrize(
+    ("payload", "complaint"),
+    [
+        ({"actor": {"kind": "user"}}, "payload.definition: Field required"),
+        (
+            {
+                "actor": {"kind": "user"},
+                "definition": {"rule_id": "r", "name": "n", "when": {"conditions": []}},
+            },
+            "payload.definition.when.conditions",
+        ),
+        (
+            {
+                "actor": {"kind": "user"},
+                "definition": {
+                    "rule_id": "r",
+                    "name": "n",
+                    "when": {"conditions": [{"field": "x", "operator": "is", "value": {}}]},
+                },
+            },
+            "payload.definition.when.conditions.0",
+        ),
+    ],
+)
+def test_a_malformed_rule_command_is_a_dead_letter_not_a_rejection(
+    payload: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(InvalidMessageError, match=f"exclusion_rule.put: {complaint}"):
+        decode(crm_document("exclusion_rule.put", payload), topic=topics.COMMANDS)
