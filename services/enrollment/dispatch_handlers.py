@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 from services.enrollment import dispatch, domain, exits, steps
 from services.enrollment.errors import MissingWorkflowVersionError
-from services.enrollment.ports import EnrollmentKey, EnrollmentStore
+from services.enrollment.ports import EnrollmentKey, EnrollmentStore, VersionKey
 from services.enrollment.recording import key, record, save_changes, version_key
 from shared.contracts import topics
 from shared.contracts.commands import TriggeringEvent
 from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
+from shared.contracts.workflow import WorkflowDefinition
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -27,6 +28,16 @@ Uow = UnitOfWork[EnrollmentStore]
 
 
 SendOutcome = MessageFailed | MessageCancelled
+
+
+async def _definitions(
+    uow: Uow, enrollments: Sequence[domain.Enrollment]
+) -> dict[VersionKey, WorkflowDefinition]:
+    """The workflow versions of ``enrollments`` (their send windows): one cached lookup."""
+    if not enrollments:
+        return {}
+    versions = await uow.store.workflow_versions(list({version_key(e) for e in enrollments}))
+    return {k: v.definition for k, v in versions.items()}
 
 
 async def _locked(
@@ -46,7 +57,8 @@ class GrantSteps:
 
     async def __call__(self, uow: Uow, events: list[StepDue], now: datetime) -> None:
         state = await _locked(uow, events)
-        decided: list[tuple[dispatch.Granted, StepDue]] = []
+        definitions = await _definitions(uow, list(state.values()))
+        decided: list[tuple[dispatch.Granted | dispatch.Rescheduled, StepDue]] = []
         for event in events:
             due = event.payload
             enrollment = state.get((event.account_id, due.enrollment_id))
@@ -61,6 +73,7 @@ class GrantSteps:
                 ),
                 lease=self._lease,
                 now=now,
+                definition=definitions.get(version_key(enrollment)),
             )
             if isinstance(decision, domain.Unchanged):
                 log.info(
@@ -74,7 +87,11 @@ class GrantSteps:
             decided.append((decision, event))
         await uow.store.save_progress([d.enrollment for d, _ in decided])
         await record(uow, decided, now)
-        log.info("grant_run", due=len(events), granted=len(decided))
+        granted = sum(isinstance(d, dispatch.Granted) for d, _ in decided)
+        log.info("grant_run", due=len(events), granted=granted, replanned=len(decided) - granted)
+
+
+Renewal = dispatch.Granted | dispatch.Rescheduled | exits.Exited | steps.Settled
 
 
 class RenewGrants:
@@ -86,7 +103,8 @@ class RenewGrants:
 
     async def __call__(self, uow: Uow, events: list[MessageDeferred], now: datetime) -> None:
         state = await _locked(uow, events)
-        decided: list[tuple[dispatch.Granted | exits.Exited | steps.Settled, MessageDeferred]] = []
+        definitions = await _definitions(uow, list(state.values()))
+        decided: list[tuple[Renewal, MessageDeferred]] = []
         for event in events:
             deferred = event.payload
             enrollment = state.get((event.account_id, deferred.enrollment_id))
@@ -108,6 +126,7 @@ class RenewGrants:
                 next_attempt_at=deferred.next_attempt_at,
                 lease=self._lease,
                 now=now,
+                definition=definitions.get(version_key(enrollment)),
             )
             if isinstance(decision, domain.Unchanged):
                 log.info(
@@ -144,6 +163,9 @@ def _trigger(event: SendOutcome) -> TriggeringEvent:
     )
 
 
+Unsent = exits.Exited | steps.Settled | dispatch.Granted | dispatch.Rescheduled
+
+
 class StepsUnsent:
     """The ``message.failed`` / ``message.cancelled`` handler (one run for both)."""
 
@@ -157,7 +179,7 @@ class StepsUnsent:
         again at once if the enrollment was resumed meanwhile (its resume found the grant
         still out and granted nothing)."""
         state = await _locked(uow, events)
-        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
+        decided: list[tuple[Unsent, SendOutcome]] = []
         for event in events:
             enrollment = state.get((event.account_id, event.payload.enrollment_id))
             if enrollment is None:
@@ -185,9 +207,9 @@ class StepsUnsent:
     async def _grant_again(
         self,
         uow: Uow,
-        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]],
+        decided: list[tuple[Unsent, SendOutcome]],
         now: datetime,
-    ) -> list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]]:
+    ) -> list[tuple[Unsent, SendOutcome]]:
         """Grant the current step again to settled enrollments that are active (resumed
         while their cancelled grant was still out); one lookup, only when there are any."""
         active = [
@@ -198,7 +220,7 @@ class StepsUnsent:
         if not active:
             return decided
         versions = await uow.store.workflow_versions([version_key(e) for e in active])
-        out: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
+        out: list[tuple[Unsent, SendOutcome]] = []
         for decision, event in decided:
             enrollment = decision.enrollment
             if not isinstance(decision, steps.Settled) or enrollment.status is not (
@@ -218,6 +240,7 @@ class StepsUnsent:
                 ),
                 lease=self._lease,
                 now=now,
+                definition=workflow.definition,
             )
             out.append((decision if isinstance(granted, domain.Unchanged) else granted, event))
         return out

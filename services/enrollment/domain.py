@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from services.enrollment import send_windows
 from shared.contracts import Actor, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.events import Rejection
@@ -83,6 +84,9 @@ class Enrollment:
     """The step granted to messaging and not yet reported sent, failed or cancelled."""
     pending_exit: PendingExit | None = None
     """An exit waiting for the outcome of ``dispatch``: the enrollment is exiting."""
+    time_zone: str | None = None
+    """The record's IANA time zone, from the enroll command (None: the workflow's default);
+    the workflow's send window is kept in it."""
 
     @property
     def exiting(self) -> bool:
@@ -116,7 +120,11 @@ def pause_id_for(
 
 
 def definition_hash(definition: WorkflowDefinition) -> str:
-    return hashlib.sha256(definition.model_dump_json().encode()).hexdigest()
+    # Settings added later are left out while unset, so a definition applied before they
+    # existed keeps its hash (re-applying it creates no version).
+    unset = {"send_window"} if definition.settings.send_window is None else set()
+    dumped = definition.model_dump_json(exclude={"settings": unset} if unset else None)
+    return hashlib.sha256(dumped.encode()).hexdigest()
 
 
 def next_version(
@@ -162,15 +170,26 @@ def decide_apply(
 
 @dataclass(frozen=True, slots=True)
 class ScheduledStep:
-    """The step an enrollment runs next, and when."""
+    """The step an enrollment runs next, and when: ``due_at`` is the planned time (in the
+    workflow's send window), ``unplanned_at`` when it fell due, if the window moved it."""
 
     index: int
     step: Step
     due_at: datetime
+    unplanned_at: datetime | None = None
 
 
-def scheduled_step(enrollment: Enrollment, step: Step, due_at: datetime) -> ScheduledStep:
-    return ScheduledStep(enrollment.current_step, step, due_at)
+def scheduled_step(
+    enrollment: Enrollment, step: Step, due_at: datetime, *, unplanned_at: datetime | None = None
+) -> ScheduledStep:
+    moved = unplanned_at if unplanned_at is not None and unplanned_at != due_at else None
+    return ScheduledStep(enrollment.current_step, step, due_at, moved)
+
+
+def planned_at(definition: WorkflowDefinition, time_zone: str | None, due_at: datetime) -> datetime:
+    """When a step falling due at ``due_at`` is planned: the next opening of the workflow's
+    send window in the record's time zone (``due_at`` itself without a window)."""
+    return send_windows.planned(definition.settings.send_window, time_zone, due_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +233,9 @@ def decide_enrollment(
     if rejections or workflow is None:
         return Refused(tuple(rejections), account_id, workflow_id, record, actor)
     first = workflow.definition.steps[0]
-    due_at = now + timedelta(seconds=first.delay_seconds)
+    time_zone = contact.time_zone if contact else None
+    unplanned = now + timedelta(seconds=first.delay_seconds)
+    due_at = planned_at(workflow.definition, time_zone, unplanned)
     enrollment = Enrollment(
         enrollment_id=enrollment_id,
         account_id=account_id,
@@ -226,8 +247,10 @@ def decide_enrollment(
         steps_completed=0,
         enrolled_at=now,
         next_due_at=due_at,
+        time_zone=time_zone,
     )
-    return Admitted(enrollment, scheduled_step(enrollment, first, due_at), contact, actor)
+    scheduled = scheduled_step(enrollment, first, due_at, unplanned_at=unplanned)
+    return Admitted(enrollment, scheduled, contact, actor)
 
 
 def _rejections(
