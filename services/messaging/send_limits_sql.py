@@ -137,37 +137,43 @@ class SendLimitSql:
 
     async def sends_queue(self, *, now: datetime) -> list[SenderQueue]:
         """Every sender with sends waiting or usage counted, by account and sender."""
-        rows = await self._conn.fetch(
-            """WITH waiting AS (
-                   SELECT account_id, sender, count(*) AS waiting,
-                          count(*) FILTER (WHERE next_attempt_at <= $1) AS due,
-                          min(next_attempt_at) FILTER (WHERE next_attempt_at <= $1) AS oldest
-                   FROM sends WHERE status = 'pending' AND sender IS NOT NULL
-                   GROUP BY account_id, sender),
-               used AS (
-                   SELECT account_id, sender, count(*) AS used FROM send_usage
-                   WHERE used_at > $2 GROUP BY account_id, sender)
-               SELECT k.account_id, k.sender, COALESCE(w.waiting, 0) AS waiting,
-                      COALESCE(w.due, 0) AS due, w.oldest, COALESCE(u.used, 0) AS used,
-                      CASE WHEN q.blocked_until > $1 THEN q.blocked_until END AS blocked_until
-               FROM (SELECT account_id, sender FROM waiting
-                     UNION SELECT account_id, sender FROM used) k
-               LEFT JOIN waiting w USING (account_id, sender)
-               LEFT JOIN used u USING (account_id, sender)
-               LEFT JOIN send_quotas q USING (account_id, sender)
-               ORDER BY k.account_id, k.sender""",
-            now,
-            now - WINDOW,
+        return await sends_queue(self._conn, now=now)
+
+
+async def sends_queue(conn: DbConnection, *, now: datetime) -> list[SenderQueue]:
+    """Every sender with sends waiting or usage counted, by account and sender: what
+    ``offramp sends queue`` and /metrics show (one statement)."""
+    rows = await conn.fetch(
+        """WITH waiting AS (
+               SELECT account_id, sender, count(*) AS waiting,
+                      count(*) FILTER (WHERE next_attempt_at <= $1) AS due,
+                      min(next_attempt_at) FILTER (WHERE next_attempt_at <= $1) AS oldest
+               FROM sends WHERE status = 'pending' AND sender IS NOT NULL
+               GROUP BY account_id, sender),
+           used AS (
+               SELECT account_id, sender, count(*) AS used FROM send_usage
+               WHERE used_at > $2 GROUP BY account_id, sender)
+           SELECT k.account_id, k.sender, COALESCE(w.waiting, 0) AS waiting,
+                  COALESCE(w.due, 0) AS due, w.oldest, COALESCE(u.used, 0) AS used,
+                  CASE WHEN q.blocked_until > $1 THEN q.blocked_until END AS blocked_until
+           FROM (SELECT account_id, sender FROM waiting
+                 UNION SELECT account_id, sender FROM used) k
+           LEFT JOIN waiting w USING (account_id, sender)
+           LEFT JOIN used u USING (account_id, sender)
+           LEFT JOIN send_quotas q USING (account_id, sender)
+           ORDER BY k.account_id, k.sender""",
+        now,
+        now - WINDOW,
+    )
+    return [
+        SenderQueue(
+            account_id=row["account_id"],
+            sender=row["sender"],
+            waiting=row["waiting"],
+            due=row["due"],
+            oldest_due_at=row["oldest"],
+            used_24h=row["used"],
+            blocked_until=row["blocked_until"],
         )
-        return [
-            SenderQueue(
-                account_id=row["account_id"],
-                sender=row["sender"],
-                waiting=row["waiting"],
-                due=row["due"],
-                oldest_due_at=row["oldest"],
-                used_24h=row["used"],
-                blocked_until=row["blocked_until"],
-            )
-            for row in rows
-        ]
+        for row in rows
+    ]
