@@ -8,13 +8,14 @@ of the run's enrollments, one save (two when an exit commits), the history, the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from services.enrollment import dispatch, domain, exits, steps
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore, VersionKey
-from services.enrollment.recording import key, record, save_changes, version_key
+from services.enrollment.recording import Change, key, record, save_changes, version_key
 from shared.contracts import topics
 from shared.contracts.commands import TriggeringEvent
 from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
@@ -30,23 +31,54 @@ Uow = UnitOfWork[EnrollmentStore]
 SendOutcome = MessageFailed | MessageCancelled
 
 
+E = TypeVar("E", StepDue, MessageDeferred, SendOutcome)
+D = TypeVar("D", bound=Change)
+
+
 async def _definitions(
-    uow: Uow, enrollments: Sequence[domain.Enrollment]
+    uow: Uow, events: Sequence[StepDue | MessageDeferred]
 ) -> dict[VersionKey, WorkflowDefinition]:
-    """The workflow versions of ``enrollments`` (their send windows): one cached lookup."""
-    if not enrollments:
-        return {}
-    versions = await uow.store.workflow_versions(list({version_key(e) for e in enrollments}))
+    """The workflow versions the events' enrollments are in (their send windows): one
+    cached lookup."""
+    keys = {(e.account_id, e.payload.workflow_id, e.payload.workflow_version) for e in events}
+    versions = await uow.store.workflow_versions(list(keys))
     return {k: v.definition for k, v in versions.items()}
 
 
-async def _locked(
-    uow: Uow, events: Sequence[StepDue | MessageDeferred | SendOutcome]
-) -> dict[EnrollmentKey, domain.Enrollment]:
+async def _decide_each(
+    uow: Uow,
+    events: Sequence[E],
+    decide: Callable[[domain.Enrollment, E], D | domain.Unchanged],
+    *,
+    unchanged: str,
+) -> list[tuple[D, E]]:
+    """Lock the run's enrollments (one statement), then decide event by event: a later
+    event sees what an earlier one changed. Unchanged ones are logged as ``unchanged``."""
     loaded = await uow.store.enrollments_for_update(
         [(e.account_id, e.payload.enrollment_id) for e in events]
     )
-    return {key(e): e for e in loaded}
+    state: dict[EnrollmentKey, domain.Enrollment] = {key(e): e for e in loaded}
+    decided: list[tuple[D, E]] = []
+    for event in events:
+        enrollment_id = event.payload.enrollment_id
+        enrollment = state.get((event.account_id, enrollment_id))
+        if enrollment is None:
+            log.warning(
+                "event_for_unknown_enrollment", type=event.type, enrollment_id=str(enrollment_id)
+            )
+            continue
+        decision = decide(enrollment, event)
+        if isinstance(decision, domain.Unchanged):
+            log.info(
+                unchanged,
+                enrollment_id=str(enrollment_id),
+                step_index=event.payload.step_index,
+                why=decision.why,
+            )
+            continue
+        state[key(enrollment)] = decision.enrollment
+        decided.append((decision, event))
+    return decided
 
 
 class GrantSteps:
@@ -56,16 +88,13 @@ class GrantSteps:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[StepDue], now: datetime) -> None:
-        state = await _locked(uow, events)
-        definitions = await _definitions(uow, list(state.values()))
-        decided: list[tuple[dispatch.Granted | dispatch.Rescheduled, StepDue]] = []
-        for event in events:
+        definitions = await _definitions(uow, events)
+
+        def decide(
+            enrollment: domain.Enrollment, event: StepDue
+        ) -> dispatch.Granted | dispatch.Rescheduled | domain.Unchanged:
             due = event.payload
-            enrollment = state.get((event.account_id, due.enrollment_id))
-            if enrollment is None:
-                log.warning("step_due_for_unknown_enrollment", enrollment_id=str(due.enrollment_id))
-                continue
-            decision = dispatch.decide_grant(
+            return dispatch.decide_grant(
                 enrollment,
                 dispatch.DueStep(due.step_index, due.step_id, due.channel, due.due_at),
                 dispatch_id=dispatch.dispatch_id_for(
@@ -75,16 +104,8 @@ class GrantSteps:
                 now=now,
                 definition=definitions.get(version_key(enrollment)),
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "step_not_granted",
-                    enrollment_id=str(due.enrollment_id),
-                    step_index=due.step_index,
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+
+        decided = await _decide_each(uow, events, decide, unchanged="step_not_granted")
         await uow.store.save_progress([d.enrollment for d, _ in decided])
         await record(uow, decided, now)
         granted = sum(isinstance(d, dispatch.Granted) for d, _ in decided)
@@ -102,18 +123,13 @@ class RenewGrants:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[MessageDeferred], now: datetime) -> None:
-        state = await _locked(uow, events)
-        definitions = await _definitions(uow, list(state.values()))
-        decided: list[tuple[Renewal, MessageDeferred]] = []
-        for event in events:
+        definitions = await _definitions(uow, events)
+
+        def decide(
+            enrollment: domain.Enrollment, event: MessageDeferred
+        ) -> Renewal | domain.Unchanged:
             deferred = event.payload
-            enrollment = state.get((event.account_id, deferred.enrollment_id))
-            if enrollment is None:
-                log.warning(
-                    "deferred_for_unknown_enrollment", enrollment_id=str(deferred.enrollment_id)
-                )
-                continue
-            decision = dispatch.decide_renewal(
+            return dispatch.decide_renewal(
                 enrollment,
                 dispatch.DueStep(
                     deferred.step_index,
@@ -128,15 +144,8 @@ class RenewGrants:
                 now=now,
                 definition=definitions.get(version_key(enrollment)),
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "grant_not_renewed",
-                    enrollment_id=str(deferred.enrollment_id),
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+
+        decided = await _decide_each(uow, events, decide, unchanged="grant_not_renewed")
         await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)
 
@@ -178,28 +187,17 @@ class StepsUnsent:
         because the enrollment left or paused ends only the grant, and the step is granted
         again at once if the enrollment was resumed meanwhile (its resume found the grant
         still out and granted nothing)."""
-        state = await _locked(uow, events)
-        decided: list[tuple[Unsent, SendOutcome]] = []
-        for event in events:
-            enrollment = state.get((event.account_id, event.payload.enrollment_id))
-            if enrollment is None:
-                log.warning(
-                    "unsent_for_unknown_enrollment",
-                    enrollment_id=str(event.payload.enrollment_id),
-                )
-                continue
-            decision = steps.on_step_unsent(
-                enrollment, _unsent(event), trigger=_trigger(event), now=now
+        decided: list[tuple[Unsent, SendOutcome]]
+        decided = list(
+            await _decide_each(
+                uow,
+                events,
+                lambda enrollment, event: steps.on_step_unsent(
+                    enrollment, _unsent(event), trigger=_trigger(event), now=now
+                ),
+                unchanged="step_unsent_ignored",
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "step_unsent_ignored",
-                    enrollment_id=str(enrollment.enrollment_id),
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+        )
         decided = await self._grant_again(uow, decided, now)
         await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)
