@@ -81,6 +81,9 @@ class Candidate:
     key: object
     sender: SenderKey
     due_at: datetime
+    lapsed: bool = False
+    """Its grant's lease lapsed: "going" means asking for a renewal now (it holds the
+    capacity within this claim, so nothing younger takes it, but uses none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,9 @@ def allot(
     """Which ``candidates`` (in due order per sender) go now, within each sender's limit.
 
     A candidate goes while its sender has capacity left, and only if no older due send of
-    that sender waits outside this claim (it goes first, whoever holds it)."""
+    that sender waits outside this claim (it goes first, whoever holds it). A lapsed one
+    that "goes" asks for its renewal; one that waits does not (it would only lapse again
+    before capacity frees): a full sender's backlog is not deferred over and over."""
     go: list[object] = []
     wait: list[object] = []
     blocked: dict[SenderKey, datetime] = {}
@@ -139,12 +144,16 @@ def allot(
             continue
         seen = usage.get(sender, SenderUsage(()))
         used = sorted(at for at in seen.used if at > now - WINDOW)
+        held = 0
         for candidate in sorted(mine, key=lambda c: c.due_at):
             older_elsewhere = (
                 seen.oldest_waiting is not None and seen.oldest_waiting < candidate.due_at
             )
-            if len(used) < limit and not older_elsewhere:
-                used.append(now)
+            if len(used) + held < limit and not older_elsewhere:
+                if candidate.lapsed:
+                    held += 1
+                else:
+                    used.append(now)
                 go.append(candidate.key)
             else:
                 wait.append(candidate.key)

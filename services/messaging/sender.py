@@ -209,13 +209,19 @@ class Sender:
             calls.append(
                 _Call(attempt, decision, domain.recipient_of(item), item.after_crash, lookup)
             )
-        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
-        self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         waiting = await limiting.hold_to_limits(
-            uow, [(c.send, c.after_crash) for c in calls], claimed, self.limits, now=now
+            uow,
+            [(c.send, c.after_crash) for c in calls],
+            claimed,
+            self.limits,
+            now=now,
+            lapsed=[d.send for d in deferred if not d.after_crash],
         )
         self.stats.waited_for_limit += len(waiting)
         calls = [call for call in calls if call.send.key not in waiting]
+        deferred = [d for d in deferred if d.send.key not in waiting]
+        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
         return calls
 

@@ -116,3 +116,25 @@ async def test_a_wait_longer_than_the_grants_lease_asks_for_a_renewal_and_then_s
     h.now = at + DAY + timedelta(seconds=1)
     await h.when(renewed(second, lease_until=h.now + timedelta(minutes=2)))
     assert sent_ids(await h.send_due(now=h.now)) == [second]
+
+
+async def test_only_the_lapsed_sends_capacity_can_take_ask_for_a_renewal() -> None:
+    h = messaging_harness()
+    h.sender.limits = Limits(default=1)
+    lease = T0 + timedelta(minutes=2)
+    first, second, third, fourth = await queued(h, 4, lease_until=lease)
+    at = T0 + timedelta(seconds=10)
+    assert sent_ids(await h.send_due(now=at)) == [first]
+
+    # A day later one unit of capacity frees and every waiting grant has lapsed: only the
+    # oldest asks for a renewal; the others wait quietly (they would lapse again).
+    published = await h.send_due(now=at + DAY)
+    deferred = [m.payload.enrollment_id for m in published if isinstance(m, MessageDeferred)]
+    assert deferred == [second]
+    assert h.row(enrollment_id=third).renewal_asked_for is None
+    assert h.row(enrollment_id=fourth).renewal_asked_for is None
+
+    h.now = at + DAY + timedelta(seconds=1)
+    await h.when(renewed(second, lease_until=h.now + timedelta(minutes=2)))
+    assert sent_ids(await h.send_due(now=h.now)) == [second]
+    assert await h.send_due(now=h.now + timedelta(seconds=1)) == []  # full again

@@ -71,6 +71,15 @@ def test_each_sender_has_its_own_capacity_and_unlimited_ones_all_go() -> None:
     )
 
 
+def test_a_lapsed_send_in_reach_asks_for_renewal_and_holds_its_capacity_from_younger_ones() -> None:
+    lapsed = Candidate((MAILBOX, 1), MAILBOX, T0 + timedelta(minutes=1), lapsed=True)
+    further = Candidate((MAILBOX, 3), MAILBOX, T0 + timedelta(minutes=3), lapsed=True)
+    allotment = allot([due(2), lapsed, further], {MAILBOX: SenderUsage(())}, Limits(2), now=T0)
+    assert allotment.go == [lapsed.key, due(2).key]
+    assert allotment.wait == [further.key]  # no renewal asked: no capacity for it now
+    assert allotment.blocked_until == {}  # the renewal's unit is not used yet
+
+
 def test_next_free_is_when_enough_calls_leave_the_window() -> None:
     used = [T0 + timedelta(minutes=m) for m in (0, 5, 10)]
     assert next_free(used, 3) == T0 + WINDOW
