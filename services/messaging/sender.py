@@ -6,8 +6,10 @@ transaction, and records each outcome in another short transaction.
    pause, completion or revoked grant that messaging applied before the claim cancels the
    send, with ``message.cancelled``) and the grant's lease (lapsed: the send goes back to
    the queue until enrollment renews the grant, and ``message.deferred`` asks for that);
-   mark the others ``sending`` with a fresh attempt id and a lease (``claimed_until``);
-   commit. A revoke or exit applied meanwhile waits for this commit only.
+   hold back what a sender's send limit does not allow now (``limiting``: they stay
+   pending, in due order); mark the others ``sending`` with a fresh attempt id and a
+   lease (``claimed_until``); commit. A revoke or exit applied meanwhile waits for this
+   commit only.
 2. **Call** the provider, no transaction open, at most ``concurrency`` at once (a round
    claims no more, so every claimed call starts at once). Right before each call the
    grant's lease is checked again on the sender's clock: a call that could no longer
