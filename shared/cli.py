@@ -16,7 +16,7 @@ import csv
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from shared.cli_deadletters import (
     cmd_deadletters_replay,
     deadletter_parsers,
 )
+from shared.cli_exclusions import cmd_exclusions_upload, exclusion_parsers
 from shared.cli_quarantine import QUARANTINE_COMMANDS, quarantine_parsers
 from shared.cli_sends import cmd_sends_queue, sends_parsers
 from shared.client import OfframpClient
@@ -250,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     command("demo", "play the skeleton flow against a running system (make run)")
     command("status", "where the local `make run` listens and whether each service is ready")
     deadletter_parsers(command("deadletters", "list and replay dead letters"))
+    exclusion_parsers(command("exclusions", "upload exclusion lists (CSV) to rules or bulk exits"))
     quarantine_parsers(
         command("quarantine", "list, release or drop outbox rows the relay could not publish")
     )
@@ -271,6 +273,17 @@ BUILDERS = {
 }
 
 
+def _database_command(
+    args: argparse.Namespace,
+) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | None:
+    """The commands that read PostgreSQL: ``quarantine`` and ``sends``."""
+    if args.command == "quarantine":
+        return QUARANTINE_COMMANDS[args.quarantine_command]
+    if args.command == "sends":
+        return cmd_sends_queue
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per command
     args = _parser().parse_args(argv)
     try:
@@ -288,10 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return 
             return asyncio.run(cmd_deadletters_list(args))
         elif args.command == "deadletters":
             return asyncio.run(cmd_deadletters_replay(args))
-        elif args.command == "quarantine":
-            return asyncio.run(QUARANTINE_COMMANDS[args.quarantine_command](args))
-        elif args.command == "sends":
-            return asyncio.run(cmd_sends_queue(args))
+        elif args.command == "exclusions":
+            return cmd_exclusions_upload(args)
+        elif (database_command := _database_command(args)) is not None:
+            return asyncio.run(database_command(args))
         elif args.command == "smtp-sink":
             asyncio.run(serve(args.host, args.port))
     except CliError as exc:
