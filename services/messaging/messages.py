@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from services.messaging import domain
+from services.messaging import domain, segments
 from services.messaging.parking import ParkedFailed, ParkedStep
 from services.messaging.providers import OutboundEmail
 from services.messaging.stopping import NeverQueued, QueuedStep, Revoke, Stopped
@@ -22,6 +22,7 @@ from shared.contracts.events import (
     MessageSent,
     MessageSentPayload,
 )
+from shared.contracts.inbound import Channel
 
 M = TypeVar("M", MessageSent, MessageCancelled, MessageFailed, MessageDeferred)
 
@@ -63,6 +64,10 @@ def message_sent(decision: domain.Sent) -> MessageSent:
                 recipient=decision.recipient,
                 sent_at=decision.sent_at,
                 dispatch_id=send.dispatch_id,
+                provider_reference=decision.provider_reference,
+                segments=segments.count(send.body).segments
+                if send.channel is Channel.SMS
+                else None,
             ),
         ),
         send,
@@ -174,4 +179,6 @@ def outbound_email(send: domain.Send, recipient: str) -> OutboundEmail:
         recipient=recipient,
         subject=send.subject,
         body=send.body,
+        channel=send.channel,
+        record=f"{send.record.type.value}:{send.record.id}",
     )

@@ -113,7 +113,7 @@ class PostgresMessagingStore(SendQueueSql):
             return {}
         rows = await self._conn.fetch(
             """SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type,
-                      record_id, status, recipient_email
+                      record_id, status, recipient_email, recipient_phone
                FROM enrollments
                WHERE (account_id, enrollment_id) IN
                      (SELECT * FROM unnest($1::text[], $2::uuid[]))
@@ -130,6 +130,7 @@ class PostgresMessagingStore(SendQueueSql):
                 record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
                 status=EnrollmentStatus(row["status"]),
                 recipient_email=row["recipient_email"],
+                recipient_phone=row["recipient_phone"],
             )
             for row in rows
         }
@@ -140,12 +141,13 @@ class PostgresMessagingStore(SendQueueSql):
             return
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
-                                        record_type, record_id, status, recipient_email)
+                                        record_type, record_id, status, recipient_email,
+                                        recipient_phone)
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
-                                    $6::text[], $7::text[], $8::text[])
+                                    $6::text[], $7::text[], $8::text[], $9::text[])
                ON CONFLICT (account_id, enrollment_id) DO UPDATE
                    SET status = EXCLUDED.status, recipient_email = EXCLUDED.recipient_email,
-                       updated_at = now()""",
+                       recipient_phone = EXCLUDED.recipient_phone, updated_at = now()""",
             [e.enrollment_id for e in enrollments],
             [e.account_id for e in enrollments],
             [e.workflow_id for e in enrollments],
@@ -154,6 +156,7 @@ class PostgresMessagingStore(SendQueueSql):
             [e.record.id for e in enrollments],
             [e.status.value for e in enrollments],
             [e.recipient_email for e in enrollments],
+            [e.recipient_phone for e in enrollments],
         )
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:

@@ -155,7 +155,7 @@ class SendQueueSql:
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
-                       e.status AS enrollment_status, e.recipient_email
+                       e.status AS enrollment_status, e.recipient_email, e.recipient_phone
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
@@ -175,6 +175,7 @@ class SendQueueSql:
                 enrollment_status=EnrollmentStatus(row["enrollment_status"]),
                 recipient_email=row["recipient_email"],
                 after_crash=row["after_crash"],
+                recipient_phone=row["recipient_phone"],
             )
             for row in rows
         ]

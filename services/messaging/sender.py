@@ -41,7 +41,8 @@ from services.messaging import domain, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
-from services.messaging.providers import AcceptanceLookup, EmailProvider, build_providers
+from services.messaging.provider_choice import build_providers
+from services.messaging.providers import AcceptanceLookup, EmailProvider
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -262,12 +263,14 @@ class Sender:
         email = messages.outbound_email(send, recipient)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._providers[send.channel].send(email)
+                reference = await self._providers[send.channel].send(email)
         except ProviderError as exc:
-            return domain.Attempt(error=str(exc)[:2000], failure=exc.failure)
+            return domain.Attempt(
+                error=str(exc)[:2000], failure=exc.failure, retry_after_s=exc.retry_after_s
+            )
         except Exception as exc:  # noqa: BLE001 - any other provider failure is transient
             return domain.Attempt(error=repr(exc)[:2000])
-        return domain.Attempt(accepted_at=self._clock())
+        return domain.Attempt(accepted_at=self._clock(), provider_reference=reference)
 
     async def _record(self, begin: Begin, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """The outcome transaction, tried again on a database error for ``RECORD_PATIENCE``

@@ -14,7 +14,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from shared.contracts.base import Actor, Contract, EmailAddress, Identifier, Message, RecordRef
+from shared.contracts.base import (
+    Actor,
+    Contract,
+    EmailAddress,
+    Identifier,
+    Message,
+    PhoneNumber,
+    RecordRef,
+)
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -37,6 +45,9 @@ class ContactDetails(Contract):
     """What sending and matching need to know of a contact record."""
 
     email: EmailAddress | None = None
+    phone: PhoneNumber | None = Field(
+        None, description="Mobile number for SMS (and chat) steps, E.164 (+14155550123)."
+    )
     aliases: tuple[EmailAddress, ...] = Field((), max_length=20)
     company_domain: str | None = Field(None, max_length=253)
     time_zone: str | None = Field(None, max_length=64)

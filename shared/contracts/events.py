@@ -230,6 +230,17 @@ class MessageSentPayload(EnrollmentRef):
     recipient: str = Field(max_length=320)
     sent_at: AwareDatetime
     dispatch_id: uuid.UUID | None = Field(None, description="The grant it was sent under.")
+    provider_reference: str | None = Field(
+        None,
+        max_length=256,
+        description="The provider's own id for the message (an HTTP API's message id, e.g. a "
+        "Twilio SID); null for SMTP, whose id is provider_message_id.",
+    )
+    segments: int | None = Field(
+        None,
+        ge=1,
+        description="SMS only: the segments the body takes (GSM-7 160/153, UCS-2 70/67).",
+    )
 
 
 class MessageSent(Message):

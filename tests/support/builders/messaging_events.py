@@ -59,13 +59,18 @@ def workflow_applied(account: str = ACCOUNT) -> WorkflowApplied:
 
 
 def enrollment_enrolled(
-    enrollment_id: uuid.UUID, *, email: str | None = "Ada@Example.com", account: str = ACCOUNT
+    enrollment_id: uuid.UUID,
+    *,
+    email: str | None = "Ada@Example.com",
+    phone: str | None = None,
+    account: str = ACCOUNT,
 ) -> EnrollmentEnrolled:
-    """``enrollment_id`` enrolled in ``WORKFLOW``; the contract lower-cases the address."""
+    """``enrollment_id`` enrolled in ``WORKFLOW``; the contract lower-cases the address and
+    normalises the phone number to E.164."""
     return EnrollmentEnrolled.create(
         account_id=account,
         payload=EnrolledPayload(
-            **ref(enrollment_id), contact=ContactDetails(email=email), actor=USER
+            **ref(enrollment_id), contact=ContactDetails(email=email, phone=phone), actor=USER
         ),
     )
 

@@ -120,9 +120,12 @@ class FakeMessagingStore:
             known = self.enrollments.get(enrollment.key)
             if known is None:
                 self.enrollments[enrollment.key] = enrollment
-            else:  # ON CONFLICT DO UPDATE SET status, recipient_email
+            else:  # ON CONFLICT DO UPDATE SET status, recipient_email, recipient_phone
                 self.enrollments[enrollment.key] = replace(
-                    known, status=enrollment.status, recipient_email=enrollment.recipient_email
+                    known,
+                    status=enrollment.status,
+                    recipient_email=enrollment.recipient_email,
+                    recipient_phone=enrollment.recipient_phone,
                 )
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
@@ -253,6 +256,7 @@ class FakeMessagingStore:
                     enrollment.status,
                     enrollment.recipient_email,
                     after_crash=row.status == "sending",
+                    recipient_phone=enrollment.recipient_phone,
                 )
             )
         return claimed

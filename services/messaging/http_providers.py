@@ -1,0 +1,197 @@
+"""SMS and chat providers over HTTP: a Twilio-compatible Messages API and a generic JSON
+webhook. Both classify answers as the SMTP provider does (``http_failure``): 2xx
+accepted (with the provider's message id), 5xx, 408 and 429 transient (honouring
+Retry-After), any other 4xx permanent; a connection error or time-out transient.
+
+Each call carries the send's Message-ID as its idempotency key (``Idempotency-Key``
+header; Twilio-compatible APIs that honour ``I-Twilio-Idempotency-Token`` get it there
+too), so a retry after a time-out is not delivered twice by a provider that keeps keys.
+Only the webhook can say afterwards whether it accepted a key (``webhook_lookup``): a
+send left by a crash is then looked up, not sent again. Twilio's API offers no such
+look-up: like SMTP, such a send goes again (counted as a re-send after a crash).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from services.messaging.errors import ProviderError
+from services.messaging.providers import OutboundEmail, http_failure
+from shared.contracts.events import FailureKind
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+TWILIO_RECIPIENT_GONE = frozenset({21211, 21214, 21610, 21614})
+"""Twilio error codes that say the recipient cannot get messages: invalid or unreachable
+'To' number (21211, 21214), not a mobile number (21614), unsubscribed with STOP (21610)."""
+
+
+def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delay-seconds or an HTTP date);
+    None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        at = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max(0.0, (at - (now or datetime.now(UTC))).total_seconds())
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class HttpProvider:
+    """What both adapters share: one pooled client, the call and its classification."""
+
+    name = "http"
+
+    def __init__(self, *, timeout_s: float, max_connections: int = 32) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _post(self, email: OutboundEmail, **request: Any) -> dict[str, Any]:
+        """POST and classify; returns the accepted answer's JSON body."""
+        try:
+            response = await self.client.post(**request)
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"{self.name} provider unreachable for {email.message_id}: {exc!r}"
+            ) from exc
+        if response.is_success:
+            return _json(response)
+        body = _json(response)
+        failure = http_failure(response.status_code)
+        if failure is not None and self._recipient_gone(response.status_code, body):
+            failure = FailureKind.HARD_BOUNCE
+        raise ProviderError(
+            f"{self.name} provider answered {response.status_code} for {email.message_id}: "
+            f"{response.text[:500]}",
+            failure=failure,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")),
+        )
+
+    def _recipient_gone(self, status: int, body: dict[str, Any]) -> bool:
+        del status, body
+        return False
+
+
+class TwilioProvider(HttpProvider):
+    """Twilio's Messages API (and the many APIs that copy it): form-encoded POST to
+    ``{base}/2010-04-01/Accounts/{sid}/Messages.json`` with Basic auth; the answer's
+    ``sid`` is the provider's message id."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        status_callback_url: str | None = None,
+        timeout_s: float,
+        max_connections: int = 32,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, max_connections=max_connections)
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._status_callback_url = status_callback_url
+
+    async def send(self, email: OutboundEmail) -> str | None:
+        form = {"To": email.recipient, "From": email.sender, "Body": email.body}
+        if self._status_callback_url:
+            form["StatusCallback"] = self._status_callback_url
+        key = email.message_id
+        body = await self._post(
+            email,
+            url=self._url,
+            data=form,
+            auth=self._auth,
+            headers={"Idempotency-Key": key, "I-Twilio-Idempotency-Token": key},
+        )
+        sid = body.get("sid")
+        return str(sid) if sid else None
+
+    def _recipient_gone(self, status: int, body: dict[str, Any]) -> bool:
+        code = body.get("code")
+        return isinstance(code, int) and code in TWILIO_RECIPIENT_GONE
+
+
+class WebhookProvider(HttpProvider):
+    """A generic JSON webhook: POST ``{message_id, channel, from, to, subject, body,
+    record}`` with ``Idempotency-Key`` and an optional Bearer token; a 2xx answer accepts it
+    (its JSON ``id``, if any, is the provider's message id). A 4xx whose JSON says
+    ``"reason": "recipient_unknown"`` is a hard bounce."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str | None = None,
+        timeout_s: float,
+        max_connections: int = 32,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, max_connections=max_connections)
+        self._url = url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def send(self, email: OutboundEmail) -> str | None:
+        body = await self._post(
+            email,
+            url=self._url,
+            json={
+                "message_id": email.message_id,
+                "channel": email.channel.value,
+                "from": email.sender,
+                "to": email.recipient,
+                "subject": email.subject or None,
+                "body": email.body,
+                "record": email.record,
+            },
+            headers={**self._headers, "Idempotency-Key": email.message_id},
+        )
+        provider_id = body.get("id")
+        return str(provider_id) if provider_id else None
+
+    def _recipient_gone(self, status: int, body: dict[str, Any]) -> bool:
+        return body.get("reason") == "recipient_unknown"
+
+
+class LookupWebhookProvider(WebhookProvider):
+    """A webhook that also answers ``GET {url}/{Idempotency-Key}``: 200 when it accepted
+    that key, 404 when not. A crash's send is looked up instead of sent again."""
+
+    async def already_accepted(self, message_id: str) -> bool:
+        response = await self.client.get(
+            f"{self._url.rstrip('/')}/{quote(message_id, safe='')}", headers=self._headers
+        )
+        if response.status_code == 404:
+            return False
+        response.raise_for_status()  # anything else: unknown, resolved at the next round
+        return True
