@@ -9,6 +9,10 @@ private database and topic namespace, then measures:
 2. throughput: a burst of replies published as fast as the producer goes; exits per
    second from the first publish to the last exit read back.
 
+3. providers: emails/s through pooled SMTP to a local sink and SMS/s to a local
+   Twilio-compatible HTTP API (``tests/bench_providers``, sizes OFFRAMP_BENCH_EMAILS and
+   OFFRAMP_BENCH_SMS; 0 skips one).
+
 Figures are printed; nothing is asserted (targets live in the issues, not in timed tests).
 Sizes: OFFRAMP_BENCH_RATE, OFFRAMP_BENCH_SECONDS, OFFRAMP_BENCH_BURST; services' logs:
 OFFRAMP_BENCH_LOGS (a folder to keep them in), OFFRAMP_BENCH_LOG_LEVEL (default WARNING).
@@ -41,6 +45,7 @@ from shared.contracts.inbound import EmailReplied, EmailRepliedPayload
 from shared.contracts.topics import physical
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from shared.outbox import OutgoingMessage
+from tests import bench_providers
 from tests.support.infra import provide_infra
 from tests.support.isolation import (
     create_database,
@@ -322,5 +327,10 @@ async def _count(database_url: str, table: str) -> int:
         await conn.close()
 
 
+async def everything() -> None:
+    await main()
+    await bench_providers.main()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(everything())

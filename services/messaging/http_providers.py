@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -123,9 +123,12 @@ class TwilioProvider(HttpProvider):
 
     async def send(self, email: OutboundEmail) -> str | None:
         form = {"To": email.recipient, "From": email.sender, "Body": email.body}
-        if self._status_callback_url:
-            form["StatusCallback"] = self._status_callback_url
         key = email.message_id
+        if self._status_callback_url:
+            # The callback names Offramp's id, so the gateway can publish the report with it.
+            joint = "&" if "?" in self._status_callback_url else "?"
+            query = urlencode({"offramp_message_id": key})
+            form["StatusCallback"] = f"{self._status_callback_url}{joint}{query}"
         body = await self._post(
             email,
             url=self._url,

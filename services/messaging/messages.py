@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from services.messaging import domain, segments
+from services.messaging import delivery, domain, segments
 from services.messaging.parking import ParkedFailed, ParkedStep
 from services.messaging.providers import OutboundEmail
 from services.messaging.stopping import NeverQueued, QueuedStep, Revoke, Stopped
@@ -21,6 +21,8 @@ from shared.contracts.events import (
     MessageFailedPayload,
     MessageSent,
     MessageSentPayload,
+    MessageUndelivered,
+    MessageUndeliveredPayload,
 )
 from shared.contracts.inbound import Channel
 
@@ -71,6 +73,30 @@ def message_sent(decision: domain.Sent) -> MessageSent:
             ),
         ),
         send,
+    )
+
+
+def message_undelivered(decision: delivery.Undelivered) -> MessageUndelivered:
+    """``message.undelivered``: once per send (its id is derived from the send)."""
+    send, report = decision.send, decision.report
+    message = MessageUndelivered.create(
+        message_id=domain.send_event_id(MessageUndelivered.TYPE, send),
+        account_id=send.account_id,
+        occurred_at=report.reported_at,
+        payload=MessageUndeliveredPayload(
+            **_step_ref(send),
+            channel=send.channel,
+            provider_message_id=send.provider_message_id,
+            provider_reference=report.provider_reference,
+            kind=decision.kind,
+            status=report.status,
+            error_code=report.error_code,
+            reason=decision.reason,
+            reported_at=report.reported_at,
+        ),
+    )
+    return message.model_copy(
+        update={"correlation_id": report.correlation_id, "causation_id": report.cause_message_id}
     )
 
 

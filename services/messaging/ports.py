@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from services.messaging.delivery import DeliveryRecorded, MessageRef, ReportedSend
 from services.messaging.domain import (
     Cancelled,
     ClaimedSend,
@@ -151,4 +152,14 @@ class MessagingStore(Protocol):
 
     async def parked_before(self, before: datetime, *, limit: int) -> list[ParkedStep]:
         """Lock up to ``limit`` steps parked before ``before`` (SKIP LOCKED), oldest first."""
+        ...
+
+    # --- delivery-status reports ---
+
+    async def sends_reported(self, refs: Collection[MessageRef]) -> dict[MessageRef, ReportedSend]:
+        """The sends that reports name by (account, provider_message_id), locked."""
+        ...
+
+    async def record_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
+        """Store each send's latest delivery report."""
         ...

@@ -7,15 +7,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
 from services.messaging.errors import ProviderError
 from services.messaging.smtp_pool import PoolLimits, SmtpPool, SmtpRelay
-from shared.contracts import utc_now
 from shared.contracts.events import FailureKind
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
@@ -66,18 +68,43 @@ class AcceptanceLookup(Protocol):
     async def already_accepted(self, message_id: str) -> bool: ...
 
 
-def build_email_message(email: OutboundEmail) -> EmailMessage:
-    """The MIME message for ``email``, with our Message-ID so replies can be matched."""
-    message = EmailMessage()
-    message["Message-ID"] = email.message_id
-    message["From"] = email.sender
-    message["To"] = email.recipient
-    message["Subject"] = email.subject
-    message["Date"] = format_datetime(utc_now())
-    for name, value in email.headers.items():
-        message[name] = value
-    message.set_content(email.body)
+_QP_UTF8 = Charset("utf-8")
+_QP_UTF8.body_encoding = QP
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
+
+
+def build_email_message(email: OutboundEmail) -> Message:
+    """The MIME message for ``email``, with our Message-ID so replies can be matched.
+
+    Built with the email package's compat32 classes: about five times cheaper than
+    ``EmailMessage.set_content`` with the default policy (whose header registry was most
+    of an email's CPU cost), and as correct: ASCII bodies go as 7bit, others as
+    quoted-printable UTF-8, non-ASCII header text RFC 2047-encoded (display names only,
+    never addresses)."""
+    if email.body.isascii():
+        message = MIMEText(email.body, "plain", "us-ascii")
+    else:
+        # MIMEText hands a Charset to set_payload as it is (typeshed says str only).
+        message = MIMEText(email.body, "plain", _QP_UTF8)  # type: ignore[arg-type]
+    headers = {
+        "Message-ID": email.message_id,
+        "From": email.sender,
+        "To": email.recipient,
+        "Subject": email.subject,
+        "Date": formatdate(usegmt=True),
+        **email.headers,
+    }
+    for name, value in headers.items():
+        message[name] = _header(name, value)
     return message
+
+
+def _header(name: str, value: str) -> str:
+    if value.isascii():
+        return value
+    if name.lower() in _ADDRESS_HEADERS:
+        return formataddr(parseaddr(value), charset="utf-8")
+    return Header(value, "utf-8", header_name=name).encode()
 
 
 class SmtpProvider:

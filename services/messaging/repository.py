@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from services.messaging.delivery_sql import DeliverySql
 from services.messaging.domain import REARMABLE_CANCEL_REASON, Send, SendKey, WorkflowStep
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
@@ -30,9 +31,9 @@ from shared.contracts.inbound import Channel
 from shared.db import DbConnection
 
 
-class PostgresMessagingStore(SendQueueSql):
+class PostgresMessagingStore(SendQueueSql, DeliverySql):
     """``MessagingStore`` on the transaction's connection: the projections, queueing and
-    parking here; the send queue in ``SendQueueSql``."""
+    parking here; the send queue in ``SendQueueSql``; delivery reports in ``DeliverySql``."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn

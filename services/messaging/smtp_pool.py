@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -76,7 +76,7 @@ class SmtpPool:
         self._idle: list[_Connection] = []
         self.stats = PoolStats()
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(self, message: Message, *, sender: str, recipient: str) -> None:
         """Send ``message`` over a pooled connection (a fresh one when none is usable)."""
         async with self._connection() as connection:
             await connection.smtp.send_message(message, sender=sender, recipients=[recipient])

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field
 
 from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.inbound import Channel
+from shared.contracts.inbound import Channel, DeliveryStatus
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -301,6 +301,31 @@ class MessageFailed(Message):
     payload: MessageFailedPayload
 
 
+class MessageUndeliveredPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    provider_message_id: str = Field(max_length=998)
+    provider_reference: str | None = Field(None, max_length=256)
+    kind: FailureKind = Field(
+        description="hard_bounce when the provider's code says the number cannot receive "
+        "messages, else rejected."
+    )
+    status: DeliveryStatus
+    error_code: str | None = Field(None, max_length=64)
+    reason: str = Field(max_length=2000, description="The provider's report, in words.")
+    reported_at: AwareDatetime = Field(description="When the provider's report was made.")
+
+
+class MessageUndelivered(Message):
+    """A step that went out (``message.sent``) was reported undelivered by its provider
+    later (a delivery-status callback): a permanent failure known only after the send.
+    Recorded by messaging; enrollment does not act on it (the step counts as sent)."""
+
+    type: Literal["message.undelivered"] = "message.undelivered"
+    payload: MessageUndeliveredPayload
+
+
 class MessageDeferredPayload(EnrollmentRef):
     dispatch_id: uuid.UUID
     step_index: int = Field(ge=0)
@@ -373,5 +398,6 @@ MESSAGING_MESSAGES: tuple[type[Message], ...] = (
     MessageCancelled,
     MessageFailed,
     MessageDeferred,
+    MessageUndelivered,
 )
 DEAD_LETTER_MESSAGES: tuple[type[Message], ...] = (DeadLettered,)

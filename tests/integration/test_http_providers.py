@@ -5,6 +5,7 @@ request: Twilio's Messages API and a JSON webhook; accepted (with the provider's
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import pytest
 
@@ -61,7 +62,8 @@ async def test_twilio_gets_the_message_as_a_form_and_answers_its_sid(
         "To": "+14155550123",
         "From": "+15550100",
         "Body": "Ping: still on for Tuesday?",
-        "StatusCallback": "https://hooks.acme.test/status",
+        "StatusCallback": "https://hooks.acme.test/status?offramp_message_id="
+        + quote(MESSAGE_ID, safe=""),
     }
     assert request.headers["Authorization"].startswith("Basic ")
     assert request.headers["Idempotency-Key"] == MESSAGE_ID

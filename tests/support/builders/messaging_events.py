@@ -22,7 +22,12 @@ from shared.contracts.events import (
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
-from shared.contracts.inbound import Channel
+from shared.contracts.inbound import (
+    Channel,
+    DeliveryStatus,
+    DeliveryStatusPayload,
+    MessageDeliveryStatus,
+)
 from shared.contracts.workflow import Step, WorkflowDefinition
 from tests.support.builders.enrollment_events import ACCOUNT, T0, USER, ref
 
@@ -136,5 +141,29 @@ def revoked(
             step_index=step_index,
             step_id=step_id,
             reason=ExitReason.REPLIED,
+        ),
+    )
+
+
+def delivery_status(
+    provider_message_id: str,
+    status: DeliveryStatus,
+    *,
+    at: datetime = T0,
+    error_code: str | None = None,
+    account: str = ACCOUNT,
+) -> MessageDeliveryStatus:
+    """A provider's delivery-status callback about the message Offramp sent as
+    ``provider_message_id``, reported at ``at``."""
+    return MessageDeliveryStatus.create(
+        account_id=account,
+        occurred_at=at,
+        payload=DeliveryStatusPayload(
+            channel=Channel.SMS,
+            provider_message_id=provider_message_id,
+            provider_reference="SM0001",
+            status=status,
+            error_code=error_code,
+            error_message="Unknown destination handset" if error_code else None,
         ),
     )

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from services.messaging.delivery import DeliveryRecorded, MessageRef, ReportedSend
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
     Cancelled,
@@ -46,6 +47,7 @@ class SendRow:
     claimed_until: datetime | None = None
     failure_kind: FailureKind | None = None
     renewal_asked_for: datetime | None = None
+    delivery: DeliveryRecorded | None = None
 
     def holds(self, send: Send) -> bool:
         """Whether the row still holds the attempt ``send`` was decided on."""
@@ -369,6 +371,28 @@ class FakeMessagingStore:
             if row.status == "parked" and row.parked.parked_at < before
         ]
         return sorted(waiting, key=lambda parked: parked.parked_at)[:limit]
+
+    # --- delivery-status reports ---
+
+    async def sends_reported(self, refs: Collection[MessageRef]) -> dict[MessageRef, ReportedSend]:
+        self.calls.append("sends_reported")
+        found = {}
+        for row in self.sends.values():
+            ref = (row.send.account_id, row.send.provider_message_id)
+            if ref in refs:
+                delivery = row.delivery
+                found[ref] = ReportedSend(
+                    row.send,
+                    row.status,
+                    delivery.status if delivery else None,
+                    delivery.reported_at if delivery else None,
+                )
+        return found
+
+    async def record_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
+        self.calls.append("record_deliveries")
+        for report in recorded:
+            self.sends[report.key].delivery = report
 
 
 Granted = Send | ParkedStep
