@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ class HttpProvider:
     script: list[Reply] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
+    answered_at: list[float] = field(default_factory=list)
+    """``time.perf_counter()`` of every accepted POST's answer (for the benchmark)."""
     port: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -67,6 +70,8 @@ class HttpProvider:
             answer = {"sid": f"SM{next(self._ids):032d}", "id": f"hook-{next(self._ids)}"}
         if reply.status < 300 and "Idempotency-Key" in request.headers:
             self.accepted.add(request.headers["Idempotency-Key"])
+        if reply.status < 300:
+            self.answered_at.append(time.perf_counter())
         return web.json_response(answer or {}, status=reply.status, headers=reply.headers)
 
     async def _lookup(self, request: web.Request) -> web.Response:
