@@ -199,3 +199,27 @@ async def test_starttls_and_auth_are_used_as_configured(certificate: tuple[Path,
     assert handler.delivered == [f"r{n}@example.com" for n in range(3)]
     assert greetings == 2  # one connection: EHLO before and after STARTTLS
     assert not raised.value.permanent  # a refused AUTH is our configuration: transient
+
+
+async def test_implicit_tls_is_used_when_configured(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler, port = Relay(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    try:
+        provider = SmtpProvider(
+            host="127.0.0.1", port=port, use_tls=True, cert_bundle=str(cert), timeout_s=5
+        )
+        await provider.send(email_to("ada@example.com"))
+        await provider.send(email_to("bob@example.com", 1))
+        await provider.close()
+        untrusted = SmtpProvider(host="127.0.0.1", port=port, use_tls=True, timeout_s=5)
+        with pytest.raises(ProviderError) as raised:
+            await untrusted.send(email_to("eve@example.com", 2))
+    finally:
+        controller.stop()
+    assert handler.delivered == ["ada@example.com", "bob@example.com"]
+    assert handler.sessions == 1
+    assert not raised.value.permanent  # an unverifiable certificate is our configuration
