@@ -1,7 +1,7 @@
 """``make bench``, the providers' part: how fast messaging's providers hand messages over.
 
 1. emails/s through ``SmtpProvider`` (pooled connections, ``OFFRAMP_SMTP_POOL_SIZE``
-   default 16) to a local SMTP sink (aiosmtpd on localhost, in a thread of this process);
+   default 32) to a local SMTP sink (aiosmtpd on localhost, in a thread of this process);
 2. SMS/s through ``TwilioProvider`` (httpx, ``OFFRAMP_HTTP_MAX_CONNECTIONS`` default 32)
    to a local HTTP provider (aiohttp on localhost, in this process) answering 201.
 

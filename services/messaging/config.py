@@ -39,10 +39,11 @@ class MessagingSettings(ServiceSettings):
         None, description="CA bundle (PEM file) to check the relay's certificate with."
     )
     smtp_pool_size: int = Field(
-        16,
+        32,
         ge=1,
         description="Most SMTP connections open to the relay at once; each carries several "
-        "messages in turn.",
+        "messages in turn. Keep it at least OFFRAMP_SEND_CONCURRENCY: a call that waits for "
+        "a connection starts its MAIL FROM later than its lease check.",
     )
     smtp_pool_max_messages: int = Field(
         100, ge=1, description="Messages one SMTP connection carries before it is closed."

@@ -45,7 +45,7 @@ class SmtpRelay:
 
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
-    size: int = 16
+    size: int = 32
     max_messages: int = 100
     idle_check_s: float = 5.0
     idle_close_s: float = 60.0
