@@ -59,9 +59,10 @@ class MessagingSettings(ServiceSettings):
         description="log only logs each SMS; twilio sends through OFFRAMP_TWILIO_*; webhook "
         "POSTs JSON to OFFRAMP_SMS_WEBHOOK_URL.",
     )
-    chat_provider: Literal["log", "twilio", "webhook"] = Field(
+    chat_provider: Literal["log", "webhook"] = Field(
         "log",
-        description="As OFFRAMP_SMS_PROVIDER, for chat steps (OFFRAMP_CHAT_WEBHOOK_URL).",
+        description="log only logs each chat message; webhook POSTs JSON to "
+        "OFFRAMP_CHAT_WEBHOOK_URL (chat steps are addressed by the record).",
     )
     twilio_base_url: HttpUrl = Field(
         HttpUrl("https://api.twilio.com"),

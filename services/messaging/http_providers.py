@@ -122,7 +122,10 @@ class TwilioProvider(HttpProvider):
         self._status_callback_url = status_callback_url
 
     async def send(self, email: OutboundEmail) -> str | None:
-        form = {"To": email.recipient, "From": email.sender, "Body": email.body}
+        form = {"To": email.recipient, "Body": email.body}
+        # A Messaging Service (MG...) picks the number itself; else the step's number sends.
+        sender_field = "MessagingServiceSid" if email.sender.startswith("MG") else "From"
+        form[sender_field] = email.sender
         key = email.message_id
         if self._status_callback_url:
             # The callback names Offramp's id, so the gateway can publish the report with it.

@@ -5,6 +5,7 @@ request: Twilio's Messages API and a JSON webhook; accepted (with the provider's
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
@@ -168,3 +169,14 @@ async def test_a_webhook_with_look_up_tells_whether_it_accepted_a_send(
     lookups = [r.path for r in server.requests if r.method == "GET"]
     assert len(lookups) == 2
     assert lookups == [f"/hook/{MESSAGE_ID}"] * 2
+
+
+async def test_a_messaging_service_sender_is_sent_as_messaging_service_sid(
+    server: HttpProvider,
+) -> None:
+    provider = twilio(server)
+    await provider.send(replace(SMS, sender="MG0123456789abcdef"))
+    await provider.close()
+    [request] = server.posts
+    assert request.form["MessagingServiceSid"] == "MG0123456789abcdef"
+    assert "From" not in request.form
