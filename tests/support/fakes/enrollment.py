@@ -23,6 +23,7 @@ from services.enrollment.ports import (
 )
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
+from tests.support.fakes.exclusions import FakeExclusionStore
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
 """What an exit saves beyond the enrollment: (source, actor, triggering event)."""
@@ -42,7 +43,7 @@ def _unique_violation(what: str) -> asyncpg.UniqueViolationError:
 
 
 @dataclass
-class FakeEnrollmentStore:
+class FakeEnrollmentStore(FakeExclusionStore):
     versions: dict[VersionKey, tuple[WorkflowVersion, str]] = field(default_factory=dict)
     """Every workflow version and its definition hash."""
     heads: dict[WorkflowKey, int] = field(default_factory=dict)
@@ -71,6 +72,7 @@ class FakeEnrollmentStore:
             dict(self.exits),
             list(self.entries),
             list(self.parked.items()),
+            self.exclusion_snapshot(),
         )
 
     @property
