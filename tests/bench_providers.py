@@ -2,7 +2,7 @@
 
 1. emails/s through ``SmtpProvider`` (pooled connections, ``OFFRAMP_SMTP_POOL_SIZE``
    default 32) to a local SMTP sink (aiosmtpd on localhost, in a thread of this process);
-2. SMS/s through ``TwilioProvider`` (httpx, ``OFFRAMP_HTTP_MAX_CONNECTIONS`` default 32)
+2. SMS/s through ``TwilioProvider`` (aiohttp, ``OFFRAMP_HTTP_MAX_CONNECTIONS`` default 32)
    to a local HTTP provider (aiohttp on localhost, in this process) answering 201.
 
 Each runs ``OFFRAMP_SEND_CONCURRENCY`` calls at once (default 32, as one messaging

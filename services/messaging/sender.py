@@ -372,6 +372,16 @@ class Sender:
             lease = item.grant.lease_until.isoformat()
             log.warning("send_deferred_lease_lapsed", lease_until=lease, **_fields(item.send))
 
+    async def close(self) -> None:
+        """Close the providers' pooled connections (a later call opens new ones)."""
+        for provider in {id(p): p for p in self._providers.values()}.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.warning("provider_close_failed", error=repr(exc))
+
     async def cancel_orphans(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
         """Cancel sends whose enrollment never arrived within the grace period."""
         orphans = await uow.store.cancel_orphans(

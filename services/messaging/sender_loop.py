@@ -81,3 +81,4 @@ class SenderLoop:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._sender.close()
