@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from services.messaging import domain, limiting, messages, parking
+from services.messaging import balance, domain, limiting, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
@@ -99,6 +99,8 @@ class _Call:
     after_crash: bool
     lookup: AcceptanceLookup | None
     """Set when the send must first be looked up (a crash's send, a provider that can tell)."""
+    short: bool = False
+    """An SMS its account's balance cannot cover (set to fail when short): no call."""
 
 
 Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Deferred | domain.Released
@@ -197,8 +199,13 @@ class Sender:
         cancelled: list[domain.Cancelled] = []
         deferred: list[domain.Deferred] = []
         calls: list[_Call] = []
+        short: list[_Call] = []
         for item in claimed:
             decision = domain.decide_send(item, now=now)
+            if item.balance_short and isinstance(decision, domain.Deliver):
+                attempt = replace(item.send, attempt_id=uuid.uuid4())
+                short.append(_Call(attempt, decision, None, False, None, short=True))
+                continue
             # A crash's send that the provider can look up is looked up first, even one the
             # re-check would cancel: whether it went out before the crash is a fact to keep.
             lookup = self._lookup(item)
@@ -221,9 +228,12 @@ class Sender:
             lapsed=[d.send for d in deferred if not d.after_crash],
         )
         self.stats.waited_for_limit += len(waiting)
-        calls = [call for call in calls if call.send.key not in waiting]
+        calls = [call for call in calls if call.send.key not in waiting] + short
         deferred = [d for d in deferred if d.send.key not in waiting]
-        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        recorded = await uow.store.mark_cancelled(cancelled)
+        self._publish_cancelled(uow, cancelled, recorded)
+        stopped = [c.send for c in cancelled if c.send.key in recorded]
+        await balance.settle_outcomes(uow, now=now, cancelled=stopped)
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
         return calls
@@ -234,12 +244,14 @@ class Sender:
             return provider
         return None
 
-    async def _carry_out(self, call: _Call, *, now: datetime) -> Outcome:
+    async def _carry_out(self, call: _Call, *, now: datetime) -> Outcome:  # noqa: PLR0911
         """One provider call (or look-up); a ``Released`` when none could start."""
         send = call.send
         async with self._semaphore:
             if self._stopping():
                 return domain.Released(send, call.after_crash)
+            if call.short:
+                return balance.balance_exhausted(send, now)
             if call.lookup is not None:
                 try:
                     async with asyncio.timeout(self._timeout_s):
@@ -324,11 +336,16 @@ class Sender:
                 self.stats.sent += 1
                 uow.publish(messages.message_sent(item))
                 log.info("message_sent", channel=item.send.channel.value, **_fields(item.send))
+        debited = [o.send for o in sent if o.send.key in recorded]
         recorded = await uow.store.record_failures(failures)
         for failure in failures:
             if self._fresh(failure.send, recorded):
                 self._failed(uow, failure)
-        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        ended = [o.send for o in failures if o.send.key in recorded and o.retry_at is None]
+        recorded = await uow.store.mark_cancelled(cancelled)
+        self._publish_cancelled(uow, cancelled, recorded)
+        stopped = [o.send for o in cancelled if o.send.key in recorded]
+        await balance.settle_outcomes(uow, now=now, sent=debited, failed=ended, cancelled=stopped)
         deferred = [o for o in outcomes if isinstance(o, domain.Deferred)]
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.release(released, now=now)
