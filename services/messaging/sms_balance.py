@@ -23,7 +23,7 @@ The balance never goes negative.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -97,18 +97,10 @@ class Book:
     """Reservations this run created or changed (to be saved)."""
     dirty: bool = False
 
-    def _move(self, kind: Kind, count: int, delta: int, at: datetime, **extra: object) -> Movement:
-        self.balance += delta
+    def _move(self, movement: Movement) -> Movement:
+        self.balance += movement.delta
         self.dirty = True
-        movement = Movement(
-            self.account_id,
-            kind,
-            count,
-            delta,
-            at,
-            balance=self.balance,
-            **extra,  # type: ignore[arg-type]
-        )
+        movement = replace(movement, balance=self.balance)
         self.movements.append(movement)
         return movement
 
@@ -116,14 +108,17 @@ class Book:
         self, kind: Kind, r: Reservation, delta: int, at: datetime, reason: RefundReason | None
     ) -> Movement:
         return self._move(
-            kind,
-            r.segments,
-            delta,
-            at,
-            enrollment_id=r.key[1],
-            step_index=r.key[2],
-            generation=r.generation,
-            reason=reason,
+            Movement(
+                self.account_id,
+                kind,
+                r.segments,
+                delta,
+                at,
+                enrollment_id=r.key[1],
+                step_index=r.key[2],
+                generation=r.generation,
+                reason=reason,
+            )
         )
 
 
@@ -138,7 +133,9 @@ def credit(book: Book, credit_id: str, count: int, at: datetime) -> Movement | N
     if credit_id in book.credits:
         return None
     book.credits.add(credit_id)
-    movement = book._move(Kind.CREDIT, count, count, at, credit_id=credit_id)
+    movement = book._move(
+        Movement(book.account_id, Kind.CREDIT, count, count, at, credit_id=credit_id)
+    )
     waiting = sorted(
         (r for r in book.reservations.values() if r.state is State.SHORT),
         key=lambda r: (r.since, str(r.key[1]), r.key[2]),
