@@ -25,6 +25,7 @@ from shared.contracts.sms_balance import (
     RefundedPayload,
     RefundReason,
     SmsBalanceRefunded,
+    WhenShort,
 )
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -217,3 +218,36 @@ def balance_exhausted(send: Send, now: datetime) -> Failed:
     """A claimed SMS its account could not cover, set to fail when short: failed for good,
     no provider call made."""
     return Failed(send, sms_balance.EXHAUSTED, None, now, FailureKind.REJECTED)
+
+
+async def reserve_claimed(
+    uow: UnitOfWork[MessagingStore], sends: Collection[Send], now: datetime
+) -> tuple[set[sms_balance.StepKey], set[sms_balance.StepKey]]:
+    """At the claim, reserve the segments of SMS sends their metered account has not
+    reserved (a step scheduled before its account was metered or its workflow version
+    projected, or short until now); returns (the keys that may go out, those to fail as
+    their account says). The rest stay pending, short, until a credit covers them."""
+    if not sends:
+        return set(), set()
+    books = await uow.store.sms_books({s.account_id for s in sends}, steps={s.key for s in sends})
+    covered: set[sms_balance.StepKey] = set()
+    failing: set[sms_balance.StepKey] = set()
+    for send in sends:
+        book = books.get(send.account_id)
+        if book is None:
+            covered.add(send.key)
+            continue
+        sms_balance.reserve(book, send.key, sms_balance.sms_segments(send.body), now)
+        if book.reservations[send.key].state is sms_balance.State.RESERVED:
+            covered.add(send.key)
+        elif book.when_short is WhenShort.FAIL:
+            failing.add(send.key)
+        else:
+            log.info(
+                "sms_waits_for_balance",
+                enrollment_id=str(send.enrollment_id),
+                step_index=send.step_index,
+                balance=book.balance,
+            )
+    await uow.store.save_sms_books(list(books.values()))
+    return covered, failing

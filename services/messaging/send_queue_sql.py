@@ -53,11 +53,12 @@ _AWAITS_RENEWAL = """s.lease_until <= $1
 """A send whose grant lapsed and whose renewal was asked for (``message.deferred``) and
 has not come: no call may start for it, and asking again would say nothing new."""
 
-_SHORT = """(s.status = 'pending' AND b.account_id IS NOT NULL
+_UNRESERVED = """(s.status = 'pending' AND b.account_id IS NOT NULL
                 AND r.state IS DISTINCT FROM 'reserved')"""
-"""An SMS of a metered account (``sms_balance``) whose segments are not reserved: it is
-not claimed while its account waits for credit, and fails if its account says so. A
-crash's send (``sending``) was reserved when it was claimed: its outcome settles it."""
+"""An SMS of a metered account (``sms_balance``) whose segments are not reserved: the
+claim reserves them first (``balance.reserve_claimed``). One found short already is not
+claimed while its account waits for credit (a credit reserves it). A crash's send
+(``sending``) was reserved when it was claimed: its outcome settles it."""
 
 SEND_KEY = """s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index"""
@@ -159,12 +160,12 @@ class SendQueueSql:
         yet (the projection may start from any point of the topic) for a later claim. A
         send waiting for the renewal of its lapsed grant is not due until it comes, nor is
         one whose sender is full (``send_limits``) until capacity frees, nor an SMS whose
-        metered account could not reserve its segments (``_SHORT``) until a credit does.
+        metered account found its segments short (``_UNRESERVED``) until a credit covers it.
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
                        e.status AS enrollment_status, e.recipient_email, e.recipient_phone,
-                       s.next_attempt_at, {_SHORT} AS balance_short
+                       s.next_attempt_at, {_UNRESERVED} AS unreserved
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
@@ -175,7 +176,8 @@ class SendQueueSql:
                 WHERE ((s.status = 'pending' AND s.next_attempt_at <= $1)
                        OR (s.status = 'sending' AND s.claimed_until <= $1))
                   AND NOT COALESCE({_AWAITS_RENEWAL}, false)
-                  AND NOT ({_SHORT} AND b.when_short = 'wait')
+                  AND NOT COALESCE(s.status = 'pending' AND r.state = 'short'
+                                    AND b.when_short = 'wait', false)
                   AND NOT EXISTS (SELECT 1 FROM send_quotas q
                                   WHERE q.account_id = s.account_id AND q.sender = s.sender
                                     AND q.blocked_until > $1)
@@ -194,7 +196,7 @@ class SendQueueSql:
                 after_crash=row["after_crash"],
                 due_at=row["next_attempt_at"],
                 recipient_phone=row["recipient_phone"],
-                balance_short=row["balance_short"],
+                unreserved=row["unreserved"],
             )
             for row in rows
         ]

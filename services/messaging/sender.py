@@ -106,6 +106,10 @@ class _Call:
 Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Deferred | domain.Released
 
 
+def _delivers(item: domain.ClaimedSend, now: datetime) -> bool:
+    return isinstance(domain.decide_send(item, now=now), domain.Deliver)
+
+
 def _fields(send: domain.Send) -> dict[str, object]:
     return {
         "enrollment_id": str(send.enrollment_id),
@@ -200,12 +204,19 @@ class Sender:
         deferred: list[domain.Deferred] = []
         calls: list[_Call] = []
         short: list[_Call] = []
+        covered, failing = await balance.reserve_claimed(
+            uow,
+            [i.send for i in claimed if i.unreserved and _delivers(i, now)],
+            now,
+        )
         for item in claimed:
             decision = domain.decide_send(item, now=now)
-            if item.balance_short and isinstance(decision, domain.Deliver):
-                attempt = replace(item.send, attempt_id=uuid.uuid4())
-                short.append(_Call(attempt, decision, None, False, None, short=True))
-                continue
+            if item.unreserved and isinstance(decision, domain.Deliver):
+                if item.send.key in failing:
+                    attempt = replace(item.send, attempt_id=uuid.uuid4())
+                    short.append(_Call(attempt, decision, None, False, None, short=True))
+                if item.send.key not in covered:
+                    continue  # short: stays pending; a credit reserves it
             # A crash's send that the provider can look up is looked up first, even one the
             # re-check would cancel: whether it went out before the crash is a fact to keep.
             lookup = self._lookup(item)

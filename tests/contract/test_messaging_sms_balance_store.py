@@ -1,7 +1,7 @@
 """``MessagingStore``'s SMS balance, the fake and PostgreSQL alike: accounts metered from
 their first credit, books locked and read with the reservations a run names, saved
-movements keeping the balance the sum of the ledger, and the claim holding (or flagging)
-an SMS its metered account has not reserved."""
+movements keeping the balance the sum of the ledger, and the claim flagging an SMS its
+metered account has not reserved (and holding one found short while the account waits)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ async def test_saved_movements_keep_the_balance_the_sum_of_the_ledger(subject: S
     assert await repo.sms_ledger_sum(ACCOUNT) == (5, 5)
 
 
-async def test_the_claim_holds_an_unreserved_sms_of_a_waiting_account_and_flags_it_to_fail(
+async def test_the_claim_flags_an_unreserved_sms_and_holds_a_short_one_while_it_waits(
     subject: Subject,
 ) -> None:
     repo, now = subject.store, utc_now()
@@ -83,9 +83,15 @@ async def test_the_claim_holds_an_unreserved_sms_of_a_waiting_account_and_flags_
     await repo.save_enrollments([view(sms.enrollment_id, phone="+14155550123")])
     await repo.add_pending_sends([sms], now=now - timedelta(seconds=1))
     [unmetered] = await repo.claim_due(now=now, limit=10)
-    assert unmetered.balance_short is False
+    assert unmetered.unreserved is False
 
     await repo.meter_accounts({ACCOUNT})
+    [never_reserved] = await repo.claim_due(now=now, limit=10)
+    assert never_reserved.unreserved is True  # the claim reserves it first
+
+    [book] = (await repo.sms_books({ACCOUNT})).values()
+    sms_balance.reserve(book, sms.key, 1, now)  # short: the balance is 0
+    await repo.save_sms_books([book])
     assert await repo.claim_due(now=now, limit=10) == []  # waits for a credit
 
     [book] = (await repo.sms_books({ACCOUNT})).values()
@@ -93,11 +99,10 @@ async def test_the_claim_holds_an_unreserved_sms_of_a_waiting_account_and_flags_
     book.dirty = True
     await repo.save_sms_books([book])
     [flagged] = await repo.claim_due(now=now, limit=10)
-    assert flagged.balance_short is True
+    assert flagged.unreserved is True  # to fail
 
-    [book] = (await repo.sms_books({ACCOUNT})).values()
-    sms_balance.credit(book, "c-1", 1, now)
-    sms_balance.reserve(book, sms.key, 1, now)
+    [book] = (await repo.sms_books({ACCOUNT}, short=True)).values()
+    sms_balance.credit(book, "c-1", 1, now)  # reserves the short step
     await repo.save_sms_books([book])
     [covered] = await repo.claim_due(now=now, limit=10)
-    assert covered.balance_short is False
+    assert covered.unreserved is False

@@ -167,3 +167,30 @@ async def test_a_failed_sms_refunds_its_segments(h: MessagingHarness) -> None:
     published = await h.send_due()
     assert [type(m) for m in published] == [MessageFailed, SmsBalanceRefunded]
     assert balance(h) == 10
+
+
+async def test_a_step_scheduled_before_its_account_was_credited_is_reserved_at_its_claim(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT, phone="+14155550123"))
+    await h.when(sms_scheduled(ENROLLMENT), credit(5), sms_granted())
+    assert STEP not in h.store.reservations
+    [sent] = await h.send_due()
+    assert isinstance(sent, MessageSent)
+    assert balance(h) == 4
+    assert kinds(h) == [Kind.CREDIT, Kind.RESERVE, Kind.DEBIT]
+
+
+async def test_an_unreserved_step_found_short_at_its_claim_waits_for_a_credit(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT, phone="+14155550123"))
+    await h.when(sms_scheduled(ENROLLMENT), configure(WhenShort.WAIT), sms_granted())
+    assert await h.send_due() == []
+    assert h.store.reservations[STEP].state is State.SHORT
+    assert h.row(1).status == "pending"
+    assert await h.send_due() == []  # not claimed again while it waits
+    await h.when(credit(1))
+    [sent] = await h.send_due()
+    assert isinstance(sent, MessageSent)
+    assert balance(h) == 0

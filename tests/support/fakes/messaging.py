@@ -264,7 +264,11 @@ class FakeMessagingStore(FakeSendLimits, FakeSmsBalance):
                 and not row.awaits_renewal(now)
                 and not self.blocked(row, now)
                 and key[:2] in self.enrollments  # the inner join
-                and not (self._short(row) and self.balances[key[0]][1] is WhenShort.WAIT)
+                and not (
+                    self._unreserved(row)
+                    and self.reservation_state(key) is State.SHORT
+                    and self.balances[key[0]][1] is WhenShort.WAIT
+                )
             ),
             key=lambda row: row.next_attempt_at,
         )[:limit]
@@ -279,12 +283,12 @@ class FakeMessagingStore(FakeSendLimits, FakeSmsBalance):
                     after_crash=row.status == "sending",
                     due_at=row.next_attempt_at,
                     recipient_phone=enrollment.recipient_phone,
-                    balance_short=self._short(row),
+                    unreserved=self._unreserved(row),
                 )
             )
         return claimed
 
-    def _short(self, row: SendRow) -> bool:
+    def _unreserved(self, row: SendRow) -> bool:
         """An SMS of a metered account, pending, whose segments are not reserved."""
         send = row.send
         return (
