@@ -14,6 +14,7 @@ from datetime import datetime
 
 from services.messaging import sms_balance
 from services.messaging.domain import Failed, Send, WorkflowStep
+from services.messaging.parking import ParkedFailed
 from services.messaging.ports import MessagingStore
 from services.messaging.projection import EnrollmentKey
 from shared.contracts import derived_message_id
@@ -251,3 +252,15 @@ async def reserve_claimed(
             )
     await uow.store.save_sms_books(list(books.values()))
     return covered, failing
+
+
+async def refund_failed_parked(
+    uow: UnitOfWork[MessagingStore], failed: Collection[ParkedFailed], now: datetime
+) -> None:
+    """Parked SMS steps that will never be sent (their version never came, or says they
+    cannot be): whatever their schedule reserved goes back."""
+    refunded = {
+        f.parked.key: RefundReason.SEND_FAILED for f in failed if f.parked.channel is Channel.SMS
+    }
+    if refunded:
+        await settle(uow, now=now, refunded=refunded)

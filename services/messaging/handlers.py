@@ -118,6 +118,7 @@ class WorkflowsApplied:
         if queued:
             await uow.store.wake_senders()
         await uow.store.fail_parked(failed)
+        await balance.refund_failed_parked(uow, failed, now)
         for failure in failed:
             uow.publish(messages.message_failed(failure))
             log.error("parked_step_failed", reason=failure.reason, **_step_fields(failure.parked))

@@ -446,6 +446,7 @@ class Sender:
                 account_id=send.account_id,
             )
         self.stats.cancelled += len(orphans)
+        await balance.settle_outcomes(uow, now=now, cancelled=orphans)
         return len(orphans)
 
     async def expire_parked(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
@@ -454,6 +455,7 @@ class Sender:
         expired = await uow.store.parked_before(before, limit=self.claim_limit)
         failed = [parking.never_arrived(p, now=now, max_age_s=self._park_max_s) for p in expired]
         await uow.store.fail_parked(failed)
+        await balance.refund_failed_parked(uow, failed, now)
         for failure in failed:
             uow.publish(messages.message_failed(failure))
             log.error(

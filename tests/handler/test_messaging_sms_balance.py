@@ -4,6 +4,8 @@ of scheduled SMS steps, debits of sent ones, refunds of unsent ones, and the cla
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from services.messaging.sms_balance import Kind, State
@@ -194,3 +196,16 @@ async def test_an_unreserved_step_found_short_at_its_claim_waits_for_a_credit(
     [sent] = await h.send_due()
     assert isinstance(sent, MessageSent)
     assert balance(h) == 0
+
+
+async def test_an_orphaned_sms_send_cancelled_for_want_of_its_enrollment_is_refunded(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(credit(10))
+    await h.when(sms_scheduled(ENROLLMENT), sms_granted())
+    assert balance(h) == 9
+    count, published = await h.cancel_orphans(now=h.now + timedelta(hours=1))
+    assert count == 1
+    [refunded] = [m for m in published if isinstance(m, SmsBalanceRefunded)]
+    assert refunded.payload.reason is RefundReason.SEND_CANCELLED
+    assert balance(h) == 10
