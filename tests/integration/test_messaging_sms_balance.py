@@ -1,10 +1,14 @@
 """The SMS balance on real PostgreSQL, through messaging's handlers and sender: an exit
 refunds exactly the unsent reserved segments (once, however often it arrives), never the
-segments of a step that was sent."""
+segments of a step that was sent; exits racing the sender end each reservation once,
+debited or refunded, and the balance stays the sum of its movements."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -112,3 +116,56 @@ async def test_an_exit_refunds_exactly_the_unsent_segments_once(conn: asyncpg.Co
         ("debit", SENT, 3),
         ("refund", UNSENT, 3),
     ]
+
+
+async def test_exits_racing_the_sender_debit_or_refund_each_reservation_exactly_once(
+    conn: asyncpg.Connection, test_env: SessionEnv
+) -> None:
+    schema = await conn.fetchval("SELECT current_schema()")
+    other = await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
+    sms = AcceptingSms()
+    smtp = SmtpProvider(host="127.0.0.1", port=1, timeout_s=1)
+    sender, consumer = Messaging(conn, smtp), Messaging(other, smtp)
+    sender.sender = Sender({Channel.SMS: sms}, clock=lambda: sender.now, timeout_s=5.0)
+    count, pause = 80, random.Random(11)
+    enrollments = [uuid.UUID(int=n + 1) for n in range(count)]
+    try:
+        await consumer.consume(sms_workflow(), credit(1000))
+        for n, enrollment in enumerate(enrollments):
+            await consumer.consume(enrollment_enrolled(enrollment, phone=f"+1415555{n:04d}"))
+        exits_done = asyncio.Event()
+
+        async def schedule_grant_then_exit() -> None:
+            for enrollment in enrollments:
+                await consumer.consume(
+                    scheduled(enrollment), granted(enrollment, step_id="long", channel=Channel.SMS)
+                )
+                await asyncio.sleep(pause.choice((0, 0, 0.0005, 0.001, 0.002)))
+                await consumer.consume(exited(enrollment), exited(enrollment))
+            exits_done.set()
+
+        async def send_until_done() -> None:
+            while True:
+                claimed = await sender.send_round()
+                if not claimed and exits_done.is_set():
+                    return
+
+        await asyncio.wait_for(
+            asyncio.gather(schedule_grant_then_exit(), send_until_done()), timeout=120
+        )
+    finally:
+        await other.close()
+
+    sent = len(sms.accepted)
+    balance = await conn.fetchval("SELECT balance FROM sms_balances WHERE account_id = $1", ACCOUNT)
+    total = await conn.fetchval("SELECT sum(delta) FROM sms_ledger WHERE account_id = $1", ACCOUNT)
+    assert balance == total == 1000 - 3 * sent
+    states = Counter(r["state"] for r in await conn.fetch("SELECT state FROM sms_reservations"))
+    assert states == +Counter({"debited": sent, "refunded": count - sent})
+    ends = await conn.fetch(
+        """SELECT enrollment_id, count(*) AS n FROM sms_ledger
+           WHERE kind IN ('debit', 'refund') GROUP BY enrollment_id"""
+    )
+    assert len(ends) == count
+    assert all(r["n"] == 1 for r in ends)
+    assert 0 < sent < count, f"{sent} of {count} sent: the race went one way only"
