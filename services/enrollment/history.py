@@ -10,7 +10,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
+from services.enrollment import (
+    answers,
+    decisions,
+    dispatch,
+    domain,
+    exits,
+    lifecycle,
+    pauses,
+    restore,
+    steps,
+)
 from services.enrollment.ports import HistoryEntry
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -18,6 +28,7 @@ from shared.contracts.events import (
     EnrollmentExited,
     EnrollmentPaused,
     EnrollmentRejected,
+    EnrollmentRestored,
     EnrollmentResumed,
     EnrollmentStepCompleted,
 )
@@ -81,6 +92,20 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
     match decision:
         case domain.VersionApplied() | dispatch.Granted() | steps.Settled():
             return []
+        case answers.Answer() | lifecycle.StatusChanged() | lifecycle.Reordered():
+            return []  # about commands and workflows, not one enrollment's story
+        case restore.Restored():
+            old = decision.restored_from.enrollment_id
+            return [
+                _transition(
+                    decision.enrollment,
+                    EnrollmentRestored.TYPE,
+                    caused_by,
+                    at,
+                    restored_from=str(old),
+                    actor=decision.actor.model_dump(),
+                )
+            ]
         case exits.ExitPending():
             pending = decision.pending
             return [

@@ -9,7 +9,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
+from services.enrollment import (
+    answers,
+    decisions,
+    dispatch,
+    domain,
+    exits,
+    lifecycle,
+    lifecycle_messages,
+    pauses,
+    restore,
+    steps,
+)
 from shared.contracts import Contract, Message
 from shared.contracts.events import (
     CompletedPayload,
@@ -247,3 +258,8 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
             return resumed(decision, cause)
         case steps.ScheduleNext() | steps.Complete():
             return progressed(decision, cause)
+        case restore.Restored():
+            restored = lifecycle_messages.restored(decision, cause)
+            return [*restored, step_scheduled(decision.enrollment, decision.scheduled, cause)]
+        case answers.Answer() | lifecycle.StatusChanged() | lifecycle.Reordered():
+            return lifecycle_messages.of(decision, cause)

@@ -41,9 +41,9 @@ def decide_pause(
     the pause it was armed for.
     """
     if enrollment.status is not Status.ACTIVE:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
+        return Unchanged(f"enrollment is {enrollment.status.value}", "already_paused")
     if enrollment.pending_exit is not None:
-        return Unchanged("enrollment is exiting")
+        return Unchanged("enrollment is exiting", "exiting")
     held = replace(enrollment, status=Status.PAUSED, paused_until=until, pause_id=pause_id)
     return Paused(held, until, reason, actor, pause_id)
 
@@ -70,11 +70,11 @@ def decide_resume(
     already resumed by hand changes nothing, whatever the enrollment did since.
     """
     if enrollment.status is not Status.PAUSED:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
+        return Unchanged(f"enrollment is {enrollment.status.value}", "not_paused")
     if enrollment.pending_exit is not None:
-        return Unchanged("enrollment is exiting")
+        return Unchanged("enrollment is exiting", "exiting")
     if pause_id is not None and pause_id != enrollment.pause_id:
-        return Unchanged("the resume is for an earlier pause")
+        return Unchanged("the resume is for an earlier pause", "stale_pause")
     if workflow is None:
         raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
     due_at = max(enrollment.next_due_at or now, now)

@@ -19,6 +19,7 @@ from services.enrollment.domain import (
     WorkflowVersion,
 )
 from services.enrollment.exits import Exited
+from services.enrollment.lifecycle_repository import PostgresLifecycleStore
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
@@ -44,7 +45,7 @@ _VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
 
 
-class PostgresEnrollmentStore:
+class PostgresEnrollmentStore(PostgresLifecycleStore):
     """``EnrollmentStore`` on the transaction's connection."""
 
     def __init__(self, conn: DbConnection, *, version_cache: VersionCache | None = None) -> None:

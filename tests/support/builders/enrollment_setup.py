@@ -8,8 +8,8 @@ from typing import TypeVar
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.handlers import build_handlers
 from services.enrollment.parking import expire_round
-from shared.contracts import RecordRef
-from shared.contracts.events import EnrollmentEnrolled
+from shared.contracts import Message, RecordRef
+from shared.contracts.events import CommandRefused, EnrollmentEnrolled
 from shared.contracts.workflow import WorkflowDefinition
 from tests.support.builders.enrollment_commands import ALICE, apply_cmd, definition, enroll_cmd
 from tests.support.builders.enrollment_events import T0
@@ -56,3 +56,13 @@ async def expire(h: EnrollmentHarness, *, after: timedelta) -> Outcome:
         lambda uow: expire_round(uow, now=h.now + after, max_wait_s=PARK_MAX.total_seconds())
     )
     return outcome
+
+
+def answers(outcome: Outcome) -> list[str]:
+    """The codes of the ``command.refused`` answers the outcome published, in order."""
+    return [m.payload.code for m in outcome.of_type(CommandRefused)]
+
+
+def changes(outcome: Outcome) -> list[Message]:
+    """What the outcome published besides ``command.refused`` answers."""
+    return [m for m in outcome.published if not isinstance(m, CommandRefused)]

@@ -23,6 +23,7 @@ from services.enrollment.ports import (
 )
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
+from tests.support.fakes.enrollment_lifecycle import FakeLifecycleStore, LifecycleState
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
 """What an exit saves beyond the enrollment: (source, actor, triggering event)."""
@@ -42,7 +43,7 @@ def _unique_violation(what: str) -> asyncpg.UniqueViolationError:
 
 
 @dataclass
-class FakeEnrollmentStore:
+class FakeEnrollmentStore(FakeLifecycleStore):
     versions: dict[VersionKey, tuple[WorkflowVersion, str]] = field(default_factory=dict)
     """Every workflow version and its definition hash."""
     heads: dict[WorkflowKey, int] = field(default_factory=dict)
@@ -58,6 +59,8 @@ class FakeEnrollmentStore:
     """Enrolls waiting for their workflow, by (account, message id), in arrival order."""
     locked: set[WorkflowKey] = field(default_factory=set)
     """Workflows ``lock_workflows`` was asked for (a lock in the SQL store)."""
+    lifecycle: LifecycleState = field(default_factory=LifecycleState)
+    """Workflow status, order and activity, sweeps, restores (``FakeLifecycleStore``)."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order, each standing for one SQL statement (none is run for
     no rows, as in the SQL store)."""
@@ -71,6 +74,7 @@ class FakeEnrollmentStore:
             dict(self.exits),
             list(self.entries),
             list(self.parked.items()),
+            self.lifecycle.snapshot(),
         )
 
     @property
