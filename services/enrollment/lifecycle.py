@@ -118,21 +118,20 @@ def sweep_chunk(
 def closed_to_enrollment(
     decision: Admitted | Refused, status: WorkflowStatus | None
 ) -> Admitted | Refused:
-    """An admission into a paused or deleted workflow is refused instead, with why."""
-    if not isinstance(decision, Admitted) or status in (None, WorkflowStatus.RUNNING):
+    """An enroll into a paused or deleted workflow is refused, that reason first."""
+    if status in (None, WorkflowStatus.RUNNING):
         return decision
-    enrollment = decision.enrollment
     why = (
         "the workflow is paused: it enrolls no one until it is resumed"
         if status is WorkflowStatus.PAUSED
         else "the workflow is deleted"
     )
+    closed = Rejection(code=f"workflow_{status.value}", detail=why)
+    if isinstance(decision, Refused):
+        return replace(decision, rejections=(closed, *decision.rejections))
+    enrollment = decision.enrollment
     return Refused(
-        (Rejection(code=f"workflow_{status.value}", detail=why),),
-        enrollment.account_id,
-        enrollment.workflow_id,
-        enrollment.record,
-        decision.actor,
+        (closed,), enrollment.account_id, enrollment.workflow_id, enrollment.record, decision.actor
     )
 
 

@@ -18,6 +18,14 @@ from services.enrollment.errors import MissingWorkflowVersionError
 from shared.contracts import Actor
 
 
+def _code(enrollment: Enrollment) -> str:
+    """The answer's code for a pause or resume of an enrollment not in the right state."""
+    status = enrollment.status
+    if status.live:
+        return "already_paused" if status is Status.PAUSED else "not_paused"
+    return f"already_{status.value}"
+
+
 @dataclass(frozen=True, slots=True)
 class Paused:
     enrollment: Enrollment
@@ -41,7 +49,7 @@ def decide_pause(
     the pause it was armed for.
     """
     if enrollment.status is not Status.ACTIVE:
-        return Unchanged(f"enrollment is {enrollment.status.value}", "already_paused")
+        return Unchanged(f"enrollment is {enrollment.status.value}", _code(enrollment))
     if enrollment.pending_exit is not None:
         return Unchanged("enrollment is exiting", "exiting")
     held = replace(enrollment, status=Status.PAUSED, paused_until=until, pause_id=pause_id)
@@ -70,7 +78,7 @@ def decide_resume(
     already resumed by hand changes nothing, whatever the enrollment did since.
     """
     if enrollment.status is not Status.PAUSED:
-        return Unchanged(f"enrollment is {enrollment.status.value}", "not_paused")
+        return Unchanged(f"enrollment is {enrollment.status.value}", _code(enrollment))
     if enrollment.pending_exit is not None:
         return Unchanged("enrollment is exiting", "exiting")
     if pause_id is not None and pause_id != enrollment.pause_id:
