@@ -8,6 +8,7 @@ from services.enrollment.dispatch import Granted
 from services.enrollment.domain import Admitted, Refused, VersionApplied
 from services.enrollment.exits import Exited, ExitPending
 from services.enrollment.lifecycle import Reordered, StatusChanged
+from services.enrollment.owners import OwnerRemovalSet, OwnerRemoved
 from services.enrollment.pauses import Paused, Resumed
 from services.enrollment.restore import Restored
 from services.enrollment.steps import Complete, ScheduleNext, Settled
@@ -28,5 +29,7 @@ Decision = (
     | StatusChanged
     | Reordered
     | Restored
+    | OwnerRemoved
+    | OwnerRemovalSet
 )
 """Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

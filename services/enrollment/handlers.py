@@ -18,6 +18,7 @@ from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.lifecycle_handlers import bulk_exit, change_status, reorder
+from services.enrollment.owner_handlers import remove_owner, set_owner_removal
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
@@ -41,10 +42,12 @@ from shared.contracts.commands import (
     Exit,
     Pause,
     PauseWorkflow,
+    RemoveOwner,
     ReorderWorkflows,
     Restore,
     Resume,
     ResumeWorkflow,
+    SetOwnerRemoval,
 )
 from shared.contracts.events import (
     MessageCancelled,
@@ -397,4 +400,6 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         BulkExit.TYPE: bulk_exit,
         Restore.TYPE: restore_one,
         BulkRestore.TYPE: bulk_restore,
+        SetOwnerRemoval.TYPE: set_owner_removal,
+        RemoveOwner.TYPE: remove_owner,
     }

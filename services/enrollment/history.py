@@ -17,6 +17,7 @@ from services.enrollment import (
     domain,
     exits,
     lifecycle,
+    owners,
     pauses,
     restore,
     steps,
@@ -92,7 +93,13 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
     match decision:
         case domain.VersionApplied() | dispatch.Granted() | steps.Settled():
             return []
-        case answers.Answer() | lifecycle.StatusChanged() | lifecycle.Reordered():
+        case (
+            answers.Answer()
+            | lifecycle.StatusChanged()
+            | lifecycle.Reordered()
+            | owners.OwnerRemoved()
+            | owners.OwnerRemovalSet()
+        ):
             return []  # about commands and workflows, not one enrollment's story
         case restore.Restored():
             old = decision.restored_from.enrollment_id

@@ -6,20 +6,24 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from services.enrollment import answers, domain, lifecycle, restore
+from services.enrollment import answers, domain, lifecycle, owners, restore
 from shared.contracts import Contract, Message
 from shared.contracts.events import (
+    AccountOwnerRemovalSet,
     ActivityChangedPayload,
     CommandRefused,
     EnrolledPayload,
     EnrollmentEnrolled,
     EnrollmentRestored,
     ExitsProgressPayload,
+    OwnerRemovalSetPayload,
+    OwnerRemovedPayload,
     RefusedPayload,
     ReorderedPayload,
     RestoredPayload,
     WorkflowActivityChanged,
     WorkflowExitsProgress,
+    WorkflowOwnerRemoved,
     WorkflowsReordered,
     WorkflowStatusChanged,
     WorkflowStatusChangedPayload,
@@ -27,7 +31,9 @@ from shared.contracts.events import (
 
 M = TypeVar("M", bound=Message)
 
-LifecycleDecision = answers.Answer | lifecycle.StatusChanged | lifecycle.Reordered
+LifecycleDecision = (
+    answers.Answer | lifecycle.StatusChanged | lifecycle.Reordered | owners.OwnerRemovalSet
+)
 
 
 def _id(kind: str, cause: Message, subject: uuid.UUID | str) -> uuid.UUID:
@@ -124,6 +130,27 @@ def restored(decision: restore.Restored, cause: Message) -> list[Message]:
     ]
 
 
+def owner_removed(decision: owners.OwnerRemoved, cause: Message) -> WorkflowOwnerRemoved:
+    state, setting = decision.state, decision.setting
+    payload = OwnerRemovedPayload(
+        workflow_id=state.workflow_id,
+        user_id=decision.user_id,
+        policy=setting.policy,
+        reassigned_to_user_id=setting.reassign_to_user_id if decision.reassigned else None,
+        live_enrollments=state.live if decision.sweep else 0,
+    )
+    return _caused(WorkflowOwnerRemoved, "owner_removed", cause, state.workflow_id, payload)
+
+
+def owner_removal_set(decision: owners.OwnerRemovalSet, cause: Message) -> AccountOwnerRemovalSet:
+    payload = OwnerRemovalSetPayload(
+        policy=decision.setting.policy,
+        reassign_to_user_id=decision.setting.reassign_to_user_id,
+        actor=decision.actor,
+    )
+    return _caused(AccountOwnerRemovalSet, "owner_removal_set", cause, decision.account_id, payload)
+
+
 def of(decision: LifecycleDecision, cause: Message) -> list[Message]:
     match decision:
         case answers.Answer():
@@ -132,3 +159,5 @@ def of(decision: LifecycleDecision, cause: Message) -> list[Message]:
             return [status_changed(decision, cause)]
         case lifecycle.Reordered():
             return [reordered(decision, cause)]
+        case owners.OwnerRemovalSet():
+            return [owner_removal_set(decision, cause)]

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from services.enrollment.domain import Enrollment
 from services.enrollment.lifecycle import ActivityChanged, Sweep, WorkflowState
+from services.enrollment.owners import Owned, OwnerPolicy
 from services.enrollment.restore import Exit, Restored
 from shared.contracts import Message
 from shared.contracts.commands import ExitReason
@@ -84,6 +85,19 @@ class LifecycleStore(Protocol):
     ) -> list[Exit]:
         """Up to ``limit`` exited, not restored enrollments of a workflow matching the
         filters, oldest exit first, locked."""
+        ...
+
+    async def owned_workflows_for_update(self, account_id: str, user_id: str) -> list[Owned]:
+        """The account's workflows, not deleted, whose current version ``user_id`` owns,
+        locked, by id."""
+        ...
+
+    async def owner_policy(self, account_id: str) -> OwnerPolicy:
+        """The account's owner-removal setting (``exit`` unless set)."""
+        ...
+
+    async def set_owner_policy(self, account_id: str, setting: OwnerPolicy) -> None:
+        """Save the account's owner-removal setting."""
         ...
 
     async def save_restores(self, restored: Sequence[Restored]) -> None:

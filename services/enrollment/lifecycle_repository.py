@@ -9,15 +9,17 @@ from datetime import datetime
 
 import asyncpg
 
-from services.enrollment.domain import Enrollment
+from services.enrollment.domain import Enrollment, WorkflowVersion
 from services.enrollment.lifecycle import ActivityChanged, Sweep, WorkflowState
 from services.enrollment.lifecycle_ports import EnrollmentKey, WorkflowKey
+from services.enrollment.owners import Owned, OwnerPolicy
 from services.enrollment.restore import Exit, Restored
 from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of
 from shared.contracts import Actor, Message
-from shared.contracts.commands import ContactDetails, ExitReason
+from shared.contracts.commands import ContactDetails, ExitReason, OwnerRemovalPolicy
 from shared.contracts.events import WorkflowStatus
 from shared.contracts.registry import MESSAGE_TYPES
+from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
 
 
@@ -230,6 +232,62 @@ class PostgresLifecycleStore:
             exited_until,
         )
         return [_exit_of(r) for r in rows]
+
+    async def owned_workflows_for_update(self, account_id: str, user_id: str) -> list[Owned]:
+        rows = await self._conn.fetch(
+            """SELECT w.account_id, w.workflow_id, w.status, w.current_version,
+                      v.definition, v.definition_hash,
+                      (SELECT count(*) FROM enrollments e
+                        WHERE e.account_id = w.account_id AND e.workflow_id = w.workflow_id
+                          AND e.status IN ('active', 'paused')) AS live
+               FROM workflows w
+               JOIN workflow_versions v
+                 ON v.account_id = w.account_id AND v.workflow_id = w.workflow_id
+                AND v.version = w.current_version
+               WHERE w.account_id = $1 AND w.status <> 'deleted'
+                 AND v.definition ->> 'owner_user_id' = $2
+               ORDER BY w.workflow_id
+               FOR UPDATE OF w""",
+            account_id,
+            user_id,
+        )
+        return [
+            Owned(
+                WorkflowState(
+                    r["account_id"], r["workflow_id"], WorkflowStatus(r["status"]), r["live"]
+                ),
+                WorkflowVersion(
+                    r["account_id"],
+                    r["workflow_id"],
+                    r["current_version"],
+                    WorkflowDefinition.model_validate_json(r["definition"]),
+                ),
+                r["definition_hash"],
+            )
+            for r in rows
+        ]
+
+    async def owner_policy(self, account_id: str) -> OwnerPolicy:
+        row = await self._conn.fetchrow(
+            """SELECT policy, reassign_to_user_id FROM account_owner_removal
+               WHERE account_id = $1""",
+            account_id,
+        )
+        if row is None:
+            return OwnerPolicy()
+        return OwnerPolicy(OwnerRemovalPolicy(row["policy"]), row["reassign_to_user_id"])
+
+    async def set_owner_policy(self, account_id: str, setting: OwnerPolicy) -> None:
+        await self._conn.execute(
+            """INSERT INTO account_owner_removal (account_id, policy, reassign_to_user_id)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (account_id) DO UPDATE
+                   SET policy = EXCLUDED.policy,
+                       reassign_to_user_id = EXCLUDED.reassign_to_user_id, updated_at = now()""",
+            account_id,
+            setting.policy.value,
+            setting.reassign_to_user_id,
+        )
 
     async def save_restores(self, restored: Sequence[Restored]) -> None:
         if not restored:

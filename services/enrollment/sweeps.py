@@ -90,7 +90,10 @@ class WorkflowSweeps:
     async def sweep_once(self) -> int | None:
         runtime = self._runtime
         async with runtime.begin() as uow:
-            return await sweep_round(uow, now=runtime.clock(), limit=runtime.settings.sweep_chunk)
+            loaded = await sweep_round(uow, now=runtime.clock(), limit=runtime.settings.sweep_chunk)
+        async with runtime.begin() as uow:
+            await activity_round(uow)
+        return loaded
 
     async def run(self) -> None:
         stopping = self._runtime.stopping

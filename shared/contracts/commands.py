@@ -13,9 +13,10 @@ import uuid
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.contracts.base import Actor, Contract, EmailAddress, Identifier, Message, RecordRef
+from shared.contracts.inbound import UserChange
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -266,6 +267,62 @@ class BulkRestore(Message):
         return f"{self.account_id}/workflow/{self.payload.workflow_id}"
 
 
+class OwnerRemovalPolicy(StrEnum):
+    """What happens to a workflow whose owner is deleted or downgraded."""
+
+    EXIT = "exit"
+    """Every live enrollment of its workflows exits with reason `owner_removed`."""
+    REASSIGN = "reassign"
+    """Its workflows get a new version owned by the account's named user; nobody exits."""
+
+
+class SetOwnerRemovalPayload(Contract):
+    policy: OwnerRemovalPolicy
+    reassign_to_user_id: Identifier | None = Field(
+        None, description="The user who takes the workflows over: required with `reassign`."
+    )
+    actor: Actor
+
+    @model_validator(mode="after")
+    def _check(self) -> SetOwnerRemovalPayload:
+        if (self.policy is OwnerRemovalPolicy.REASSIGN) != (self.reassign_to_user_id is not None):
+            raise ValueError("reassign_to_user_id is required with reassign, and only with it")
+        return self
+
+
+class SetOwnerRemoval(Message):
+    """The account's setting for owners removed (default: `exit`); answered by
+    `account.owner_removal_set`."""
+
+    type: Literal["account.set_owner_removal"] = "account.set_owner_removal"
+    payload: SetOwnerRemovalPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/account"
+
+
+class RemoveOwnerPayload(Contract):
+    user_id: Identifier
+    change: UserChange
+    actor: Actor
+    triggering_event: TriggeringEvent | None = Field(
+        None, description="The `user.changed` it comes from (trigger-evaluator sets it)."
+    )
+
+
+class RemoveOwner(Message):
+    """A user who owns workflows was deleted or downgraded (trigger-evaluator publishes it
+    for `user.changed`): each workflow the user owns exits its live enrollments with
+    reason `owner_removed`, or is reassigned, as the account's setting says. Answered per
+    workflow by `workflow.owner_removed`, or `command.refused` (`owns_no_workflow`)."""
+
+    type: Literal["workflow.remove_owner"] = "workflow.remove_owner"
+    payload: RemoveOwnerPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/user/{self.payload.user_id}"
+
+
 COMMAND_MESSAGES: tuple[type[Message], ...] = (
     ApplyWorkflow,
     Enroll,
@@ -279,4 +336,6 @@ COMMAND_MESSAGES: tuple[type[Message], ...] = (
     BulkExit,
     Restore,
     BulkRestore,
+    SetOwnerRemoval,
+    RemoveOwner,
 )

@@ -14,7 +14,13 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
+from shared.contracts.commands import (
+    ContactDetails,
+    ExitReason,
+    ExitSource,
+    OwnerRemovalPolicy,
+    TriggeringEvent,
+)
 from shared.contracts.inbound import Channel
 from shared.contracts.workflow import WorkflowDefinition
 
@@ -434,7 +440,8 @@ class RefusedPayload(Contract):
         "`exiting`, `agents_may_not_stop`, `already_paused`, `not_paused`, `stale_pause`, "
         "`unchanged`, `unknown_workflow`, `workflow_paused`, `workflow_deleted`, "
         "`already_restored`, `not_exited`, `already_enrolled`, `nothing_left`, "
-        "`exclusion_blocks` (README: Commands and their answers).",
+        "`exclusion_blocks`, `nothing_to_restore`, `owns_no_workflow` (README: Commands and "
+        "their answers).",
     )
     detail: str = Field(max_length=2000)
     workflow_id: Identifier | None = None
@@ -496,12 +503,53 @@ class RestorePreviewed(Message):
         return f"{self.account_id}/workflow/{self.payload.workflow_id}"
 
 
+class OwnerRemovedPayload(Contract):
+    workflow_id: Identifier
+    user_id: Identifier = Field(description="The owner who was removed.")
+    policy: OwnerRemovalPolicy
+    reassigned_to_user_id: Identifier | None = Field(
+        None, description="The new owner (policy `reassign`: a new version is applied)."
+    )
+    live_enrollments: int = Field(
+        ge=0, description="Live enrollments that exit (policy `exit`), chunk by chunk."
+    )
+
+
+class WorkflowOwnerRemoved(Message):
+    """A workflow's owner was removed: its enrollments exit (`workflow.exits_progress`
+    follows) or it was reassigned. Caused by `workflow.remove_owner`."""
+
+    type: Literal["workflow.owner_removed"] = "workflow.owner_removed"
+    payload: OwnerRemovedPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.workflow_id}"
+
+
+class OwnerRemovalSetPayload(Contract):
+    policy: OwnerRemovalPolicy
+    reassign_to_user_id: Identifier | None = None
+    actor: Actor
+
+
+class AccountOwnerRemovalSet(Message):
+    """The account's owner-removal setting changed (answer to `account.set_owner_removal`)."""
+
+    type: Literal["account.owner_removal_set"] = "account.owner_removal_set"
+    payload: OwnerRemovalSetPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/account"
+
+
 WORKFLOW_EVENT_MESSAGES: tuple[type[Message], ...] = (
     WorkflowApplied,
     WorkflowStatusChanged,
     WorkflowExitsProgress,
     WorkflowActivityChanged,
     WorkflowsReordered,
+    WorkflowOwnerRemoved,
+    AccountOwnerRemovalSet,
 )
 ENROLLMENT_EVENT_MESSAGES: tuple[type[Message], ...] = (
     EnrollmentEnrolled,

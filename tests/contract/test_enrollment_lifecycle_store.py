@@ -19,11 +19,12 @@ from services.enrollment.domain import (
 )
 from services.enrollment.exits import Exited
 from services.enrollment.lifecycle import Sweep, WorkflowState
+from services.enrollment.owners import OwnerPolicy
 from services.enrollment.ports import EnrollmentStore
 from services.enrollment.repository import PostgresEnrollmentStore
 from services.enrollment.restore import Restored
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
-from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
+from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, OwnerRemovalPolicy
 from shared.contracts.events import WorkflowStatus
 from tests.conftest import SessionEnv
 from tests.contract.conftest import migrated_schema
@@ -206,3 +207,31 @@ async def test_restores_insert_the_new_enrollment_and_mark_the_old_one(
         1,
     )
     assert restored_new.contact == CONTACT
+
+
+async def test_owned_workflows_are_the_live_ones_whose_current_version_the_user_owns(
+    store: EnrollmentStore,
+) -> None:
+    def owned(workflow_id: str, owner: str | None, version: int = 1) -> VersionApplied:
+        wf = definition(0, workflow_id=workflow_id).model_copy(update={"owner_user_id": owner})
+        return VersionApplied("acc-a", wf, version, definition_hash(wf), ACTOR)
+
+    await store.add_workflow_versions(
+        [owned("mine", "u-7"), owned("given-away", "u-7"), owned("gone", "u-7")]
+    )
+    await store.add_workflow_versions([owned("given-away", "u-8", version=2)])
+    await store.set_workflow_statuses([WorkflowState("acc-a", "gone", WorkflowStatus.DELETED, 0)])
+    await enrolled(store, active("c-1", workflow_id="mine"))
+
+    found = await store.owned_workflows_for_update("acc-a", "u-7")
+    default = await store.owner_policy("acc-a")
+    await store.set_owner_policy("acc-a", OwnerPolicy(OwnerRemovalPolicy.REASSIGN, "u-9"))
+    await store.set_owner_policy("acc-a", OwnerPolicy(OwnerRemovalPolicy.REASSIGN, "u-10"))
+
+    assert [(o.state.workflow_id, o.state.live, o.current.version) for o in found] == [
+        ("mine", 1, 1)
+    ]
+    assert found[0].definition_hash == definition_hash(found[0].current.definition)
+    assert default == OwnerPolicy()
+    assert await store.owner_policy("acc-a") == OwnerPolicy(OwnerRemovalPolicy.REASSIGN, "u-10")
+    assert await store.owner_policy("acc-b") == OwnerPolicy()

@@ -21,10 +21,12 @@ from shared.contracts.commands import (
     Exit,
     Pause,
     PauseWorkflow,
+    RemoveOwner,
     ReorderWorkflows,
     Restore,
     Resume,
     ResumeWorkflow,
+    SetOwnerRemoval,
 )
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -86,6 +88,8 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
         BulkExit.TYPE,
         Restore.TYPE,
         BulkRestore.TYPE,
+        SetOwnerRemoval.TYPE,
+        RemoveOwner.TYPE,
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
     dispatch = {StepDue.TYPE, MessageDeferred.TYPE}

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from services.enrollment.sweeps import activity_round, sweep_round
-from shared.contracts import Actor, RecordRef
+from shared.contracts import SYSTEM_ACTOR, Actor, RecordRef
 from shared.contracts.commands import (
     BulkExit,
     BulkExitPayload,
@@ -15,14 +15,20 @@ from shared.contracts.commands import (
     BulkRestorePayload,
     DeleteWorkflow,
     ExitReason,
+    OwnerRemovalPolicy,
     PauseWorkflow,
+    RemoveOwner,
+    RemoveOwnerPayload,
     ReorderWorkflows,
     ReorderWorkflowsPayload,
     Restore,
     RestorePayload,
     ResumeWorkflow,
+    SetOwnerRemoval,
+    SetOwnerRemovalPayload,
     WorkflowCommandPayload,
 )
+from shared.contracts.inbound import UserChange
 from tests.support.builders.enrollment_commands import ALICE
 from tests.support.builders.enrollment_events import ACCOUNT, USER
 from tests.support.builders.enrollment_setup import EnrollmentHarness
@@ -102,3 +108,15 @@ async def activity(h: EnrollmentHarness) -> Outcome:
     """One activity round."""
     _, outcome = await h.step(activity_round)
     return outcome
+
+
+def owner_policy_cmd(
+    policy: OwnerRemovalPolicy, reassign_to: str | None = None, account_id: str = ACCOUNT
+) -> SetOwnerRemoval:
+    payload = SetOwnerRemovalPayload(policy=policy, reassign_to_user_id=reassign_to, actor=USER)
+    return SetOwnerRemoval.create(account_id=account_id, payload=payload)
+
+
+def remove_owner_cmd(user_id: str, account_id: str = ACCOUNT) -> RemoveOwner:
+    payload = RemoveOwnerPayload(user_id=user_id, change=UserChange.DELETED, actor=SYSTEM_ACTOR)
+    return RemoveOwner.create(account_id=account_id, payload=payload)

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from services.enrollment.domain import Enrollment, Status
+from services.enrollment.domain import Enrollment, Status, WorkflowVersion
 from services.enrollment.lifecycle import ActivityChanged, Sweep, WorkflowState
 from services.enrollment.lifecycle_ports import EnrollmentKey, WorkflowKey
+from services.enrollment.owners import Owned, OwnerPolicy
 from services.enrollment.restore import Exit, Restored
 from shared.contracts import Actor, Message
 from shared.contracts.commands import ContactDetails, ExitReason
@@ -34,6 +35,7 @@ class LifecycleState:
     """Every sweep, in the order it started, with the command that started it."""
     restored_as: dict[EnrollmentKey, uuid.UUID] = field(default_factory=dict)
     restored_from: dict[EnrollmentKey, uuid.UUID] = field(default_factory=dict)
+    owner_policies: dict[str, OwnerPolicy] = field(default_factory=dict)
 
     def snapshot(self) -> object:
         return (
@@ -44,6 +46,7 @@ class LifecycleState:
             list(self.sweeps.items()),
             dict(self.restored_as),
             dict(self.restored_from),
+            dict(self.owner_policies),
         )
 
 
@@ -52,6 +55,7 @@ class FakeLifecycleStore:
 
     lifecycle: LifecycleState
     heads: dict[WorkflowKey, int]
+    versions: dict[tuple[str, str, int], tuple[WorkflowVersion, str]]
     enrollments: dict[EnrollmentKey, Enrollment]
     enrolled_with: dict[EnrollmentKey, tuple[ContactDetails | None, Actor]]
     calls: list[str]
@@ -179,6 +183,28 @@ class FakeLifecycleStore:
         ]
         found.sort(key=lambda e: (e.ended_at, e.enrollment_id))
         return [self._exit(e) for e in found[:limit]]
+
+    async def owned_workflows_for_update(self, account_id: str, user_id: str) -> list[Owned]:
+        self._called("owned_workflows_for_update", [user_id])
+        owned = []
+        for key in sorted(self.heads):
+            version, digest = self.versions[(*key, self.heads[key])]
+            if (
+                key[0] == account_id
+                and self._status(key) is not WorkflowStatus.DELETED
+                and version.definition.owner_user_id == user_id
+            ):
+                state = WorkflowState(*key, self._status(key), len(self._live(key)))
+                owned.append(Owned(state, version, digest))
+        return owned
+
+    async def owner_policy(self, account_id: str) -> OwnerPolicy:
+        self._called("owner_policy", [account_id])
+        return self.lifecycle.owner_policies.get(account_id, OwnerPolicy())
+
+    async def set_owner_policy(self, account_id: str, setting: OwnerPolicy) -> None:
+        self._called("set_owner_policy", [account_id])
+        self.lifecycle.owner_policies[account_id] = setting
 
     async def save_restores(self, restored: Sequence[Restored]) -> None:
         self._called("save_restores", restored)
