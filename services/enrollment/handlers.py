@@ -154,11 +154,12 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
     heads = await uow.store.workflow_heads(
         [(c.account_id, c.payload.definition.workflow_id) for c in commands]
     )
+    statuses = await uow.store.workflow_statuses(list(heads))
     decided: list[tuple[domain.VersionApplied | answers.Answer, ApplyWorkflow]] = []
     for command in commands:
         definition = command.payload.definition
         key = (command.account_id, definition.workflow_id)
-        decision = domain.decide_apply(
+        decision = lifecycle.deleted_stays_deleted(statuses.get(key)) or domain.decide_apply(
             heads.get(key),
             account_id=command.account_id,
             definition=definition,

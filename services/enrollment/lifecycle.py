@@ -135,6 +135,13 @@ def closed_to_enrollment(
     )
 
 
+def deleted_stays_deleted(status: WorkflowStatus | None) -> Unchanged | None:
+    """A deleted workflow takes no new version either: it is gone, with no undo."""
+    if status is WorkflowStatus.DELETED:
+        return Unchanged("the workflow is deleted", "workflow_deleted")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Reordered:
     account_id: str

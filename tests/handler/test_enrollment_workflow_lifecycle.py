@@ -145,12 +145,18 @@ async def test_deleting_a_workflow_exits_everyone_and_refuses_everything_after(
 
     deleted = only(await h.when(delete_wf_cmd()), WorkflowStatusChanged)
     exits = exited(await sweep_all(h))
-    later = await h.when(pause_wf_cmd(), resume_wf_cmd(), delete_wf_cmd(), enroll_cmd(contact(7)))
+    later = await h.when(
+        pause_wf_cmd(),
+        resume_wf_cmd(),
+        delete_wf_cmd(),
+        apply_cmd(definition(0, 48)),
+        enroll_cmd(contact(7)),
+    )
 
     assert deleted.payload.status is WorkflowStatus.DELETED
     assert {e.payload.reason for e in exits} == {ExitReason.WORKFLOW_DELETED}
     assert len(exits) == 5
-    assert answers(later) == ["workflow_deleted"] * 3
+    assert answers(later) == ["workflow_deleted"] * 4
     rejected = only(later, EnrollmentRejected)
     assert [r.code for r in rejected.payload.rejections] == ["workflow_deleted"]
     assert h.store.versions  # history and versions stay
