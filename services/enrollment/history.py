@@ -29,9 +29,11 @@ from shared.contracts.events import (
     EnrollmentExited,
     EnrollmentPaused,
     EnrollmentRejected,
-    EnrollmentRestored,
     EnrollmentResumed,
     EnrollmentStepCompleted,
+)
+from shared.contracts.lifecycle_events import (
+    EnrollmentRestored,
 )
 
 

@@ -17,7 +17,12 @@ from services.enrollment.domain import Admitted, Enrollment, Refused, Unchanged
 from services.enrollment.exits import Exited, ExitPending, decide_exit
 from shared.contracts import Actor
 from shared.contracts.commands import ExitReason, ExitSource
-from shared.contracts.events import Rejection, WorkflowStatus
+from shared.contracts.events import (
+    Rejection,
+)
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ from shared.contracts.commands import (
     ReorderWorkflows,
     ResumeWorkflow,
 )
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 

@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 from services.enrollment import answers, domain, lifecycle, owners, restore
 from shared.contracts import Contract, Message
 from shared.contracts.events import (
+    EnrolledPayload,
+    EnrollmentEnrolled,
+)
+from shared.contracts.lifecycle_events import (
     AccountOwnerRemovalSet,
     ActivityChangedPayload,
     CommandRefused,
-    EnrolledPayload,
-    EnrollmentEnrolled,
     EnrollmentRestored,
     ExitsProgressPayload,
     OwnerRemovalSetPayload,

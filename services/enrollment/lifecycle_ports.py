@@ -15,7 +15,9 @@ from services.enrollment.owners import Owned, OwnerPolicy
 from services.enrollment.restore import Exit, Restored
 from shared.contracts import Message
 from shared.contracts.commands import ExitReason
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 
 WorkflowKey = tuple[str, str]
 EnrollmentKey = tuple[str, uuid.UUID]

@@ -17,7 +17,9 @@ from services.enrollment.restore import Exit, Restored
 from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of
 from shared.contracts import Actor, Message
 from shared.contracts.commands import ContactDetails, ExitReason, OwnerRemovalPolicy
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 from shared.contracts.registry import MESSAGE_TYPES
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection

@@ -23,7 +23,12 @@ from services.enrollment.domain import (
 )
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails
-from shared.contracts.events import Rejection, WorkflowStatus
+from shared.contracts.events import (
+    Rejection,
+)
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from shared.contracts import Actor, Message
 from shared.contracts.commands import BulkRestore, Restore
 from shared.contracts.events import (
     Rejection,
+)
+from shared.contracts.lifecycle_events import (
     RestoreCandidate,
     RestorePreviewed,
     RestorePreviewedPayload,

@@ -25,7 +25,9 @@ from services.enrollment.repository import PostgresEnrollmentStore
 from services.enrollment.restore import Restored
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, OwnerRemovalPolicy
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 from tests.conftest import SessionEnv
 from tests.contract.conftest import migrated_schema
 from tests.support.builders.enrollment_domain import NOW, definition, enrollment

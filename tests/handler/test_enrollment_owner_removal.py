@@ -11,13 +11,15 @@ from services.trigger_evaluator.handlers import TriggerHandlers
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason, OwnerRemovalPolicy, RemoveOwner
 from shared.contracts.events import (
-    AccountOwnerRemovalSet,
     EnrollmentExited,
     WorkflowApplied,
+)
+from shared.contracts.inbound import UserChange, UserChanged, UserChangedPayload
+from shared.contracts.lifecycle_events import (
+    AccountOwnerRemovalSet,
     WorkflowExitsProgress,
     WorkflowOwnerRemoved,
 )
-from shared.contracts.inbound import UserChange, UserChanged, UserChangedPayload
 from shared.contracts.workflow import WorkflowDefinition
 from tests.support.builders.enrollment_commands import apply_cmd, definition, enroll_cmd
 from tests.support.builders.enrollment_events import ACCOUNT, T0

@@ -13,11 +13,13 @@ import pytest
 from services.enrollment.domain import Status
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import (
-    CommandRefused,
     EnrollmentEnrolled,
     EnrollmentExited,
-    EnrollmentRestored,
     EnrollmentStepScheduled,
+)
+from shared.contracts.lifecycle_events import (
+    CommandRefused,
+    EnrollmentRestored,
     RestorePreviewed,
 )
 from tests.support.builders.enrollment_commands import (

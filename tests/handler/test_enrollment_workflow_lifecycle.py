@@ -12,10 +12,12 @@ from services.enrollment.domain import Status
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import (
-    CommandRefused,
     EnrollmentDispatchRevoked,
     EnrollmentExited,
     EnrollmentRejected,
+)
+from shared.contracts.lifecycle_events import (
+    CommandRefused,
     WorkflowActivityChanged,
     WorkflowExitsProgress,
     WorkflowsReordered,

@@ -17,7 +17,12 @@ from services.enrollment.pauses import Paused, Resumed, decide_pause, decide_res
 from services.enrollment.restore import Exit, Restored, decide_restore
 from shared.contracts import Actor, ActorKind
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
-from shared.contracts.events import Rejection, WorkflowStatus
+from shared.contracts.events import (
+    Rejection,
+)
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 from tests.support.builders.enrollment_domain import NOW, enrollment, workflow
 
 pytestmark = pytest.mark.unit

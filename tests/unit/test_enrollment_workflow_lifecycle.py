@@ -30,7 +30,9 @@ from services.enrollment.lifecycle import (
 )
 from shared.contracts import Actor, ActorKind
 from shared.contracts.commands import ExitReason, ExitSource
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 from tests.support.builders.enrollment_domain import ACCOUNT, CONTACT, NOW, enrollment, workflow
 
 pytestmark = pytest.mark.unit

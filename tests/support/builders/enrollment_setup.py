@@ -9,7 +9,12 @@ from services.enrollment.config import EnrollmentSettings
 from services.enrollment.handlers import build_handlers
 from services.enrollment.parking import expire_round
 from shared.contracts import Message, RecordRef
-from shared.contracts.events import CommandRefused, EnrollmentEnrolled
+from shared.contracts.events import (
+    EnrollmentEnrolled,
+)
+from shared.contracts.lifecycle_events import (
+    CommandRefused,
+)
 from shared.contracts.workflow import WorkflowDefinition
 from tests.support.builders.enrollment_commands import ALICE, apply_cmd, definition, enroll_cmd
 from tests.support.builders.enrollment_events import T0

@@ -15,7 +15,9 @@ from services.enrollment.owners import Owned, OwnerPolicy
 from services.enrollment.restore import Exit, Restored
 from shared.contracts import Actor, Message
 from shared.contracts.commands import ContactDetails, ExitReason
-from shared.contracts.events import WorkflowStatus
+from shared.contracts.lifecycle_events import (
+    WorkflowStatus,
+)
 
 
 def _key(enrollment: Enrollment) -> EnrollmentKey:
