@@ -85,6 +85,7 @@ docs: install ## Regenerate the topic and setting tables in README.md
 
 bench: install ## Throughput and latency figures (needs the local infrastructure)
 	@$(PY) -m tests.bench
+	@$(PY) -m tests.bench_exclusions
 
 clean: ## Remove the virtualenv and caches (keeps .local: Kafka jars and data)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -25,6 +25,7 @@ from shared.cli_deadletters import (
     cmd_deadletters_replay,
     deadletter_parsers,
 )
+from shared.cli_exclusions import cmd_exclusions_upload, exclusion_parsers
 from shared.cli_quarantine import QUARANTINE_COMMANDS, quarantine_parsers
 from shared.client import OfframpClient
 from shared.contracts import (
@@ -248,6 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     command("demo", "play the skeleton flow against a running system (make run)")
     command("status", "where the local `make run` listens and whether each service is ready")
     deadletter_parsers(command("deadletters", "list and replay dead letters"))
+    exclusion_parsers(command("exclusions", "upload exclusion lists (CSV) to rules or bulk exits"))
     quarantine_parsers(
         command("quarantine", "list, release or drop outbox rows the relay could not publish")
     )
@@ -285,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return 
             return asyncio.run(cmd_deadletters_list(args))
         elif args.command == "deadletters":
             return asyncio.run(cmd_deadletters_replay(args))
+        elif args.command == "exclusions":
+            return cmd_exclusions_upload(args)
         elif args.command == "quarantine":
             return asyncio.run(QUARANTINE_COMMANDS[args.quarantine_command](args))
         elif args.command == "smtp-sink":

@@ -9,7 +9,7 @@ from faststream import FastStream
 
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_loop import LapsedExits
-from services.enrollment.handlers import build_handlers
+from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import ParkedEnrolls
 from services.enrollment.repository import PostgresEnrollmentStore
 from services.enrollment.sweeps import WorkflowSweeps
@@ -21,11 +21,23 @@ SPEC = ServiceSpec(
     schema="enrollment",
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
-    consumes=(topics.COMMANDS, topics.SCHEDULER_STEPS, topics.MESSAGING_EVENTS),
-    publishes=(topics.WORKFLOW_EVENTS, topics.ENROLLMENT_EVENTS, topics.DEAD_LETTER),
+    # Record data and suppressed addresses feed the exclusion rules enrollment owns.
+    consumes=(
+        topics.COMMANDS,
+        topics.SCHEDULER_STEPS,
+        topics.MESSAGING_EVENTS,
+        topics.INBOUND_CRM,
+        topics.INBOUND_EMAIL,
+    ),
+    publishes=(
+        topics.WORKFLOW_EVENTS,
+        topics.ENROLLMENT_EVENTS,
+        topics.EXCLUSION_EVENTS,
+        topics.DEAD_LETTER,
+    ),
     settings=EnrollmentSettings,
     store=PostgresEnrollmentStore,
-    handlers=build_handlers,
+    handlers=build_all_handlers,
     background=(ParkedEnrolls, LapsedExits, WorkflowSweeps),
 )
 

@@ -8,13 +8,14 @@ of the run's enrollments, one save (two when an exit commits), the history, the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from services.enrollment import dispatch, domain, exits, steps
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore
-from services.enrollment.recording import key, record, save_changes, version_key
+from services.enrollment.recording import Change, key, record, save_changes, version_key
 from shared.contracts import topics
 from shared.contracts.commands import TriggeringEvent
 from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
@@ -29,13 +30,44 @@ Uow = UnitOfWork[EnrollmentStore]
 SendOutcome = MessageFailed | MessageCancelled
 
 
-async def _locked(
-    uow: Uow, events: Sequence[StepDue | MessageDeferred | SendOutcome]
-) -> dict[EnrollmentKey, domain.Enrollment]:
+E = TypeVar("E", StepDue, MessageDeferred, SendOutcome)
+D = TypeVar("D", bound=Change)
+
+
+async def _decide_each(
+    uow: Uow,
+    events: Sequence[E],
+    decide: Callable[[domain.Enrollment, E], D | domain.Unchanged],
+    *,
+    unchanged: str,
+) -> list[tuple[D, E]]:
+    """Lock the run's enrollments (one statement), then decide event by event: a later
+    event sees what an earlier one changed. Unchanged ones are logged as ``unchanged``."""
     loaded = await uow.store.enrollments_for_update(
         [(e.account_id, e.payload.enrollment_id) for e in events]
     )
-    return {key(e): e for e in loaded}
+    state: dict[EnrollmentKey, domain.Enrollment] = {key(e): e for e in loaded}
+    decided: list[tuple[D, E]] = []
+    for event in events:
+        enrollment_id = event.payload.enrollment_id
+        enrollment = state.get((event.account_id, enrollment_id))
+        if enrollment is None:
+            log.warning(
+                "event_for_unknown_enrollment", type=event.type, enrollment_id=str(enrollment_id)
+            )
+            continue
+        decision = decide(enrollment, event)
+        if isinstance(decision, domain.Unchanged):
+            log.info(
+                unchanged,
+                enrollment_id=str(enrollment_id),
+                step_index=event.payload.step_index,
+                why=decision.why,
+            )
+            continue
+        state[key(enrollment)] = decision.enrollment
+        decided.append((decision, event))
+    return decided
 
 
 class GrantSteps:
@@ -45,15 +77,11 @@ class GrantSteps:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[StepDue], now: datetime) -> None:
-        state = await _locked(uow, events)
-        decided: list[tuple[dispatch.Granted, StepDue]] = []
-        for event in events:
+        def decide(
+            enrollment: domain.Enrollment, event: StepDue
+        ) -> dispatch.Granted | domain.Unchanged:
             due = event.payload
-            enrollment = state.get((event.account_id, due.enrollment_id))
-            if enrollment is None:
-                log.warning("step_due_for_unknown_enrollment", enrollment_id=str(due.enrollment_id))
-                continue
-            decision = dispatch.decide_grant(
+            return dispatch.decide_grant(
                 enrollment,
                 dispatch.DueStep(due.step_index, due.step_id, due.channel, due.due_at),
                 dispatch_id=dispatch.dispatch_id_for(
@@ -62,16 +90,8 @@ class GrantSteps:
                 lease=self._lease,
                 now=now,
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "step_not_granted",
-                    enrollment_id=str(due.enrollment_id),
-                    step_index=due.step_index,
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+
+        decided = await _decide_each(uow, events, decide, unchanged="step_not_granted")
         await uow.store.save_progress([d.enrollment for d, _ in decided])
         await record(uow, decided, now)
         log.info("grant_run", due=len(events), granted=len(decided))
@@ -85,17 +105,11 @@ class RenewGrants:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[MessageDeferred], now: datetime) -> None:
-        state = await _locked(uow, events)
-        decided: list[tuple[dispatch.Granted | exits.Exited | steps.Settled, MessageDeferred]] = []
-        for event in events:
+        def decide(
+            enrollment: domain.Enrollment, event: MessageDeferred
+        ) -> dispatch.Granted | exits.Exited | steps.Settled | domain.Unchanged:
             deferred = event.payload
-            enrollment = state.get((event.account_id, deferred.enrollment_id))
-            if enrollment is None:
-                log.warning(
-                    "deferred_for_unknown_enrollment", enrollment_id=str(deferred.enrollment_id)
-                )
-                continue
-            decision = dispatch.decide_renewal(
+            return dispatch.decide_renewal(
                 enrollment,
                 dispatch.DueStep(
                     deferred.step_index,
@@ -109,15 +123,8 @@ class RenewGrants:
                 lease=self._lease,
                 now=now,
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "grant_not_renewed",
-                    enrollment_id=str(deferred.enrollment_id),
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+
+        decided = await _decide_each(uow, events, decide, unchanged="grant_not_renewed")
         await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)
 
@@ -156,28 +163,17 @@ class StepsUnsent:
         because the enrollment left or paused ends only the grant, and the step is granted
         again at once if the enrollment was resumed meanwhile (its resume found the grant
         still out and granted nothing)."""
-        state = await _locked(uow, events)
-        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
-        for event in events:
-            enrollment = state.get((event.account_id, event.payload.enrollment_id))
-            if enrollment is None:
-                log.warning(
-                    "unsent_for_unknown_enrollment",
-                    enrollment_id=str(event.payload.enrollment_id),
-                )
-                continue
-            decision = steps.on_step_unsent(
-                enrollment, _unsent(event), trigger=_trigger(event), now=now
+        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]]
+        decided = list(
+            await _decide_each(
+                uow,
+                events,
+                lambda enrollment, event: steps.on_step_unsent(
+                    enrollment, _unsent(event), trigger=_trigger(event), now=now
+                ),
+                unchanged="step_unsent_ignored",
             )
-            if isinstance(decision, domain.Unchanged):
-                log.info(
-                    "step_unsent_ignored",
-                    enrollment_id=str(enrollment.enrollment_id),
-                    why=decision.why,
-                )
-                continue
-            state[key(enrollment)] = decision.enrollment
-            decided.append((decision, event))
+        )
         decided = await self._grant_again(uow, decided, now)
         await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.contracts import Actor, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import Rejection
+from shared.contracts.events import ExclusionHit, Rejection
 from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
 
 
@@ -59,6 +60,8 @@ class PendingExit:
     actor: Actor
     triggering_event: TriggeringEvent | None
     decided_at: datetime
+    exclusion: ExclusionHit | None = None
+    """The exclusion rule (and version) the exit is for, when that is why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +213,14 @@ def decide_enrollment(
     enrollment_id: uuid.UUID,
     contact: ContactDetails | None,
     actor: Actor,
+    excluded: Sequence[Rejection] = (),
 ) -> Admitted | Refused:
     """Admit ``record`` into the workflow's current version, or say every reason why not.
 
-    ``previous`` holds the record's earlier enrollments in this workflow, any status.
+    ``previous`` holds the record's earlier enrollments in this workflow, any status;
+    ``excluded`` the exclusion rules that reject it (``screening.screen_enrolls``).
     """
-    rejections = _rejections(workflow, workflow_id, record, previous, now)
+    rejections = [*_rejections(workflow, workflow_id, record, previous, now), *excluded]
     if rejections or workflow is None:
         return Refused(tuple(rejections), account_id, workflow_id, record, actor)
     first = workflow.definition.steps[0]

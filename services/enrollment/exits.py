@@ -10,7 +10,7 @@ from datetime import datetime
 from services.enrollment.domain import Dispatch, Enrollment, PendingExit, Status, Unchanged
 from shared.contracts import Actor, ActorKind
 from shared.contracts.commands import ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.events import CancelReason, FailureKind
+from shared.contracts.events import CancelReason, ExclusionHit, FailureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class Exited:
     """The step whose send ended the enrollment, or that was revoked by the exit."""
     sent: SentStep | None = None
     """The step that went out while the exit waited for it (it counts as completed)."""
+    exclusion: ExclusionHit | None = None
+    """The exclusion rule (and version) that took it out, when that is why it exited."""
 
     @property
     def steps_completed(self) -> int:
@@ -75,6 +77,7 @@ def decide_exit(
     triggering_event: TriggeringEvent | None,
     agents_may_stop: bool,
     now: datetime,
+    exclusion: ExclusionHit | None = None,
 ) -> Exited | ExitPending | Unchanged:
     """End a live enrollment once; an ended or exiting one stays as it was (exit is
     idempotent). With a step's dispatch granted, the exit waits for that send's outcome,
@@ -88,7 +91,9 @@ def decide_exit(
     by_user = actor.kind is ActorKind.USER
     if source in (ExitSource.MANUAL, ExitSource.BULK) and by_user and not agents_may_stop:
         return Unchanged("the workflow does not let agents stop it", "agents_may_not_stop")
-    pending = PendingExit(reason, source, actor, triggering_event, decided_at=now)
+    pending = PendingExit(
+        reason, source, actor, triggering_event, decided_at=now, exclusion=exclusion
+    )
     if enrollment.dispatch is not None:
         return ExitPending(replace(enrollment, pending_exit=pending), enrollment.dispatch, pending)
     return commit_exit(replace(enrollment, pending_exit=pending), now=now)
@@ -109,7 +114,14 @@ def commit_exit(enrollment: Enrollment, *, now: datetime) -> Exited:
         dispatch=None,
         pending_exit=None,
     )
-    return Exited(exited, pending.reason, pending.source, pending.actor, pending.triggering_event)
+    return Exited(
+        exited,
+        pending.reason,
+        pending.source,
+        pending.actor,
+        pending.triggering_event,
+        exclusion=pending.exclusion,
+    )
 
 
 def exit_reason_for(kind: FailureKind | CancelReason) -> ExitReason | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeGuard, TypeVar
 
-from services.enrollment import answers, domain, exits, lifecycle, pauses, steps
+from services.enrollment import answers, domain, exits, lifecycle, pauses, screening, steps
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
@@ -229,6 +229,7 @@ async def admit(
     statuses = await uow.store.workflow_statuses(
         [(c.account_id, c.payload.workflow_id) for c in commands]
     )
+    excluded = await screening.screen_enrolls(uow.store, commands, now)
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
         [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
@@ -252,6 +253,7 @@ async def admit(
             ),
             contact=payload.contact,
             actor=payload.actor,
+            excluded=excluded.get(command.message_id, ()),
         )
         decision = lifecycle.closed_to_enrollment(
             decision, statuses.get((command.account_id, payload.workflow_id))
@@ -263,6 +265,13 @@ async def admit(
         decided.append((decision, command))
     admitted = [d for d, _ in decided if isinstance(d, domain.Admitted)]
     await uow.store.insert_enrollments(admitted)
+    await uow.store.save_audiences(
+        [
+            (d.enrollment.account_id, d.enrollment.enrollment_id, c.payload.audience_id)
+            for d, c in decided
+            if isinstance(d, domain.Admitted) and c.payload.audience_id
+        ]
+    )
     await record(uow, decided, now)
     log.info("enroll_run", admitted=len(admitted), rejected=len(commands) - len(admitted))
 

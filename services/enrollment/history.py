@@ -31,6 +31,7 @@ from shared.contracts.events import (
     EnrollmentRejected,
     EnrollmentResumed,
     EnrollmentStepCompleted,
+    ExclusionHit,
 )
 from shared.contracts.lifecycle_events import (
     EnrollmentRestored,
@@ -85,6 +86,11 @@ def _step_completed(
         step_index=sent.index,
         provider_message_id=sent.provider_message_id,
     )
+
+
+def _exclusion_detail(hit: ExclusionHit | None) -> dict[str, Any]:
+    """An exit by an exclusion rule names the rule, its version and what matched."""
+    return {} if hit is None else {"exclusion": hit.model_dump(mode="json")}
 
 
 def entries(  # noqa: PLR0911 - one case per kind of decision
@@ -163,6 +169,7 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
                     actor=decision.actor.model_dump(),
                     triggering_event=trigger.model_dump(mode="json") if trigger else None,
                     **_unsent_detail(decision.unsent),
+                    **_exclusion_detail(decision.exclusion),
                 ),
             ]
         case pauses.Paused():

@@ -136,6 +136,7 @@ def _exited(decision: exits.Exited, cause: Message) -> EnrollmentExited:
         triggering_event=decision.triggering_event,
         steps_completed=decision.steps_completed,
         unsent_step=_unsent(decision.unsent),
+        exclusion=decision.exclusion,
     )
     return _caused(EnrollmentExited, "exited", cause, enrollment.enrollment_id, payload)
 

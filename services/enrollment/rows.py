@@ -10,6 +10,7 @@ import asyncpg
 from services.enrollment.domain import Dispatch, Enrollment, PendingExit, Status
 from shared.contracts import Actor, RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource, TriggeringEvent
+from shared.contracts.events import ExclusionHit
 
 ENROLLMENT_COLUMNS = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
     e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
@@ -60,6 +61,7 @@ def _pending_exit(stored: str | None) -> PendingExit | None:
         actor=Actor.model_validate(fields["actor"]),
         triggering_event=TriggeringEvent.model_validate(trigger) if trigger else None,
         decided_at=datetime.fromisoformat(fields["decided_at"]),
+        exclusion=ExclusionHit.model_validate(hit) if (hit := fields.get("exclusion")) else None,
     )
 
 
@@ -74,5 +76,6 @@ def pending_exit_json(pending: PendingExit | None) -> str | None:
             "actor": pending.actor.model_dump(mode="json"),
             "triggering_event": trigger.model_dump(mode="json") if trigger else None,
             "decided_at": pending.decided_at.isoformat(),
+            "exclusion": pending.exclusion.model_dump(mode="json") if pending.exclusion else None,
         }
     )

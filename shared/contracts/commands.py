@@ -49,6 +49,9 @@ class EnrollPayload(Contract):
     record: RecordRef
     contact: ContactDetails | None = None
     actor: Actor
+    audience_id: Identifier | None = Field(
+        None, description="The audience the record came from: its exclusion rules apply too."
+    )
 
 
 class Enroll(Message):

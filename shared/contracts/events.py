@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field
 
 from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.inbound import Channel
+from shared.contracts.inbound import Channel, FieldValue
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -54,12 +54,27 @@ class EnrollmentEnrolled(Message):
     payload: EnrolledPayload
 
 
+class ExclusionHit(Contract):
+    """Which exclusion rule matched a record, and on what: for rejections and exits."""
+
+    rule_id: Identifier
+    version: int = Field(ge=1)
+    level: str = Field(max_length=20, description="`global`, `workflow` or `audience`.")
+    condition: str = Field(max_length=2000, description="The conditions that matched.")
+    values_seen: dict[str, FieldValue] = Field(
+        default_factory=dict, description="The record's values of the fields those read."
+    )
+
+
 class Rejection(Contract):
     """One reason an enrollment was refused: a stable code and a readable detail."""
 
     code: str = Field(max_length=100)
     detail: str = Field(max_length=2000)
     rule_id: Identifier | None = None
+    exclusion: ExclusionHit | None = Field(
+        None, description="Code `excluded`: the rule, its version and level, what matched."
+    )
 
 
 class RejectedPayload(Contract):
@@ -152,6 +167,9 @@ class ExitedPayload(EnrollmentRef):
         description="Set when the exit comes from a send that failed or can never happen "
         "(reasons `hard_bounced` and `send_failed`); `triggering_event` is then that "
         "`message.failed` or `message.cancelled`.",
+    )
+    exclusion: ExclusionHit | None = Field(
+        None, description="Reason `exclusion_matched`: the rule and version that matched."
     )
 
 

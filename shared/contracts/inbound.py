@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, model_validator
 
 from shared.contracts.base import (
     Contract,
@@ -20,6 +20,7 @@ from shared.contracts.base import (
     Identifier,
     Message,
     RecordRef,
+    RecordType,
 )
 
 
@@ -142,6 +143,147 @@ class RecordFieldChanged(Message):
     payload: FieldChangedPayload
 
 
+FieldText = Annotated[str, StringConstraints(max_length=10_000)]
+FieldScalar = StrictBool | StrictInt | StrictFloat | FieldText
+"""One value of a CRM field: text (dates and times as ISO 8601 text), a number or a boolean."""
+
+FieldValue = FieldScalar | tuple[FieldScalar, ...] | None
+"""A field's value: a scalar, a list for a multi-select field, or null when it is not set."""
+
+DomainText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=253, pattern=r"^[^\s/@]+$"),
+]
+"""A company's web domain as the CRM holds it (``www.Acme.com.``, ``bücher.de`` or
+``xn--bcher-kva.de``); Offramp normalises case, ``www.``, a trailing dot and punycode
+before comparing."""
+
+
+class RecordUpsertedPayload(Contract):
+    """The record as the CRM now holds it: every field Offramp's rules may read.
+
+    A snapshot, not a delta: a field, alias, domain or association absent here is no longer
+    set (use ``record.field_changed`` to send one field's change).
+    """
+
+    record: RecordRef
+    fields: dict[Identifier, FieldValue] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="Field values by the field's internal name (the internal value of an "
+        "option, not its label); multi-select fields are lists.",
+    )
+    email: EmailAddress | None = Field(None, description="A contact's primary email address.")
+    aliases: tuple[EmailAddress, ...] = Field(
+        (), max_length=100, description="A contact's other addresses (aliases)."
+    )
+    company_name: FieldText | None = Field(
+        None, description="The company: a contact's company, or an organization's own name."
+    )
+    domains: tuple[DomainText, ...] = Field(
+        (),
+        max_length=100,
+        description="The company's web domains (a contact's company, an organization's own), "
+        "first the primary one.",
+    )
+    associations: tuple[RecordRef, ...] = Field(
+        (),
+        max_length=1000,
+        description="The records associated with this one (contact, organization, deal).",
+    )
+
+
+class RecordUpserted(Message):
+    """A contact, organization or deal was created or changed in the CRM (its full state)."""
+
+    type: Literal["record.upserted"] = "record.upserted"
+    payload: RecordUpsertedPayload
+
+
+class RecordDeletedPayload(Contract):
+    record: RecordRef
+
+
+class RecordDeleted(Message):
+    """A record was deleted in the CRM: Offramp forgets its data and its associations."""
+
+    type: Literal["record.deleted"] = "record.deleted"
+    payload: RecordDeletedPayload
+
+
+class AssociationChange(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+
+
+class AssociationChangedPayload(Contract):
+    record: RecordRef = Field(description="One side of the association (the message's key).")
+    associated: RecordRef = Field(description="The other side.")
+    change: AssociationChange
+
+    @model_validator(mode="after")
+    def _two_records(self) -> Self:
+        if self.record == self.associated:
+            raise ValueError("a record cannot be associated with itself")
+        return self
+
+
+class AssociationChanged(Message):
+    """Two records (contact, organization, deal) were associated or dissociated.
+
+    Associations have no direction: one message changes both sides.
+    """
+
+    type: Literal["association.changed"] = "association.changed"
+    payload: AssociationChangedPayload
+
+
+class DealStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class DealStageChangedPayload(Contract):
+    record: RecordRef = Field(description="The deal.")
+    stage: Identifier = Field(description="The new stage's internal value (not its label).")
+    status: DealStatus = Field(description="What the new stage means: open, won or lost.")
+    previous_stage: Identifier | None = Field(
+        None, description="The stage before, when there was one (none for a new deal)."
+    )
+    previous_status: DealStatus | None = None
+    pipeline: Identifier | None = Field(None, description="The pipeline's internal value.")
+    contacts: tuple[RecordRef, ...] = Field(
+        (), max_length=1000, description="Contacts associated with the deal, if known."
+    )
+
+    @model_validator(mode="after")
+    def _a_deal(self) -> Self:
+        if self.record.type is not RecordType.DEAL:
+            raise ValueError("record must be a deal")
+        return self
+
+    @property
+    def opened(self) -> bool:
+        """The deal is open now and was not before (created, or re-opened)."""
+        return self.status is DealStatus.OPEN and self.previous_status is not DealStatus.OPEN
+
+    @property
+    def won(self) -> bool:
+        return self.status is DealStatus.WON and self.previous_status is not DealStatus.WON
+
+    @property
+    def lost(self) -> bool:
+        return self.status is DealStatus.LOST and self.previous_status is not DealStatus.LOST
+
+
+class DealStageChanged(Message):
+    """A deal moved to another stage of its pipeline (opened, advanced, won or lost)."""
+
+    type: Literal["deal.stage_changed"] = "deal.stage_changed"
+    payload: DealStageChangedPayload
+
+
 class DealClosedPayload(Contract):
     record: RecordRef
     contacts: tuple[RecordRef, ...] = ()
@@ -258,6 +400,10 @@ CRM_EVENTS: tuple[type[Message], ...] = (
     MeetingBooked,
     RecordOwnerAssigned,
     UserChanged,
+    RecordUpserted,
+    RecordDeleted,
+    AssociationChanged,
+    DealStageChanged,
 )
 CONVERSATION_EVENTS: tuple[type[Message], ...] = (
     ConversationMessageReceived,

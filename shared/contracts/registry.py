@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import events, inbound, lifecycle_events, topics
+from shared.contracts import events, exclusions, inbound, lifecycle_events, topics
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -19,7 +19,7 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.INBOUND_WEB: inbound.WEB_EVENTS,
     topics.INBOUND_CRM: inbound.CRM_EVENTS,
     topics.INBOUND_CONVERSATION: inbound.CONVERSATION_EVENTS,
-    topics.COMMANDS: COMMAND_MESSAGES,
+    topics.COMMANDS: COMMAND_MESSAGES + exclusions.EXCLUSION_COMMANDS,
     topics.WORKFLOW_EVENTS: (
         *events.WORKFLOW_EVENT_MESSAGES,
         *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
@@ -30,6 +30,7 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES,
+    topics.EXCLUSION_EVENTS: exclusions.EXCLUSION_EVENTS,
     topics.DEAD_LETTER: events.DEAD_LETTER_MESSAGES,
 }
 

@@ -32,6 +32,7 @@ ENROLLMENT_EVENTS = "offramp.enrollment.events.v1"
 SCHEDULER_STEPS = "offramp.scheduler.steps.v1"
 MESSAGING_EVENTS = "offramp.messaging.events.v1"
 DEAD_LETTER = "offramp.deadletter.v1"
+EXCLUSION_EVENTS = "offramp.exclusion.events.v1"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -45,7 +46,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         INBOUND_CRM,
         6,
         "upstream CRMs",
-        "Field changes, deals won and lost, meetings, owner assignment, user changes.",
+        "Record data (contacts, organizations and deals: fields, emails, domains, "
+        "associations, deal stages), field changes, deals won and lost, meetings, owner "
+        "assignment, user changes.",
     ),
     TopicSpec(
         INBOUND_CONVERSATION,
@@ -80,6 +83,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         6,
         "messaging",
         "Messages sent (with their provider Message-ID), cancelled or failed.",
+    ),
+    TopicSpec(
+        EXCLUSION_EVENTS,
+        3,
+        "enrollment",
+        "Exclusion rules' versions, rulesets, uploaded lists, and rejected exclusion commands.",
+        # Kept forever, like workflow versions: every decision names a rule version.
+        retention_ms=-1,
     ),
     TopicSpec(
         DEAD_LETTER,

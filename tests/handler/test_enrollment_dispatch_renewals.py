@@ -7,15 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_loop import lapse_round
-from services.enrollment.domain import Enrollment, Status
+from services.enrollment.domain import Status
 from services.enrollment.ports import EnrollmentStore
 from shared.contracts.commands import ExitReason
 from shared.contracts.events import (
     CancelReason,
-    EnrollmentDispatchRevoked,
-    EnrollmentEnrolled,
     EnrollmentExited,
     EnrollmentResumed,
     EnrollmentStepGranted,
@@ -23,7 +20,6 @@ from shared.contracts.events import (
 )
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_commands import (
-    exit_cmd,
     pause_cmd,
     resume_cmd,
 )
@@ -33,49 +29,29 @@ from tests.support.builders.enrollment_dispatch import (
     due_evt,
     sent_for,
 )
-from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0
+from tests.support.builders.enrollment_dispatch_setup import (
+    MS,
+    SKEW,
+    exiting_in,
+    granted_in,
+    lapse,
+    saved,
+)
+from tests.support.builders.enrollment_events import OTHER_ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
     LEASE,
     EnrollmentHarness,
-    enrolled_in,
     enrollment_harness,
     only,
 )
-from tests.support.harness import Outcome, published_by
+from tests.support.harness import published_by
 
 pytestmark = pytest.mark.handler
-
-SKEW = timedelta(seconds=EnrollmentSettings().dispatch_clock_skew_s)
-MS = timedelta(milliseconds=1)
 
 
 @pytest.fixture
 def h() -> EnrollmentHarness:
     return enrollment_harness()
-
-
-def saved(h: EnrollmentHarness, enrolled: EnrollmentEnrolled) -> Enrollment:
-    return h.store.enrollments[(ACCOUNT, enrolled.payload.enrollment_id)]
-
-
-async def granted_in(h: EnrollmentHarness) -> tuple[EnrollmentEnrolled, EnrollmentStepGranted]:
-    """An enrollment whose first step is granted to messaging."""
-    enrolled = await enrolled_in(h)
-    return enrolled, only(await h.when(due_evt(enrolled)), EnrollmentStepGranted)
-
-
-async def exiting_in(
-    h: EnrollmentHarness,
-) -> tuple[EnrollmentEnrolled, EnrollmentStepGranted, EnrollmentDispatchRevoked]:
-    """An enrollment whose exit waits for the outcome of its granted first step."""
-    enrolled, grant = await granted_in(h)
-    return enrolled, grant, only(await h.when(exit_cmd()), EnrollmentDispatchRevoked)
-
-
-async def lapse(h: EnrollmentHarness, *, at: timedelta) -> Outcome:
-    """One round of the lapse loop, ``at`` past the harness's clock."""
-    _, outcome = await h.step(lambda uow: lapse_round(uow, now=h.now + at, skew=SKEW))
-    return outcome
 
 
 # --- pauses and the grant ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from tests.support.builders.enrollment_commands import BOB, apply_cmd, definitio
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
     PARK_MAX,
+    SCREENING_CALLS,
     TOO_LONG,
     EnrollmentHarness,
     enrollment_harness,
@@ -128,6 +129,7 @@ async def test_parking_locks_only_the_missing_workflows(h: EnrollmentHarness) ->
         "current_workflows",
         "park_enrolls",
         "workflow_statuses",
+        *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",
         "add_history",

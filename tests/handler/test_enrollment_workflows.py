@@ -44,6 +44,8 @@ from shared.contracts.events import (
     StepDue,
     WorkflowApplied,
 )
+from shared.contracts.exclusions import EXCLUSION_COMMANDS
+from shared.contracts.inbound import CRM_EVENTS
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_commands import (
     ALICE,
@@ -58,6 +60,7 @@ from tests.support.builders.enrollment_commands import (
 )
 from tests.support.builders.enrollment_events import ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
+    SCREENING_CALLS,
     TOO_LONG,
     EnrollmentHarness,
     answers,
@@ -93,7 +96,12 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
     dispatch = {StepDue.TYPE, MessageDeferred.TYPE}
-    assert set(h.handlers) == commands | outcomes | dispatch
+    exclusions = {m.TYPE for m in EXCLUSION_COMMANDS} | {
+        m.TYPE for m in CRM_EVENTS if m.TYPE.startswith(("record.", "association.", "deal.stage"))
+    }
+    exclusions -= {"record.owner_assigned"}
+    suppressions = {"email.bounced", "email.unsubscribed"}
+    assert set(h.handlers) == commands | outcomes | dispatch | exclusions | suppressions
     # One handler for both ends of a send that never happens, so a mix of them is one run.
     assert h.handlers[MessageFailed.TYPE] is h.handlers[MessageCancelled.TYPE]
 
@@ -279,6 +287,7 @@ async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(
     assert h.store.calls == [
         "current_workflows",
         "workflow_statuses",
+        *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",
         "add_history",

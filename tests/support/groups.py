@@ -17,7 +17,13 @@ from shared.contracts.topics import TOPICS, physical
 from tests.support.waiting import eventually
 
 CONSUMES: Mapping[str, tuple[str, ...]] = {
-    "enrollment": (topics.COMMANDS, topics.SCHEDULER_STEPS, topics.MESSAGING_EVENTS),
+    "enrollment": (
+        topics.COMMANDS,
+        topics.SCHEDULER_STEPS,
+        topics.MESSAGING_EVENTS,
+        topics.INBOUND_CRM,
+        topics.INBOUND_EMAIL,
+    ),
     "scheduler": (topics.ENROLLMENT_EVENTS,),
     "trigger_evaluator": (
         topics.INBOUND_EMAIL,

@@ -42,12 +42,12 @@ from shared.contracts.inbound import (
     Channel,
     ConversationMessagePayload,
     ConversationMessageReceived,
-    EmailReplied,
-    EmailRepliedPayload,
-    MeetingBooked,
-    MeetingBookedPayload,
+    EmailEventPayload,
+    EmailUnsubscribed,
+    FieldChangedPayload,
     PageVisited,
     PageVisitedPayload,
+    RecordFieldChanged,
 )
 from shared.contracts.workflow import Step, WorkflowDefinition
 
@@ -94,14 +94,18 @@ def template(topic: str, account_id: str) -> dict[str, Any]:
     }
     now = datetime.now(UTC)
     payloads: dict[str, tuple[type[Message], Any]] = {
+        # Types every consumer group of the topic handles (enrollment reads unsubscribes
+        # and field changes for exclusions, trigger-evaluator for exits): a valid one must
+        # end in each group's inbox; a type a group does not handle it only skips.
         topics.INBOUND_EMAIL: (
-            EmailReplied,
-            EmailRepliedPayload(
-                record=GHOST, from_address="ghost@example.com", message_header_id="<g@x>"
-            ),
+            EmailUnsubscribed,
+            EmailEventPayload(record=GHOST, from_address="ghost@example.com"),
         ),
         topics.INBOUND_WEB: (PageVisited, PageVisitedPayload(record=GHOST, url="https://x/")),
-        topics.INBOUND_CRM: (MeetingBooked, MeetingBookedPayload(record=GHOST)),
+        topics.INBOUND_CRM: (
+            RecordFieldChanged,
+            FieldChangedPayload(record=GHOST, field="lifecyclestage", new_value="lead"),
+        ),
         topics.INBOUND_CONVERSATION: (
             ConversationMessageReceived,
             ConversationMessagePayload(record=GHOST, channel=Channel.CHAT, conversation_id="g"),

@@ -61,6 +61,7 @@ from tests.support.builders.contracts import (
     definition,
     manual_exit,
 )
+from tests.support.builders.exclusion_messages import exclusion_messages
 from tests.support.deadletters import dead_letter
 
 pytestmark = pytest.mark.unit
@@ -202,6 +203,7 @@ def one_of_each_family() -> list[Message]:
             ),
         ),
         dead_letter(source_topic=topics.COMMANDS, offset=41, value=b"{", key=b"acc/contact/c-1"),
+        *exclusion_messages(),
     ]
 
 

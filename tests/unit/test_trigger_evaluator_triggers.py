@@ -41,7 +41,10 @@ def test_every_inbound_event_type_has_a_row_in_the_trigger_table() -> None:
         topics.INBOUND_CONVERSATION,
     )
     inbound_types = {model.TYPE for t in inbound_topics for model in MESSAGES_BY_TOPIC[t]}
-    assert set(EXIT_RULES) == inbound_types
+    # Record data feeds enrollment's exclusions; a type trigger-evaluator has no row for is
+    # skipped by its consumer (not its type), until a trigger needs it.
+    record_data = {"record.upserted", "record.deleted", "association.changed", "deal.stage_changed"}
+    assert set(EXIT_RULES) == inbound_types - record_data
 
 
 def test_trigger_reasons_are_the_reasons_named_after_the_trigger() -> None:

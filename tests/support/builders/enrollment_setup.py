@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.handlers import build_handlers
+from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import expire_round
 from shared.contracts import Message, RecordRef
 from shared.contracts.events import (
@@ -30,6 +30,9 @@ TOO_LONG = PARK_MAX + timedelta(seconds=1)
 
 M = TypeVar("M")
 
+SCREENING_CALLS = ["lock_exclusions", "subjects", "account_rules", "rulesets"]
+"""The statements an enroll run spends on exclusion rules (``screening.screen_enrolls``)."""
+
 
 LEASE = timedelta(seconds=EnrollmentSettings().dispatch_lease_s)
 """How long a step's dispatch grant lasts in the handler tests (the default)."""
@@ -37,7 +40,7 @@ LEASE = timedelta(seconds=EnrollmentSettings().dispatch_lease_s)
 
 def enrollment_harness() -> EnrollmentHarness:
     """The enrollment handlers over an empty fake store, the clock at ``T0``."""
-    return Harness(build_handlers(EnrollmentSettings()), FakeEnrollmentStore, now=T0)
+    return Harness(build_all_handlers(EnrollmentSettings()), FakeEnrollmentStore, now=T0)
 
 
 def only(outcome: Outcome, kind: type[M]) -> M:

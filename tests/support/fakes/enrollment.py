@@ -24,6 +24,7 @@ from services.enrollment.ports import (
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
 from tests.support.fakes.enrollment_lifecycle import FakeLifecycleStore, LifecycleState
+from tests.support.fakes.exclusions import FakeExclusionStore
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
 """What an exit saves beyond the enrollment: (source, actor, triggering event)."""
@@ -43,7 +44,7 @@ def _unique_violation(what: str) -> asyncpg.UniqueViolationError:
 
 
 @dataclass
-class FakeEnrollmentStore(FakeLifecycleStore):
+class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
     versions: dict[VersionKey, tuple[WorkflowVersion, str]] = field(default_factory=dict)
     """Every workflow version and its definition hash."""
     heads: dict[WorkflowKey, int] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class FakeEnrollmentStore(FakeLifecycleStore):
             list(self.entries),
             list(self.parked.items()),
             self.lifecycle.snapshot(),
+            self.exclusion_snapshot(),
         )
 
     @property
