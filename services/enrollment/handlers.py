@@ -18,7 +18,7 @@ from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.lifecycle_handlers import bulk_exit, change_status, reorder
-from services.enrollment.owner_handlers import remove_owner, set_owner_removal
+from services.enrollment.owner_handlers import remove_owner, set_owner_removal, users_changed
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
@@ -56,6 +56,7 @@ from shared.contracts.events import (
     MessageSent,
     StepDue,
 )
+from shared.contracts.inbound import UserChanged
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -412,4 +413,5 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         BulkRestore.TYPE: bulk_restore,
         SetOwnerRemoval.TYPE: set_owner_removal,
         RemoveOwner.TYPE: remove_owner,
+        UserChanged.TYPE: users_changed,
     }

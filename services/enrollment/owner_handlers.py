@@ -1,6 +1,7 @@
 """Enrollment subscribers of owner removal: the account's setting
-(``account.set_owner_removal``) and a removed owner's workflows (``workflow.remove_owner``,
-which trigger-evaluator publishes for ``user.changed``). See ``owners``."""
+(``account.set_owner_removal``) and a removed owner's workflows: ``user.changed`` from the
+CRM (enrollment reads ``offramp.inbound.crm.v1``), or ``workflow.remove_owner``. See
+``owners``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from datetime import datetime
 from services.enrollment import answers, domain, owners
 from services.enrollment.ports import EnrollmentStore
 from services.enrollment.recording import record
+from shared.contracts import SYSTEM_ACTOR, Actor, Message
 from shared.contracts.commands import RemoveOwner, SetOwnerRemoval
+from shared.contracts.inbound import UserChanged
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -33,26 +36,35 @@ async def set_owner_removal(uow: Uow, commands: list[SetOwnerRemoval], now: date
 
 
 async def remove_owner(uow: Uow, commands: list[RemoveOwner], now: datetime) -> None:
+    """A removed owner named by a command (an operator, or a CRM without ``user.changed``)."""
+    await _remove(uow, [(c, c.payload.user_id, c.payload.actor) for c in commands], now)
+
+
+async def users_changed(uow: Uow, events: list[UserChanged], now: datetime) -> None:
+    """A user deleted or downgraded, as the CRM says (``user.changed``)."""
+    await _remove(uow, [(e, e.payload.user_id, SYSTEM_ACTOR) for e in events], now)
+
+
+async def _remove(uow: Uow, causes: list[tuple[Message, str, Actor]], now: datetime) -> None:
     """Each workflow the removed user owns exits its live enrollments (in chunks, caused by
-    the command) or is reassigned, as the account's setting says; one command at a time,
+    the message) or is reassigned, as the account's setting says; one message at a time,
     each seeing what the one before did."""
-    for command in commands:
-        payload = command.payload
-        account = command.account_id
-        owned = await uow.store.owned_workflows_for_update(account, payload.user_id)
+    for cause, user_id, actor in causes:
+        account = cause.account_id
+        owned = await uow.store.owned_workflows_for_update(account, user_id)
         decision = owners.decide_owner_removal(
             owned,
-            user_id=payload.user_id,
+            user_id=user_id,
             setting=await uow.store.owner_policy(account),
-            actor=payload.actor,
-            sweep_id_for=functools.partial(domain.event_id, "sweep", account, command.message_id),
+            actor=actor,
+            sweep_id_for=functools.partial(domain.event_id, "sweep", account, cause.message_id),
             now=now,
         )
         if isinstance(decision, domain.Unchanged):
-            answer = answers.refused(command, decision.code, decision.why)
-            await record(uow, [(answer, command)], now)
+            answer = answers.refused(cause, decision.code, decision.why)
+            await record(uow, [(answer, cause)], now)
             continue
         await uow.store.add_workflow_versions([d.reassigned for d in decision if d.reassigned])
-        await uow.store.start_sweeps([(d.sweep, command) for d in decision if d.sweep])
-        await record(uow, [(d, command) for d in decision], now)
-        log.info("owner_removed", user_id=payload.user_id, workflows=len(decision))
+        await uow.store.start_sweeps([(d.sweep, cause) for d in decision if d.sweep])
+        await record(uow, [(d, cause) for d in decision], now)
+        log.info("owner_removed", user_id=user_id, workflows=len(decision))

@@ -92,7 +92,7 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
     if live_in_workflow:
         return Unchanged("the record is in this workflow again", "already_enrolled")
     if blocked_by is not None:
-        return Unchanged(blocked_by.detail, "exclusion_blocks")
+        return Unchanged(f"a blocking exclusion matches: {blocked_by.detail}", "exclusion_blocks")
     index = next_step_index(old)
     steps = version.definition.steps
     if index >= len(steps):

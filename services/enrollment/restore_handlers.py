@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.enrollment import answers, domain, restore
+from services.enrollment import answers, domain, restore, screening
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore, WorkflowRecordKey
 from services.enrollment.recording import record, version_key
-from shared.contracts import Actor, Message
-from shared.contracts.commands import BulkRestore, Restore
+from shared.contracts import SYSTEM_ACTOR, Actor, Message
+from shared.contracts.commands import BulkRestore, Enroll, EnrollPayload, Restore
 from shared.contracts.events import (
     Rejection,
 )
@@ -31,12 +31,35 @@ Decided = list[tuple[restore.Restored | answers.Answer, Message]]
 
 
 async def blocking_exclusions(
-    uow: Uow, exits: Sequence[restore.Exit]
+    uow: Uow, exits: Sequence[restore.Exit], now: datetime
 ) -> dict[EnrollmentKey, Rejection]:
-    """The hook for exclusions (being built apart): the blocking exclusion each record
-    matches now, by (account, enrollment id). None are known yet."""
-    del uow, exits
-    return {}
+    """The first exclusion rule that would reject each exit's record if it were enrolled
+    now (a restore obeys every active exclusion, as an enroll does), by (account, old
+    enrollment id): each exit is screened as the enroll it amounts to."""
+    if not exits:
+        return {}
+    olds = [x.enrollment for x in exits]
+    audiences = await uow.store.audiences_of([(e.account_id, e.enrollment_id) for e in olds])
+    as_enrolls = [
+        Enroll.create(
+            message_id=old.enrollment_id,
+            account_id=old.account_id,
+            payload=EnrollPayload(
+                workflow_id=old.workflow_id,
+                record=old.record,
+                contact=exit.contact,
+                actor=SYSTEM_ACTOR,
+                audience_id=audiences.get((old.account_id, old.enrollment_id)),
+            ),
+        )
+        for exit, old in zip(exits, olds, strict=True)
+    ]
+    rejected = await screening.screen_enrolls(uow.store, as_enrolls, now)
+    return {
+        (old.account_id, old.enrollment_id): found[0]
+        for old in olds
+        if (found := rejected.get(old.enrollment_id))
+    }
 
 
 async def _decide(
@@ -53,7 +76,7 @@ async def _decide(
         )
         if e.status.live
     }
-    blocked = await blocking_exclusions(uow, [x for x, _, _ in pairs])
+    blocked = await blocking_exclusions(uow, [x for x, _, _ in pairs], now)
     restored_as: dict[EnrollmentKey, uuid.UUID] = {}
     decided: Decided = []
     for exit, command, actor in pairs:

@@ -31,7 +31,6 @@ from services.trigger_evaluator.domain import (
     Waiting,
 )
 from services.trigger_evaluator.errors import NotAProjectionEventError
-from services.trigger_evaluator.owners import users_changed
 from services.trigger_evaluator.parking import DEFAULT_PARK_MAX, ParkedEvent
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import ENROLLMENT_EVENTS, EnrollmentEvent
@@ -39,7 +38,6 @@ from services.trigger_evaluator.triggers import EXIT_RULES, Signal, classify
 from shared.consumer import Handler
 from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
-from shared.contracts.inbound import UserChanged
 from shared.contracts.topics import physical
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -252,8 +250,6 @@ class TriggerHandlers:
             MessageSent.TYPE: project,
             **{event_type.TYPE: project for event_type in ENROLLMENT_EVENTS},
             **dict.fromkeys(EXIT_RULES, inbound),
-            # Not an exit trigger: handed to enrollment, which knows the owners.
-            UserChanged.TYPE: users_changed,
         }
 
 

@@ -309,15 +309,15 @@ class RemoveOwnerPayload(Contract):
     change: UserChange
     actor: Actor
     triggering_event: TriggeringEvent | None = Field(
-        None, description="The `user.changed` it comes from (trigger-evaluator sets it)."
+        None, description="The upstream event it comes from, if any."
     )
 
 
 class RemoveOwner(Message):
-    """A user who owns workflows was deleted or downgraded (trigger-evaluator publishes it
-    for `user.changed`): each workflow the user owns exits its live enrollments with
-    reason `owner_removed`, or is reassigned, as the account's setting says. Answered per
-    workflow by `workflow.owner_removed`, or `command.refused` (`owns_no_workflow`)."""
+    """A user who owns workflows was deleted or downgraded (enrollment also acts on the
+    CRM's `user.changed` itself): each workflow the user owns exits its live enrollments
+    with reason `owner_removed`, or is reassigned, as the account's setting says. Answered
+    per workflow by `workflow.owner_removed`, or `command.refused` (`owns_no_workflow`)."""
 
     type: Literal["workflow.remove_owner"] = "workflow.remove_owner"
     payload: RemoveOwnerPayload

@@ -1,15 +1,14 @@
-"""Enrollment and trigger-evaluator handlers on their fakes: the owner of workflows is
-deleted or downgraded; the account says whether their enrollments exit or the workflows
-are reassigned."""
+"""Enrollment handlers on the fake store: the owner of workflows is deleted or downgraded
+(``user.changed``, or ``workflow.remove_owner``); the account says whether their
+enrollments exit or the workflows are reassigned."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.enrollment.domain import Status
-from services.trigger_evaluator.handlers import TriggerHandlers
 from shared.contracts import RecordRef, RecordType
-from shared.contracts.commands import ExitReason, OwnerRemovalPolicy, RemoveOwner
+from shared.contracts.commands import ExitReason, OwnerRemovalPolicy
 from shared.contracts.events import (
     EnrollmentExited,
     WorkflowApplied,
@@ -22,7 +21,7 @@ from shared.contracts.lifecycle_events import (
 )
 from shared.contracts.workflow import WorkflowDefinition
 from tests.support.builders.enrollment_commands import apply_cmd, definition, enroll_cmd
-from tests.support.builders.enrollment_events import ACCOUNT, T0
+from tests.support.builders.enrollment_events import ACCOUNT
 from tests.support.builders.enrollment_setup import (
     EnrollmentHarness,
     answers,
@@ -34,8 +33,6 @@ from tests.support.builders.lifecycle_commands import (
     remove_owner_cmd,
     sweep_all,
 )
-from tests.support.fakes.trigger_evaluator import FakeTriggerEvaluatorStore
-from tests.support.harness import Harness
 
 pytestmark = pytest.mark.handler
 
@@ -135,18 +132,21 @@ async def test_a_removal_answered_once_exits_nothing_more_when_repeated(
     assert [only(r, WorkflowExitsProgress).payload.done for r in second] == [True, True]
 
 
-async def test_trigger_evaluator_hands_a_user_change_to_enrollment_once() -> None:
-    te = Harness(TriggerHandlers().handlers(), FakeTriggerEvaluatorStore, now=T0)
+async def test_a_user_deleted_in_the_crm_removes_the_owner_of_their_workflows(
+    h: EnrollmentHarness,
+) -> None:
+    await three_workflows(h)
     changed = UserChanged.create(
         account_id=ACCOUNT, payload=UserChangedPayload(user_id="u-7", change=UserChange.DOWNGRADED)
     )
 
-    (first,) = (await te.when(changed)).published
-    (again,) = (await te.when(changed)).published
+    outcome = await h.when(changed)
+    exits = [m for r in await sweep_all(h) for m in r.of_type(EnrollmentExited)]
 
-    assert isinstance(first, RemoveOwner)
-    assert (first.payload.user_id, first.payload.change) == ("u-7", UserChange.DOWNGRADED)
-    assert first.causation_id == changed.message_id
-    assert first.payload.triggering_event is not None
-    assert first.payload.triggering_event.message_id == changed.message_id
-    assert again.message_id == first.message_id
+    removed = outcome.of_type(WorkflowOwnerRemoved)
+    assert [r.payload.workflow_id for r in removed] == ["ann", "bob"]
+    assert {r.causation_id for r in removed} == {changed.message_id}
+    assert len(exits) == 6
+    assert {(e.payload.reason, e.causation_id) for e in exits} == {
+        (ExitReason.OWNER_REMOVED, changed.message_id)
+    }

@@ -40,6 +40,8 @@ from tests.support.builders.enrollment_setup import (
     enrollment_harness,
     only,
 )
+from tests.support.builders.exclusion_commands import put_rule, upserted
+from tests.support.builders.exclusions import cond
 from tests.support.builders.lifecycle_commands import (
     bulk_exit_cmd,
     bulk_restore_cmd,
@@ -211,3 +213,22 @@ async def test_a_bulk_restore_filters_by_reason_and_time(h: EnrollmentHarness) -
     assert answers(other_reason) == ["nothing_to_restore"]
     assert only(too_late, RestorePreviewed).payload.would_restore == 0
     assert only(in_range, RestorePreviewed).payload.would_restore == 1
+
+
+async def test_a_restore_is_refused_while_a_blocking_exclusion_matches_the_record(
+    h: EnrollmentHarness,
+) -> None:
+    old = await exited_after_first_step(h)
+    await h.given(
+        put_rule("r-1", cond("lifecyclestage", "is", "customer")),
+        upserted(ALICE, fields={"lifecyclestage": "customer"}),
+    )
+
+    outcome = await h.when(restore_cmd(old.payload.enrollment_id))
+    preview = await h.when(bulk_restore_cmd(dry_run=True))
+
+    refused = only(outcome, CommandRefused).payload
+    assert refused.code == "exclusion_blocks"
+    assert "r-1" in refused.detail
+    (candidate,) = only(preview, RestorePreviewed).payload.candidates
+    assert candidate.refused == "exclusion_blocks"

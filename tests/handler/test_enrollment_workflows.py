@@ -45,7 +45,7 @@ from shared.contracts.events import (
     WorkflowApplied,
 )
 from shared.contracts.exclusions import EXCLUSION_COMMANDS
-from shared.contracts.inbound import CRM_EVENTS
+from shared.contracts.inbound import CRM_EVENTS, UserChanged
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_commands import (
     ALICE,
@@ -93,6 +93,7 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
         BulkRestore.TYPE,
         SetOwnerRemoval.TYPE,
         RemoveOwner.TYPE,
+        UserChanged.TYPE,  # the CRM's, for owner removal
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
     dispatch = {StepDue.TYPE, MessageDeferred.TYPE}

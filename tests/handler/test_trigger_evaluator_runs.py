@@ -12,12 +12,10 @@ import pytest
 
 from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind
 from services.trigger_evaluator.handlers import TriggerHandlers
-from services.trigger_evaluator.owners import users_changed
 from services.trigger_evaluator.triggers import EXIT_RULES
 from shared.contracts import Message
 from shared.contracts.commands import Exit, ExitReason
 from shared.contracts.events import EnrollmentEnrolled, WorkflowApplied
-from shared.contracts.inbound import UserChanged
 from shared.contracts.workflow import ExitTrigger
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_events import (
@@ -51,14 +49,12 @@ def test_one_handler_takes_every_inbound_type_and_one_every_projection_type(
     h: TriggerEvaluator,
 ) -> None:
     handlers = h.handlers
-    triggers = set(EXIT_RULES) - {UserChanged.TYPE}  # handed to enrollment: owners.py
-    inbound = {handlers[t] for t in triggers}
+    inbound = {handlers[t] for t in EXIT_RULES}
     projection = {handlers[t] for t in handlers if t not in EXIT_RULES}
     # The pipeline keeps consecutive messages in one run while their handler is the same.
     assert len(inbound) == 1
     assert len(projection) == 1
     assert inbound != projection
-    assert handlers[UserChanged.TYPE] is users_changed
 
 
 async def test_a_reply_and_a_click_of_one_contact_in_one_run_each_decide_and_exit(
