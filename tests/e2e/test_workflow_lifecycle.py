@@ -1,6 +1,7 @@
 """Issue 9 end to end, on the real broker and database with the services as processes:
 refused commands are answered, a workflow pause exits 10,000 live enrollments in chunks
-(the time until the last exit event is printed), and a restore's next step goes out once."""
+(the time until the last exit event is printed), a restore's next step goes out once, and
+a user deleted in the CRM takes the enrollments of the workflows they own out."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from shared.contracts.commands import (
     ResumeWorkflow,
     WorkflowCommandPayload,
 )
+from shared.contracts.inbound import UserChange, UserChanged, UserChangedPayload
 from shared.contracts.workflow import Step, WorkflowDefinition
 from tests.conftest import SessionEnv
 from tests.support.kafka import TopicClient, of_type
@@ -302,4 +304,51 @@ async def test_a_restored_enrollment_sends_its_next_step_once(
     assert restored[0]["payload"]["restored_from"] == exited["enrollment_id"]
     assert restored[0]["payload"]["step_index"] == 1
     assert [m["Subject"] for m in sink.to(address)] == ["Step 0", "Step 1"]
+    assert all(s.process.poll() is None for s in services), "a service crashed"
+
+
+async def test_a_user_deleted_in_the_crm_exits_the_enrollments_of_the_workflows_they_own(
+    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+) -> None:
+    _, services = system
+    account = "acc-e2e-owner"
+    owned = workflow("wf-owned", 3600).model_copy(update={"owner_user_id": "u-gone"})
+    other = workflow("wf-other", 3600).model_copy(update={"owner_user_id": "u-stays"})
+    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+        await kafka.publish_many([apply(account, owned), apply(account, other)])
+        await eventually(
+            lambda: kafka.read_all(topics.WORKFLOW_EVENTS),
+            until=lambda docs: len(of_account(docs, "workflow.applied", account)) == 2,
+            what="workflow.applied",
+        )
+        await kafka.publish_many(
+            [enroll(account, wf, f"c-{n}") for n in range(3) for wf in ("wf-owned", "wf-other")]
+        )
+        await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(of_account(docs, "enrollment.enrolled", account)) == 6,
+            what="six enrollments",
+        )
+        changed = UserChanged.create(
+            account_id=account,
+            payload=UserChangedPayload(user_id="u-gone", change=UserChange.DELETED),
+        )
+        await kafka.publish(changed)
+        events = await eventually(
+            lambda: kafka.read_all(topics.ENROLLMENT_EVENTS),
+            until=lambda docs: len(of_account(docs, "enrollment.exited", account)) >= 3,
+            what="the owned workflow's exits",
+        )
+        workflow_events = await kafka.read_all(topics.WORKFLOW_EVENTS)
+    exits = of_account(events, "enrollment.exited", account)
+    assert len(exits) == 3
+    assert {(e["payload"]["workflow_id"], e["payload"]["reason"]) for e in exits} == {
+        ("wf-owned", "owner_removed")
+    }
+    assert {e["causation_id"] for e in exits} == {str(changed.message_id)}
+    (removed,) = of_account(workflow_events, "workflow.owner_removed", account)
+    assert (removed["payload"]["workflow_id"], removed["payload"]["live_enrollments"]) == (
+        "wf-owned",
+        3,
+    )
     assert all(s.process.poll() is None for s in services), "a service crashed"
