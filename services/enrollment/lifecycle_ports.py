@@ -84,9 +84,12 @@ class LifecycleStore(Protocol):
         exited_from: datetime | None,
         exited_until: datetime | None,
         limit: int,
+        rule_id: str | None = None,
+        rule_version: int | None = None,
     ) -> list[Exit]:
         """Up to ``limit`` exited, not restored enrollments of a workflow matching the
-        filters, oldest exit first, locked."""
+        filters (``rule_id``/``rule_version``: exited by that exclusion rule), oldest exit
+        first, locked."""
         ...
 
     async def owned_workflows_for_update(self, account_id: str, user_id: str) -> list[Owned]:

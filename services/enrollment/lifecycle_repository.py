@@ -216,7 +216,10 @@ class PostgresLifecycleStore:
         exited_from: datetime | None,
         exited_until: datetime | None,
         limit: int,
+        rule_id: str | None = None,
+        rule_version: int | None = None,
     ) -> list[Exit]:
+        # The rule an exclusion exit is for is in its history entry (found by enrollment).
         rows = await self._conn.fetch(
             f"""SELECT {ENROLLMENT_COLUMNS}, e.contact, e.restored_as FROM enrollments e
                 WHERE e.account_id = $1 AND e.workflow_id = $2 AND e.status = 'exited'
@@ -224,6 +227,13 @@ class PostgresLifecycleStore:
                   AND ($3::text IS NULL OR e.exit_reason = $3)
                   AND ($4::timestamptz IS NULL OR e.ended_at >= $4)
                   AND ($5::timestamptz IS NULL OR e.ended_at < $5)
+                  AND ($6::text IS NULL OR EXISTS (
+                      SELECT 1 FROM enrollment_history h
+                      WHERE h.account_id = e.account_id AND h.enrollment_id = e.enrollment_id
+                        AND h.event_type = 'enrollment.exited'
+                        AND h.detail -> 'exclusion' ->> 'rule_id' = $6
+                        AND ($7::int IS NULL
+                             OR (h.detail -> 'exclusion' ->> 'version')::int = $7)))
                 ORDER BY e.ended_at, e.enrollment_id
                 LIMIT {int(limit)}
                 FOR UPDATE OF e""",
@@ -232,6 +242,8 @@ class PostgresLifecycleStore:
             reason.value if reason else None,
             exited_from,
             exited_until,
+            rule_id,
+            rule_version,
         )
         return [_exit_of(r) for r in rows]
 

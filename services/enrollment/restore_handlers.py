@@ -156,6 +156,8 @@ async def bulk_restore(uow: Uow, commands: list[BulkRestore], now: datetime) -> 
             exited_from=payload.exited_from,
             exited_until=payload.exited_until,
             limit=payload.limit,
+            rule_id=payload.rule_id,
+            rule_version=payload.rule_version,
         )
         outcome = await _decide(uow, [(x, command, payload.actor) for x in exits], now)
         if payload.dry_run:

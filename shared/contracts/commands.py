@@ -251,6 +251,12 @@ class BulkRestorePayload(Contract):
     reason: ExitReason | None = Field(None, description="Only exits with this reason.")
     exited_from: AwareDatetime | None = Field(None, description="Only exits at or after this.")
     exited_until: AwareDatetime | None = Field(None, description="Only exits before this.")
+    rule_id: Identifier | None = Field(
+        None, description="Only exits by this exclusion rule (e.g. a wrong one)."
+    )
+    rule_version: int | None = Field(
+        None, ge=1, description="With `rule_id`: only exits by this version of it."
+    )
     dry_run: bool = Field(
         True,
         description="Only say what a restore would do (`enrollment.restore_previewed`); "

@@ -20,7 +20,7 @@ from services.enrollment.domain import (
 from services.enrollment.exits import Exited
 from services.enrollment.lifecycle import Sweep, WorkflowState
 from services.enrollment.owners import OwnerPolicy
-from services.enrollment.ports import EnrollmentStore
+from services.enrollment.ports import EnrollmentStore, HistoryEntry
 from services.enrollment.repository import PostgresEnrollmentStore
 from services.enrollment.restore import Restored
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
@@ -237,3 +237,45 @@ async def test_owned_workflows_are_the_live_ones_whose_current_version_the_user_
     assert default == OwnerPolicy()
     assert await store.owner_policy("acc-a") == OwnerPolicy(OwnerRemovalPolicy.REASSIGN, "u-10")
     assert await store.owner_policy("acc-b") == OwnerPolicy()
+
+
+async def test_exits_by_an_exclusion_rule_are_picked_by_the_rule_and_its_version(
+    store: EnrollmentStore,
+) -> None:
+    await with_workflows(store, "wf")
+    by_rule, by_reply = active("c-1"), active("c-2")
+    await enrolled(store, by_rule, by_reply)
+    await store.save_exits([exit_of(by_rule, ExitReason.EXCLUSION_MATCHED), exit_of(by_reply)])
+    hit = {"rule_id": "r-1", "version": 2, "level": "global", "condition": "x", "values_seen": {}}
+    await store.add_history(
+        [
+            HistoryEntry(
+                "acc-a",
+                "wf",
+                e.record,
+                "enrollment.exited",
+                {"exclusion": hit} if e is by_rule else {},
+                e.enrollment_id,
+                None,
+                NOW,
+            )
+            for e in (by_rule, by_reply)
+        ]
+    )
+
+    async def picked(rule_id: str, version: int | None) -> list[uuid.UUID]:
+        found = await store.exits_in_workflow_for_update(
+            ("acc-a", "wf"),
+            reason=None,
+            exited_from=None,
+            exited_until=None,
+            limit=10,
+            rule_id=rule_id,
+            rule_version=version,
+        )
+        return [x.enrollment.enrollment_id for x in found]
+
+    assert await picked("r-1", None) == [by_rule.enrollment_id]
+    assert await picked("r-1", 2) == [by_rule.enrollment_id]
+    assert await picked("r-1", 1) == []
+    assert await picked("r-2", None) == []

@@ -17,6 +17,7 @@ from shared.contracts.events import (
     EnrollmentExited,
     EnrollmentStepScheduled,
 )
+from shared.contracts.exclusions import RuleAction
 from shared.contracts.lifecycle_events import (
     CommandRefused,
     EnrollmentRestored,
@@ -40,7 +41,7 @@ from tests.support.builders.enrollment_setup import (
     enrollment_harness,
     only,
 )
-from tests.support.builders.exclusion_commands import put_rule, upserted
+from tests.support.builders.exclusion_commands import disable_rule, put_rule, upserted
 from tests.support.builders.exclusions import cond
 from tests.support.builders.lifecycle_commands import (
     bulk_exit_cmd,
@@ -232,3 +233,22 @@ async def test_a_restore_is_refused_while_a_blocking_exclusion_matches_the_recor
     assert "r-1" in refused.detail
     (candidate,) = only(preview, RestorePreviewed).payload.candidates
     assert candidate.refused == "exclusion_blocks"
+
+
+async def test_a_bulk_restore_by_rule_restores_what_a_wrong_exclusion_rule_exited(
+    h: EnrollmentHarness,
+) -> None:
+    await enrolled_in(h, definition(0, 24))
+    await enrolled_in(h, record=BOB)
+    await h.when(exit_cmd(BOB))  # a reply: not the rule's doing
+    customer = cond("lifecyclestage", "is", "customer")
+    await h.given(put_rule("r-1", customer, action=RuleAction.REMOVE))
+    await h.when(upserted(ALICE, fields={"lifecyclestage": "customer"}))
+    await h.given(disable_rule("r-1"))  # the rule was wrong
+
+    other_version = await h.when(bulk_restore_cmd(dry_run=True, rule_id="r-1", rule_version=2))
+    outcome = await h.when(bulk_restore_cmd(dry_run=False, rule_id="r-1", rule_version=1))
+
+    assert only(other_version, RestorePreviewed).payload.would_restore == 0
+    (restored,) = outcome.of_type(EnrollmentRestored)
+    assert restored.payload.record == ALICE

@@ -77,12 +77,16 @@ def bulk_restore_cmd(
     reason: ExitReason | None = None,
     exited_from: datetime | None = None,
     exited_until: datetime | None = None,
+    rule_id: str | None = None,
+    rule_version: int | None = None,
 ) -> BulkRestore:
     payload = BulkRestorePayload(
         workflow_id=workflow_id,
         reason=reason,
         exited_from=exited_from,
         exited_until=exited_until,
+        rule_id=rule_id,
+        rule_version=rule_version,
         dry_run=dry_run,
         actor=USER,
     )

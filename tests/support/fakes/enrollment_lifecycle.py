@@ -12,6 +12,7 @@ from services.enrollment.domain import Enrollment, Status, WorkflowVersion
 from services.enrollment.lifecycle import ActivityChanged, Sweep, WorkflowState
 from services.enrollment.lifecycle_ports import EnrollmentKey, WorkflowKey
 from services.enrollment.owners import Owned, OwnerPolicy
+from services.enrollment.ports import HistoryEntry
 from services.enrollment.restore import Exit, Restored
 from shared.contracts import Actor, Message
 from shared.contracts.commands import ContactDetails, ExitReason
@@ -61,6 +62,7 @@ class FakeLifecycleStore:
     enrollments: dict[EnrollmentKey, Enrollment]
     enrolled_with: dict[EnrollmentKey, tuple[ContactDetails | None, Actor]]
     calls: list[str]
+    entries: list[HistoryEntry]
 
     def _called(self, name: str, rows: Sequence[object]) -> None:
         raise NotImplementedError
@@ -170,6 +172,8 @@ class FakeLifecycleStore:
         exited_from: datetime | None,
         exited_until: datetime | None,
         limit: int,
+        rule_id: str | None = None,
+        rule_version: int | None = None,
     ) -> list[Exit]:
         self._called("exits_in_workflow_for_update", [key])
         found = [
@@ -183,6 +187,8 @@ class FakeLifecycleStore:
             and (exited_from is None or e.ended_at >= exited_from)
             and (exited_until is None or e.ended_at < exited_until)
         ]
+        if rule_id is not None:
+            found = [e for e in found if self._exited_by(e, rule_id, rule_version)]
         found.sort(key=lambda e: (e.ended_at, e.enrollment_id))
         return [self._exit(e) for e in found[:limit]]
 
@@ -207,6 +213,19 @@ class FakeLifecycleStore:
     async def set_owner_policy(self, account_id: str, setting: OwnerPolicy) -> None:
         self._called("set_owner_policy", [account_id])
         self.lifecycle.owner_policies[account_id] = setting
+
+    def _exited_by(self, enrollment: Enrollment, rule_id: str, version: int | None) -> bool:
+        for entry in self.entries:
+            hit = entry.detail.get("exclusion")
+            if (
+                (entry.account_id, entry.enrollment_id) == _key(enrollment)
+                and entry.event_type == "enrollment.exited"
+                and hit is not None
+                and hit["rule_id"] == rule_id
+                and version in (None, hit["version"])
+            ):
+                return True
+        return False
 
     async def save_restores(self, restored: Sequence[Restored]) -> None:
         self._called("save_restores", restored)
