@@ -9,6 +9,7 @@ of the run's enrollments, one save (two when an exit commits), the history, the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from services.enrollment import dispatch, domain, exits, steps
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore
 from services.enrollment.recording import Change, key, record, save_changes, version_key
+from services.enrollment.screening import excluded_at_send, exit_excluded, trigger_of
 from shared.contracts import topics
 from shared.contracts.commands import TriggeringEvent
 from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
@@ -91,10 +93,44 @@ class GrantSteps:
                 now=now,
             )
 
-        decided = await _decide_each(uow, events, decide, unchanged="step_not_granted")
-        await uow.store.save_progress([d.enrollment for d, _ in decided])
+        granted = await _decide_each(uow, events, decide, unchanged="step_not_granted")
+        decided = await _screened(uow, granted, now)
+        await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)
         log.info("grant_run", due=len(events), granted=len(decided))
+
+
+async def _screened(
+    uow: Uow, granted: list[tuple[dispatch.Granted, StepDue]], now: datetime
+) -> list[tuple[dispatch.Granted | exits.Exited, StepDue]]:
+    """Grants whose record a *remove* exclusion rule matches now become that exit instead:
+    the send-time re-check, for a rule that started to hold with time alone (``within_days``,
+    ``older_than_days``) and so had no event to act on. One rule lookup per run; the
+    records' data only when the account has a remove rule."""
+    if not granted:
+        return []
+    before = {key(d.enrollment): replace(d.enrollment, dispatch=None) for d, _ in granted}
+    found = await excluded_at_send(uow.store, list(before.values()), now)
+    hits = {key(enrollment): hit for enrollment, hit in found}
+    if not hits:
+        return list(granted)
+    out: list[tuple[dispatch.Granted | exits.Exited, StepDue]] = []
+    for decision, event in granted:
+        hit = hits.get(key(decision.enrollment))
+        exited = None
+        if hit is not None:
+            cause = trigger_of(event, topics.SCHEDULER_STEPS)
+            exited = exit_excluded(before[key(decision.enrollment)], hit, cause, now)
+        if isinstance(exited, exits.Exited):
+            log.info(
+                "step_not_granted_excluded",
+                enrollment_id=str(decision.enrollment.enrollment_id),
+                rule_id=hit.rule_id if hit else None,
+            )
+            out.append((exited, event))
+        else:
+            out.append((decision, event))
+    return out
 
 
 class RenewGrants:

@@ -1,5 +1,6 @@
 """trigger-evaluator: turns inbound events (replies, clicks, bounces, meetings, deals...)
-into ``enrollment.exit`` commands for the enrollments whose workflows asked for it."""
+into ``enrollment.exit`` commands for the enrollments whose workflows asked for it, and
+automatic (out-of-office) replies into ``enrollment.pause`` until their sender is back."""
 
 from __future__ import annotations
 

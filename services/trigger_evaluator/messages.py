@@ -1,5 +1,6 @@
 """trigger-evaluator's decisions as outgoing messages: an exit becomes ``enrollment.exit``,
-an event released from parking a dead letter."""
+a pause on an automatic reply ``enrollment.pause``, an event released from parking a dead
+letter."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from services.trigger_evaluator.domain import Decision, Outcome
 from services.trigger_evaluator.errors import NotAnExitError
 from services.trigger_evaluator.parking import DEAD_LETTER_KIND, ParkedEvent
 from shared.contracts import derived_message_id
-from shared.contracts.commands import Exit, ExitPayload, TriggeringEvent
+from shared.contracts.commands import (
+    Exit,
+    ExitPayload,
+    ExitReason,
+    Pause,
+    PausePayload,
+    PauseReason,
+    TriggeringEvent,
+)
 from shared.contracts.events import DeadLettered, DeadLetterPayload
 
 
@@ -24,7 +33,7 @@ def exit_command(decision: Decision, *, now: datetime) -> Exit:
     if (
         decision.outcome is not Outcome.EXIT
         or enrollment is None
-        or decision.reason is None
+        or not isinstance(decision.reason, ExitReason)
         or decision.exit_message_id is None
     ):
         raise NotAnExitError(f"only an exit decision becomes an exit command, not {decision!r}")
@@ -42,13 +51,49 @@ def exit_command(decision: Decision, *, now: datetime) -> Exit:
             reason=decision.reason,
             source=decision.source,
             actor=decision.decided_by,
-            triggering_event=TriggeringEvent(
-                message_id=event.message_id,
-                type=event.event_type,
-                topic=event.topic,
-                occurred_at=event.occurred_at,
-            ),
+            triggering_event=_triggering(decision),
         ),
+    )
+
+
+def pause_command(decision: Decision, *, now: datetime) -> Pause:
+    """The ``enrollment.pause`` of a pause decision (an automatic reply), issued at ``now``:
+    until the planned resume, reason ``out_of_office``; same id on every replay."""
+    enrollment = decision.enrollment
+    if (
+        decision.outcome is not Outcome.PAUSE
+        or enrollment is None
+        or not isinstance(decision.reason, PauseReason)
+        or decision.resume is None
+        or decision.exit_message_id is None
+    ):
+        raise NotAnExitError(f"only a pause decision becomes a pause command, not {decision!r}")
+    event = decision.event
+    return Pause(
+        message_id=decision.exit_message_id,
+        account_id=event.account_id,
+        occurred_at=now,
+        correlation_id=event.correlation_id,
+        causation_id=event.message_id,
+        payload=PausePayload(
+            record=enrollment.record,
+            workflow_id=enrollment.workflow_id,
+            enrollment_id=enrollment.enrollment_id,
+            until=decision.resume.at,
+            reason=decision.reason.value,
+            actor=decision.decided_by,
+            triggering_event=_triggering(decision),
+        ),
+    )
+
+
+def _triggering(decision: Decision) -> TriggeringEvent:
+    event = decision.event
+    return TriggeringEvent(
+        message_id=event.message_id,
+        type=event.event_type,
+        topic=event.topic,
+        occurred_at=event.occurred_at,
     )
 
 

@@ -119,6 +119,9 @@ class ParkedEvent:
     check_at: datetime
     """When the background loop evaluates it again (at the latest: ``expires_at``)."""
     only_if_a_workflow_exits_on: ExitTrigger | None = None
+    or_exits_on: tuple[ExitTrigger, ...] = ()
+    """Further triggers that make it worth parking (an event that fires several: a deal's
+    stage change)."""
     """Parked only if a workflow version of the account exits on this trigger (or the
     account has no version yet): what matched no enrollment is otherwise decided at once,
     since no enrollment to come could exit on it. None: parked whatever the workflows."""
@@ -142,6 +145,7 @@ class ParkedEvent:
             why=waiting.why,
             check_at=check_at,
             only_if_a_workflow_exits_on=None,
+            or_exits_on=(),
         )
 
 
@@ -158,7 +162,9 @@ def park(
     max_wait: timedelta = DEFAULT_PARK_MAX,
 ) -> ParkedEvent:
     """``event`` parked at ``now`` for at most ``max_wait``, waiting as ``waiting`` says."""
-    rule = waiting.event.rule
+    # An automatic reply waits like a reply; an event firing several triggers (a deal's
+    # stage change) is kept if a workflow exits on any of them.
+    fired = waiting.event.rules if waiting.for_an_enrollment else ()
     expires_at = now + max_wait
     return ParkedEvent(
         event=event,
@@ -167,9 +173,8 @@ def park(
         parked_at=now,
         expires_at=expires_at,
         check_at=min(now + RECHECK_AFTER, expires_at),
-        only_if_a_workflow_exits_on=(
-            rule.trigger if waiting.for_an_enrollment and rule is not None else None
-        ),
+        only_if_a_workflow_exits_on=fired[0].trigger if fired else None,
+        or_exits_on=tuple(r.trigger for r in fired[1:]),
     )
 
 

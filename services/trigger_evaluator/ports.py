@@ -6,13 +6,15 @@ an in-memory one that passes the same contract suite (``tests/contract``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from services.trigger_evaluator.domain import Candidate, CompanySearch, Decision, EnrollmentView
 from services.trigger_evaluator.parking import ParkedEvent
 from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.record_fields import RecordKey, Snapshot
+from services.trigger_evaluator.record_links import RecordDataEvent
 from services.trigger_evaluator.triggers import Signal
 from shared.contracts.events import MessageSent, WorkflowApplied
 
@@ -42,7 +44,20 @@ class TriggerEvaluatorStore(Protocol):
     async def live_by_company(
         self, searches: Sequence[CompanySearch]
     ) -> list[list[EnrollmentView]]:
-        """For each search, the active or paused enrollments of its company domains."""
+        """For each search, the active or paused contact enrollments of its company: the
+        contacts of the organizations associated with its anchors (and contact anchors),
+        or, when its anchors have none, the enrollments of its company domains."""
+        ...
+
+    async def save_record_links(self, events: Sequence[RecordDataEvent]) -> None:
+        """Follow the CRM's associations between records (``record_links``)."""
+        ...
+
+    async def swap_record_fields(
+        self, last: Mapping[RecordKey, Snapshot | None]
+    ) -> dict[RecordKey, Snapshot]:
+        """Store each record's last snapshot of a run (None: forget the record); returns
+        the snapshots stored before, of the records that had one."""
         ...
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:

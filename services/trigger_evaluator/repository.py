@@ -1,4 +1,5 @@
-"""All of trigger-evaluator's SQL: ``PostgresTriggerEvaluatorStore``.
+"""All of trigger-evaluator's SQL: ``PostgresTriggerEvaluatorStore`` (its company queries
+in ``repository_companies``, what they share in ``repository_rows``).
 
 Every method takes a whole run of messages and costs one statement, however long the
 run: keys go in as parallel arrays (``unnest``), matches come back tagged with the index
@@ -17,59 +18,38 @@ import asyncpg
 
 from services.trigger_evaluator.domain import (
     Candidate,
-    CompanySearch,
     Decision,
-    EnrollmentStatus,
-    EnrollmentView,
     MatchKind,
-    WorkflowTriggers,
 )
 from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent, fold_enrollment_events
+from services.trigger_evaluator.repository_companies import CompanyLinks
+from services.trigger_evaluator.repository_rows import ENROLLMENT, WITH_WORKFLOW, Keys, view
 from services.trigger_evaluator.triggers import Signal, normalize_message_id
-from shared.contracts import TOPIC_OF_TYPE, Message, RecordRef, RecordType, decode
+from shared.contracts import TOPIC_OF_TYPE, Message, decode
 from shared.contracts.events import MessageSent, WorkflowApplied
-from shared.contracts.workflow import ExitTrigger
 from shared.db import DbConnection
 
-_ENROLLMENT = """
-    e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version, e.record_type,
-    e.record_id, e.status, e.email, e.aliases, e.company_domain, e.enrolled_by_user_id,
-    e.enrolled_at
-"""
-
-_WITH_WORKFLOW = """
-    SELECT m.*, w.exit_triggers, w.unenroll_company_on_reply
-    FROM ({matches}) AS m
-    LEFT JOIN workflow_versions w
-           ON w.account_id = m.account_id
-          AND w.workflow_id = m.workflow_id
-          AND w.version = m.workflow_version
-"""
-
-# The matches of every lookup key of a run, tagged with the index of the event that asked.
-# One branch per kind of key, each probing its own index once per key; an enrollment
-# found twice for one event is decided once, by its strongest match (``domain.decide``).
-_CANDIDATES = _WITH_WORKFLOW.format(
+_CANDIDATES = WITH_WORKFLOW.format(
     matches=f"""
-        SELECT k.idx, 'thread' AS matched_by, {_ENROLLMENT}
+        SELECT k.idx, 'thread' AS matched_by, s.sent_at, {ENROLLMENT}
         FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, message_id)
         JOIN sent_messages s
           ON s.account_id = k.account_id AND s.provider_message_id = k.message_id
         JOIN enrollments e ON e.account_id = s.account_id AND e.enrollment_id = s.enrollment_id
         UNION ALL
-        SELECT k.idx, k.matched_by, {_ENROLLMENT}
+        SELECT k.idx, k.matched_by, NULL::timestamptz, {ENROLLMENT}
         FROM unnest($4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
              AS k(idx, matched_by, account_id, record_type, record_id)
         JOIN enrollments e
           ON e.account_id = k.account_id
          AND e.record_type = k.record_type AND e.record_id = k.record_id
         UNION ALL
-        SELECT k.idx, 'address', {_ENROLLMENT}
+        SELECT k.idx, 'address', NULL::timestamptz, {ENROLLMENT}
         FROM unnest($9::int[], $10::text[], $11::text[]) AS k(idx, account_id, address)
         JOIN enrollments e ON e.account_id = k.account_id AND e.email = k.address
         UNION ALL
-        SELECT k.idx, 'address', e.*
+        SELECT k.idx, 'address', NULL::timestamptz, e.*
         FROM unnest($12::int[], $13::text[], $14::text[]) AS k(idx, account_id, address)
         CROSS JOIN LATERAL (
             -- One GIN probe per address. The inner OFFSET 0 keeps the planner from
@@ -78,23 +58,13 @@ _CANDIDATES = _WITH_WORKFLOW.format(
             -- AND-ing the probe with the account index, which reads a whole account's
             -- rows per key (seen at 1 ms a key on 30k rows when statistics lagged).
             SELECT a.* FROM (
-                SELECT {_ENROLLMENT}
+                SELECT {ENROLLMENT}
                 FROM enrollments e
                 WHERE e.aliases @> ARRAY[k.address]
                 OFFSET 0
             ) AS a
             WHERE a.account_id = k.account_id
         ) AS e
-    """
-)
-
-_LIVE_BY_COMPANY = _WITH_WORKFLOW.format(
-    matches=f"""
-        SELECT k.idx, {_ENROLLMENT}
-        FROM unnest($1::int[], $2::text[], $3::text[]) AS k(idx, account_id, company_domain)
-        JOIN enrollments e
-          ON e.account_id = k.account_id AND e.company_domain = k.company_domain
-         AND e.status IN ('active', 'paused')
     """
 )
 
@@ -167,41 +137,16 @@ _PARK = """
                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
                 $11::text[])
          AS p(account_id, inbound_message_id, inbound_type, topic, event, match_keys, why,
-              parked_at, check_at, expires_at, only_if_trigger)
-    WHERE p.only_if_trigger IS NULL
+              parked_at, check_at, expires_at, only_if_triggers)
+    WHERE p.only_if_triggers IS NULL
        OR EXISTS (SELECT 1 FROM workflow_versions w
-                  WHERE w.account_id = p.account_id AND p.only_if_trigger = ANY(w.exit_triggers))
+                  WHERE w.account_id = p.account_id
+                    AND string_to_array(p.only_if_triggers, ',') && w.exit_triggers)
        OR NOT EXISTS (SELECT 1 FROM workflow_versions w WHERE w.account_id = p.account_id)
     ON CONFLICT (account_id, inbound_message_id) DO UPDATE
         SET match_keys = EXCLUDED.match_keys, why = EXCLUDED.why, check_at = EXCLUDED.check_at
     RETURNING account_id, inbound_message_id
 """
-
-
-def _view(row: asyncpg.Record) -> EnrollmentView:
-    triggers = row["exit_triggers"]
-    workflow = (
-        None
-        if triggers is None
-        else WorkflowTriggers(
-            exit_triggers=frozenset(ExitTrigger(t) for t in triggers),
-            unenroll_company_on_reply=row["unenroll_company_on_reply"],
-        )
-    )
-    return EnrollmentView(
-        enrollment_id=row["enrollment_id"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        status=EnrollmentStatus(row["status"]),
-        workflow=workflow,
-        email=row["email"],
-        aliases=tuple(row["aliases"]),
-        company_domain=row["company_domain"],
-        enrolled_by_user_id=row["enrolled_by_user_id"],
-        enrolled_at=row["enrolled_at"],
-    )
 
 
 def _parked(row: asyncpg.Record) -> ParkedEvent:
@@ -218,7 +163,7 @@ def _parked(row: asyncpg.Record) -> ParkedEvent:
     )
 
 
-class PostgresTriggerEvaluatorStore:
+class PostgresTriggerEvaluatorStore(CompanyLinks):
     """``TriggerEvaluatorStore`` on the transaction's connection (the service's schema is
     its search path)."""
 
@@ -236,10 +181,12 @@ class PostgresTriggerEvaluatorStore:
         versions = list(first.values())
         await self._conn.execute(
             """INSERT INTO workflow_versions (account_id, workflow_id, version, record_type,
-                                              exit_triggers, unenroll_company_on_reply)
-               SELECT a, w, v, r, ARRAY(SELECT jsonb_array_elements_text(t::jsonb)), u
+                                              exit_triggers, unenroll_company_on_reply,
+                                              settings)
+               SELECT a, w, v, r, ARRAY(SELECT jsonb_array_elements_text(t::jsonb)), u,
+                      s::jsonb
                FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
-                           $6::bool[]) AS x(a, w, v, r, t, u)
+                           $6::bool[], $7::text[]) AS x(a, w, v, r, t, u, s)
                ON CONFLICT (account_id, workflow_id, version) DO NOTHING""",
             [e.account_id for e in versions],
             [e.payload.definition.workflow_id for e in versions],
@@ -250,6 +197,7 @@ class PostgresTriggerEvaluatorStore:
                 for e in versions
             ],
             [e.payload.definition.settings.unenroll_company_on_reply for e in versions],
+            [e.payload.definition.settings.model_dump_json() for e in versions],
         )
 
     async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
@@ -292,7 +240,7 @@ class PostgresTriggerEvaluatorStore:
         )
 
     async def candidates(self, signals: Sequence[Signal]) -> list[list[Candidate]]:
-        threads, records, emails, aliases = _Keys(2), _Keys(4), _Keys(2), _Keys(2)
+        threads, records, emails, aliases = Keys(2), Keys(4), Keys(2), Keys(2)
         for idx, signal in enumerate(signals):
             lookup, account_id = signal.lookup, signal.account_id
             for message_id in lookup.sent_message_ids:
@@ -312,25 +260,11 @@ class PostgresTriggerEvaluatorStore:
             _CANDIDATES, *threads.args(), *records.args(), *emails.args(), *aliases.args()
         )
         for row in rows:
-            found[row["idx"]].append(Candidate(_view(row), MatchKind(row["matched_by"])))
+            found[row["idx"]].append(
+                Candidate(view(row), MatchKind(row["matched_by"]), row["sent_at"])
+            )
         for candidates in found:  # strongest first, then a stable order for replays
             candidates.sort(key=lambda c: (c.matched_by.rank, c.enrollment.enrollment_id))
-        return found
-
-    async def live_by_company(
-        self, searches: Sequence[CompanySearch]
-    ) -> list[list[EnrollmentView]]:
-        keys = _Keys(2)
-        for idx, (account_id, domains) in enumerate(searches):
-            for domain in domains:
-                keys.add(idx, account_id, domain)
-        found: list[list[EnrollmentView]] = [[] for _ in searches]
-        if not keys:
-            return found
-        for row in await self._conn.fetch(_LIVE_BY_COMPANY, *keys.args()):
-            found[row["idx"]].append(_view(row))
-        for views in found:
-            views.sort(key=lambda view: view.enrollment_id)
         return found
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
@@ -339,10 +273,10 @@ class PostgresTriggerEvaluatorStore:
         await self._conn.execute(
             """INSERT INTO decisions (account_id, inbound_message_id, inbound_type, enrollment_id,
                                       record_type, record_id, trigger, matched_by, decision,
-                                      reason, why, exit_message_id)
+                                      reason, why, exit_message_id, resume_at)
                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
                                     $6::text[], $7::text[], $8::text[], $9::text[],
-                                    $10::text[], $11::text[], $12::uuid[])
+                                    $10::text[], $11::text[], $12::uuid[], $13::timestamptz[])
                ON CONFLICT (account_id, inbound_message_id, enrollment_id) DO NOTHING""",
             [d.event.account_id for d in decisions],
             [d.event.message_id for d in decisions],
@@ -356,6 +290,7 @@ class PostgresTriggerEvaluatorStore:
             [d.reason.value if d.reason else None for d in decisions],
             [d.why for d in decisions],
             [d.exit_message_id for d in decisions],
+            [d.resume.at if d.resume else None for d in decisions],
         )
 
     async def park(self, parked: Sequence[ParkedEvent]) -> set[tuple[str, str]]:
@@ -378,7 +313,9 @@ class PostgresTriggerEvaluatorStore:
             [p.check_at for p in rows],
             [p.expires_at for p in rows],
             [
-                p.only_if_a_workflow_exits_on.value if p.only_if_a_workflow_exits_on else None
+                ",".join([p.only_if_a_workflow_exits_on, *p.or_exits_on])
+                if p.only_if_a_workflow_exits_on
+                else None
                 for p in rows
             ],
         )
@@ -420,22 +357,3 @@ class PostgresTriggerEvaluatorStore:
             [p.account_id for p in parked],
             [p.event.message_id for p in parked],
         )
-
-
-class _Keys:
-    """Lookup keys as parallel arrays for ``unnest``, each tagged with its event's index."""
-
-    def __init__(self, width: int) -> None:
-        self._idx: list[int] = []
-        self._columns: list[list[str]] = [[] for _ in range(width)]
-
-    def add(self, idx: int, *values: str) -> None:
-        self._idx.append(idx)
-        for column, value in zip(self._columns, values, strict=True):
-            column.append(value)
-
-    def __bool__(self) -> bool:
-        return bool(self._idx)
-
-    def args(self) -> list[list[int] | list[str]]:
-        return [self._idx, *self._columns]

@@ -78,6 +78,9 @@ class ExitReason(StrEnum):
     UNENROLLED_BY_OTHER_WORKFLOW = "unenrolled_by_other_workflow"
     DEAL_WON = "deal_won"
     DEAL_LOST = "deal_lost"
+    DEAL_OPENED = "deal_opened"
+    DEAL_STAGE_ENTERED = "deal_stage_entered"
+    DEAL_OPENED_AT_COMPANY = "deal_opened_at_company"
     EXCLUSION_MATCHED = "exclusion_matched"
     WORKFLOW_PAUSED = "workflow_paused"
     WORKFLOW_DELETED = "workflow_deleted"
@@ -123,13 +126,25 @@ class Exit(Message):
     payload: ExitPayload
 
 
+class PauseReason(StrEnum):
+    """Why an enrollment was paused (``enrollment.pause``'s ``reason`` is open text; these
+    are the reasons Offramp itself gives)."""
+
+    MANUAL = "manual"
+    OUT_OF_OFFICE = "out_of_office"
+    """trigger-evaluator read an automatic reply: paused until the return date it found."""
+
+
 class PausePayload(Contract):
     record: RecordRef
     workflow_id: Identifier | None = None
     enrollment_id: uuid.UUID | None = None
     until: AwareDatetime | None = Field(None, description="Resume then; null waits for resume.")
-    reason: str = Field("manual", max_length=100)
+    reason: str = Field(PauseReason.MANUAL.value, max_length=100)
     actor: Actor
+    triggering_event: TriggeringEvent | None = Field(
+        None, description="The inbound event that caused an automatic pause (an auto-reply)."
+    )
 
 
 class Pause(Message):

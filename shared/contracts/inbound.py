@@ -8,11 +8,20 @@ understands them.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.contracts.base import (
     Contract,
@@ -46,6 +55,17 @@ class EmailEvent(Message):
         return super().partition_key()
 
 
+class EmailHeader(Contract):
+    """One header line of an email, as received (name case is not significant)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    value: str = Field("", max_length=2000)
+
+
+MAX_REPLY_HEADERS = 200
+MAX_BODY_EXCERPT = 20_000
+
+
 class EmailRepliedPayload(EmailEventPayload):
     message_header_id: str = Field(max_length=998, description="The reply's own Message-ID header.")
     in_reply_to: str | None = Field(
@@ -56,10 +76,27 @@ class EmailRepliedPayload(EmailEventPayload):
     )
     subject: str | None = Field(None, max_length=998)
     auto_reply: bool = Field(
-        False, description="An automatic reply (out of office): pauses, never exits."
+        False,
+        description="The email platform already knows it is an automatic reply (out of "
+        "office): pauses, never exits. Offramp also detects it itself from `headers`, "
+        "`subject` and `body_excerpt`.",
     )
     auto_reply_return_date: date | None = Field(
-        None, description="The return date found in an automatic reply, if any."
+        None,
+        description="The return date the platform found in an automatic reply, if any "
+        "(preferred over the one Offramp reads in `body_excerpt`).",
+    )
+    headers: tuple[EmailHeader, ...] = Field(
+        (),
+        max_length=MAX_REPLY_HEADERS,
+        description="The reply's headers as received (name/value pairs, in order): "
+        "`Auto-Submitted`, `Precedence`, `X-Autoreply`... tell an automatic reply.",
+    )
+    body_excerpt: str | None = Field(
+        None,
+        max_length=MAX_BODY_EXCERPT,
+        description="The start of the reply's plain-text body: where an out-of-office "
+        "reply says when its sender is back.",
     )
 
 
@@ -72,6 +109,12 @@ class EmailReplied(EmailEvent):
 
 class EmailLinkClickedPayload(EmailEventPayload):
     url: str = Field(max_length=4096)
+    user_agent: str | None = Field(
+        None,
+        max_length=1000,
+        description="The clicking client's User-Agent: security gateways that scan links "
+        "name themselves there.",
+    )
 
 
 class EmailLinkClicked(EmailEvent):
@@ -308,6 +351,12 @@ class MeetingBookedPayload(Contract):
     via_message_id: str | None = Field(
         None, max_length=998, description="Message-ID of the workflow email whose link booked it."
     )
+    logged_at: AwareDatetime | None = Field(
+        None,
+        description="When the meeting was logged in the CRM, if not when it occurred "
+        "(`occurred_at`): a meeting logged while the contact is enrolled counts even if it "
+        "took place earlier.",
+    )
 
 
 class MeetingBooked(Message):
@@ -359,6 +408,11 @@ class ConversationMessagePayload(Contract):
     sent_by_user_id: Identifier | None = Field(
         None, description="The person who sent it (outgoing messages only)."
     )
+    offramp_enrollment_id: uuid.UUID | None = Field(
+        None,
+        description="The marker of Offramp's own messages: the enrollment that sent it, as "
+        "the message's metadata carries it. Set: sent by a workflow, never by a person.",
+    )
 
 
 class ConversationMessageReceived(Message):
@@ -377,6 +431,9 @@ class AgentAssignedPayload(Contract):
     record: RecordRef
     conversation_id: Identifier
     user_id: Identifier
+    manual: bool = Field(
+        True, description="A person assigned the user (false: an automatic routing rule)."
+    )
 
 
 class ConversationAgentAssigned(Message):

@@ -8,6 +8,13 @@ from pydantic import Field, model_validator
 
 from shared.contracts.base import Contract, Identifier, RecordType
 from shared.contracts.inbound import Channel
+from shared.contracts.trigger_settings import (
+    ConversationSettings,
+    FieldRule,
+    LinkClickSettings,
+    OutOfOfficeSettings,
+    UrlRule,
+)
 
 
 class ExitTrigger(StrEnum):
@@ -27,14 +34,23 @@ class ExitTrigger(StrEnum):
     UNENROLLED_BY_OTHER_WORKFLOW = "unenrolled_by_other_workflow"
     DEAL_WON = "deal_won"
     DEAL_LOST = "deal_lost"
+    DEAL_OPENED = "deal_opened"
+    DEAL_STAGE_ENTERED = "deal_stage_entered"
 
+
+DEAL_TRIGGERS = frozenset(
+    {
+        ExitTrigger.DEAL_WON,
+        ExitTrigger.DEAL_LOST,
+        ExitTrigger.DEAL_OPENED,
+        ExitTrigger.DEAL_STAGE_ENTERED,
+    }
+)
 
 TRIGGERS_BY_RECORD_TYPE: dict[RecordType, frozenset[ExitTrigger]] = {
-    RecordType.CONTACT: frozenset(ExitTrigger) - {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST},
+    RecordType.CONTACT: frozenset(ExitTrigger) - DEAL_TRIGGERS,
     RecordType.ORGANIZATION: frozenset({ExitTrigger.FIELD_CHANGED}),
-    RecordType.DEAL: frozenset(
-        {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST, ExitTrigger.FIELD_CHANGED}
-    ),
+    RecordType.DEAL: DEAL_TRIGGERS | {ExitTrigger.FIELD_CHANGED},
 }
 
 
@@ -62,6 +78,42 @@ class WorkflowSettings(Contract):
     unenroll_company_on_reply: bool = False
     agents_may_stop: bool = True
     exclusive: bool = False
+    out_of_office: OutOfOfficeSettings = OutOfOfficeSettings()
+    page_rules: tuple[UrlRule, ...] = Field(
+        (),
+        max_length=50,
+        description="Page visited: the URL rules, any of which exits (none: any page).",
+    )
+    field_rules: tuple[FieldRule, ...] = Field(
+        (),
+        max_length=50,
+        description="Field set or updated: the fields (with conditions), any of which exits "
+        "(none: any field).",
+    )
+    link_clicks: LinkClickSettings = LinkClickSettings()
+    conversations: ConversationSettings = ConversationSettings()
+    deal_stages: tuple[Identifier, ...] = Field(
+        (),
+        max_length=50,
+        description="Deal entered a stage: the stages (internal values) that exit.",
+    )
+    exits_workflows_on_enroll: tuple[Identifier, ...] = Field(
+        (),
+        max_length=50,
+        description="Enrolling a record here exits it from these workflows (those that "
+        "turned on unenrolled_by_other_workflow).",
+    )
+    exits_workflows_on_exit: tuple[Identifier, ...] = Field(
+        (),
+        max_length=50,
+        description="A record exiting this workflow exits these workflows too (those that "
+        "turned on unenrolled_by_other_workflow).",
+    )
+    exit_company_on_deal_opened: bool = Field(
+        False,
+        description="Contact workflows: a deal opening at a company exits every enrollment "
+        "of that company's contacts.",
+    )
 
 
 class WorkflowDefinition(Contract):
@@ -80,8 +132,25 @@ class WorkflowDefinition(Contract):
         if len(set(ids)) != len(ids):
             raise ValueError("step_id values must be unique within a workflow")
         allowed = TRIGGERS_BY_RECORD_TYPE[self.record_type]
-        if wrong := sorted(self.settings.exit_triggers - allowed):
+        settings = self.settings
+        if wrong := sorted(settings.exit_triggers - allowed):
             raise ValueError(
                 f"exit triggers {wrong} do not apply to {self.record_type.value} workflows"
             )
+        on = settings.exit_triggers
+        # A rule of a trigger that is off would never fire: say so instead of ignoring it.
+        for rules, trigger in (
+            (settings.page_rules, ExitTrigger.PAGE_VISITED),
+            (settings.field_rules, ExitTrigger.FIELD_CHANGED),
+            (settings.deal_stages, ExitTrigger.DEAL_STAGE_ENTERED),
+        ):
+            if rules and trigger not in on:
+                raise ValueError(f"rules are set for {trigger.value}, which is not turned on")
+        if ExitTrigger.DEAL_STAGE_ENTERED in on and not settings.deal_stages:
+            raise ValueError("deal_stage_entered needs the stages that exit (deal_stages)")
+        named = {*settings.exits_workflows_on_enroll, *settings.exits_workflows_on_exit}
+        if self.workflow_id in named:
+            raise ValueError("a workflow cannot exit records from itself")
+        if settings.exit_company_on_deal_opened and self.record_type is not RecordType.CONTACT:
+            raise ValueError("exit_company_on_deal_opened applies to contact workflows only")
         return self

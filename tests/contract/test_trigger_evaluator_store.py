@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind, Waiting
+from services.trigger_evaluator.domain import CompanySearch, EnrollmentStatus, MatchKind, Waiting
 from services.trigger_evaluator.parking import ParkedEvent, park
 from services.trigger_evaluator.ports import TriggerEvaluatorStore
 from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
@@ -20,6 +20,7 @@ from shared.contracts import RecordRef
 from shared.contracts.commands import ContactDetails
 from shared.contracts.events import EnrollmentEnrolled
 from shared.contracts.inbound import BounceKind, EmailBounced, EmailBouncedPayload, EmailReplied
+from shared.contracts.trigger_settings import OutOfOfficeSettings
 from shared.contracts.workflow import ExitTrigger
 from tests.conftest import SessionEnv
 from tests.contract.conftest import migrated_schema
@@ -73,6 +74,20 @@ async def test_a_workflow_version_once_known_never_changes(store: TriggerEvaluat
     assert candidate.enrollment.workflow is not None
     assert candidate.enrollment.workflow.exit_triggers == frozenset({ExitTrigger.REPLIED})
     assert candidate.enrollment.workflow.unenroll_company_on_reply is False
+
+
+async def test_a_versions_trigger_settings_come_back_with_its_enrollments(
+    store: TriggerEvaluatorStore,
+) -> None:
+    ooo = OutOfOfficeSettings(resume_margin_hours=3, fallback_days=7, max_days=21)
+    applied = workflow_applied(out_of_office=ooo)
+    await store.save_workflow_versions([applied])
+    await store.save_enrollment_events([enrolled("c-1", email="alice@acme.com")])
+
+    [[candidate]] = await store.candidates([classify(reply(from_address="alice@acme.com"))])
+
+    assert candidate.enrollment.workflow is not None
+    assert candidate.enrollment.workflow.settings == applied.payload.definition.settings
 
 
 async def test_an_enrollment_of_an_unknown_version_is_found_without_its_settings(
@@ -183,7 +198,9 @@ async def test_a_company_search_finds_its_live_enrollments_only(
     await store.save_enrollment_events([alice, bob, carol, dave, paused])
     await store.save_enrollment_events([exited_from(carol), paused_from(paused)])
 
-    colleagues = await store.live_by_company([(ACCOUNT, ["acme.com"]), (ACCOUNT, ["none.org"])])
+    colleagues = await store.live_by_company(
+        [CompanySearch(ACCOUNT, ["acme.com"]), CompanySearch(ACCOUNT, ["none.org"])]
+    )
 
     assert [sorted(v.record.id for v in views) for views in colleagues] == [
         ["c-1", "c-2", "c-5"],
@@ -216,7 +233,7 @@ async def test_two_accounts_with_the_same_ids_stay_apart(store: TriggerEvaluator
 
     found_both = await store.candidates([classify(ours_replied), classify(theirs_replied)])
     colleagues = await store.live_by_company(
-        [(ACCOUNT, ["acme.com"]), (OTHER_ACCOUNT, ["acme.com"])]
+        [CompanySearch(ACCOUNT, ["acme.com"]), CompanySearch(OTHER_ACCOUNT, ["acme.com"])]
     )
 
     for account, candidates in zip((ACCOUNT, OTHER_ACCOUNT), found_both, strict=True):

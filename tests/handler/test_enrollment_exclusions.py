@@ -6,16 +6,12 @@ Every case runs on the harness, as one batch and message by message (tests/suppo
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from services.enrollment.domain import Status
-from services.enrollment.screening import excluded_at_send
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.commands import ExitReason, ExitSource
 from shared.contracts.events import (
-    EnrollmentDispatchRevoked,
     EnrollmentEnrolled,
     EnrollmentExited,
     EnrollmentRejected,
@@ -29,8 +25,6 @@ from shared.contracts.exclusions import (
     RuleScope,
 )
 from tests.support.builders.enrollment_commands import ALICE, BOB, apply_cmd, definition
-from tests.support.builders.enrollment_dispatch import cancelled_for
-from tests.support.builders.enrollment_dispatch_setup import granted_in
 from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT
 from tests.support.builders.enrollment_setup import EnrollmentHarness, enrollment_harness, only
 from tests.support.builders.exclusion_commands import (
@@ -354,36 +348,3 @@ async def test_a_ruleset_turning_a_remove_rule_back_on_exits_its_matches(
     outcome = await h.when(put_ruleset("onboarding", {"r-1": True}))
 
     assert only(outcome, EnrollmentExited).payload.record == ALICE
-
-
-async def test_a_send_time_check_finds_enrollments_a_rule_now_matches_with_time_alone(
-    h: EnrollmentHarness,
-) -> None:
-    enrollment = await enrolled(h)
-    await h.given(
-        put_rule("r-stale", cond("last_seen", "older_than_days", 30), action=RuleAction.REMOVE),
-        upserted(ALICE, fields={"last_seen": "2026-02-20"}),  # 10 days before T0
-    )
-    key = (ACCOUNT, enrollment.payload.enrollment_id)
-    live = [h.store.enrollments[key]]
-
-    assert await excluded_at_send(h.store, live, h.now) == []
-    ((found, hit),) = await excluded_at_send(h.store, live, h.now + timedelta(days=21))
-    assert (found.enrollment_id, hit.rule_id) == (key[1], "r-stale")
-
-
-async def test_a_remove_rule_waits_for_a_granted_send_and_still_names_the_rule(
-    h: EnrollmentHarness,
-) -> None:
-    await h.given(put_rule("r-1", CUSTOMER, action=RuleAction.REMOVE))
-    _, grant = await granted_in(h)
-
-    waiting = await h.when(upserted(ALICE, fields={"lifecyclestage": "customer"}))
-    settled = await h.when(cancelled_for(grant))
-
-    assert only(waiting, EnrollmentDispatchRevoked)
-    assert waiting.of_type(EnrollmentExited) == []
-    exited = only(settled, EnrollmentExited)
-    assert exited.payload.reason is ExitReason.EXCLUSION_MATCHED
-    assert exited.payload.exclusion is not None
-    assert (exited.payload.exclusion.rule_id, exited.payload.exclusion.version) == ("r-1", 1)

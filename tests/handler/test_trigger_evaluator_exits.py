@@ -61,6 +61,9 @@ def test_every_consumed_type_that_matters_has_a_handler(h: TriggerEvaluator) -> 
         EnrollmentExited.TYPE,
         EnrollmentCompleted.TYPE,
         MessageSent.TYPE,
+        "record.upserted",
+        "record.deleted",
+        "association.changed",
     }
     assert set(h.handlers) == projection | set(EXIT_RULES)
 
@@ -125,17 +128,6 @@ async def test_a_reply_from_an_alias_exits_the_enrolled_contact(h: TriggerEvalua
 
     (command,) = exits_of(outcome)
     assert command.payload.enrollment_id == alice.payload.enrollment_id
-
-
-async def test_an_automatic_reply_exits_nothing_and_is_recorded(h: TriggerEvaluator) -> None:
-    alice = enrolled("c-1", email="alice@acme.com")
-    await h.given(workflow_applied(), alice)
-
-    outcome = await h.when(reply(from_address="alice@acme.com", auto_reply=True))
-
-    assert outcome.published == []
-    ((*_, decision),) = h.store.decisions
-    assert "automatic reply" in decision.why
 
 
 async def test_an_exited_or_completed_enrollment_is_never_exited_again(

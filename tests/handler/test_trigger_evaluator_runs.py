@@ -14,8 +14,9 @@ from services.trigger_evaluator.domain import EnrollmentStatus, MatchKind
 from services.trigger_evaluator.handlers import TriggerHandlers
 from services.trigger_evaluator.triggers import EXIT_RULES
 from shared.contracts import Message
-from shared.contracts.commands import Exit, ExitReason
+from shared.contracts.commands import Exit, ExitReason, Pause
 from shared.contracts.events import EnrollmentEnrolled, WorkflowApplied
+from shared.contracts.inbound import BounceKind
 from shared.contracts.workflow import ExitTrigger
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_events import (
@@ -25,7 +26,7 @@ from tests.support.builders.enrollment_events import (
     paused_from,
     resumed_from,
 )
-from tests.support.builders.inbound_events import click, reply
+from tests.support.builders.inbound_events import bounce, click, reply
 from tests.support.builders.trigger_projection import message_sent, workflow_applied
 from tests.support.fakes.trigger_evaluator import FakeTriggerEvaluatorStore
 from tests.support.harness import Harness, Outcome
@@ -105,7 +106,9 @@ async def test_a_run_decides_like_its_events_one_by_one(h: TriggerEvaluator) -> 
         reply(from_address="alice@acme.com"),
     )
 
-    assert [c.payload.record.id for c in exits_of(outcome)] == ["c-3", "c-1", "c-2"]
+    assert [c.payload.record.id for c in outcome.of_type(Exit)] == ["c-3", "c-1", "c-2"]
+    # Alice's automatic reply pauses her enrollment; her real reply still exits it.
+    assert [p.payload.record.id for p in outcome.of_type(Pause)] == ["c-1"]
     # Dave's reply matched nothing of this account, whose workflow exits on replies: it
     # waits for his enrollment (parked) instead of being decided (it was the sixth).
     assert len(h.store.decisions) == 5
@@ -126,7 +129,7 @@ async def test_a_run_of_inbound_events_costs_three_store_calls_however_long(
 
 
 async def test_events_that_can_never_exit_look_nothing_up(h: TriggerEvaluator) -> None:
-    await h.when(reply(auto_reply=True), click())
+    await h.when(bounce(BounceKind.SOFT), click())
 
     assert h.store.calls == ["save_decisions"]
     assert len(h.store.decisions) == 2
@@ -170,11 +173,13 @@ async def test_ended_wins_within_one_projection_run(
     view = h.store.enrollments[(alice.account_id, alice.payload.enrollment_id)]
     assert view.status is EnrollmentStatus.ENDED
     assert view.email == "alice@acme.com"
-    # One statement per table, and one probe for parked events the run may unblock.
+    # One statement per table, one lookup of the record's other enrollments (a workflow
+    # may name others to exit) and one probe for parked events the run may unblock.
     assert h.store.calls == [
         "save_workflow_versions",
         "save_enrollment_events",
         "save_sent_messages",
+        "candidates",
         "parked_for",
     ]
     assert exits_of(await h.when(reply(in_reply_to="<m-1@o>"))) == []

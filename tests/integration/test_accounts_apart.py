@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.trigger_evaluator.domain import Decision, MatchKind, Outcome
+from services.trigger_evaluator.domain import CompanySearch, Decision, MatchKind, Outcome
 from services.trigger_evaluator.repository import PostgresTriggerEvaluatorStore
 from services.trigger_evaluator.triggers import classify
 from shared.contracts import Actor, ActorKind, RecordRef, RecordType
@@ -223,7 +223,9 @@ async def test_trigger_evaluator_keeps_two_accounts_with_the_same_ids_apart(
     ]
     signals = [classify(event) for event in replies]
     found = await repository.candidates(signals)
-    colleagues = await repository.live_by_company([(OURS, ["acme.com"]), (THEIRS, ["acme.com"])])
+    colleagues = await repository.live_by_company(
+        [CompanySearch(OURS, ["acme.com"]), CompanySearch(THEIRS, ["acme.com"])]
+    )
 
     for account, candidates in zip((OURS, THEIRS), found, strict=True):
         assert {c.enrollment.account_id for c in candidates} == {account}

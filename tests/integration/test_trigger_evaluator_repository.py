@@ -15,6 +15,7 @@ import pytest
 
 from services.trigger_evaluator.domain import (
     Candidate,
+    CompanySearch,
     Decision,
     EnrollmentStatus,
     EnrollmentView,
@@ -246,7 +247,10 @@ async def test_a_runs_candidates_are_what_each_events_lookups_find(connect: Conn
     counting = CountingConnection(conn)
 
     found = await PostgresTriggerEvaluatorStore(counting).candidates(signals)  # type: ignore[arg-type]
-    searches = [(s.account_id, (f"dom{i % 5}.com", "nowhere.org")) for i, s in enumerate(signals)]
+    searches = [
+        CompanySearch(s.account_id, (f"dom{i % 5}.com", "nowhere.org"))
+        for i, s in enumerate(signals)
+    ]
     colleagues = await PostgresTriggerEvaluatorStore(counting).live_by_company(searches)  # type: ignore[arg-type]
 
     assert counting.statements == 2
@@ -353,5 +357,6 @@ async def test_decisions_are_recorded_once_per_event_and_enrollment(connect: Con
             events[0].account_id, events[0].message_id, view.enrollment_id
         ),
         "decided_at": None,
+        "resume_at": None,
     }
     assert (event_row["enrollment_id"], event_row["decision"]) == (None, "ignored")

@@ -221,7 +221,6 @@ def test_a_trigger_the_workflow_did_not_turn_on_never_exits(
 @pytest.mark.parametrize(
     ("event", "why"),
     [
-        pytest.param(replied(auto_reply=True), "automatic reply", id="auto_reply"),
         pytest.param(
             inbound(
                 EmailBounced,

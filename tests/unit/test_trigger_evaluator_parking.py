@@ -23,8 +23,11 @@ from services.trigger_evaluator.parking import (
     waiting_keys,
 )
 from services.trigger_evaluator.triggers import classify
+from shared.contracts.inbound import DealStatus
 from shared.contracts.workflow import ExitTrigger
+from tests.support.builders.crm_records import deal, stage_changed
 from tests.support.builders.enrollment_events import ACCOUNT, T0, enrolled, exited_from
+from tests.support.builders.inbound_events import click as clicked
 from tests.support.builders.inbound_events import meeting
 from tests.support.builders.inbound_events import reply_from_contact as replied
 from tests.support.builders.trigger_projection import message_sent, workflow_applied
@@ -45,10 +48,30 @@ def test_an_event_that_may_exit_but_matched_nothing_waits_for_an_enrollment() ->
 
 
 def test_an_event_that_can_never_exit_is_decided_even_with_nothing_matched() -> None:
-    verdict = evaluate(classify(replied(auto_reply=True)), [])
+    verdict = evaluate(classify(clicked(workflow_message_id=None)), [])
 
     assert not isinstance(verdict, Waiting)
     assert [d.outcome for d in verdict] == [Outcome.IGNORED]
+
+
+def test_an_automatic_reply_that_matched_nothing_waits_like_a_reply() -> None:
+    verdict = evaluate(classify(replied(auto_reply=True)), [])
+
+    assert isinstance(verdict, Waiting)
+    parked = park(verdict, replied(auto_reply=True), now=T0)
+    assert parked.only_if_a_workflow_exits_on is ExitTrigger.REPLIED
+
+
+def test_a_deal_stage_change_that_matched_nothing_waits_if_any_of_its_triggers_is_used() -> None:
+    event = stage_changed(
+        deal("d-1"), "closedwon", DealStatus.WON, previous=("demo", DealStatus.OPEN)
+    )
+    verdict = evaluate(classify(event), [])
+
+    assert isinstance(verdict, Waiting)
+    parked = park(verdict, event, now=T0)
+    assert parked.only_if_a_workflow_exits_on is ExitTrigger.DEAL_WON
+    assert parked.or_exits_on == (ExitTrigger.DEAL_STAGE_ENTERED,)
 
 
 def test_a_live_enrollment_of_an_unknown_version_makes_the_whole_event_wait_for_it() -> None:

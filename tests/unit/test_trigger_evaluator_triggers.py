@@ -41,9 +41,8 @@ def test_every_inbound_event_type_has_a_row_in_the_trigger_table() -> None:
         topics.INBOUND_CONVERSATION,
     )
     inbound_types = {model.TYPE for t in inbound_topics for model in MESSAGES_BY_TOPIC[t]}
-    # Record data feeds enrollment's exclusions; a type trigger-evaluator has no row for is
-    # skipped by its consumer (not its type), until a trigger needs it.
-    record_data = {"record.upserted", "record.deleted", "association.changed", "deal.stage_changed"}
+    # Record data (not triggers) feeds the projection of associations (``record_links``).
+    record_data = {"record.upserted", "record.deleted", "association.changed"}
     assert set(EXIT_RULES) == inbound_types - record_data
 
 
@@ -78,7 +77,7 @@ def test_a_hard_bounce_matches_the_sending_address_only_not_aliases() -> None:
     assert classify(event).lookup.include_aliases is False
 
 
-def test_a_click_is_looked_up_by_the_clicked_workflow_email_and_the_contact() -> None:
+def test_a_click_is_looked_up_by_the_clicked_workflow_email_only() -> None:
     event = inbound(
         EmailLinkClicked,
         EmailLinkClickedPayload(
@@ -91,9 +90,10 @@ def test_a_click_is_looked_up_by_the_clicked_workflow_email_and_the_contact() ->
 
     lookup = classify(event).lookup
 
+    # Only links in this workflow's emails: the contact's other workflows are not found.
     assert lookup.sent_message_ids == ("sent-9@offramp",)
-    assert lookup.records == (CONTACT,)
-    assert lookup.addresses == ("c-1@acme.com",)
+    assert lookup.records == ()
+    assert lookup.addresses == ()
     assert not lookup.company_of_replier
 
 

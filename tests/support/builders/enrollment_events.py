@@ -107,17 +107,25 @@ def enrolled(
     version: int = 1,
     account: str = ACCOUNT,
     occurred_at: datetime = ENROLLED_AT,
+    workflow_id: str = "onboarding",
+    record_type: RecordType = RecordType.CONTACT,
 ) -> EnrollmentEnrolled:
-    """A new enrollment of contact ``record_id`` in workflow ``onboarding``."""
+    """A new enrollment of contact ``record_id`` in workflow ``onboarding`` (another
+    record type has no contact details)."""
+    contact = (
+        ContactDetails(email=email, aliases=aliases, company_domain=company_domain)
+        if record_type is RecordType.CONTACT
+        else None
+    )
     return EnrollmentEnrolled.create(
         account_id=account,
         occurred_at=occurred_at,
         payload=EnrolledPayload(
             enrollment_id=uuid.uuid4(),
-            workflow_id="onboarding",
+            workflow_id=workflow_id,
             workflow_version=version,
-            record=RecordRef(type=RecordType.CONTACT, id=record_id),
-            contact=ContactDetails(email=email, aliases=aliases, company_domain=company_domain),
+            record=RecordRef(type=record_type, id=record_id),
+            contact=contact,
             actor=USER,
         ),
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.contracts import Message, RecordRef, RecordType
 from shared.contracts.inbound import (
+    BounceKind,
+    EmailBounced,
+    EmailBouncedPayload,
     EmailLinkClicked,
     EmailLinkClickedPayload,
     EmailReplied,
@@ -37,13 +40,27 @@ def reply(*, account: str = ACCOUNT, **overrides: Any) -> EmailReplied:
     return inbound(EmailReplied, EmailRepliedPayload(**fields), account=account)
 
 
-def click(*, account: str = ACCOUNT, **overrides: Any) -> EmailLinkClicked:
+def click(
+    *, account: str = ACCOUNT, occurred_at: datetime = T0 + timedelta(minutes=5), **overrides: Any
+) -> EmailLinkClicked:
+    """A click, by default five minutes after ``T0`` (when ``message_sent`` emails are sent):
+    a person's click, not a link scanner's."""
     fields: dict[str, Any] = {
         "from_address": "someone@elsewhere.org",
         "url": "https://x",
         **overrides,
     }
-    return inbound(EmailLinkClicked, EmailLinkClickedPayload(**fields), account=account)
+    return inbound(
+        EmailLinkClicked,
+        EmailLinkClickedPayload(**fields),
+        account=account,
+        occurred_at=occurred_at,
+    )
+
+
+def bounce(kind: BounceKind, *, account: str = ACCOUNT, **overrides: Any) -> EmailBounced:
+    fields: dict[str, Any] = {"from_address": "someone@elsewhere.org", "bounce": kind, **overrides}
+    return inbound(EmailBounced, EmailBouncedPayload(**fields), account=account)
 
 
 def reply_from_contact(**overrides: Any) -> EmailReplied:

@@ -3,6 +3,8 @@ versions with their exit settings, and sent emails a reply may quote."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.contracts import RecordType
 from shared.contracts.events import (
     EnrollmentEnrolled,
@@ -23,14 +25,17 @@ def workflow_applied(
     triggers: frozenset[ExitTrigger] = frozenset({ExitTrigger.REPLIED}),
     unenroll_company_on_reply: bool = False,
     account: str = ACCOUNT,
+    record_type: RecordType = RecordType.CONTACT,
+    **settings: Any,
 ) -> WorkflowApplied:
+    """A workflow version; ``settings`` are further ``WorkflowSettings`` (trigger rules)."""
     definition = WorkflowDefinition(
         workflow_id=workflow_id,
         name="Onboarding",
-        record_type=RecordType.CONTACT,
+        record_type=record_type,
         steps=(Step(step_id="hello", body="Hello"),),
         settings=WorkflowSettings(
-            exit_triggers=triggers, unenroll_company_on_reply=unenroll_company_on_reply
+            exit_triggers=triggers, unenroll_company_on_reply=unenroll_company_on_reply, **settings
         ),
     )
     return WorkflowApplied.create(

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from services.trigger_evaluator.domain import EnrollmentStatus, EnrollmentView, WorkflowTriggers
 from shared.contracts import RecordRef, RecordType
-from shared.contracts.workflow import ExitTrigger
+from shared.contracts.workflow import DEAL_TRIGGERS, ExitTrigger, WorkflowSettings
 from tests.support.builders.enrollment_events import ACCOUNT
 from tests.support.builders.inbound_events import CONTACT_C1
 
@@ -16,7 +16,7 @@ CONTACT = CONTACT_C1
 COLLEAGUE = RecordRef(type=RecordType.CONTACT, id="c-2")
 DEAL = RecordRef(type=RecordType.DEAL, id="d-1")
 ORGANIZATION = RecordRef(type=RecordType.ORGANIZATION, id="o-1")
-ALL_CONTACT_TRIGGERS = frozenset(ExitTrigger) - {ExitTrigger.DEAL_WON, ExitTrigger.DEAL_LOST}
+ALL_CONTACT_TRIGGERS = frozenset(ExitTrigger) - DEAL_TRIGGERS
 
 
 def enrollment_view(
@@ -30,6 +30,7 @@ def enrollment_view(
     enrolled_by_user_id: str | None = None,
     account_id: str = ACCOUNT,
     enrolled_at: datetime | None = None,
+    settings: WorkflowSettings | None = None,
 ) -> EnrollmentView:
     return EnrollmentView(
         enrollment_id=uuid.uuid4(),
@@ -38,7 +39,11 @@ def enrollment_view(
         workflow_version=3,
         record=record,
         status=status,
-        workflow=WorkflowTriggers(triggers, unenroll_company_on_reply) if workflow_known else None,
+        workflow=(
+            WorkflowTriggers(triggers, unenroll_company_on_reply, settings or WorkflowSettings())
+            if workflow_known
+            else None
+        ),
         email=f"{record.id}@acme.com",
         company_domain=company_domain,
         enrolled_by_user_id=enrolled_by_user_id,

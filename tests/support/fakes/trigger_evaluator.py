@@ -7,7 +7,7 @@ store's batch statements must reproduce.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,8 +24,10 @@ from services.trigger_evaluator.domain import (
 )
 from services.trigger_evaluator.parking import ParkedEvent, in_parking_order
 from services.trigger_evaluator.projection import EnrollmentEvent
+from services.trigger_evaluator.record_fields import RecordKey, Snapshot
+from services.trigger_evaluator.record_links import RecordDataEvent, fold_record_data
 from services.trigger_evaluator.triggers import Lookup, Signal, normalize_message_id
-from shared.contracts import ActorKind
+from shared.contracts import ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails
 from shared.contracts.events import (
     EnrolledPayload,
@@ -45,6 +47,11 @@ class FakeTriggerEvaluatorStore:
     enrollments: dict[tuple[str, uuid.UUID], EnrollmentView] = field(default_factory=dict)
     """(account, enrollment id) -> view: another account's same id is another enrollment."""
     sent: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
+    sent_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    links: set[tuple[str, RecordRef, RecordRef]] = field(default_factory=set)
+    fields: dict[RecordKey, Snapshot] = field(default_factory=dict)
+    """The last snapshot of each CRM record's fields."""
+    """CRM associations, one (account, record, associated) per direction."""
     decided: dict[DecisionKey, Decision] = field(default_factory=dict)
     """Every decision recorded, in the order recorded."""
     parked: dict[tuple[str, str], ParkedEvent] = field(default_factory=dict)
@@ -59,6 +66,8 @@ class FakeTriggerEvaluatorStore:
             dict(self.sent),
             dict(self.decided),
             dict(self.parked),
+            set(self.links),
+            {k: dict(v) for k, v in self.fields.items()},
         )
 
     @property
@@ -76,7 +85,9 @@ class FakeTriggerEvaluatorStore:
             settings = definition.settings
             self.workflows.setdefault(
                 (event.account_id, definition.workflow_id, event.payload.version),
-                WorkflowTriggers(settings.exit_triggers, settings.unenroll_company_on_reply),
+                WorkflowTriggers(
+                    settings.exit_triggers, settings.unenroll_company_on_reply, settings
+                ),
             )
 
     async def save_enrollment_events(self, events: Sequence[EnrollmentEvent]) -> None:
@@ -130,7 +141,9 @@ class FakeTriggerEvaluatorStore:
         for event in sent:
             message_id = normalize_message_id(event.payload.provider_message_id)
             if message_id is not None:  # otherwise nothing a reply could quote
-                self.sent.setdefault((event.account_id, message_id), event.payload.enrollment_id)
+                key = (event.account_id, message_id)
+                self.sent.setdefault(key, event.payload.enrollment_id)
+                self.sent_at.setdefault(key, event.payload.sent_at)
 
     def _views(
         self, account_id: str, keep: Callable[[EnrollmentView], bool]
@@ -148,7 +161,9 @@ class FakeTriggerEvaluatorStore:
         return [self._candidates(signal.account_id, signal.lookup) for signal in signals]
 
     def _candidates(self, account_id: str, lookup: Lookup) -> list[Candidate]:
-        threads = {self.sent.get((account_id, m)) for m in lookup.sent_message_ids}
+        threads: dict[uuid.UUID | None, datetime | None] = {}
+        for m in lookup.sent_message_ids:  # the first quoted email of an enrollment
+            threads.setdefault(self.sent.get((account_id, m)), self.sent_at.get((account_id, m)))
         addresses = set(lookup.addresses)
 
         def by_address(e: EnrollmentView) -> bool:
@@ -162,7 +177,9 @@ class FakeTriggerEvaluatorStore:
             (MatchKind.ADDRESS, by_address),
         ]
         found = [
-            Candidate(view, kind)
+            Candidate(
+                view, kind, threads.get(view.enrollment_id) if kind is MatchKind.THREAD else None
+            )
             for kind, keep in searches
             for view in self._views(account_id, keep)
         ]
@@ -173,11 +190,58 @@ class FakeTriggerEvaluatorStore:
         self, searches: Sequence[CompanySearch]
     ) -> list[list[EnrollmentView]]:
         self.calls.append("live_by_company")
-        return [self._colleagues(account_id, domains) for account_id, domains in searches]
+        return [self._colleagues(search) for search in searches]
 
-    def _colleagues(self, account_id: str, domains: Sequence[str]) -> list[EnrollmentView]:
-        views = self._views(account_id, lambda e: e.company_domain in domains and e.status.live)
-        return sorted(views, key=lambda view: view.enrollment_id)
+    def _linked(self, account_id: str, record: RecordRef, kind: RecordType) -> set[RecordRef]:
+        return {
+            b for acc, a, b in self.links if acc == account_id and a == record and b.type is kind
+        }
+
+    def _colleagues(self, search: CompanySearch) -> list[EnrollmentView]:
+        account_id = search.account_id
+        orgs = {a for a in search.anchors if a.type is RecordType.ORGANIZATION}
+        for anchor in search.anchors:
+            orgs |= self._linked(account_id, anchor, RecordType.ORGANIZATION)
+        members = {a for a in search.anchors if a.type is RecordType.CONTACT}
+        for org in orgs:
+            members |= self._linked(account_id, org, RecordType.CONTACT)
+        if orgs or members:
+            by_org = self._views(account_id, lambda e: e.record in members and e.status.live)
+        else:
+            by_org = []
+        by_domain = (
+            []
+            if orgs
+            else self._views(
+                account_id, lambda e: e.company_domain in search.domains and e.status.live
+            )
+        )
+        views = {v.enrollment_id: v for v in (*by_org, *by_domain)}
+        return sorted(views.values(), key=lambda view: view.enrollment_id)
+
+    async def save_record_links(self, events: Sequence[RecordDataEvent]) -> None:
+        self.calls.append("save_record_links")
+        change = fold_record_data(events)
+        for account_id, record in change.reset:
+            self.links = {
+                link
+                for link in self.links
+                if not (link[0] == account_id and record in (link[1], link[2]))
+            }
+        self.links -= set(change.absent)
+        self.links |= set(change.present)
+
+    async def swap_record_fields(
+        self, last: Mapping[RecordKey, Snapshot | None]
+    ) -> dict[RecordKey, Snapshot]:
+        self.calls.append("swap_record_fields")
+        before = {key: dict(self.fields[key]) for key in last if key in self.fields}
+        for key, snapshot in last.items():
+            if snapshot is None:
+                self.fields.pop(key, None)
+            else:
+                self.fields[key] = dict(snapshot)
+        return before
 
     async def save_decisions(self, decisions: Sequence[Decision]) -> None:
         self.calls.append("save_decisions")
@@ -192,7 +256,7 @@ class FakeTriggerEvaluatorStore:
             known = self.parked.get(p.key)
             if not self._may_park(p):
                 continue
-            stored = replace(p, only_if_a_workflow_exits_on=None)
+            stored = replace(p, only_if_a_workflow_exits_on=None, or_exits_on=())
             if known is not None:  # parked again: when it was parked and expires stay
                 stored = replace(
                     stored,
@@ -205,8 +269,9 @@ class FakeTriggerEvaluatorStore:
 
     def _may_park(self, parked: ParkedEvent) -> bool:
         trigger = parked.only_if_a_workflow_exits_on
+        triggers = {trigger, *parked.or_exits_on}
         versions = [w for (a, _, _), w in self.workflows.items() if a == parked.account_id]
-        return trigger is None or not versions or any(trigger in w.exit_triggers for w in versions)
+        return trigger is None or not versions or any(triggers & w.exit_triggers for w in versions)
 
     async def parked_for(self, keys: Sequence[str]) -> list[ParkedEvent]:
         self.calls.append("parked_for")
