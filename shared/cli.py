@@ -1,7 +1,8 @@
 """``offramp``: the operator CLI.
 
 Every command is a message on a public topic, so the CLI needs only Kafka, except
-``quarantine``, which reads the services' outbox quarantines in PostgreSQL. Settings come
+``quarantine``, which reads the services' outbox quarantines in PostgreSQL, and ``sends
+queue``, which reads messaging's send queue there. Settings come
 from ``KAFKA_BOOTSTRAP_SERVERS``, ``OFFRAMP_TOPIC_NAMESPACE`` and ``DATABASE_URL``; in a
 checkout with the local system up (``make run``) they are found automatically (from the
 ``run.env`` that ``run.sh`` writes, else from the local infrastructure).
@@ -15,7 +16,7 @@ import csv
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from shared.cli_deadletters import (
 from shared.cli_exclusions import cmd_exclusions_upload, exclusion_parsers
 from shared.cli_lifecycle import LIFECYCLE_BUILDERS, lifecycle_parsers
 from shared.cli_quarantine import QUARANTINE_COMMANDS, quarantine_parsers
+from shared.cli_sends import cmd_sends_queue, sends_parsers
 from shared.client import OfframpClient
 from shared.contracts import (
     MESSAGES_BY_TOPIC,
@@ -255,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     quarantine_parsers(
         command("quarantine", "list, release or drop outbox rows the relay could not publish")
     )
+    sends_parsers(command("sends", "the send queue per sender and its send limit's usage"))
     p = command("smtp-sink", "a local SMTP server that prints every email it receives")
     p.add_argument("--port", type=int, default=2525)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept mail from containers")
@@ -271,6 +274,17 @@ BUILDERS = {
     "publish": cmd_publish,
     **LIFECYCLE_BUILDERS,
 }
+
+
+def _database_command(
+    args: argparse.Namespace,
+) -> Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | None:
+    """The commands that read PostgreSQL: ``quarantine`` and ``sends``."""
+    if args.command == "quarantine":
+        return QUARANTINE_COMMANDS[args.quarantine_command]
+    if args.command == "sends":
+        return cmd_sends_queue
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per command
@@ -292,8 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return 
             return asyncio.run(cmd_deadletters_replay(args))
         elif args.command == "exclusions":
             return cmd_exclusions_upload(args)
-        elif args.command == "quarantine":
-            return asyncio.run(QUARANTINE_COMMANDS[args.quarantine_command](args))
+        elif (database_command := _database_command(args)) is not None:
+            return asyncio.run(database_command(args))
         elif args.command == "smtp-sink":
             asyncio.run(serve(args.host, args.port))
     except CliError as exc:

@@ -127,6 +127,11 @@ class _Snapshot(Collector):
             restarts.add_metric([service, loop], count)
         yield restarts
         yield _loop_stats(service, runtime)
+        for background in runtime.loops.values():
+            # A loop may report gauges of its own (messaging's sender: the queue per sender).
+            families = getattr(background, "metric_families", None)
+            if callable(families):
+                yield from families(service)
         yield gauge(
             "background_loops_failed",
             "Background loops given up; the process is not alive.",

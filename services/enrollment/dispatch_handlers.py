@@ -15,12 +15,13 @@ from typing import TypeVar
 
 from services.enrollment import dispatch, domain, exits, steps
 from services.enrollment.errors import MissingWorkflowVersionError
-from services.enrollment.ports import EnrollmentKey, EnrollmentStore
+from services.enrollment.ports import EnrollmentKey, EnrollmentStore, VersionKey
 from services.enrollment.recording import Change, key, record, save_changes, version_key
 from services.enrollment.screening import excluded_at_send, exit_excluded, trigger_of
 from shared.contracts import topics
 from shared.contracts.commands import TriggeringEvent
 from shared.contracts.events import MessageCancelled, MessageDeferred, MessageFailed, StepDue
+from shared.contracts.workflow import WorkflowDefinition
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -34,6 +35,16 @@ SendOutcome = MessageFailed | MessageCancelled
 
 E = TypeVar("E", StepDue, MessageDeferred, SendOutcome)
 D = TypeVar("D", bound=Change)
+
+
+async def _definitions(
+    uow: Uow, events: Sequence[StepDue | MessageDeferred]
+) -> dict[VersionKey, WorkflowDefinition]:
+    """The workflow versions the events' enrollments are in (their send windows): one
+    cached lookup."""
+    keys = {(e.account_id, e.payload.workflow_id, e.payload.workflow_version) for e in events}
+    versions = await uow.store.workflow_versions(list(keys))
+    return {k: v.definition for k, v in versions.items()}
 
 
 async def _decide_each(
@@ -79,9 +90,11 @@ class GrantSteps:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[StepDue], now: datetime) -> None:
+        definitions = await _definitions(uow, events)
+
         def decide(
             enrollment: domain.Enrollment, event: StepDue
-        ) -> dispatch.Granted | domain.Unchanged:
+        ) -> dispatch.Granted | dispatch.Rescheduled | domain.Unchanged:
             due = event.payload
             return dispatch.decide_grant(
                 enrollment,
@@ -91,32 +104,44 @@ class GrantSteps:
                 ),
                 lease=self._lease,
                 now=now,
+                definition=definitions.get(version_key(enrollment)),
             )
 
-        granted = await _decide_each(uow, events, decide, unchanged="step_not_granted")
-        decided = await _screened(uow, granted, now)
+        planned: list[tuple[Planned, StepDue]] = await _decide_each(
+            uow, events, decide, unchanged="step_not_granted"
+        )
+        decided = await _screened(uow, planned, now)
         await save_changes(uow.store, [d for d, _ in decided])
         await record(uow, decided, now)
-        log.info("grant_run", due=len(events), granted=len(decided))
+        granted = sum(isinstance(d, dispatch.Granted) for d, _ in decided)
+        replanned = sum(isinstance(d, dispatch.Rescheduled) for d, _ in decided)
+        log.info("grant_run", due=len(events), granted=granted, replanned=replanned)
+
+
+Renewal = dispatch.Granted | dispatch.Rescheduled | exits.Exited | steps.Settled
+
+
+Planned = dispatch.Granted | dispatch.Rescheduled
 
 
 async def _screened(
-    uow: Uow, granted: list[tuple[dispatch.Granted, StepDue]], now: datetime
-) -> list[tuple[dispatch.Granted | exits.Exited, StepDue]]:
+    uow: Uow, planned: list[tuple[Planned, StepDue]], now: datetime
+) -> list[tuple[Planned | exits.Exited, StepDue]]:
     """Grants whose record a *remove* exclusion rule matches now become that exit instead:
     the send-time re-check, for a rule that started to hold with time alone (``within_days``,
     ``older_than_days``) and so had no event to act on. One rule lookup per run; the
     records' data only when the account has a remove rule."""
+    granted = [d for d, _ in planned if isinstance(d, dispatch.Granted)]
     if not granted:
-        return []
-    before = {key(d.enrollment): replace(d.enrollment, dispatch=None) for d, _ in granted}
+        return list(planned)
+    before = {key(d.enrollment): replace(d.enrollment, dispatch=None) for d in granted}
     found = await excluded_at_send(uow.store, list(before.values()), now)
     hits = {key(enrollment): hit for enrollment, hit in found}
     if not hits:
-        return list(granted)
-    out: list[tuple[dispatch.Granted | exits.Exited, StepDue]] = []
-    for decision, event in granted:
-        hit = hits.get(key(decision.enrollment))
+        return list(planned)
+    out: list[tuple[Planned | exits.Exited, StepDue]] = []
+    for decision, event in planned:
+        hit = hits.get(key(decision.enrollment)) if isinstance(decision, dispatch.Granted) else None
         exited = None
         if hit is not None:
             cause = trigger_of(event, topics.SCHEDULER_STEPS)
@@ -141,9 +166,11 @@ class RenewGrants:
         self._lease = lease
 
     async def __call__(self, uow: Uow, events: list[MessageDeferred], now: datetime) -> None:
+        definitions = await _definitions(uow, events)
+
         def decide(
             enrollment: domain.Enrollment, event: MessageDeferred
-        ) -> dispatch.Granted | exits.Exited | steps.Settled | domain.Unchanged:
+        ) -> Renewal | domain.Unchanged:
             deferred = event.payload
             return dispatch.decide_renewal(
                 enrollment,
@@ -158,6 +185,7 @@ class RenewGrants:
                 next_attempt_at=deferred.next_attempt_at,
                 lease=self._lease,
                 now=now,
+                definition=definitions.get(version_key(enrollment)),
             )
 
         decided = await _decide_each(uow, events, decide, unchanged="grant_not_renewed")
@@ -187,6 +215,9 @@ def _trigger(event: SendOutcome) -> TriggeringEvent:
     )
 
 
+Unsent = exits.Exited | steps.Settled | dispatch.Granted | dispatch.Rescheduled
+
+
 class StepsUnsent:
     """The ``message.failed`` / ``message.cancelled`` handler (one run for both)."""
 
@@ -199,7 +230,7 @@ class StepsUnsent:
         because the enrollment left or paused ends only the grant, and the step is granted
         again at once if the enrollment was resumed meanwhile (its resume found the grant
         still out and granted nothing)."""
-        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]]
+        decided: list[tuple[Unsent, SendOutcome]]
         decided = list(
             await _decide_each(
                 uow,
@@ -217,9 +248,9 @@ class StepsUnsent:
     async def _grant_again(
         self,
         uow: Uow,
-        decided: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]],
+        decided: list[tuple[Unsent, SendOutcome]],
         now: datetime,
-    ) -> list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]]:
+    ) -> list[tuple[Unsent, SendOutcome]]:
         """Grant the current step again to settled enrollments that are active (resumed
         while their cancelled grant was still out); one lookup, only when there are any."""
         active = [
@@ -230,7 +261,7 @@ class StepsUnsent:
         if not active:
             return decided
         versions = await uow.store.workflow_versions([version_key(e) for e in active])
-        out: list[tuple[exits.Exited | steps.Settled | dispatch.Granted, SendOutcome]] = []
+        out: list[tuple[Unsent, SendOutcome]] = []
         for decision, event in decided:
             enrollment = decision.enrollment
             if not isinstance(decision, steps.Settled) or enrollment.status is not (
@@ -250,6 +281,7 @@ class StepsUnsent:
                 ),
                 lease=self._lease,
                 now=now,
+                definition=workflow.definition,
             )
             out.append((decision if isinstance(granted, domain.Unchanged) else granted, event))
         return out

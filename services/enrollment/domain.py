@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from services.enrollment import send_windows
 from shared.contracts import Actor, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.events import ExclusionHit, Rejection
@@ -86,6 +87,9 @@ class Enrollment:
     """The step granted to messaging and not yet reported sent, failed or cancelled."""
     pending_exit: PendingExit | None = None
     """An exit waiting for the outcome of ``dispatch``: the enrollment is exiting."""
+    time_zone: str | None = None
+    """The record's IANA time zone, from the enroll command (None: the workflow's default);
+    the workflow's send window is kept in it."""
 
     @property
     def exiting(self) -> bool:
@@ -118,8 +122,35 @@ def pause_id_for(
     return event_id("paused", account_id, pause_message_id, enrollment_id)
 
 
+LATER_SETTINGS = frozenset(
+    {
+        "send_window",
+        "out_of_office",
+        "page_rules",
+        "field_rules",
+        "link_clicks",
+        "conversations",
+        "deal_stages",
+        "exits_workflows_on_enroll",
+        "exits_workflows_on_exit",
+        "exit_company_on_deal_opened",
+    }
+)
+"""Workflow settings added after the first contract: left out of the hash while at their
+default, so a definition applied before they existed keeps its hash (re-applying it
+creates no version). A setting added later belongs here."""
+
+
 def definition_hash(definition: WorkflowDefinition) -> str:
-    return hashlib.sha256(definition.model_dump_json().encode()).hexdigest()
+    settings = definition.settings
+    defaults = type(settings).model_fields
+    unset = {
+        name
+        for name in LATER_SETTINGS
+        if getattr(settings, name) == defaults[name].get_default(call_default_factory=True)
+    }
+    dumped = definition.model_dump_json(exclude={"settings": unset} if unset else None)
+    return hashlib.sha256(dumped.encode()).hexdigest()
 
 
 def next_version(
@@ -170,15 +201,26 @@ def decide_apply(
 
 @dataclass(frozen=True, slots=True)
 class ScheduledStep:
-    """The step an enrollment runs next, and when."""
+    """The step an enrollment runs next, and when: ``due_at`` is the planned time (in the
+    workflow's send window), ``unplanned_at`` when it fell due, if the window moved it."""
 
     index: int
     step: Step
     due_at: datetime
+    unplanned_at: datetime | None = None
 
 
-def scheduled_step(enrollment: Enrollment, step: Step, due_at: datetime) -> ScheduledStep:
-    return ScheduledStep(enrollment.current_step, step, due_at)
+def scheduled_step(
+    enrollment: Enrollment, step: Step, due_at: datetime, *, unplanned_at: datetime | None = None
+) -> ScheduledStep:
+    moved = unplanned_at if unplanned_at is not None and unplanned_at != due_at else None
+    return ScheduledStep(enrollment.current_step, step, due_at, moved)
+
+
+def planned_at(definition: WorkflowDefinition, time_zone: str | None, due_at: datetime) -> datetime:
+    """When a step falling due at ``due_at`` is planned: the next opening of the workflow's
+    send window in the record's time zone (``due_at`` itself without a window)."""
+    return send_windows.planned(definition.settings.send_window, time_zone, due_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +266,9 @@ def decide_enrollment(
     if rejections or workflow is None:
         return Refused(tuple(rejections), account_id, workflow_id, record, actor)
     first = workflow.definition.steps[0]
-    due_at = now + timedelta(seconds=first.delay_seconds)
+    time_zone = contact.time_zone if contact else None
+    unplanned = now + timedelta(seconds=first.delay_seconds)
+    due_at = planned_at(workflow.definition, time_zone, unplanned)
     enrollment = Enrollment(
         enrollment_id=enrollment_id,
         account_id=account_id,
@@ -236,8 +280,10 @@ def decide_enrollment(
         steps_completed=0,
         enrolled_at=now,
         next_due_at=due_at,
+        time_zone=time_zone,
     )
-    return Admitted(enrollment, scheduled_step(enrollment, first, due_at), contact, actor)
+    scheduled = scheduled_step(enrollment, first, due_at, unplanned_at=unplanned)
+    return Admitted(enrollment, scheduled, contact, actor)
 
 
 def _rejections(

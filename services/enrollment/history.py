@@ -94,12 +94,17 @@ def _exclusion_detail(hit: ExclusionHit | None) -> dict[str, Any]:
 
 
 def entries(  # noqa: PLR0911 - one case per kind of decision
-    decision: decisions.Decision | dispatch.Granted, *, caused_by: uuid.UUID, at: datetime
+    decision: decisions.Decision | dispatch.Granted | dispatch.Rescheduled,
+    *,
+    caused_by: uuid.UUID,
+    at: datetime,
 ) -> list[HistoryEntry]:
     """The history ``decision`` writes, in order (a new workflow version, a grant and its
     settlement write none: they are steps' plumbing, not the enrollment's story)."""
     match decision:
-        case domain.VersionApplied() | dispatch.Granted() | steps.Settled():
+        case (
+            domain.VersionApplied() | dispatch.Granted() | dispatch.Rescheduled() | steps.Settled()
+        ):
             return []
         case (
             answers.Answer()

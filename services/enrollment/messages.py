@@ -92,6 +92,7 @@ def step_scheduled(
         step_id=scheduled.step.step_id,
         channel=scheduled.step.channel,
         due_at=scheduled.due_at,
+        unplanned_at=scheduled.unplanned_at or scheduled.due_at,
     )
     return _caused(
         EnrollmentStepScheduled, "step_scheduled", cause, enrollment.enrollment_id, payload
@@ -233,7 +234,7 @@ def _step_completed(
     return _caused(EnrollmentStepCompleted, "step_completed", cause, enrollment.enrollment_id, step)
 
 
-AnyDecision = decisions.Decision | dispatch.Granted
+AnyDecision = decisions.Decision | dispatch.Granted | dispatch.Rescheduled
 """Every decision with outputs: the domain's, and the dispatch grants of ``dispatch``."""
 
 
@@ -242,6 +243,8 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
     match decision:
         case dispatch.Granted():
             return [step_granted(decision, cause)]
+        case dispatch.Rescheduled():
+            return [step_scheduled(decision.enrollment, decision.scheduled, cause)]
         case exits.ExitPending():
             return [dispatch_revoked(decision, cause)]
         case steps.Settled():

@@ -12,6 +12,7 @@ from services.enrollment.domain import (
     Status,
     Unchanged,
     WorkflowVersion,
+    planned_at,
     scheduled_step,
 )
 from services.enrollment.errors import MissingWorkflowVersionError
@@ -85,9 +86,10 @@ def decide_resume(
         return Unchanged("the resume is for an earlier pause", "stale_pause")
     if workflow is None:
         raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
-    due_at = max(enrollment.next_due_at or now, now)
+    unplanned = max(enrollment.next_due_at or now, now)
+    due_at = planned_at(workflow.definition, enrollment.time_zone, unplanned)
     resumed = replace(
         enrollment, status=Status.ACTIVE, next_due_at=due_at, paused_until=None, pause_id=None
     )
     step = workflow.definition.steps[resumed.current_step]
-    return Resumed(resumed, actor, scheduled_step(resumed, step, due_at))
+    return Resumed(resumed, actor, scheduled_step(resumed, step, due_at, unplanned_at=unplanned))

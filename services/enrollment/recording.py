@@ -46,6 +46,7 @@ Change = (
     | steps.ScheduleNext
     | steps.Complete
     | dispatch.Granted
+    | dispatch.Rescheduled
 )
 
 

@@ -207,12 +207,12 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
                    record_type, record_id, contact, status, current_step, steps_completed,
-                   next_due_at, enrolled_by, enrolled_at)
-               SELECT id, a, w, v, t, r, c::jsonb, s, cs, sc, d, b::jsonb, at
+                   next_due_at, enrolled_by, enrolled_at, time_zone)
+               SELECT id, a, w, v, t, r, c::jsonb, s, cs, sc, d, b::jsonb, at, tz
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
                            $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],
-                           $11::timestamptz[], $12::text[], $13::timestamptz[])
-                    AS n(id, a, w, v, t, r, c, s, cs, sc, d, b, at)""",
+                           $11::timestamptz[], $12::text[], $13::timestamptz[], $14::text[])
+                    AS n(id, a, w, v, t, r, c, s, cs, sc, d, b, at, tz)""",
             [n.enrollment.enrollment_id for n in admitted],
             [n.enrollment.account_id for n in admitted],
             [n.enrollment.workflow_id for n in admitted],
@@ -226,6 +226,7 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
             [n.enrollment.next_due_at for n in admitted],
             [n.actor.model_dump_json() for n in admitted],
             [n.enrollment.enrolled_at for n in admitted],
+            [n.enrollment.time_zone for n in admitted],
         )
 
     async def save_progress(self, enrollments: Sequence[Enrollment]) -> None:

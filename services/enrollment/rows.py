@@ -15,7 +15,7 @@ from shared.contracts.events import ExclusionHit
 ENROLLMENT_COLUMNS = """e.enrollment_id, e.account_id, e.workflow_id, e.workflow_version,
     e.record_type, e.record_id, e.status, e.current_step, e.steps_completed, e.enrolled_at,
     e.next_due_at, e.ended_at, e.exit_reason, e.paused_until, e.pause_id, e.dispatch_id,
-    e.dispatch_step, e.dispatch_step_id, e.dispatch_lease_until, e.pending_exit"""
+    e.dispatch_step, e.dispatch_step_id, e.dispatch_lease_until, e.pending_exit, e.time_zone"""
 
 
 def enrollment_of(row: asyncpg.Record) -> Enrollment:
@@ -36,6 +36,7 @@ def enrollment_of(row: asyncpg.Record) -> Enrollment:
         pause_id=row["pause_id"],
         dispatch=_dispatch(row),
         pending_exit=_pending_exit(row["pending_exit"]),
+        time_zone=row["time_zone"],
     )
 
 

@@ -6,7 +6,14 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from services.enrollment.domain import Enrollment, ScheduledStep, Status, Unchanged, scheduled_step
+from services.enrollment.domain import (
+    Enrollment,
+    ScheduledStep,
+    Status,
+    Unchanged,
+    planned_at,
+    scheduled_step,
+)
 from services.enrollment.exits import (
     Exited,
     ExitPending,
@@ -73,9 +80,10 @@ def on_step_sent(
         completed = replace(done, status=Status.COMPLETED, next_due_at=None, ended_at=sent.sent_at)
         return Complete(completed, sent)
     step = definition.steps[following]
-    due_at = sent.sent_at + timedelta(seconds=step.delay_seconds)
+    unplanned = sent.sent_at + timedelta(seconds=step.delay_seconds)
+    due_at = planned_at(definition, enrollment.time_zone, unplanned)
     after = replace(done, current_step=following, next_due_at=due_at)
-    return ScheduleNext(after, sent, scheduled_step(after, step, due_at))
+    return ScheduleNext(after, sent, scheduled_step(after, step, due_at, unplanned_at=unplanned))
 
 
 @dataclass(frozen=True, slots=True)

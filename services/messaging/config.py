@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from shared.settings import ServiceSettings
 
@@ -74,3 +74,25 @@ class MessagingSettings(ServiceSettings):
         "(parked) before it fails with message.failed (rejected, workflow version never "
         "arrived).",
     )
+    send_limit_per_day: int = Field(
+        0,
+        ge=0,
+        description="Rolling 24-hour limit of provider calls per sending mailbox or number (a "
+        "send's sender, per account), shared by every workflow and replica; steps over it "
+        "wait, in due order, until capacity frees. 0: no limit. OFFRAMP_SEND_LIMITS "
+        "overrides it per account or per sender.",
+    )
+    send_limits: dict[str, int] = Field(
+        {},
+        description='JSON object of per-account or per-sender limits, e.g. {"acme": 1000, '
+        '"acme/sales@acme.com": 350}: the key is an account id (every sender of it) or '
+        "<account>/<sender>; the most specific wins; 0: no limit.",
+    )
+
+    @field_validator("send_limits")
+    @classmethod
+    def _limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        for key, limit in limits.items():
+            if limit < 0 or not key or key.startswith("/") or key.endswith("/"):
+                raise ValueError(f"send limit {key!r}: {limit} is not <account>[/<sender>]: n>=0")
+        return limits

@@ -180,6 +180,8 @@ class ClaimedSend:
     after_crash: bool = False
     """The send was found ``sending`` past its lease: a provider call may have been made
     (and accepted) by a process that died before recording it."""
+    due_at: datetime | None = None
+    """When it fell due (its next attempt): the order a full sender's sends go out in."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ in-memory one that passes the same contract suite (``tests/contract``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from services.messaging.domain import (
 )
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.projection import EnrollmentKey, EnrollmentView
+from services.messaging.send_limits import SenderKey, SenderQueue, SenderUsage
 from services.messaging.stopping import QueuedStep, Stopped
 
 StepKey = tuple[str, str, int, int]
@@ -151,4 +153,33 @@ class MessagingStore(Protocol):
 
     async def parked_before(self, before: datetime, *, limit: int) -> list[ParkedStep]:
         """Lock up to ``limit`` steps parked before ``before`` (SKIP LOCKED), oldest first."""
+        ...
+
+    # --- send limits (``send_limits``): quota rows locked by the claim, a usage ledger ---
+
+    async def lock_senders(
+        self, senders: Collection[SenderKey], *, claimed: Collection[SendKey], now: datetime
+    ) -> dict[SenderKey, SenderUsage]:
+        """Lock the quota rows of ``senders`` (creating them), waiting for another claim
+        holding one; forget usage older than 24 hours; return each one's usage in the last
+        24 hours and the due time of its oldest due, claimable send outside ``claimed``."""
+        ...
+
+    async def use_capacity(
+        self,
+        used: Sequence[tuple[SenderKey, uuid.UUID]],
+        blocked: Mapping[SenderKey, datetime],
+        *,
+        now: datetime,
+    ) -> None:
+        """Count one call at ``now`` per (sender, attempt id); mark ``blocked`` senders
+        full until their instant (``claim_due`` skips their sends until then)."""
+        ...
+
+    async def give_back_capacity(self, attempts: Sequence[tuple[SenderKey, uuid.UUID]]) -> None:
+        """Uncount attempts that started no provider call; their senders are not full."""
+        ...
+
+    async def sends_queue(self, *, now: datetime) -> list[SenderQueue]:
+        """Per account and sender: what waits, what is due, usage in 24 h, full until."""
         ...

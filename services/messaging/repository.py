@@ -13,6 +13,7 @@ from services.messaging.domain import REARMABLE_CANCEL_REASON, Send, SendKey, Wo
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
 from services.messaging.projection import EnrollmentKey, EnrollmentStatus, EnrollmentView
+from services.messaging.send_limits_sql import SendLimitSql
 from services.messaging.send_queue_sql import (
     PARKED_COLUMNS,
     QUEUED_COLUMNS,
@@ -30,9 +31,9 @@ from shared.contracts.inbound import Channel
 from shared.db import DbConnection
 
 
-class PostgresMessagingStore(SendQueueSql):
+class PostgresMessagingStore(SendQueueSql, SendLimitSql):
     """``MessagingStore`` on the transaction's connection: the projections, queueing and
-    parking here; the send queue in ``SendQueueSql``."""
+    parking here; the send queue in ``SendQueueSql``, send limits in ``SendLimitSql``."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn

@@ -151,17 +151,21 @@ class SendQueueSql:
         be applying an exit to that enrollment right now); it takes the send next time and
         then sees the exit. The inner join leaves a send whose enrollment is not projected
         yet (the projection may start from any point of the topic) for a later claim. A
-        send waiting for the renewal of its lapsed grant is not due until it comes.
+        send waiting for the renewal of its lapsed grant is not due until it comes, nor is
+        one whose sender is full (``send_limits``) until capacity frees.
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
-                       e.status AS enrollment_status, e.recipient_email
+                       e.status AS enrollment_status, e.recipient_email, s.next_attempt_at
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
                 WHERE ((s.status = 'pending' AND s.next_attempt_at <= $1)
                        OR (s.status = 'sending' AND s.claimed_until <= $1))
                   AND NOT COALESCE({_AWAITS_RENEWAL}, false)
+                  AND NOT EXISTS (SELECT 1 FROM send_quotas q
+                                  WHERE q.account_id = s.account_id AND q.sender = s.sender
+                                    AND q.blocked_until > $1)
                 ORDER BY s.next_attempt_at
                 LIMIT $2
                 FOR NO KEY UPDATE OF s SKIP LOCKED
@@ -175,6 +179,7 @@ class SendQueueSql:
                 enrollment_status=EnrollmentStatus(row["enrollment_status"]),
                 recipient_email=row["recipient_email"],
                 after_crash=row["after_crash"],
+                due_at=row["next_attempt_at"],
             )
             for row in rows
         ]

@@ -6,8 +6,10 @@ transaction, and records each outcome in another short transaction.
    pause, completion or revoked grant that messaging applied before the claim cancels the
    send, with ``message.cancelled``) and the grant's lease (lapsed: the send goes back to
    the queue until enrollment renews the grant, and ``message.deferred`` asks for that);
-   mark the others ``sending`` with a fresh attempt id and a lease (``claimed_until``);
-   commit. A revoke or exit applied meanwhile waits for this commit only.
+   hold back what a sender's send limit does not allow now (``limiting``: they stay
+   pending, in due order); mark the others ``sending`` with a fresh attempt id and a
+   lease (``claimed_until``); commit. A revoke or exit applied meanwhile waits for this
+   commit only.
 2. **Call** the provider, no transaction open, at most ``concurrency`` at once (a round
    claims no more, so every claimed call starts at once). Right before each call the
    grant's lease is checked again on the sender's clock: a call that could no longer
@@ -37,11 +39,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from services.messaging import domain, messages, parking
+from services.messaging import domain, limiting, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
 from services.messaging.providers import AcceptanceLookup, EmailProvider, build_providers
+from services.messaging.send_limits import NO_LIMITS, Limits
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -79,6 +82,8 @@ class SenderStats:
     """Claimed sends whose grant lapsed between the claim and the provider call."""
     stale_outcomes: int = 0
     """Outcomes not recorded because the send's attempt had lost its lease meanwhile."""
+    waited_for_limit: int = 0
+    """Claims of a send left waiting because its sender had reached its send limit."""
     last_tick_monotonic: float = 0.0
 
 
@@ -123,6 +128,7 @@ class Sender:
         orphan_grace_s: float = 300.0,
         park_max_s: float = 3600.0,
         stopping: Callable[[], bool] = lambda: False,
+        limits: Limits = NO_LIMITS,
     ) -> None:
         """``clock`` stamps the moment a provider accepts a message (``sent_at``); once
         ``stopping`` says so, no provider call starts (those under way finish)."""
@@ -138,6 +144,7 @@ class Sender:
         self._orphan_grace = timedelta(seconds=orphan_grace_s)
         self._park_max_s = park_max_s
         self._stopping = stopping
+        self.limits = limits
         self.stats = SenderStats()
 
     @classmethod
@@ -163,6 +170,7 @@ class Sender:
             ),
             orphan_grace_s=settings.send_orphan_grace_s,
             park_max_s=settings.park_max_s,
+            limits=Limits.from_settings(settings.send_limit_per_day, settings.send_limits),
         )
 
     async def process(self, begin: Begin, *, now: datetime) -> int:
@@ -203,6 +211,17 @@ class Sender:
             calls.append(
                 _Call(attempt, decision, domain.recipient_of(item), item.after_crash, lookup)
             )
+        waiting = await limiting.hold_to_limits(
+            uow,
+            [(c.send, c.after_crash) for c in calls],
+            claimed,
+            self.limits,
+            now=now,
+            lapsed=[d.send for d in deferred if not d.after_crash],
+        )
+        self.stats.waited_for_limit += len(waiting)
+        calls = [call for call in calls if call.send.key not in waiting]
+        deferred = [d for d in deferred if d.send.key not in waiting]
         self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
@@ -310,6 +329,9 @@ class Sender:
         deferred = [o for o in outcomes if isinstance(o, domain.Deferred)]
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.release(released, now=now)
+        unstarted = [o.send for o in released]
+        unstarted += [o.send for o in deferred] + [o.send for o in cancelled]
+        await limiting.give_back(uow, unstarted, self.limits)
 
     def _fresh(self, send: domain.Send, recorded: set[domain.SendKey]) -> bool:
         if send.key in recorded:

@@ -8,11 +8,12 @@ producers that may re-send (upstream systems, retries) must reuse the same id.
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
@@ -27,6 +28,20 @@ Identifier = Annotated[
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$"),
 ]
 """Ids of records, workflows, users and steps: URL-safe, at most 128 characters."""
+
+
+def _known_time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+TimeZoneName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_time_zone)
+]
+"""An IANA time zone name ``zoneinfo`` knows, e.g. ``Europe/Berlin``."""
 
 EmailAddress = Annotated[
     str,

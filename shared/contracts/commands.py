@@ -15,7 +15,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from shared.contracts.base import Actor, Contract, EmailAddress, Identifier, Message, RecordRef
+from shared.contracts.base import (
+    Actor,
+    Contract,
+    EmailAddress,
+    Identifier,
+    Message,
+    RecordRef,
+    TimeZoneName,
+)
 from shared.contracts.inbound import UserChange
 from shared.contracts.workflow import WorkflowDefinition
 
@@ -41,7 +49,9 @@ class ContactDetails(Contract):
     email: EmailAddress | None = None
     aliases: tuple[EmailAddress, ...] = Field((), max_length=20)
     company_domain: str | None = Field(None, max_length=253)
-    time_zone: str | None = Field(None, max_length=64)
+    time_zone: TimeZoneName | None = Field(
+        None, description="The record's IANA time zone: its steps' send window is kept in it."
+    )
 
 
 class EnrollPayload(Contract):

@@ -93,7 +93,14 @@ class StepScheduledPayload(EnrollmentRef):
     step_index: int = Field(ge=0)
     step_id: Identifier
     channel: Channel
-    due_at: AwareDatetime
+    due_at: AwareDatetime = Field(
+        description="The planned send time: in the workflow's send window, if it has one."
+    )
+    unplanned_at: AwareDatetime | None = Field(
+        None,
+        description="When the step fell due before the send window moved it (equal to "
+        "`due_at` when it did not).",
+    )
 
 
 class EnrollmentStepScheduled(Message):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from datetime import date, time
+from enum import IntEnum, StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from shared.contracts.base import Contract, Identifier, RecordType
+from shared.contracts.base import Contract, Identifier, RecordType, TimeZoneName
 from shared.contracts.inbound import Channel
 from shared.contracts.trigger_settings import (
     ConversationSettings,
@@ -71,6 +72,54 @@ class Step(Contract):
     sender: str | None = Field(None, max_length=320, description="Sending mailbox or number.")
 
 
+class Weekday(IntEnum):
+    """ISO weekday numbers: Monday is 1, Sunday is 7."""
+
+    MONDAY = 1
+    TUESDAY = 2
+    WEDNESDAY = 3
+    THURSDAY = 4
+    FRIDAY = 5
+    SATURDAY = 6
+    SUNDAY = 7
+
+
+class SendWindow(Contract):
+    """When a workflow may send, in the record's local time (see PRODUCT.md, send windows).
+
+    A step due outside the window is planned at the next opening. Local times that a DST
+    change skips open at the first valid instant after the gap; a repeated local time is
+    taken at its first occurrence.
+    """
+
+    weekdays: frozenset[Weekday] = Field(
+        frozenset(Weekday) - {Weekday.SATURDAY, Weekday.SUNDAY},
+        min_length=1,
+        description="ISO weekdays (1 = Monday ... 7 = Sunday) the workflow sends on.",
+    )
+    start: time = Field(time(9, 0), description="Local time the window opens (inclusive).")
+    end: time = Field(time(17, 0), description="Local time the window closes (exclusive).")
+    time_zone: TimeZoneName = Field(
+        "UTC", description="IANA time zone of records whose own time zone is unknown."
+    )
+    holidays: frozenset[date] = Field(
+        frozenset(), max_length=1000, description="Local dates the workflow never sends on."
+    )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _naive(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("window hours are local times: give no offset")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindow:
+        if self.start >= self.end:
+            raise ValueError("the window's start must be before its end (same day)")
+        return self
+
+
 class WorkflowSettings(Contract):
     exit_triggers: frozenset[ExitTrigger] = frozenset()
     reenrollment: ReenrollmentPolicy = ReenrollmentPolicy.NEVER
@@ -113,6 +162,9 @@ class WorkflowSettings(Contract):
         False,
         description="Contact workflows: a deal opening at a company exits every enrollment "
         "of that company's contacts.",
+    )
+    send_window: SendWindow | None = Field(
+        None, description="When steps may be sent; null: any time."
     )
 
 

@@ -285,6 +285,17 @@ async def test_enrollments_load_as_they_were_saved(subject: Subject) -> None:
     assert await store.enrollments_for_update([("acc-a", saved.enrollment_id)]) == [paused]
 
 
+async def test_the_records_time_zone_is_kept_with_its_enrollment(subject: Subject) -> None:
+    store = subject.store
+    await store.add_workflow_versions([applied()])
+    saved = replace(active("acc-a", "c-1"), time_zone="Australia/Lord_Howe")
+    await store.insert_enrollments([admitted(saved)])
+    await store.save_progress([replace(saved, current_step=1)])
+
+    (loaded,) = await store.enrollments_for_update([("acc-a", saved.enrollment_id)])
+    assert loaded.time_zone == "Australia/Lord_Howe"
+
+
 async def test_a_timed_pause_is_saved_with_its_end_and_id_and_forgotten_on_resume(
     subject: Subject,
 ) -> None:

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -159,10 +159,11 @@ async def wait_ready(services: list[ServiceProcess], timeout: float = 60.0) -> N
 
 @contextlib.asynccontextmanager
 async def running_services(
-    env: dict[str, str], log_dir: Path, **extra_env: str
+    env: dict[str, str], log_dir: Path, *, replicas: Sequence[str] = (), **extra_env: str
 ) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
-    """The four services as processes on ``env``, sending to a real SMTP sink; ready when
-    entered, stopped on exit. If the block fails, each service's log tail is printed."""
+    """The four services as processes on ``env``, and a second replica of each service in
+    ``replicas``, sending to a real SMTP sink; ready when entered, stopped on exit. If the
+    block fails, each service's log tail is printed."""
     with smtp_server() as (sink, smtp_port):
         service_env = {
             **env,
@@ -171,6 +172,9 @@ async def running_services(
             **extra_env,
         }
         services = start_services(service_env, log_dir)
+        services += [
+            start_service(name, service_env, log_dir, log_name=f"{name}-2") for name in replicas
+        ]
         try:
             await wait_ready(services)
             yield sink, services

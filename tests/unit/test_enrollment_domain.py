@@ -3,6 +3,7 @@ resume are in test_enrollment_lifecycle.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.enrollment.domain import (
+    LATER_SETTINGS,
     Admitted,
     Enrollment,
     Refused,
@@ -29,6 +31,7 @@ from shared.contracts import Actor, ActorKind, RecordRef, RecordType
 from shared.contracts.commands import ContactDetails
 from shared.contracts.workflow import (
     ReenrollmentPolicy,
+    WorkflowDefinition,
 )
 from tests.support.builders.enrollment_domain import (
     ACCOUNT,
@@ -203,6 +206,20 @@ def test_a_changed_definition_makes_the_next_version() -> None:
     assert next_version(4, before, after) == 5
 
 
+def test_settings_added_since_keep_an_unchanged_definition_s_hash_while_at_their_default() -> None:
+    plain = definition(0, HOUR)
+    as_before = plain.model_dump_json(exclude={"settings": set(LATER_SETTINGS)})
+
+    assert definition_hash(plain) == hashlib.sha256(as_before.encode()).hexdigest()
+    assert set(type(plain.settings).model_fields) >= LATER_SETTINGS
+
+
+def test_a_later_setting_set_away_from_its_default_changes_the_hash() -> None:
+    plain = definition(0, HOUR)
+    deal = replace_settings(plain, exit_company_on_deal_opened=True)
+    assert definition_hash(deal) != definition_hash(plain)
+
+
 def test_applying_a_definition_decides_its_version_with_every_fact() -> None:
     wf = definition(0, HOUR)
     same = definition_hash(wf)
@@ -280,3 +297,7 @@ def test_a_paused_enrollment_still_records_a_step_already_on_its_way() -> None:
     assert decision.enrollment.status is Status.PAUSED
     assert (decision.enrollment.current_step, decision.enrollment.steps_completed) == (1, 1)
     assert decision.enrollment.next_due_at == NOW + timedelta(hours=1)
+
+
+def replace_settings(wf: WorkflowDefinition, **changes: object) -> WorkflowDefinition:
+    return wf.model_copy(update={"settings": wf.settings.model_copy(update=changes)})

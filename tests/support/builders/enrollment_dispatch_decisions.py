@@ -8,6 +8,7 @@ from datetime import datetime
 from services.enrollment.dispatch import (
     DueStep,
     Granted,
+    Rescheduled,
     decide_grant,
     decide_renewal,
 )
@@ -51,9 +52,11 @@ def due(index: int = 0) -> DueStep:
 def grant(
     current: Enrollment, index: int = 0, *, dispatch_id: uuid.UUID | None = None
 ) -> Granted | Unchanged:
-    return decide_grant(
+    decision = decide_grant(
         current, due(index), dispatch_id=dispatch_id or uuid.uuid4(), lease=LEASE, now=NOW
     )
+    assert not isinstance(decision, Rescheduled)  # no send window here
+    return decision
 
 
 def exit_of(
@@ -81,7 +84,7 @@ def unsent(kind: FailureKind | CancelReason, index: int = 0) -> UnsentStep:
 def renew(
     current: Enrollment, dispatch_id: uuid.UUID, *, next_attempt_at: datetime, now: datetime = NOW
 ) -> Granted | Exited | Settled | Unchanged:
-    return decide_renewal(
+    decision = decide_renewal(
         current,
         due(current.current_step),
         dispatch_id=dispatch_id,
@@ -90,3 +93,5 @@ def renew(
         lease=LEASE,
         now=now,
     )
+    assert not isinstance(decision, Rescheduled)  # no send window here
+    return decision

@@ -29,6 +29,7 @@ from services.messaging.ports import StepKey
 from services.messaging.projection import EnrollmentKey, EnrollmentView
 from services.messaging.stopping import UNSTARTED, QueuedStep, Stopped
 from shared.contracts.events import CancelReason, FailureKind
+from tests.support.fakes.messaging_limits import FakeSendLimits
 
 
 @dataclass
@@ -69,7 +70,7 @@ class ParkedRow:
 
 
 @dataclass
-class FakeMessagingStore:
+class FakeMessagingStore(FakeSendLimits):
     steps: dict[StepKey, WorkflowStep] = field(default_factory=dict)
     enrollments: dict[EnrollmentKey, EnrollmentView] = field(default_factory=dict)
     sends: dict[SendKey, SendRow] = field(default_factory=dict)
@@ -80,6 +81,10 @@ class FakeMessagingStore:
     calls: list[str] = field(default_factory=list)
     """Method names in call order: one call stands for one SQL statement (NOTIFY apart:
     ``wakeups`` counts those)."""
+    quotas: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    """Send limits' quota rows: a limited sender -> until when it is full."""
+    usage: dict[tuple[str, str], dict[uuid.UUID, datetime]] = field(default_factory=dict)
+    """Send limits' ledger: a sender -> the attempts counted against it, when."""
 
     def snapshot(self) -> object:
         return (
@@ -87,6 +92,8 @@ class FakeMessagingStore:
             dict(self.enrollments),
             copy.deepcopy(self.sends),
             copy.deepcopy(self.parked),
+            copy.deepcopy(self.quotas),
+            copy.deepcopy(self.usage),
         )
 
     # --- the consumer side ---
@@ -240,6 +247,7 @@ class FakeMessagingStore:
                     )
                 )
                 and not row.awaits_renewal(now)
+                and not self.blocked(row, now)
                 and key[:2] in self.enrollments  # the inner join
             ),
             key=lambda row: row.next_attempt_at,
@@ -253,6 +261,7 @@ class FakeMessagingStore:
                     enrollment.status,
                     enrollment.recipient_email,
                     after_crash=row.status == "sending",
+                    due_at=row.next_attempt_at,
                 )
             )
         return claimed
