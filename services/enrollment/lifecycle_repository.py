@@ -311,12 +311,13 @@ class PostgresLifecycleStore:
             """WITH added AS (
                    INSERT INTO enrollments (enrollment_id, account_id, workflow_id,
                        workflow_version, record_type, record_id, contact, status, current_step,
-                       steps_completed, next_due_at, enrolled_by, enrolled_at, restored_from)
-                   SELECT id, a, w, v, t, r, c::jsonb, 'active', cs, cs, d, b::jsonb, at, old
+                       steps_completed, next_due_at, enrolled_by, enrolled_at, restored_from,
+                       time_zone)
+                   SELECT id, a, w, v, t, r, c::jsonb, 'active', cs, cs, d, b::jsonb, at, old, tz
                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
                                $6::text[], $7::text[], $8::int[], $9::timestamptz[],
-                               $10::text[], $11::timestamptz[], $12::uuid[])
-                        AS n(id, a, w, v, t, r, c, cs, d, b, at, old)
+                               $10::text[], $11::timestamptz[], $12::uuid[], $13::text[])
+                        AS n(id, a, w, v, t, r, c, cs, d, b, at, old, tz)
                    RETURNING account_id, enrollment_id, restored_from)
                UPDATE enrollments e SET restored_as = added.enrollment_id, updated_at = now()
                FROM added
@@ -333,6 +334,7 @@ class PostgresLifecycleStore:
             [r.actor.model_dump_json() for r in restored],
             [e.enrolled_at for e in new],
             [r.restored_from.enrollment_id for r in restored],
+            [e.time_zone for e in new],
         )
 
 

@@ -19,6 +19,7 @@ from services.enrollment.domain import (
     Unchanged,
     WorkflowVersion,
     event_id,
+    planned_at,
     scheduled_step,
 )
 from shared.contracts import Actor
@@ -98,7 +99,8 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
     if index >= len(steps):
         return Unchanged("every step was already sent: nothing is left to run", "nothing_left")
     step = steps[index]
-    due_at = now + timedelta(seconds=step.delay_seconds)
+    unplanned = now + timedelta(seconds=step.delay_seconds)
+    due_at = planned_at(version.definition, old.time_zone, unplanned)  # its send window
     new = Enrollment(
         enrollment_id=enrollment_id,
         account_id=old.account_id,
@@ -110,5 +112,7 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
         steps_completed=index,
         enrolled_at=now,
         next_due_at=due_at,
+        time_zone=old.time_zone,
     )
-    return Restored(new, old, scheduled_step(new, step, due_at), exit.contact, actor)
+    scheduled = scheduled_step(new, step, due_at, unplanned_at=unplanned)
+    return Restored(new, old, scheduled, exit.contact, actor)

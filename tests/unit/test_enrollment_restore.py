@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -17,12 +17,9 @@ from services.enrollment.pauses import Paused, Resumed, decide_pause, decide_res
 from services.enrollment.restore import Exit, Restored, decide_restore
 from shared.contracts import Actor, ActorKind
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource
-from shared.contracts.events import (
-    Rejection,
-)
-from shared.contracts.lifecycle_events import (
-    WorkflowStatus,
-)
+from shared.contracts.events import Rejection
+from shared.contracts.lifecycle_events import WorkflowStatus
+from shared.contracts.workflow import SendWindow
 from tests.support.builders.enrollment_domain import NOW, enrollment, workflow
 
 pytestmark = pytest.mark.unit
@@ -110,6 +107,28 @@ def test_a_restore_that_cannot_apply_says_why(
 
     assert isinstance(decision, Unchanged)
     assert decision.code == code
+
+
+def test_a_restored_step_is_planned_in_the_workflow_s_send_window() -> None:
+    windowed = workflow(0, HOUR, version=1, send_window=SendWindow())  # 9-17 weekdays, UTC
+    old = replace(exited(), time_zone="Europe/Paris")
+    saturday_night = datetime(2026, 3, 7, 22, 0, tzinfo=UTC)
+
+    decision = decide_restore(
+        Exit(old, CONTACT, None),
+        version=windowed,
+        workflow_status=WorkflowStatus.RUNNING,
+        live_in_workflow=False,
+        blocked_by=None,
+        enrollment_id=uuid.uuid4(),
+        actor=USER,
+        now=saturday_night,
+    )
+
+    assert isinstance(decision, Restored)
+    monday_nine_in_paris = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
+    assert decision.scheduled.due_at == monday_nine_in_paris
+    assert decision.enrollment.time_zone == "Europe/Paris"
 
 
 # --- any interleaving ---------------------------------------------------------------
