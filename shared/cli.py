@@ -93,7 +93,9 @@ def cmd_apply(args: argparse.Namespace) -> list[Message]:
 
 def cmd_enroll(args: argparse.Namespace) -> list[Message]:
     contact = (
-        ContactDetails(email=args.email, company_domain=args.company_domain) if args.email else None
+        ContactDetails(email=args.email, phone=args.phone, company_domain=args.company_domain)
+        if args.email or args.phone
+        else None
     )
     payload = EnrollPayload(
         workflow_id=args.workflow, record=_record(args), contact=contact, actor=_actor(args)
@@ -225,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     record(p)
     p.add_argument("--workflow", required=True)
     p.add_argument("--email", help="the contact's email address")
+    p.add_argument("--phone", help="the contact's mobile number for SMS steps (E.164)")
     p.add_argument("--company-domain")
     for name, text in (
         ("exit", "take one record out of one workflow (or, without --workflow, all of them)"),

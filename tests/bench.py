@@ -9,6 +9,13 @@ private database and topic namespace, then measures:
 2. throughput: a burst of replies published as fast as the producer goes; exits per
    second from the first publish to the last exit read back.
 
+3. providers: emails/s through pooled SMTP to a local sink and SMS/s to a local
+   Twilio-compatible HTTP API (``tests/bench_providers``, sizes OFFRAMP_BENCH_EMAILS and
+   OFFRAMP_BENCH_SMS; 0 skips one);
+4. sends end to end: emails and SMS from enroll to a local SMTP sink and HTTP provider
+   through the four services (``tests/bench_sends``, sizes OFFRAMP_BENCH_SEND_EMAILS and
+   OFFRAMP_BENCH_SEND_SMS).
+
 Figures are printed; nothing is asserted (targets live in the issues, not in timed tests).
 Sizes: OFFRAMP_BENCH_RATE, OFFRAMP_BENCH_SECONDS, OFFRAMP_BENCH_BURST; services' logs:
 OFFRAMP_BENCH_LOGS (a folder to keep them in), OFFRAMP_BENCH_LOG_LEVEL (default WARNING).
@@ -41,6 +48,7 @@ from shared.contracts.inbound import EmailReplied, EmailRepliedPayload
 from shared.contracts.topics import physical
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
 from shared.outbox import OutgoingMessage
+from tests import bench_providers, bench_sends
 from tests.support.infra import provide_infra
 from tests.support.isolation import (
     create_database,
@@ -322,5 +330,11 @@ async def _count(database_url: str, table: str) -> int:
         await conn.close()
 
 
+async def everything() -> None:
+    await main()
+    await bench_providers.main()
+    await bench_sends.main()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(everything())

@@ -3,7 +3,9 @@ grants (parking those whose workflow version has not arrived), starts no provide
 a grant that was revoked or whose lease has lapsed (``message.deferred`` asks for a
 renewal), re-checks the enrollment at send time, sends through the provider outside any
 transaction and reports every send's outcome: ``message.sent``, ``message.cancelled`` or
-``message.failed`` (each answers a revoked grant)."""
+``message.failed`` (each answers a revoked grant). Records providers' delivery-status
+callbacks (``message.delivery_status``) and publishes ``message.undelivered`` for a sent
+message that will not arrive."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ SPEC = ServiceSpec(
     schema="messaging",
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
-    consumes=(topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+    consumes=(topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS, topics.INBOUND_CONVERSATION),
     publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
     settings=MessagingSettings,
     store=PostgresMessagingStore,

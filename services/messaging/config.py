@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from shared.settings import ServiceSettings
 
@@ -32,6 +32,69 @@ class MessagingSettings(ServiceSettings):
     )
     smtp_username: str | None = Field(None, description="SMTP AUTH user; null: no AUTH.")
     smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password.")
+    smtp_validate_certs: bool = Field(
+        True, description="Check the relay's TLS certificate (implicit TLS and STARTTLS)."
+    )
+    smtp_cert_bundle: str | None = Field(
+        None, description="CA bundle (PEM file) to check the relay's certificate with."
+    )
+    smtp_pool_size: int = Field(
+        32,
+        ge=1,
+        description="Most SMTP connections open to the relay at once; each carries several "
+        "messages in turn. Keep it at least OFFRAMP_SEND_CONCURRENCY: a call that waits for "
+        "a connection starts its MAIL FROM later than its lease check.",
+    )
+    smtp_pool_max_messages: int = Field(
+        100, ge=1, description="Messages one SMTP connection carries before it is closed."
+    )
+    smtp_pool_idle_check_s: float = Field(
+        5.0, gt=0, description="An SMTP connection idle longer than this is checked (NOOP)."
+    )
+    smtp_pool_idle_close_s: float = Field(
+        60.0, gt=0, description="An SMTP connection idle longer than this is closed."
+    )
+    sms_provider: Literal["log", "twilio", "webhook"] = Field(
+        "log",
+        description="log only logs each SMS; twilio sends through OFFRAMP_TWILIO_*; webhook "
+        "POSTs JSON to OFFRAMP_SMS_WEBHOOK_URL.",
+    )
+    chat_provider: Literal["log", "webhook"] = Field(
+        "log",
+        description="log only logs each chat message; webhook POSTs JSON to "
+        "OFFRAMP_CHAT_WEBHOOK_URL (chat steps are addressed by the record).",
+    )
+    twilio_base_url: HttpUrl = Field(
+        HttpUrl("https://api.twilio.com"),
+        description="Base URL of the Twilio-compatible Messages API "
+        "(POST {base}/2010-04-01/Accounts/{sid}/Messages.json).",
+    )
+    twilio_account_sid: str | None = Field(
+        None, max_length=64, description="Account SID (the Basic auth user)."
+    )
+    twilio_auth_token: SecretStr | None = Field(None, description="Auth token (Basic password).")
+    twilio_status_callback_url: HttpUrl | None = Field(
+        None,
+        description="StatusCallback sent with each message: where the provider reports "
+        "delivery; the gateway there publishes message.delivery_status.",
+    )
+    sms_webhook_url: HttpUrl | None = Field(
+        None, description="Where the webhook SMS provider POSTs each message (JSON)."
+    )
+    chat_webhook_url: HttpUrl | None = Field(
+        None, description="Where the webhook chat provider POSTs each message (JSON)."
+    )
+    webhook_token: SecretStr | None = Field(
+        None, description="Bearer token sent to the webhook providers; null: none."
+    )
+    webhook_lookup: bool = Field(
+        False,
+        description="The webhook answers GET {url}/{Idempotency-Key} (200 accepted, 404 not): "
+        "a send left by a crash is then looked up instead of sent again.",
+    )
+    http_max_connections: int = Field(
+        32, ge=1, description="Most HTTP connections open to each HTTP provider at once."
+    )
     send_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -96,3 +159,22 @@ class MessagingSettings(ServiceSettings):
             if limit < 0 or not key or key.startswith("/") or key.endswith("/"):
                 raise ValueError(f"send limit {key!r}: {limit} is not <account>[/<sender>]: n>=0")
         return limits
+
+    @model_validator(mode="after")
+    def _providers_configured(self) -> MessagingSettings:
+        """A chosen HTTP provider without its endpoint or credentials fails at start-up,
+        not at the first send."""
+        chosen = {"sms": self.sms_provider, "chat": self.chat_provider}
+        twilio = self.twilio_account_sid and self.twilio_auth_token
+        if "twilio" in chosen.values() and not twilio:
+            raise ValueError(
+                "a twilio provider needs OFFRAMP_TWILIO_ACCOUNT_SID and OFFRAMP_TWILIO_AUTH_TOKEN"
+            )
+        urls = {"sms": self.sms_webhook_url, "chat": self.chat_webhook_url}
+        for channel, provider in chosen.items():
+            if provider == "webhook" and urls[channel] is None:
+                raise ValueError(
+                    f"OFFRAMP_{channel.upper()}_PROVIDER=webhook needs "
+                    f"OFFRAMP_{channel.upper()}_WEBHOOK_URL"
+                )
+        return self

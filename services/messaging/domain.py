@@ -182,6 +182,7 @@ class ClaimedSend:
     (and accepted) by a process that died before recording it."""
     due_at: datetime | None = None
     """When it fell due (its next attempt): the order a full sender's sends go out in."""
+    recipient_phone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +218,8 @@ def decide_send(claimed: ClaimedSend, *, now: datetime) -> Deliver | Cancel | De
     A send that can never go out is cancelled first (no call is involved, so a lapsed
     lease does not matter). A lapsed lease defers the send: enrollment renews the grant,
     or commits the exit it was waiting on, knowing no call started. Email goes to the
-    contact's address from ``enrollment.enrolled``. SMS and chat have no address in the
-    contracts yet; their (logging) provider is addressed by the record.
+    contact's address and SMS to its phone number, both from ``enrollment.enrolled``;
+    chat is addressed by the record (the chat tool knows its conversations).
     """
     reason = _CANCEL_BECAUSE.get(claimed.enrollment_status)
     if reason is not None:
@@ -241,6 +242,8 @@ def recipient_of(claimed: ClaimedSend) -> str | None:
     """Where ``claimed`` goes, whatever its enrollment's status (None: nowhere)."""
     if claimed.send.channel is Channel.EMAIL:
         return claimed.recipient_email or None
+    if claimed.send.channel is Channel.SMS:
+        return claimed.recipient_phone or None
     record = claimed.send.record
     return f"{record.type.value}:{record.id}"
 
@@ -277,16 +280,19 @@ def after_failure(
     now: datetime,
     policy: RetryPolicy,
     failure: FailureKind | None = None,
+    retry_after_s: float | None = None,
 ) -> RetryAt | GiveUp:
     """A provider call failed: give up at once when the provider said it will never accept
     this message (``failure``), or when transient failures have lasted the whole budget;
-    else try again after a doubling delay, the last try falling at the budget's end."""
+    else try again after a doubling delay, or after the provider's ``Retry-After`` when it
+    asked for longer (beyond the backoff cap), the last try falling at the budget's end."""
     if failure is not None:
         return GiveUp(failure)
     deadline = (first_failed_at or now) + timedelta(seconds=policy.budget_s)
     if now >= deadline:
         return GiveUp(FailureKind.RETRIES_EXHAUSTED)
     delay = min(policy.backoff_s * 2 ** min(attempts_before, 32), policy.backoff_max_s)
+    delay = max(delay, min(retry_after_s or 0.0, policy.budget_s))
     return RetryAt(min(now + timedelta(seconds=delay), deadline))
 
 
@@ -297,6 +303,8 @@ class Sent:
     send: Send
     recipient: str
     sent_at: datetime
+    provider_reference: str | None = None
+    """The provider's own id for the message (an HTTP API's), when it gave one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +379,9 @@ class Attempt:
     error: str | None = None
     failure: FailureKind | None = None
     """How the provider refused this message for good; None: the error is transient."""
+    retry_after_s: float | None = None
+    """The provider asked to wait this long before the next call (Retry-After)."""
+    provider_reference: str | None = None
 
 
 def after_attempt(
@@ -378,13 +389,14 @@ def after_attempt(
 ) -> Sent | Failed:
     """What a provider call makes of ``send``: sent, or failed and retried (or given up)."""
     if attempt.accepted_at is not None:
-        return Sent(send, recipient, attempt.accepted_at)
+        return Sent(send, recipient, attempt.accepted_at, attempt.provider_reference)
     next_step = after_failure(
         attempts_before=send.attempts,
         first_failed_at=send.first_failed_at,
         now=now,
         policy=policy,
         failure=attempt.failure,
+        retry_after_s=attempt.retry_after_s,
     )
     error = attempt.error or "unknown error"
     if isinstance(next_step, RetryAt):

@@ -143,9 +143,9 @@ def _revoke(event: EnrollmentDispatchRevoked) -> stopping.Revoke:
 
 def _seen(event: EnrollmentEvent) -> projection.EnrollmentSeen:
     payload = event.payload
-    email = None
+    email = phone = None
     if isinstance(event, EnrollmentEnrolled) and event.payload.contact is not None:
-        email = event.payload.contact.email
+        email, phone = event.payload.contact.email, event.payload.contact.phone
     return projection.EnrollmentSeen(
         change=projection.EnrollmentChange(event.type),
         enrollment_id=payload.enrollment_id,
@@ -154,4 +154,5 @@ def _seen(event: EnrollmentEvent) -> projection.EnrollmentSeen:
         workflow_version=payload.workflow_version,
         record=payload.record,
         email=email,
+        phone=phone,
     )

@@ -60,9 +60,18 @@ class ProviderError(MessagingError):
     a time-out, SMTP 4xx, HTTP 5xx or 429), retried with backoff over the retry budget.
     """
 
-    def __init__(self, reason: str, *, failure: FailureKind | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        failure: FailureKind | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """``retry_after_s``: the provider asked not to be called again sooner (HTTP
+        Retry-After on a 429 or 503); the next attempt waits at least that long."""
         super().__init__(reason)
         self.failure = failure
+        self.retry_after_s = retry_after_s
 
     @property
     def permanent(self) -> bool:

@@ -20,12 +20,14 @@ from typing import TypeVar
 
 from services.messaging import domain, messages, parking
 from services.messaging.config import MessagingSettings
+from services.messaging.delivery_reports import delivery_reported
 from services.messaging.enrollment_changes import ENROLLMENT_CHANGES, enrollments_changed
 from services.messaging.errors import StepMismatchError, UnknownWorkflowStepError
 from services.messaging.parking import VersionKey
 from services.messaging.ports import MessagingStore, StepKey
 from shared.consumer import Handler
 from shared.contracts.events import EnrollmentStepGranted, WorkflowApplied
+from shared.contracts.inbound import MessageDeliveryStatus
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -282,4 +284,5 @@ def build_handlers(settings: MessagingSettings) -> Mapping[str, Handler]:
         WorkflowApplied.TYPE: WorkflowsApplied(rendering),
         EnrollmentStepGranted.TYPE: GrantedSteps(rendering),
         **{change.TYPE: enrollments_changed for change in ENROLLMENT_CHANGES},
+        MessageDeliveryStatus.TYPE: delivery_reported,
     }

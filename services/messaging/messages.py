@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from services.messaging import domain
+from services.messaging import delivery, domain, segments
 from services.messaging.parking import ParkedFailed, ParkedStep
 from services.messaging.providers import OutboundEmail
 from services.messaging.stopping import NeverQueued, QueuedStep, Revoke, Stopped
@@ -21,7 +21,10 @@ from shared.contracts.events import (
     MessageFailedPayload,
     MessageSent,
     MessageSentPayload,
+    MessageUndelivered,
+    MessageUndeliveredPayload,
 )
+from shared.contracts.inbound import Channel
 
 M = TypeVar("M", MessageSent, MessageCancelled, MessageFailed, MessageDeferred)
 
@@ -63,9 +66,37 @@ def message_sent(decision: domain.Sent) -> MessageSent:
                 recipient=decision.recipient,
                 sent_at=decision.sent_at,
                 dispatch_id=send.dispatch_id,
+                provider_reference=decision.provider_reference,
+                segments=segments.count(send.body).segments
+                if send.channel is Channel.SMS
+                else None,
             ),
         ),
         send,
+    )
+
+
+def message_undelivered(decision: delivery.Undelivered) -> MessageUndelivered:
+    """``message.undelivered``: once per send (its id is derived from the send)."""
+    send, report = decision.send, decision.report
+    message = MessageUndelivered.create(
+        message_id=domain.send_event_id(MessageUndelivered.TYPE, send),
+        account_id=send.account_id,
+        occurred_at=report.reported_at,
+        payload=MessageUndeliveredPayload(
+            **_step_ref(send),
+            channel=send.channel,
+            provider_message_id=send.provider_message_id,
+            provider_reference=report.provider_reference,
+            kind=decision.kind,
+            status=report.status,
+            error_code=report.error_code,
+            reason=decision.reason,
+            reported_at=report.reported_at,
+        ),
+    )
+    return message.model_copy(
+        update={"correlation_id": report.correlation_id, "causation_id": report.cause_message_id}
     )
 
 
@@ -174,4 +205,6 @@ def outbound_email(send: domain.Send, recipient: str) -> OutboundEmail:
         recipient=recipient,
         subject=send.subject,
         body=send.body,
+        channel=send.channel,
+        record=f"{send.record.type.value}:{send.record.id}",
     )

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from services.messaging.delivery import DeliveryRecorded, MessageRef, ReportedSend
 from services.messaging.domain import (
     Cancelled,
     ClaimedSend,
@@ -182,4 +183,14 @@ class MessagingStore(Protocol):
 
     async def sends_queue(self, *, now: datetime) -> list[SenderQueue]:
         """Per account and sender: what waits, what is due, usage in 24 h, full until."""
+        ...
+
+    # --- delivery-status reports ---
+
+    async def sends_reported(self, refs: Collection[MessageRef]) -> dict[MessageRef, ReportedSend]:
+        """The sends that reports name by (account, provider_message_id), locked."""
+        ...
+
+    async def record_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
+        """Store each send's latest delivery report."""
         ...

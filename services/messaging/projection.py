@@ -75,6 +75,7 @@ class EnrollmentView:
     record: RecordRef
     status: EnrollmentStatus
     recipient_email: str | None
+    recipient_phone: str | None = None
 
     @property
     def key(self) -> EnrollmentKey:
@@ -93,6 +94,8 @@ class EnrollmentSeen:
     record: RecordRef
     email: str | None = None
     """The contact's address, which only ``enrollment.enrolled`` carries."""
+    phone: str | None = None
+    """The contact's phone number (E.164), which only ``enrollment.enrolled`` carries."""
 
     @property
     def key(self) -> EnrollmentKey:
@@ -104,8 +107,9 @@ def project(current: EnrollmentView | None, seen: EnrollmentSeen) -> EnrollmentV
     (only status and recipient change), and a known address is never forgotten."""
     status = next_status(current.status if current else None, seen.change)
     recipient = seen.email or (current.recipient_email if current else None)
+    phone = seen.phone or (current.recipient_phone if current else None)
     if current is not None:
-        return replace(current, status=status, recipient_email=recipient)
+        return replace(current, status=status, recipient_email=recipient, recipient_phone=phone)
     return EnrollmentView(
         enrollment_id=seen.enrollment_id,
         account_id=seen.account_id,
@@ -114,4 +118,5 @@ def project(current: EnrollmentView | None, seen: EnrollmentSeen) -> EnrollmentV
         record=seen.record,
         status=status,
         recipient_email=recipient,
+        recipient_phone=phone,
     )

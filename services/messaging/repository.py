@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from services.messaging.delivery_sql import DeliverySql
 from services.messaging.domain import REARMABLE_CANCEL_REASON, Send, SendKey, WorkflowStep
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
@@ -31,9 +32,10 @@ from shared.contracts.inbound import Channel
 from shared.db import DbConnection
 
 
-class PostgresMessagingStore(SendQueueSql, SendLimitSql):
+class PostgresMessagingStore(SendQueueSql, SendLimitSql, DeliverySql):
     """``MessagingStore`` on the transaction's connection: the projections, queueing and
-    parking here; the send queue in ``SendQueueSql``, send limits in ``SendLimitSql``."""
+    parking here; the send queue in ``SendQueueSql``, send limits in ``SendLimitSql``,
+    delivery reports in ``DeliverySql``."""
 
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
@@ -114,7 +116,7 @@ class PostgresMessagingStore(SendQueueSql, SendLimitSql):
             return {}
         rows = await self._conn.fetch(
             """SELECT enrollment_id, account_id, workflow_id, workflow_version, record_type,
-                      record_id, status, recipient_email
+                      record_id, status, recipient_email, recipient_phone
                FROM enrollments
                WHERE (account_id, enrollment_id) IN
                      (SELECT * FROM unnest($1::text[], $2::uuid[]))
@@ -131,6 +133,7 @@ class PostgresMessagingStore(SendQueueSql, SendLimitSql):
                 record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
                 status=EnrollmentStatus(row["status"]),
                 recipient_email=row["recipient_email"],
+                recipient_phone=row["recipient_phone"],
             )
             for row in rows
         }
@@ -141,12 +144,13 @@ class PostgresMessagingStore(SendQueueSql, SendLimitSql):
             return
         await self._conn.execute(
             """INSERT INTO enrollments (enrollment_id, account_id, workflow_id, workflow_version,
-                                        record_type, record_id, status, recipient_email)
+                                        record_type, record_id, status, recipient_email,
+                                        recipient_phone)
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
-                                    $6::text[], $7::text[], $8::text[])
+                                    $6::text[], $7::text[], $8::text[], $9::text[])
                ON CONFLICT (account_id, enrollment_id) DO UPDATE
                    SET status = EXCLUDED.status, recipient_email = EXCLUDED.recipient_email,
-                       updated_at = now()""",
+                       recipient_phone = EXCLUDED.recipient_phone, updated_at = now()""",
             [e.enrollment_id for e in enrollments],
             [e.account_id for e in enrollments],
             [e.workflow_id for e in enrollments],
@@ -155,6 +159,7 @@ class PostgresMessagingStore(SendQueueSql, SendLimitSql):
             [e.record.id for e in enrollments],
             [e.status.value for e in enrollments],
             [e.recipient_email for e in enrollments],
+            [e.recipient_phone for e in enrollments],
         )
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:

@@ -156,7 +156,8 @@ class SendQueueSql:
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
-                       e.status AS enrollment_status, e.recipient_email, s.next_attempt_at
+                       e.status AS enrollment_status, e.recipient_email, e.recipient_phone,
+                       s.next_attempt_at
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
@@ -180,6 +181,7 @@ class SendQueueSql:
                 recipient_email=row["recipient_email"],
                 after_crash=row["after_crash"],
                 due_at=row["next_attempt_at"],
+                recipient_phone=row["recipient_phone"],
             )
             for row in rows
         ]

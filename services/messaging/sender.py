@@ -43,7 +43,8 @@ from services.messaging import domain, limiting, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
-from services.messaging.providers import AcceptanceLookup, EmailProvider, build_providers
+from services.messaging.provider_choice import build_providers
+from services.messaging.providers import AcceptanceLookup, EmailProvider
 from services.messaging.send_limits import NO_LIMITS, Limits
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
@@ -281,12 +282,14 @@ class Sender:
         email = messages.outbound_email(send, recipient)
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._providers[send.channel].send(email)
+                reference = await self._providers[send.channel].send(email)
         except ProviderError as exc:
-            return domain.Attempt(error=str(exc)[:2000], failure=exc.failure)
+            return domain.Attempt(
+                error=str(exc)[:2000], failure=exc.failure, retry_after_s=exc.retry_after_s
+            )
         except Exception as exc:  # noqa: BLE001 - any other provider failure is transient
             return domain.Attempt(error=repr(exc)[:2000])
-        return domain.Attempt(accepted_at=self._clock())
+        return domain.Attempt(accepted_at=self._clock(), provider_reference=reference)
 
     async def _record(self, begin: Begin, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """The outcome transaction, tried again on a database error for ``RECORD_PATIENCE``
@@ -390,6 +393,16 @@ class Sender:
             uow.publish(messages.message_deferred(item))
             lease = item.grant.lease_until.isoformat()
             log.warning("send_deferred_lease_lapsed", lease_until=lease, **_fields(item.send))
+
+    async def close(self) -> None:
+        """Close the providers' pooled connections (a later call opens new ones)."""
+        for provider in {id(p): p for p in self._providers.values()}.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.warning("provider_close_failed", error=repr(exc))
 
     async def cancel_orphans(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
         """Cancel sends whose enrollment never arrived within the grace period."""

@@ -128,3 +128,4 @@ class SenderLoop:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._sender.close()

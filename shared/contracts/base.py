@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
@@ -54,6 +62,28 @@ EmailAddress = Annotated[
     ),
 ]
 """An email address, normalised to lower case (matching is case-insensitive)."""
+
+
+def _e164(value: str) -> str:
+    """``value`` as a valid E.164 number (``+`` and the country code first), normalised."""
+    if not value.startswith("+"):
+        raise ValueError("a phone number must be in E.164 form: + and the country code first")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number for its country code")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+PhoneNumber = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=32),
+    AfterValidator(_e164),
+]
+"""A phone number in E.164 form (``+14155550123``), checked with ``phonenumbers`` and
+normalised (spaces, dashes and brackets dropped)."""
 
 # Offramp's namespace for deterministic (uuid5) message ids: a command derived from an
 # event gets the same id every time the event is replayed, so the consumer drops repeats.

@@ -21,6 +21,7 @@ from shared.contracts.base import (
     EmailAddress,
     Identifier,
     Message,
+    PhoneNumber,
     RecordRef,
     TimeZoneName,
 )
@@ -47,6 +48,9 @@ class ContactDetails(Contract):
     """What sending and matching need to know of a contact record."""
 
     email: EmailAddress | None = None
+    phone: PhoneNumber | None = Field(
+        None, description="Mobile number for SMS (and chat) steps, E.164 (+14155550123)."
+    )
     aliases: tuple[EmailAddress, ...] = Field((), max_length=20)
     company_domain: str | None = Field(None, max_length=253)
     time_zone: TimeZoneName | None = Field(

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field
 
 from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
-from shared.contracts.inbound import Channel, FieldValue
+from shared.contracts.inbound import Channel, DeliveryStatus, FieldValue
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -255,6 +255,17 @@ class MessageSentPayload(EnrollmentRef):
     recipient: str = Field(max_length=320)
     sent_at: AwareDatetime
     dispatch_id: uuid.UUID | None = Field(None, description="The grant it was sent under.")
+    provider_reference: str | None = Field(
+        None,
+        max_length=256,
+        description="The provider's own id for the message (an HTTP API's message id, e.g. a "
+        "Twilio SID); null for SMTP, whose id is provider_message_id.",
+    )
+    segments: int | None = Field(
+        None,
+        ge=1,
+        description="SMS only: the segments the body takes (GSM-7 160/153, UCS-2 70/67).",
+    )
 
 
 class MessageSent(Message):
@@ -313,6 +324,31 @@ class MessageFailed(Message):
 
     type: Literal["message.failed"] = "message.failed"
     payload: MessageFailedPayload
+
+
+class MessageUndeliveredPayload(EnrollmentRef):
+    step_index: int = Field(ge=0)
+    step_id: Identifier
+    channel: Channel
+    provider_message_id: str = Field(max_length=998)
+    provider_reference: str | None = Field(None, max_length=256)
+    kind: FailureKind = Field(
+        description="hard_bounce when the provider's code says the number cannot receive "
+        "messages, else rejected."
+    )
+    status: DeliveryStatus
+    error_code: str | None = Field(None, max_length=64)
+    reason: str = Field(max_length=2000, description="The provider's report, in words.")
+    reported_at: AwareDatetime = Field(description="When the provider's report was made.")
+
+
+class MessageUndelivered(Message):
+    """A step that went out (``message.sent``) was reported undelivered by its provider
+    later (a delivery-status callback): a permanent failure known only after the send.
+    Recorded by messaging; enrollment does not act on it (the step counts as sent)."""
+
+    type: Literal["message.undelivered"] = "message.undelivered"
+    payload: MessageUndeliveredPayload
 
 
 class MessageDeferredPayload(EnrollmentRef):
@@ -387,5 +423,6 @@ MESSAGING_MESSAGES: tuple[type[Message], ...] = (
     MessageCancelled,
     MessageFailed,
     MessageDeferred,
+    MessageUndelivered,
 )
 DEAD_LETTER_MESSAGES: tuple[type[Message], ...] = (DeadLettered,)

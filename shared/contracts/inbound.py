@@ -441,6 +441,51 @@ class ConversationAgentAssigned(Message):
     payload: AgentAssignedPayload
 
 
+class DeliveryStatus(StrEnum):
+    """Where a provider says an SMS or chat message is (Twilio's status names)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    """The carrier or the handset did not take it: it will not arrive."""
+    FAILED = "failed"
+    """The provider could not send it at all: it will not arrive."""
+
+
+class DeliveryStatusPayload(Contract):
+    channel: Channel
+    provider_message_id: str = Field(
+        min_length=1,
+        max_length=998,
+        description="Offramp's id of the message (message.sent's provider_message_id): the "
+        "Idempotency-Key of the provider call, and the offramp_message_id query parameter "
+        "of the status callback URL Offramp gives the provider.",
+    )
+    provider_reference: str | None = Field(
+        None, max_length=256, description="The provider's own id (e.g. Twilio's MessageSid)."
+    )
+    status: DeliveryStatus
+    error_code: str | None = Field(
+        None, max_length=64, description="The provider's error code (e.g. Twilio's 30005)."
+    )
+    error_message: str | None = Field(None, max_length=1000)
+
+
+class MessageDeliveryStatus(Message):
+    """A provider's delivery-status callback about an SMS or chat message Offramp sent,
+    relayed by the gateway that receives the callbacks. Messaging records it; an
+    ``undelivered`` or ``failed`` one for a sent message is published as
+    ``message.undelivered``."""
+
+    type: Literal["message.delivery_status"] = "message.delivery_status"
+    payload: DeliveryStatusPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/message/{self.payload.provider_message_id}"
+
+
 EMAIL_EVENTS: tuple[type[Message], ...] = (
     EmailReplied,
     EmailLinkClicked,
@@ -466,4 +511,5 @@ CONVERSATION_EVENTS: tuple[type[Message], ...] = (
     ConversationMessageReceived,
     ConversationMessageSent,
     ConversationAgentAssigned,
+    MessageDeliveryStatus,
 )

@@ -194,6 +194,18 @@ async def test_a_claim_takes_due_sends_of_projected_enrollments_earliest_first(
     assert [c.send.enrollment_id for c in everything] == [first, second, third]
 
 
+async def test_a_claim_carries_the_contacts_phone_number(subject: Subject) -> None:
+    repo = subject.store
+    now = utc_now()
+    gains, loses = uuid.uuid4(), uuid.uuid4()
+    await repo.save_enrollments([view(gains), view(loses, phone="+14155550123")])
+    await repo.save_enrollments([view(gains, phone="+442079460958"), view(loses)])
+    await repo.add_pending_sends([send(gains), send(loses)], now=now)
+    claimed = await repo.claim_due(now=now, limit=10)
+    phones = {c.send.enrollment_id: c.recipient_phone for c in claimed}
+    assert phones == {gains: "+442079460958", loses: None}
+
+
 async def test_outcomes_count_attempts_and_a_failure_is_retried_until_given_up(
     subject: Subject,
 ) -> None:

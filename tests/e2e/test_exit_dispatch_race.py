@@ -7,8 +7,9 @@ published at an instant spread evenly over ``OFFRAMP_RACE_WINDOW_MS`` around tha
 due time, so hundreds of exits land while their step is being dispatched. Step 2 is an
 hour away: every enrollment is still live when its exit arrives, so each exits once.
 
-A step 1 whose SMTP session began after its enrollment's ``enrollment.exited`` was stamped
-is a violation (see ``tests/support/exit_race.py`` for why that errs towards one).
+A step 1 whose MAIL FROM reached the SMTP server after its enrollment's
+``enrollment.exited`` was stamped is a violation (see ``tests/support/exit_race.py`` for
+why that errs towards one).
 
 A database and topic namespace of their own: what this reads back is only this test's.
 """

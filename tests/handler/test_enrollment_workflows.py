@@ -295,6 +295,16 @@ async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(
     ]
 
 
+async def test_the_contacts_phone_number_is_carried_to_enrollment_enrolled(
+    h: EnrollmentHarness,
+) -> None:
+    await h.when(apply_cmd(definition(2, 24)))
+    outcome = await h.when(enroll_cmd(phone="+44 20 7946 0958"))
+    enrolled = only(outcome, EnrollmentEnrolled)
+    assert enrolled.payload.contact is not None
+    assert enrolled.payload.contact.phone == "+442079460958"
+
+
 async def test_an_enrollment_keeps_the_contact_and_actor_it_was_enrolled_with(
     h: EnrollmentHarness,
 ) -> None:

@@ -147,15 +147,42 @@ async def test_a_step_whose_enrollment_never_arrives_is_cancelled_as_having_no_r
     assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
 
 
-async def test_sms_goes_to_its_own_provider_from_the_steps_sender(h: MessagingHarness) -> None:
-    await h.ready(enrollment_enrolled(ENROLLMENT))
+async def test_sms_goes_to_the_contacts_phone_through_its_own_provider(
+    h: MessagingHarness,
+) -> None:
+    h.sms.reference = "SM0001"
+    await h.ready(enrollment_enrolled(ENROLLMENT, phone="+1 415 555 0123"))
     await h.when(granted(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
     [sent] = await h.send_due()
     [message] = h.sms.accepted
-    assert (message.sender, message.recipient) == ("+15550100", "contact:c-1")
+    assert (message.sender, message.recipient) == ("+15550100", "+14155550123")
+    assert (message.channel, message.record) == (Channel.SMS, "contact:c-1")
     assert isinstance(sent, MessageSent)
     assert sent.payload.channel is Channel.SMS
+    assert (sent.payload.recipient, sent.payload.provider_reference) == ("+14155550123", "SM0001")
+    assert sent.payload.segments == 1  # "Ping"
     assert h.email.calls == 0
+
+
+async def test_an_sms_step_for_a_contact_without_a_phone_is_cancelled(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT))
+    await h.when(granted(ENROLLMENT, step_index=1, step_id="nudge", channel=Channel.SMS))
+    [cancelled] = await h.send_due()
+    assert isinstance(cancelled, MessageCancelled)
+    assert cancelled.payload.reason is CancelReason.NO_RECIPIENT
+    assert h.sms.calls == 0
+
+
+async def test_an_email_is_sent_without_segments_or_a_provider_reference(
+    h: MessagingHarness,
+) -> None:
+    await h.ready(enrollment_enrolled(ENROLLMENT))
+    await h.when(granted(ENROLLMENT))
+    [sent] = await h.send_due()
+    assert isinstance(sent, MessageSent)
+    assert (sent.payload.segments, sent.payload.provider_reference) == (None, None)
 
 
 async def test_a_resume_alone_does_not_send_what_the_pause_cancelled(

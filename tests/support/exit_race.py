@@ -3,9 +3,10 @@ around each enrollment's next step, and a tally of which sends got through after
 
 An enrollment's exit counts from its ``enrollment.exited``'s ``occurred_at``: enrollment
 stamps it inside the exit's transaction, so it is no later than the commit. A send counts
-from the moment its SMTP session greeted the sink: messaging opens one connection per
-message, so that is no earlier than the start of its provider call. A send greeted after
-its enrollment's exit is therefore a send whose provider call *may* have started after the
+from the moment the sink received its MAIL FROM: messaging's pooled SMTP connections send
+a message's MAIL FROM only after its provider call started (and took a connection), so
+that is no earlier than the start of the call. A send whose MAIL FROM came after its
+enrollment's exit is therefore a send whose provider call *may* have started after the
 commit; zero of them proves that none did (the comparison errs towards a violation).
 """
 
@@ -246,15 +247,15 @@ def tally(
         if not exits[record_id] or not mailed[record_id]:
             continue
         exited_at = min(exits[record_id].values())
-        greeted_at = max(d.greeted_at for d in mailed[record_id])  # a re-send counts too
-        gap_ms = (greeted_at - exited_at).total_seconds() * 1000
+        mail_from_at = max(d.mail_from_at for d in mailed[record_id])  # a re-send counts too
+        gap_ms = (mail_from_at - exited_at).total_seconds() * 1000
         if gap_ms > 0:
             violations[record_id] = gap_ms
         else:
             margins.append(-gap_ms)
     notice = [(p.due_at - p.seen_at).total_seconds() * 1000 for p in racer.planned.values()]
     lags = [
-        (delivery.greeted_at - plan.due_at).total_seconds() * 1000
+        (delivery.mail_from_at - plan.due_at).total_seconds() * 1000
         for record_id, plan in racer.planned.items()
         for delivery in mailed[record_id]
     ]

@@ -4,6 +4,7 @@ system has gone quiet, and rewinding a group to the beginning (a replay)."""
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import time
 from collections.abc import Mapping
@@ -34,9 +35,18 @@ CONSUMES: Mapping[str, tuple[str, ...]] = {
         topics.ENROLLMENT_EVENTS,
         topics.MESSAGING_EVENTS,
     ),
-    "messaging": (topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS),
+    "messaging": (topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS, topics.INBOUND_CONVERSATION),
 }
 """What each service reads (see each ``services/<name>/app.py``)."""
+
+
+@functools.cache
+def handled_types(service: str) -> frozenset[str]:
+    """The message types ``service`` has a handler for; a valid message of another type on
+    a topic it reads is skipped by design (messaging reads only ``message.delivery_status``
+    of the conversation topic), neither applied nor dead-lettered."""
+    spec = importlib.import_module(f"services.{service}.app").SPEC
+    return frozenset(spec.handlers(spec.settings()))
 
 
 def group_id(service: str) -> str:

@@ -96,7 +96,8 @@ def template(topic: str, account_id: str) -> dict[str, Any]:
     payloads: dict[str, tuple[type[Message], Any]] = {
         # Types every consumer group of the topic handles (enrollment reads unsubscribes
         # and field changes for exclusions, trigger-evaluator for exits): a valid one must
-        # end in each group's inbox; a type a group does not handle it only skips.
+        # end in each group's inbox; a type a group does not handle it only skips (messaging
+        # reads only delivery reports on the conversation topic: test_poison knows it).
         topics.INBOUND_EMAIL: (
             EmailUnsubscribed,
             EmailEventPayload(record=GHOST, from_address="ghost@example.com"),

@@ -37,9 +37,10 @@ class Delivery:
     """One email the sink accepted, with when its sender got through to the server."""
 
     message: EmailMessage
-    greeted_at: datetime
-    """When the client's EHLO/HELO of this message's session arrived: later than the moment
-    its sender started the provider call (it opens one connection per message)."""
+    mail_from_at: datetime
+    """When this message's MAIL FROM arrived: later than the moment its sender started the
+    provider call (messaging's pooled connections send MAIL FROM for a message only once
+    its call has taken a connection)."""
     received_at: datetime
     """When its DATA was accepted."""
 
@@ -51,25 +52,19 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
 
-    async def handle_EHLO(  # noqa: N802
-        self, _server: Any, session: Any, _envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        session.offramp_greeted_at = datetime.now(UTC)
-        return responses
-
-    async def handle_HELO(  # noqa: N802
-        self, server: Any, session: Any, _envelope: Any, hostname: str
+    async def handle_MAIL(  # noqa: N802
+        self, _server: Any, _session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        session.host_name = hostname
-        session.offramp_greeted_at = datetime.now(UTC)
-        return f"250 {server.hostname}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        envelope.offramp_mail_from_at = datetime.now(UTC)
+        return "250 OK"
 
-    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         received_at = datetime.now(UTC)
         message = message_from_bytes(envelope.original_content or envelope.content)
-        greeted_at = getattr(session, "offramp_greeted_at", received_at)
-        self.deliveries.append(Delivery(message, greeted_at, received_at))
+        mail_from_at = getattr(envelope, "offramp_mail_from_at", received_at)
+        self.deliveries.append(Delivery(message, mail_from_at, received_at))
         self.messages.append(message)
         return "250 Message accepted for delivery"
 

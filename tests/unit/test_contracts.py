@@ -270,3 +270,24 @@ def test_email_addresses_are_lower_cased_and_trimmed() -> None:
     assert details.aliases == ("a.smith@acme.com",)
     with pytest.raises(ValidationError, match="email"):
         ContactDetails(email="not-an-address")
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("+14155550123", "+14155550123"),
+        (" +1 (415) 555-0123 ", "+14155550123"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("+33 6 12 34 56 78", "+33612345678"),
+    ],
+)
+def test_phone_numbers_are_normalised_to_e164(given: str, stored: str) -> None:
+    assert ContactDetails(phone=given).phone == stored
+
+
+@pytest.mark.parametrize(
+    "bad", ["4155550123", "+1 555", "+999 123456", "+1415555012a", "tel:+14155550123", "+"]
+)
+def test_a_phone_number_that_is_not_valid_e164_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="phone"):
+        ContactDetails(phone=bad)

@@ -72,6 +72,7 @@ def claimed(
     *,
     channel: Channel = Channel.EMAIL,
     email: str | None = "ada@example.com",
+    phone: str | None = None,
     lease_until: datetime | None = LEASE_UNTIL,
 ) -> ClaimedSend:
     send = replace(
@@ -79,7 +80,9 @@ def claimed(
         dispatch_id=DISPATCH if lease_until else None,
         lease_until=lease_until,
     )
-    return ClaimedSend(send=send, enrollment_status=status, recipient_email=email)
+    return ClaimedSend(
+        send=send, enrollment_status=status, recipient_email=email, recipient_phone=phone
+    )
 
 
 # --- send or cancel at send time ---
@@ -117,9 +120,24 @@ def test_an_email_step_without_a_recipient_is_cancelled(email: str | None) -> No
     )
 
 
-@pytest.mark.parametrize("channel", [Channel.SMS, Channel.CHAT])
-def test_sms_and_chat_steps_are_addressed_by_the_record(channel: Channel) -> None:
-    decision = decide_send(claimed(EnrollmentStatus.ACTIVE, channel=channel, email=None), now=NOW)
+def test_an_sms_step_goes_to_the_contacts_phone_number() -> None:
+    decision = decide_send(
+        claimed(EnrollmentStatus.ACTIVE, channel=Channel.SMS, phone="+14155550123"), now=NOW
+    )
+    assert decision == Deliver("+14155550123")
+
+
+@pytest.mark.parametrize("phone", [None, ""])
+def test_an_sms_step_without_a_phone_number_is_cancelled(phone: str | None) -> None:
+    sms = claimed(EnrollmentStatus.ACTIVE, channel=Channel.SMS, phone=phone)
+    decision = decide_send(sms, now=NOW)
+    assert decision == Cancel(CancelReason.NO_RECIPIENT)
+
+
+def test_chat_steps_are_addressed_by_the_record() -> None:
+    decision = decide_send(
+        claimed(EnrollmentStatus.ACTIVE, channel=Channel.CHAT, email=None), now=NOW
+    )
     assert decision == Deliver("contact:c-1")
 
 
@@ -347,6 +365,13 @@ def test_a_known_address_is_never_forgotten() -> None:
     known = project(None, seen(EnrollmentChange.ENROLLED, "ada@example.com"))
     again = project(known, seen(EnrollmentChange.ENROLLED, None))
     assert again.recipient_email == "ada@example.com"
+
+
+def test_a_known_phone_number_is_kept_like_the_address() -> None:
+    enrolled = replace(seen(EnrollmentChange.ENROLLED), phone="+14155550123")
+    known = project(None, enrolled)
+    assert known.recipient_phone == "+14155550123"
+    assert project(known, seen(EnrollmentChange.PAUSED)).recipient_phone == "+14155550123"
 
 
 def test_the_steps_of_a_version_keep_their_order_and_content() -> None:

@@ -70,11 +70,12 @@ def enroll_cmd(
     workflow_id: str = "onboarding",
     account_id: str = ACCOUNT,
     message_id: uuid.UUID | None = None,
+    phone: str | None = None,
 ) -> Enroll:
     payload = EnrollPayload(
         workflow_id=workflow_id,
         record=record,
-        contact=ContactDetails(email=f"{record.id}@acme.com"),
+        contact=ContactDetails(email=f"{record.id}@acme.com", phone=phone),
         actor=USER,
     )
     return Enroll.create(account_id=account_id, payload=payload, message_id=message_id)

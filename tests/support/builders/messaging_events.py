@@ -22,7 +22,12 @@ from shared.contracts.events import (
     WorkflowApplied,
     WorkflowAppliedPayload,
 )
-from shared.contracts.inbound import Channel
+from shared.contracts.inbound import (
+    Channel,
+    DeliveryStatus,
+    DeliveryStatusPayload,
+    MessageDeliveryStatus,
+)
 from shared.contracts.workflow import Step, WorkflowDefinition
 from tests.support.builders.enrollment_events import ACCOUNT, T0, USER, ref
 
@@ -59,13 +64,18 @@ def workflow_applied(account: str = ACCOUNT) -> WorkflowApplied:
 
 
 def enrollment_enrolled(
-    enrollment_id: uuid.UUID, *, email: str | None = "Ada@Example.com", account: str = ACCOUNT
+    enrollment_id: uuid.UUID,
+    *,
+    email: str | None = "Ada@Example.com",
+    phone: str | None = None,
+    account: str = ACCOUNT,
 ) -> EnrollmentEnrolled:
-    """``enrollment_id`` enrolled in ``WORKFLOW``; the contract lower-cases the address."""
+    """``enrollment_id`` enrolled in ``WORKFLOW``; the contract lower-cases the address and
+    normalises the phone number to E.164."""
     return EnrollmentEnrolled.create(
         account_id=account,
         payload=EnrolledPayload(
-            **ref(enrollment_id), contact=ContactDetails(email=email), actor=USER
+            **ref(enrollment_id), contact=ContactDetails(email=email, phone=phone), actor=USER
         ),
     )
 
@@ -131,5 +141,29 @@ def revoked(
             step_index=step_index,
             step_id=step_id,
             reason=ExitReason.REPLIED,
+        ),
+    )
+
+
+def delivery_status(
+    provider_message_id: str,
+    status: DeliveryStatus,
+    *,
+    at: datetime = T0,
+    error_code: str | None = None,
+    account: str = ACCOUNT,
+) -> MessageDeliveryStatus:
+    """A provider's delivery-status callback about the message Offramp sent as
+    ``provider_message_id``, reported at ``at``."""
+    return MessageDeliveryStatus.create(
+        account_id=account,
+        occurred_at=at,
+        payload=DeliveryStatusPayload(
+            channel=Channel.SMS,
+            provider_message_id=provider_message_id,
+            provider_reference="SM0001",
+            status=status,
+            error_code=error_code,
+            error_message="Unknown destination handset" if error_code else None,
         ),
     )

@@ -20,6 +20,7 @@ def view(
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
     *,
     email: str | None = "ada@example.com",
+    phone: str | None = None,
     workflow_id: str = "wf",
     account: str = ACCOUNT,
 ) -> EnrollmentView:
@@ -31,6 +32,7 @@ def view(
         record=CONTACT,
         status=status,
         recipient_email=email,
+        recipient_phone=phone,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from services.messaging.delivery import DeliveryRecorded, MessageRef, ReportedSend
 from services.messaging.domain import (
     REARMABLE_CANCEL_REASON,
     Cancelled,
@@ -47,6 +48,7 @@ class SendRow:
     claimed_until: datetime | None = None
     failure_kind: FailureKind | None = None
     renewal_asked_for: datetime | None = None
+    delivery: DeliveryRecorded | None = None
 
     def holds(self, send: Send) -> bool:
         """Whether the row still holds the attempt ``send`` was decided on."""
@@ -127,9 +129,12 @@ class FakeMessagingStore(FakeSendLimits):
             known = self.enrollments.get(enrollment.key)
             if known is None:
                 self.enrollments[enrollment.key] = enrollment
-            else:  # ON CONFLICT DO UPDATE SET status, recipient_email
+            else:  # ON CONFLICT DO UPDATE SET status, recipient_email, recipient_phone
                 self.enrollments[enrollment.key] = replace(
-                    known, status=enrollment.status, recipient_email=enrollment.recipient_email
+                    known,
+                    status=enrollment.status,
+                    recipient_email=enrollment.recipient_email,
+                    recipient_phone=enrollment.recipient_phone,
                 )
 
     async def add_pending_sends(self, sends: Sequence[Send], *, now: datetime) -> set[SendKey]:
@@ -262,6 +267,7 @@ class FakeMessagingStore(FakeSendLimits):
                     enrollment.recipient_email,
                     after_crash=row.status == "sending",
                     due_at=row.next_attempt_at,
+                    recipient_phone=enrollment.recipient_phone,
                 )
             )
         return claimed
@@ -374,6 +380,28 @@ class FakeMessagingStore(FakeSendLimits):
             if row.status == "parked" and row.parked.parked_at < before
         ]
         return sorted(waiting, key=lambda parked: parked.parked_at)[:limit]
+
+    # --- delivery-status reports ---
+
+    async def sends_reported(self, refs: Collection[MessageRef]) -> dict[MessageRef, ReportedSend]:
+        self.calls.append("sends_reported")
+        found = {}
+        for row in self.sends.values():
+            ref = (row.send.account_id, row.send.provider_message_id)
+            if ref in refs:
+                delivery = row.delivery
+                found[ref] = ReportedSend(
+                    row.send,
+                    row.status,
+                    delivery.status if delivery else None,
+                    delivery.reported_at if delivery else None,
+                )
+        return found
+
+    async def record_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
+        self.calls.append("record_deliveries")
+        for report in recorded:
+            self.sends[report.key].delivery = report
 
 
 Granted = Send | ParkedStep

@@ -48,8 +48,10 @@ class FakeProvider:
     crash_before_accepting: bool = False
     accepted: list[OutboundEmail] = field(default_factory=list)
     calls: int = 0
+    reference: str | None = None
+    """The provider's own id it answers with (an HTTP API's)."""
 
-    async def send(self, email: OutboundEmail) -> None:
+    async def send(self, email: OutboundEmail) -> str | None:
         if self.crash_before_accepting:
             self.crash_before_accepting = False
             raise Crash
@@ -63,6 +65,7 @@ class FakeProvider:
         if self.crash:
             self.crash = False
             raise Crash
+        return self.reference
 
 
 @dataclass
