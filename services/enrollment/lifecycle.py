@@ -32,6 +32,8 @@ class WorkflowState:
     status: WorkflowStatus
     live: int
     """How many enrollments are live (active or paused)."""
+    latest_enrolled_at: datetime | None = None
+    """When its newest live enrollment was made (by the clock of the replica that made it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,10 @@ def decide_status(
     reason = _EXIT_REASON.get(wanted)
     sweep = None
     if reason is not None:
-        sweep = Sweep(sweep_id, state.account_id, state.workflow_id, reason, actor, cutoff=now)
+        # Every enrollment live now must be swept, whatever the clock of the replica that
+        # made it said: one made at a "later" instant than ours is still before this pause.
+        cutoff = max(now, state.latest_enrolled_at or now)
+        sweep = Sweep(sweep_id, state.account_id, state.workflow_id, reason, actor, cutoff)
     return StatusChanged(replace(state, status=wanted), actor, sweep)
 
 

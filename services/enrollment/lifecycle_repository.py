@@ -39,21 +39,34 @@ class PostgresLifecycleStore:
         if not keys:
             return {}
         accounts, workflows = _split(keys)
-        rows = await self._conn.fetch(
-            """SELECT w.account_id, w.workflow_id, w.status,
-                      (SELECT count(*) FROM enrollments e
-                        WHERE e.account_id = w.account_id AND e.workflow_id = w.workflow_id
-                          AND e.status IN ('active', 'paused')) AS live
-               FROM workflows w JOIN unnest($1::text[], $2::text[]) AS k(a, wf)
+        # The lock first: it waits for enrolls holding the key-share lock, and the read
+        # that follows (a snapshot of its own) sees the enrollments they committed.
+        await self._conn.execute(
+            """SELECT 1 FROM workflows w JOIN unnest($1::text[], $2::text[]) AS k(a, wf)
                  ON w.account_id = k.a AND w.workflow_id = k.wf
                ORDER BY w.account_id, w.workflow_id
                FOR UPDATE OF w""",
             accounts,
             workflows,
         )
+        rows = await self._conn.fetch(
+            """SELECT w.account_id, w.workflow_id, w.status, n.live, n.latest
+               FROM workflows w JOIN unnest($1::text[], $2::text[]) AS k(a, wf)
+                 ON w.account_id = k.a AND w.workflow_id = k.wf
+               CROSS JOIN LATERAL (
+                   SELECT count(*) AS live, max(e.enrolled_at) AS latest FROM enrollments e
+                   WHERE e.account_id = w.account_id AND e.workflow_id = w.workflow_id
+                     AND e.status IN ('active', 'paused')) AS n""",
+            accounts,
+            workflows,
+        )
         return {
             (r["account_id"], r["workflow_id"]): WorkflowState(
-                r["account_id"], r["workflow_id"], WorkflowStatus(r["status"]), r["live"]
+                r["account_id"],
+                r["workflow_id"],
+                WorkflowStatus(r["status"]),
+                r["live"],
+                r["latest"],
             )
             for r in rows
         }

@@ -92,7 +92,7 @@ async def test_a_workflow_status_is_saved_and_counted_with_its_live_enrollments(
     await store.set_workflow_statuses([WorkflowState("acc-a", "wf", WorkflowStatus.PAUSED, 2)])
 
     states = await store.workflow_states_for_update([("acc-a", "wf"), ("acc-a", "nope")])
-    assert states == {("acc-a", "wf"): WorkflowState("acc-a", "wf", WorkflowStatus.PAUSED, 2)}
+    assert states == {("acc-a", "wf"): WorkflowState("acc-a", "wf", WorkflowStatus.PAUSED, 2, NOW)}
     assert await store.workflow_statuses([("acc-a", "wf"), ("acc-a", "other")]) == {
         ("acc-a", "wf"): WorkflowStatus.PAUSED,
         ("acc-a", "other"): WorkflowStatus.RUNNING,

@@ -34,7 +34,8 @@ from shared.contracts.commands import (
 )
 from shared.contracts.inbound import UserChange, UserChanged, UserChangedPayload
 from shared.contracts.workflow import Step, WorkflowDefinition
-from tests.conftest import SessionEnv
+from tests.conftest import SessionEnv, private_env
+from tests.support.infra import Infra
 from tests.support.kafka import TopicClient, of_type
 from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
@@ -46,10 +47,18 @@ LIVE = 10_000
 
 
 @pytest.fixture
+async def own_env(infra: Infra) -> AsyncIterator[SessionEnv]:
+    """A database and topic namespace of each test's own: other e2e files count every
+    event on their topics, and a 10,000-enrollment pause would be in their way."""
+    async with private_env(infra) as env:
+        yield env
+
+
+@pytest.fixture
 async def system(
-    test_env: SessionEnv, tmp_path: Path
+    own_env: SessionEnv, tmp_path: Path
 ) -> AsyncIterator[tuple[SmtpSink, list[ServiceProcess]]]:
-    async with running_services(test_env.service_env(), tmp_path) as running:
+    async with running_services(own_env.service_env(), tmp_path) as running:
         yield running
 
 
@@ -115,11 +124,11 @@ def of_account(documents: list[dict[str, Any]], kind: str, account: str) -> list
 
 
 async def test_every_refused_command_is_answered_with_its_reason(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: tuple[SmtpSink, list[ServiceProcess]], own_env: SessionEnv
 ) -> None:
     _, services = system
     account = "acc-e2e-answers"
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(own_env.kafka_bootstrap_servers, own_env.topic_namespace) as kafka:
         await kafka.publish(apply(account, workflow("wf-answers", 3600)))
         await eventually(
             lambda: kafka.read_all(topics.WORKFLOW_EVENTS),
@@ -174,11 +183,11 @@ def exits_of(records: list[RawRecord], account: str) -> list[tuple[int, dict[str
 
 
 async def test_pausing_a_workflow_with_10000_live_enrollments_exits_them_all_in_chunks(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: tuple[SmtpSink, list[ServiceProcess]], own_env: SessionEnv
 ) -> None:
     _, services = system
     account, workflow_id = "acc-e2e-bulk-pause", "wf-busy"
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(own_env.kafka_bootstrap_servers, own_env.topic_namespace) as kafka:
         await kafka.publish(apply(account, workflow(workflow_id, 86_400)))  # nothing due
         await eventually(
             lambda: kafka.read_all(topics.WORKFLOW_EVENTS),
@@ -252,12 +261,12 @@ async def test_pausing_a_workflow_with_10000_live_enrollments_exits_them_all_in_
 
 
 async def test_a_restored_enrollment_sends_its_next_step_once(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: tuple[SmtpSink, list[ServiceProcess]], own_env: SessionEnv
 ) -> None:
     sink, services = system
     account, workflow_id, record_id = "acc-e2e-restore", "wf-restore", "c-restored"
     address = f"{record_id}@example.com"
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(own_env.kafka_bootstrap_servers, own_env.topic_namespace) as kafka:
         await kafka.publish(apply(account, workflow(workflow_id, 0, 4)))
         await eventually(
             lambda: kafka.read_all(topics.WORKFLOW_EVENTS),
@@ -308,13 +317,13 @@ async def test_a_restored_enrollment_sends_its_next_step_once(
 
 
 async def test_a_user_deleted_in_the_crm_exits_the_enrollments_of_the_workflows_they_own(
-    system: tuple[SmtpSink, list[ServiceProcess]], test_env: SessionEnv
+    system: tuple[SmtpSink, list[ServiceProcess]], own_env: SessionEnv
 ) -> None:
     _, services = system
     account = "acc-e2e-owner"
     owned = workflow("wf-owned", 3600).model_copy(update={"owner_user_id": "u-gone"})
     other = workflow("wf-other", 3600).model_copy(update={"owner_user_id": "u-stays"})
-    async with TopicClient(test_env.kafka_bootstrap_servers, test_env.topic_namespace) as kafka:
+    async with TopicClient(own_env.kafka_bootstrap_servers, own_env.topic_namespace) as kafka:
         await kafka.publish_many([apply(account, owned), apply(account, other)])
         await eventually(
             lambda: kafka.read_all(topics.WORKFLOW_EVENTS),

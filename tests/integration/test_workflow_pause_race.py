@@ -26,7 +26,7 @@ from tests.support.builders.lifecycle_commands import pause_wf_cmd
 
 pytestmark = pytest.mark.integration
 
-ROUNDS = 30
+ROUNDS = 60
 
 
 async def run(conn: asyncpg.Connection, handler: Handler, message: Message, hold: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -66,6 +67,17 @@ def test_pausing_or_deleting_a_workflow_starts_the_exits_of_everyone_live(
     assert isinstance(decision, StatusChanged)
     assert decision.state.status is wanted
     assert decision.sweep == Sweep(SWEEP_ID, ACCOUNT, "onboarding", reason, USER, cutoff=NOW)
+
+
+def test_a_pause_sweeps_an_enrollment_stamped_later_by_another_replica_s_clock() -> None:
+    ahead = NOW + timedelta(milliseconds=40)
+    current = replace(state(), latest_enrolled_at=ahead)
+
+    decision = change(current, WorkflowStatus.PAUSED)
+
+    assert isinstance(decision, StatusChanged)
+    assert decision.sweep is not None
+    assert decision.sweep.cutoff == ahead
 
 
 def test_resuming_a_paused_workflow_exits_no_one_and_brings_no_one_back() -> None:

@@ -81,11 +81,13 @@ class FakeLifecycleStore:
         self, keys: Sequence[WorkflowKey]
     ) -> dict[WorkflowKey, WorkflowState]:
         self._called("workflow_states_for_update", keys)
-        return {
-            key: WorkflowState(*key, self._status(key), len(self._live(key)))
-            for key in keys
-            if key in self.heads
-        }
+        states = {}
+        for key in keys:
+            if key in self.heads:
+                live = self._live(key)
+                latest = max((e.enrolled_at for e in live), default=None)
+                states[key] = WorkflowState(*key, self._status(key), len(live), latest)
+        return states
 
     async def workflow_statuses(
         self, keys: Sequence[WorkflowKey]
