@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import events, exclusions, inbound, topics
+from shared.contracts import events, exclusions, inbound, lifecycle_events, topics
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -20,8 +20,14 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.INBOUND_CRM: inbound.CRM_EVENTS,
     topics.INBOUND_CONVERSATION: inbound.CONVERSATION_EVENTS,
     topics.COMMANDS: COMMAND_MESSAGES + exclusions.EXCLUSION_COMMANDS,
-    topics.WORKFLOW_EVENTS: events.WORKFLOW_EVENT_MESSAGES,
-    topics.ENROLLMENT_EVENTS: events.ENROLLMENT_EVENT_MESSAGES,
+    topics.WORKFLOW_EVENTS: (
+        *events.WORKFLOW_EVENT_MESSAGES,
+        *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
+    ),
+    topics.ENROLLMENT_EVENTS: (
+        *events.ENROLLMENT_EVENT_MESSAGES,
+        *lifecycle_events.ENROLLMENT_LIFECYCLE_MESSAGES,
+    ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES,
     topics.EXCLUSION_EVENTS: exclusions.EXCLUSION_EVENTS,
