@@ -27,6 +27,7 @@ from shared.cli_deadletters import (
     deadletter_parsers,
 )
 from shared.cli_exclusions import cmd_exclusions_upload, exclusion_parsers
+from shared.cli_lifecycle import LIFECYCLE_BUILDERS, lifecycle_parsers
 from shared.cli_quarantine import QUARANTINE_COMMANDS, quarantine_parsers
 from shared.cli_sends import cmd_sends_queue, sends_parsers
 from shared.client import OfframpClient
@@ -244,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--workflow")
     p.add_argument("--reason", default="manual", choices=[r.value for r in ExitReason])
+    lifecycle_parsers(command, account)
     p = command("publish", "validate a JSON event or command against its topic and publish it")
     p.add_argument("topic")
     p.add_argument("file")
@@ -273,6 +275,7 @@ BUILDERS = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "publish": cmd_publish,
+    **LIFECYCLE_BUILDERS,
 }
 
 

@@ -12,6 +12,7 @@ from services.enrollment.dispatch_loop import LapsedExits
 from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import ParkedEnrolls
 from services.enrollment.repository import PostgresEnrollmentStore
+from services.enrollment.sweeps import WorkflowSweeps
 from shared.contracts import topics
 from shared.runtime import ServiceSpec, build_app
 
@@ -37,7 +38,7 @@ SPEC = ServiceSpec(
     settings=EnrollmentSettings,
     store=PostgresEnrollmentStore,
     handlers=build_all_handlers,
-    background=(ParkedEnrolls, LapsedExits),
+    background=(ParkedEnrolls, LapsedExits, WorkflowSweeps),
 )
 
 

@@ -33,6 +33,21 @@ class EnrollmentSettings(ServiceSettings):
         "grant's lease has lapsed.",
     )
 
+    sweep_chunk: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="How many live enrollments of a paused or deleted workflow exit per "
+        "transaction (each chunk publishes `workflow.exits_progress`).",
+    )
+    sweep_idle_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often an idle enrollment replica looks for a paused or deleted "
+        "workflow whose enrollments still have to exit (busy, it goes on at once), and for "
+        "workflows that became active or inactive (`workflow.activity_changed`).",
+    )
+
     @property
     def dispatch_sweep_s(self) -> float:
         """How often exits waiting on a lapsed grant are looked for: a tenth of the lease,

@@ -3,10 +3,14 @@ its outputs."""
 
 from __future__ import annotations
 
+from services.enrollment.answers import Answer
 from services.enrollment.dispatch import Granted
 from services.enrollment.domain import Admitted, Refused, VersionApplied
 from services.enrollment.exits import Exited, ExitPending
+from services.enrollment.lifecycle import Reordered, StatusChanged
+from services.enrollment.owners import OwnerRemovalSet, OwnerRemoved
 from services.enrollment.pauses import Paused, Resumed
+from services.enrollment.restore import Restored
 from services.enrollment.steps import Complete, ScheduleNext, Settled
 
 Decision = (
@@ -21,5 +25,11 @@ Decision = (
     | Paused
     | Resumed
     | Granted
+    | Answer
+    | StatusChanged
+    | Reordered
+    | Restored
+    | OwnerRemoved
+    | OwnerRemovalSet
 )
 """Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

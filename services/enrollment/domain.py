@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -166,7 +166,12 @@ def next_version(
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
+    """Nothing changed: ``why`` in words, ``code`` the stable reason a command's requester
+    reads in its answer (``command.refused``)."""
+
     why: str
+    code: str = field(default="unchanged", compare=False)
+    """Not compared: two refusals with the same words are the same refusal."""
 
 
 @dataclass(frozen=True, slots=True)

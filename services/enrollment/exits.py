@@ -83,12 +83,14 @@ def decide_exit(
     idempotent). With a step's dispatch granted, the exit waits for that send's outcome,
     so that no send starts after an exit has committed."""
     if not enrollment.status.live:
-        return Unchanged(f"enrollment already {enrollment.status.value}")
+        return Unchanged(
+            f"enrollment already {enrollment.status.value}", f"already_{enrollment.status.value}"
+        )
     if enrollment.pending_exit is not None:
-        return Unchanged("enrollment already exiting")
+        return Unchanged("enrollment already exiting", "exiting")
     by_user = actor.kind is ActorKind.USER
     if source in (ExitSource.MANUAL, ExitSource.BULK) and by_user and not agents_may_stop:
-        return Unchanged("the workflow does not let agents stop it")
+        return Unchanged("the workflow does not let agents stop it", "agents_may_not_stop")
     pending = PendingExit(
         reason, source, actor, triggering_event, decided_at=now, exclusion=exclusion
     )

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
-from services.enrollment import domain, exits, pauses, screening, steps
+from services.enrollment import answers, domain, exits, lifecycle, pauses, screening, steps
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
+from services.enrollment.lifecycle_handlers import bulk_exit, change_status, reorder
+from services.enrollment.owner_handlers import remove_owner, set_owner_removal, users_changed
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
@@ -29,13 +31,23 @@ from services.enrollment.ports import (
 from services.enrollment.recording import key as _key
 from services.enrollment.recording import record, save_changes
 from services.enrollment.recording import version_key as _version_key
+from services.enrollment.restore_handlers import bulk_restore, restore_one
 from shared.consumer import Handler
 from shared.contracts.commands import (
     ApplyWorkflow,
+    BulkExit,
+    BulkRestore,
+    DeleteWorkflow,
     Enroll,
     Exit,
     Pause,
+    PauseWorkflow,
+    RemoveOwner,
+    ReorderWorkflows,
+    Restore,
     Resume,
+    ResumeWorkflow,
+    SetOwnerRemoval,
 )
 from shared.contracts.events import (
     MessageCancelled,
@@ -44,6 +56,7 @@ from shared.contracts.events import (
     MessageSent,
     StepDue,
 )
+from shared.contracts.inbound import UserChanged
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -56,41 +69,65 @@ D = TypeVar("D", bound=exits.Exited | exits.ExitPending | pauses.Paused | pauses
 
 
 class _LiveEnrollments:
-    """The live enrollments of the records a run of commands is about, kept current."""
+    """The live enrollments of the records a run of commands is about, kept current, and
+    the ended ones of commands that name no live one (for their answer)."""
 
     def __init__(self, loaded: Sequence[domain.Enrollment]) -> None:
-        self.by_id = {_key(e): e for e in loaded}
+        self.by_id: dict[EnrollmentKey, domain.Enrollment] = {}
         self._by_record: dict[RecordKey, list[EnrollmentKey]] = defaultdict(list)
+        self._add(loaded)
+
+    def _add(self, loaded: Sequence[domain.Enrollment]) -> None:
         for enrollment in loaded:
-            self._by_record[(enrollment.account_id, enrollment.record)].append(_key(enrollment))
+            if _key(enrollment) not in self.by_id:
+                self._by_record[(enrollment.account_id, enrollment.record)].append(_key(enrollment))
+            self.by_id[_key(enrollment)] = enrollment
 
     @staticmethod
     async def load(store: EnrollmentStore, commands: Sequence[RecordCommand]) -> _LiveEnrollments:
         records = [(c.account_id, c.payload.record) for c in commands]
-        return _LiveEnrollments(await store.live_enrollments_for_update(records))
+        live = _LiveEnrollments(await store.live_enrollments_for_update(records))
+        untargeted = [
+            (c.account_id, c.payload.workflow_id, c.payload.record)
+            for c in commands
+            if c.payload.workflow_id is not None and not live.targets(c)
+        ]
+        live._add(await store.enrollments_in_workflows_for_update(untargeted))
+        return live
 
     def versions(self) -> list[VersionKey]:
-        return [_version_key(e) for e in self.by_id.values()]
+        return [_version_key(e) for e in self.by_id.values() if e.status.live]
 
-    def targets(self, command: RecordCommand) -> list[domain.Enrollment]:
+    def _named(self, command: RecordCommand) -> list[domain.Enrollment]:
         payload = command.payload
         found = (self.by_id[i] for i in self._by_record[(command.account_id, payload.record)])
         return [
             e
             for e in found
-            if e.status.live
-            and payload.workflow_id in (None, e.workflow_id)
+            if payload.workflow_id in (None, e.workflow_id)
             and payload.enrollment_id in (None, e.enrollment_id)
         ]
 
+    def targets(self, command: RecordCommand) -> list[domain.Enrollment]:
+        return [e for e in self._named(command) if e.status.live]
+
+    def _no_target(self, command: RecordCommand) -> answers.Answer:
+        ended = [e for e in self._named(command) if not e.status.live]
+        latest = max(ended, key=lambda e: (e.enrolled_at, e.enrollment_id), default=None)
+        payload = command.payload
+        return answers.no_live_enrollment(command, payload.record, payload.workflow_id, latest)
+
     def decide(
         self, commands: Sequence[C], decide: Callable[[domain.Enrollment, C], D | domain.Unchanged]
-    ) -> list[tuple[D, C]]:
+    ) -> list[tuple[D | answers.Answer, C]]:
         """Decide, command by command, for every live enrollment each one names: a later
-        command sees what an earlier one changed."""
-        decided: list[tuple[D, C]] = []
+        command sees what an earlier one changed. What changed nothing is answered."""
+        decided: list[tuple[D | answers.Answer, C]] = []
         for command in commands:
-            for enrollment in self.targets(command):
+            targets = self.targets(command)
+            if not targets:
+                decided.append((self._no_target(command), command))
+            for enrollment in targets:
                 decision = decide(enrollment, command)
                 if isinstance(decision, domain.Unchanged):
                     log.info(
@@ -99,10 +136,17 @@ class _LiveEnrollments:
                         enrollment_id=str(enrollment.enrollment_id),
                         why=decision.why,
                     )
+                    decided.append((answers.unchanged(command, enrollment, decision), command))
                     continue
                 self.by_id[_key(decision.enrollment)] = decision.enrollment
                 decided.append((decision, command))
         return decided
+
+
+def _changed(
+    decision: pauses.Paused | pauses.Resumed | answers.Answer,
+) -> TypeGuard[pauses.Paused | pauses.Resumed]:
+    return not isinstance(decision, answers.Answer)
 
 
 async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime) -> None:
@@ -111,11 +155,12 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
     heads = await uow.store.workflow_heads(
         [(c.account_id, c.payload.definition.workflow_id) for c in commands]
     )
-    decided: list[tuple[domain.VersionApplied, ApplyWorkflow]] = []
+    statuses = await uow.store.workflow_statuses(list(heads))
+    decided: list[tuple[domain.VersionApplied | answers.Answer, ApplyWorkflow]] = []
     for command in commands:
         definition = command.payload.definition
         key = (command.account_id, definition.workflow_id)
-        decision = domain.decide_apply(
+        decision = lifecycle.deleted_stays_deleted(statuses.get(key)) or domain.decide_apply(
             heads.get(key),
             account_id=command.account_id,
             definition=definition,
@@ -123,14 +168,19 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
         )
         if isinstance(decision, domain.Unchanged):
             log.info("workflow_unchanged", workflow_id=definition.workflow_id)
+            answer = answers.refused(
+                command, decision.code, decision.why, workflow_id=definition.workflow_id
+            )
+            decided.append((answer, command))
             continue
         heads[key] = (decision.version, decision.definition_hash)
         decided.append((decision, command))
         log.info("workflow_applied", workflow_id=definition.workflow_id, version=decision.version)
-    await uow.store.add_workflow_versions([d for d, _ in decided])
+    versions = [d for d, _ in decided if isinstance(d, domain.VersionApplied)]
+    await uow.store.add_workflow_versions(versions)
     await record(uow, decided, now)
     # Enrolls read before their workflow was: enrolled now, in this transaction.
-    applied = [(d.account_id, d.definition.workflow_id) for d, _ in decided]
+    applied = [(d.account_id, d.definition.workflow_id) for d in versions]
     await uow.store.lock_workflows(applied)
     parked = await uow.store.take_parked(applied)
     if parked:
@@ -175,6 +225,11 @@ async def admit(
         workflows = await uow.store.current_workflows(
             [(c.account_id, c.payload.workflow_id) for c in commands]
         )
+    # Key-share locked: a workflow pause or delete waits for this run, and one that
+    # committed first is seen (a paused or deleted workflow enrolls no one).
+    statuses = await uow.store.workflow_statuses(
+        [(c.account_id, c.payload.workflow_id) for c in commands]
+    )
     excluded = await screening.screen_enrolls(uow.store, commands, now)
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
@@ -200,6 +255,9 @@ async def admit(
             contact=payload.contact,
             actor=payload.actor,
             excluded=excluded.get(command.message_id, ()),
+        )
+        decision = lifecycle.closed_to_enrollment(
+            decision, statuses.get((command.account_id, payload.workflow_id))
         )
         if isinstance(decision, domain.Admitted):
             previous[key].append(decision.enrollment)
@@ -253,9 +311,8 @@ async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
             step_index=pending.dispatch.step_index,
             dispatch_id=str(pending.dispatch.dispatch_id),
         )
-    log.info(
-        "exit_run", commands=len(commands), exited=len(decided) - len(waiting), pending=len(waiting)
-    )
+    exited = sum(isinstance(d, exits.Exited) for d, _ in decided)
+    log.info("exit_run", commands=len(commands), exited=exited, pending=len(waiting))
 
 
 async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
@@ -274,7 +331,7 @@ async def pause(uow: Uow, commands: list[Pause], now: datetime) -> None:
             ),
         ),
     )
-    await uow.store.save_progress([d.enrollment for d, _ in decided])
+    await uow.store.save_progress([d.enrollment for d, _ in decided if _changed(d)])
     await record(uow, decided, now)
 
 
@@ -293,7 +350,7 @@ async def resume(uow: Uow, commands: list[Resume], now: datetime) -> None:
             pause_id=command.payload.pause_id,
         ),
     )
-    await uow.store.save_progress([d.enrollment for d, _ in decided])
+    await uow.store.save_progress([d.enrollment for d, _ in decided if _changed(d)])
     await record(uow, decided, now)
 
 
@@ -346,4 +403,15 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         # One handler for both outcomes: a mixed stream of them is one run.
         MessageFailed.TYPE: unsent,
         MessageCancelled.TYPE: unsent,
+        # Workflow lifecycle and recovery (lifecycle_handlers, restore_handlers).
+        PauseWorkflow.TYPE: change_status,
+        ResumeWorkflow.TYPE: change_status,
+        DeleteWorkflow.TYPE: change_status,
+        ReorderWorkflows.TYPE: reorder,
+        BulkExit.TYPE: bulk_exit,
+        Restore.TYPE: restore_one,
+        BulkRestore.TYPE: bulk_restore,
+        SetOwnerRemoval.TYPE: set_owner_removal,
+        RemoveOwner.TYPE: remove_owner,
+        UserChanged.TYPE: users_changed,
     }

@@ -10,7 +10,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
+from services.enrollment import (
+    answers,
+    decisions,
+    dispatch,
+    domain,
+    exits,
+    lifecycle,
+    owners,
+    pauses,
+    restore,
+    steps,
+)
 from services.enrollment.ports import HistoryEntry
 from shared.contracts.events import (
     EnrollmentCompleted,
@@ -21,6 +32,9 @@ from shared.contracts.events import (
     EnrollmentResumed,
     EnrollmentStepCompleted,
     ExclusionHit,
+)
+from shared.contracts.lifecycle_events import (
+    EnrollmentRestored,
 )
 
 
@@ -92,6 +106,26 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
             domain.VersionApplied() | dispatch.Granted() | dispatch.Rescheduled() | steps.Settled()
         ):
             return []
+        case (
+            answers.Answer()
+            | lifecycle.StatusChanged()
+            | lifecycle.Reordered()
+            | owners.OwnerRemoved()
+            | owners.OwnerRemovalSet()
+        ):
+            return []  # about commands and workflows, not one enrollment's story
+        case restore.Restored():
+            old = decision.restored_from.enrollment_id
+            return [
+                _transition(
+                    decision.enrollment,
+                    EnrollmentRestored.TYPE,
+                    caused_by,
+                    at,
+                    restored_from=str(old),
+                    actor=decision.actor.model_dump(),
+                )
+            ]
         case exits.ExitPending():
             pending = decision.pending
             return [

@@ -9,7 +9,19 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from services.enrollment import decisions, dispatch, domain, exits, pauses, steps
+from services.enrollment import (
+    answers,
+    decisions,
+    dispatch,
+    domain,
+    exits,
+    lifecycle,
+    lifecycle_messages,
+    owners,
+    pauses,
+    restore,
+    steps,
+)
 from shared.contracts import Contract, Message
 from shared.contracts.events import (
     CompletedPayload,
@@ -226,7 +238,7 @@ AnyDecision = decisions.Decision | dispatch.Granted | dispatch.Rescheduled
 """Every decision with outputs: the domain's, and the dispatch grants of ``dispatch``."""
 
 
-def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911 - a case a kind
+def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911, PLR0912 - a case a kind
     """Everything ``decision`` publishes, in order; ``cause`` is the message that led to it."""
     match decision:
         case dispatch.Granted():
@@ -251,3 +263,17 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
             return resumed(decision, cause)
         case steps.ScheduleNext() | steps.Complete():
             return progressed(decision, cause)
+        case owners.OwnerRemoved():
+            reassigned = decision.reassigned
+            applied = [] if reassigned is None else [workflow_applied(reassigned, cause)]
+            return [*applied, lifecycle_messages.owner_removed(decision, cause)]
+        case restore.Restored():
+            restored = lifecycle_messages.restored(decision, cause)
+            return [*restored, step_scheduled(decision.enrollment, decision.scheduled, cause)]
+        case (
+            answers.Answer()
+            | lifecycle.StatusChanged()
+            | lifecycle.Reordered()
+            | owners.OwnerRemovalSet()
+        ):
+            return lifecycle_messages.of(decision, cause)

@@ -19,6 +19,14 @@ from services.enrollment.errors import MissingWorkflowVersionError
 from shared.contracts import Actor
 
 
+def _code(enrollment: Enrollment) -> str:
+    """The answer's code for a pause or resume of an enrollment not in the right state."""
+    status = enrollment.status
+    if status.live:
+        return "already_paused" if status is Status.PAUSED else "not_paused"
+    return f"already_{status.value}"
+
+
 @dataclass(frozen=True, slots=True)
 class Paused:
     enrollment: Enrollment
@@ -42,9 +50,9 @@ def decide_pause(
     the pause it was armed for.
     """
     if enrollment.status is not Status.ACTIVE:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
+        return Unchanged(f"enrollment is {enrollment.status.value}", _code(enrollment))
     if enrollment.pending_exit is not None:
-        return Unchanged("enrollment is exiting")
+        return Unchanged("enrollment is exiting", "exiting")
     held = replace(enrollment, status=Status.PAUSED, paused_until=until, pause_id=pause_id)
     return Paused(held, until, reason, actor, pause_id)
 
@@ -71,11 +79,11 @@ def decide_resume(
     already resumed by hand changes nothing, whatever the enrollment did since.
     """
     if enrollment.status is not Status.PAUSED:
-        return Unchanged(f"enrollment is {enrollment.status.value}")
+        return Unchanged(f"enrollment is {enrollment.status.value}", _code(enrollment))
     if enrollment.pending_exit is not None:
-        return Unchanged("enrollment is exiting")
+        return Unchanged("enrollment is exiting", "exiting")
     if pause_id is not None and pause_id != enrollment.pause_id:
-        return Unchanged("the resume is for an earlier pause")
+        return Unchanged("the resume is for an earlier pause", "stale_pause")
     if workflow is None:
         raise MissingWorkflowVersionError(enrollment.account_id, enrollment.enrollment_id)
     unplanned = max(enrollment.next_due_at or now, now)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from services.enrollment.domain import Admitted, Enrollment, VersionApplied, WorkflowVersion
 from services.enrollment.exclusions_ports import ExclusionStore
 from services.enrollment.exits import Exited
+from services.enrollment.lifecycle_ports import LifecycleStore
 from shared.contracts import RecordRef
 from shared.contracts.commands import Enroll
 
@@ -63,7 +64,7 @@ class ParkedEnroll:
         return (self.command.account_id, self.command.payload.workflow_id)
 
 
-class EnrollmentStore(ExclusionStore, Protocol):
+class EnrollmentStore(ExclusionStore, LifecycleStore, Protocol):
     """Each method takes many rows and costs one statement however many there are
     (``current_workflows`` two at most), so a run of messages costs a fixed number."""
 

@@ -20,6 +20,7 @@ from services.enrollment.domain import (
 )
 from services.enrollment.exclusions_repository import PostgresExclusionStore
 from services.enrollment.exits import Exited
+from services.enrollment.lifecycle_repository import PostgresLifecycleStore
 from services.enrollment.ports import (
     EnrollmentKey,
     HistoryEntry,
@@ -45,8 +46,9 @@ _VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
 
 
-class PostgresEnrollmentStore(PostgresExclusionStore):
-    """``EnrollmentStore`` on the transaction's connection (exclusions' SQL mixed in)."""
+class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
+    """``EnrollmentStore`` on the transaction's connection (exclusions' and the lifecycle's
+    SQL mixed in)."""
 
     def __init__(self, conn: DbConnection, *, version_cache: VersionCache | None = None) -> None:
         self._conn = conn

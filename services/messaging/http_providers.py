@@ -207,6 +207,7 @@ class WebhookProvider(HttpProvider):
                 "subject": email.subject or None,
                 "body": email.body,
                 "record": email.record,
+                "offramp_enrollment_id": email.enrollment_id,
             },
             headers={**self._headers, "Idempotency-Key": email.message_id},
         )

@@ -207,4 +207,5 @@ def outbound_email(send: domain.Send, recipient: str) -> OutboundEmail:
         body=send.body,
         channel=send.channel,
         record=f"{send.record.type.value}:{send.record.id}",
+        enrollment_id=str(send.enrollment_id),
     )

@@ -40,6 +40,10 @@ class OutboundEmail:
     channel: Channel = Channel.EMAIL
     record: str | None = None
     """``<type>:<id>`` of the record it goes to (the webhook providers pass it on)."""
+    enrollment_id: str | None = None
+    """The enrollment that sends it: the marker of Offramp's own messages, which the
+    webhook passes on as ``offramp_enrollment_id`` so that a conversation tool reporting
+    the message back (``conversation.message_sent``) never has it taken for a person's."""
 
 
 class EmailProvider(Protocol):

@@ -1,9 +1,10 @@
 """Commands: what UIs, the operator CLI and trigger-evaluator ask enrollment to do.
 
-All go to the ``offramp.commands.v1`` topic. Enrollment is the only consumer; the outcome
-of every command is an event on ``offramp.enrollment.events.v1`` or
-``offramp.workflow.events.v1`` (a command that cannot apply becomes
-``enrollment.rejected`` or a dead letter with the reason).
+All go to the ``offramp.commands.v1`` topic. Enrollment is the only consumer; every
+command is answered by an event on ``offramp.enrollment.events.v1`` or
+``offramp.workflow.events.v1`` whose ``causation_id`` is the command's ``message_id``:
+what changed, or ``command.refused`` with a stable code saying why nothing did (an
+enroll refused is ``enrollment.rejected``; malformed input is a dead letter).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.contracts.base import (
     Actor,
@@ -24,6 +25,7 @@ from shared.contracts.base import (
     RecordRef,
     TimeZoneName,
 )
+from shared.contracts.inbound import UserChange
 from shared.contracts.workflow import WorkflowDefinition
 
 
@@ -184,4 +186,194 @@ class Resume(Message):
     payload: ResumePayload
 
 
-COMMAND_MESSAGES: tuple[type[Message], ...] = (ApplyWorkflow, Enroll, Exit, Pause, Resume)
+class WorkflowCommandPayload(Contract):
+    workflow_id: Identifier
+    actor: Actor
+
+
+class _WorkflowCommand(Message):
+    payload: WorkflowCommandPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.workflow_id}"
+
+
+class PauseWorkflow(_WorkflowCommand):
+    """Pause a workflow: every live enrollment exits with reason `workflow_paused` (in
+    bounded chunks, with progress), and no record is enrolled until it is resumed.
+    Answered by `workflow.status_changed`, then `workflow.exits_progress` per chunk."""
+
+    type: Literal["workflow.pause"] = "workflow.pause"
+
+
+class ResumeWorkflow(_WorkflowCommand):
+    """Let a paused workflow enroll records again. Nobody who left when it paused comes
+    back (restore them with `enrollment.restore` / `enrollment.bulk_restore`)."""
+
+    type: Literal["workflow.resume"] = "workflow.resume"
+
+
+class DeleteWorkflow(_WorkflowCommand):
+    """Delete a workflow, with no undo: every live enrollment exits with reason
+    `workflow_deleted`, and every later command about it is refused (`workflow_deleted`).
+    Its versions, enrollments, history and events stay."""
+
+    type: Literal["workflow.delete"] = "workflow.delete"
+
+
+class ReorderWorkflowsPayload(Contract):
+    workflow_ids: tuple[Identifier, ...] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The account's workflows in the order menus show them; workflows left "
+        "out keep their relative order after these.",
+    )
+    actor: Actor
+
+
+class ReorderWorkflows(Message):
+    """Set the order of the account's workflow list (answered by `workflow.reordered`)."""
+
+    type: Literal["workflow.reorder"] = "workflow.reorder"
+    payload: ReorderWorkflowsPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflows"
+
+
+class BulkExitPayload(Contract):
+    workflow_id: Identifier
+    records: tuple[RecordRef, ...] = Field(min_length=1, max_length=1000)
+    reason: ExitReason = ExitReason.MANUAL
+    actor: Actor
+
+
+class BulkExit(Message):
+    """Take many selected records out of one workflow; answered per record
+    (`enrollment.exited`, `enrollment.dispatch_revoked` or `command.refused`)."""
+
+    type: Literal["enrollment.bulk_exit"] = "enrollment.bulk_exit"
+    payload: BulkExitPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.workflow_id}"
+
+
+class RestorePayload(Contract):
+    record: RecordRef
+    enrollment_id: uuid.UUID = Field(description="The exited enrollment to restore.")
+    actor: Actor
+
+
+class Restore(Message):
+    """Put back an enrollment that exited by mistake, at the step after its last completed
+    one (delays counted from the restore): a new enrollment, `restored_from` the old one.
+    Answered by `enrollment.restored` (then `enrollment.enrolled` and
+    `enrollment.step_scheduled`) or `command.refused`."""
+
+    type: Literal["enrollment.restore"] = "enrollment.restore"
+    payload: RestorePayload
+
+
+class BulkRestorePayload(Contract):
+    workflow_id: Identifier
+    reason: ExitReason | None = Field(None, description="Only exits with this reason.")
+    exited_from: AwareDatetime | None = Field(None, description="Only exits at or after this.")
+    exited_until: AwareDatetime | None = Field(None, description="Only exits before this.")
+    rule_id: Identifier | None = Field(
+        None, description="Only exits by this exclusion rule (e.g. a wrong one)."
+    )
+    rule_version: int | None = Field(
+        None, ge=1, description="With `rule_id`: only exits by this version of it."
+    )
+    dry_run: bool = Field(
+        True,
+        description="Only say what a restore would do (`enrollment.restore_previewed`); "
+        "true by default, so that a preview comes first.",
+    )
+    limit: int = Field(1000, ge=1, le=1000, description="At most this many exits, oldest first.")
+    actor: Actor
+
+
+class BulkRestore(Message):
+    """Restore every enrollment of a workflow that a given reason or time range exited."""
+
+    type: Literal["enrollment.bulk_restore"] = "enrollment.bulk_restore"
+    payload: BulkRestorePayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.workflow_id}"
+
+
+class OwnerRemovalPolicy(StrEnum):
+    """What happens to a workflow whose owner is deleted or downgraded."""
+
+    EXIT = "exit"
+    """Every live enrollment of its workflows exits with reason `owner_removed`."""
+    REASSIGN = "reassign"
+    """Its workflows get a new version owned by the account's named user; nobody exits."""
+
+
+class SetOwnerRemovalPayload(Contract):
+    policy: OwnerRemovalPolicy
+    reassign_to_user_id: Identifier | None = Field(
+        None, description="The user who takes the workflows over: required with `reassign`."
+    )
+    actor: Actor
+
+    @model_validator(mode="after")
+    def _check(self) -> SetOwnerRemovalPayload:
+        if (self.policy is OwnerRemovalPolicy.REASSIGN) != (self.reassign_to_user_id is not None):
+            raise ValueError("reassign_to_user_id is required with reassign, and only with it")
+        return self
+
+
+class SetOwnerRemoval(Message):
+    """The account's setting for owners removed (default: `exit`); answered by
+    `account.owner_removal_set`."""
+
+    type: Literal["account.set_owner_removal"] = "account.set_owner_removal"
+    payload: SetOwnerRemovalPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/account"
+
+
+class RemoveOwnerPayload(Contract):
+    user_id: Identifier
+    change: UserChange
+    actor: Actor
+    triggering_event: TriggeringEvent | None = Field(
+        None, description="The upstream event it comes from, if any."
+    )
+
+
+class RemoveOwner(Message):
+    """A user who owns workflows was deleted or downgraded (enrollment also acts on the
+    CRM's `user.changed` itself): each workflow the user owns exits its live enrollments
+    with reason `owner_removed`, or is reassigned, as the account's setting says. Answered
+    per workflow by `workflow.owner_removed`, or `command.refused` (`owns_no_workflow`)."""
+
+    type: Literal["workflow.remove_owner"] = "workflow.remove_owner"
+    payload: RemoveOwnerPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/user/{self.payload.user_id}"
+
+
+COMMAND_MESSAGES: tuple[type[Message], ...] = (
+    ApplyWorkflow,
+    Enroll,
+    Exit,
+    Pause,
+    Resume,
+    PauseWorkflow,
+    ResumeWorkflow,
+    DeleteWorkflow,
+    ReorderWorkflows,
+    BulkExit,
+    Restore,
+    BulkRestore,
+    SetOwnerRemoval,
+    RemoveOwner,
+)

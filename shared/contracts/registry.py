@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import events, exclusions, inbound, sms_balance, topics
+from shared.contracts import events, exclusions, inbound, lifecycle_events, sms_balance, topics
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -22,8 +22,14 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.COMMANDS: COMMAND_MESSAGES
     + exclusions.EXCLUSION_COMMANDS
     + sms_balance.SMS_BALANCE_COMMANDS,
-    topics.WORKFLOW_EVENTS: events.WORKFLOW_EVENT_MESSAGES,
-    topics.ENROLLMENT_EVENTS: events.ENROLLMENT_EVENT_MESSAGES,
+    topics.WORKFLOW_EVENTS: (
+        *events.WORKFLOW_EVENT_MESSAGES,
+        *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
+    ),
+    topics.ENROLLMENT_EVENTS: (
+        *events.ENROLLMENT_EVENT_MESSAGES,
+        *lifecycle_events.ENROLLMENT_LIFECYCLE_MESSAGES,
+    ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES + sms_balance.SMS_BALANCE_EVENTS,
     topics.EXCLUSION_EVENTS: exclusions.EXCLUSION_EVENTS,

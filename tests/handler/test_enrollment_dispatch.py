@@ -47,6 +47,8 @@ from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
     LEASE,
     EnrollmentHarness,
+    answers,
+    changes,
     enrolled_in,
     enrollment_harness,
     only,
@@ -189,11 +191,16 @@ async def test_an_exit_without_a_grant_commits_at_once(h: EnrollmentHarness) -> 
     assert saved(h, enrolled).status is Status.EXITED
 
 
-async def test_a_second_exit_while_exiting_publishes_nothing(h: EnrollmentHarness) -> None:
+async def test_a_second_exit_while_exiting_changes_nothing_and_is_answered(
+    h: EnrollmentHarness,
+) -> None:
     await exiting_in(h)
     before = h.store.snapshot()
 
-    assert (await h.when(exit_cmd(), pause_cmd(), resume_cmd())).published == []
+    outcome = await h.when(exit_cmd(), pause_cmd(), resume_cmd())
+
+    assert changes(outcome) == []
+    assert answers(outcome) == ["exiting", "exiting", "not_paused"]
     assert h.store.snapshot() == before
 
 

@@ -27,6 +27,8 @@ from tests.support.builders.enrollment_events import ACCOUNT, OTHER_ACCOUNT, T0,
 from tests.support.builders.enrollment_setup import (
     TOO_LONG,
     EnrollmentHarness,
+    answers,
+    changes,
     enrolled_in,
     enrollment_harness,
     expire,
@@ -107,8 +109,9 @@ async def test_a_replayed_exit_gets_the_same_event_id_and_a_new_one_changes_noth
 
     assert len(once) == 1
     assert [m.message_id for m in once] == [m.message_id for m in replayed]
-    assert (await first.when(command)).published == []
-    assert (await first.when(exit_cmd())).published == []
+    assert answers(await first.when(command)) == ["already_exited"]
+    again = await first.when(exit_cmd())
+    assert (changes(again), answers(again)) == ([], ["already_exited"])
 
 
 async def test_an_exit_without_workflow_leaves_every_live_workflow_of_the_record(
@@ -137,7 +140,8 @@ async def test_a_workflow_that_agents_may_not_stop_still_exits_on_triggers(
 ) -> None:
     enrolled = await enrolled_in(h, definition(agents_may_stop=False))
 
-    assert (await h.when(exit_cmd(source=ExitSource.MANUAL, actor=USER))).published == []
+    manual = await h.when(exit_cmd(source=ExitSource.MANUAL, actor=USER))
+    assert (changes(manual), answers(manual)) == ([], ["agents_may_not_stop"])
     assert (
         h.store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
         is Status.ACTIVE
@@ -182,7 +186,7 @@ async def test_nothing_crosses_accounts(h: EnrollmentHarness) -> None:
         resume_cmd(account_id=OTHER_ACCOUNT),
         sent_evt(enrolled, 0, T0, account_id=OTHER_ACCOUNT),
     ):
-        assert (await h.when(command)).published == [], command.type
+        assert changes(await h.when(command)) == [], command.type
     # Parked (the other account has no such workflow yet), then rejected; our apply
     # releases nothing of theirs.
     assert (await h.when(enroll_cmd(account_id=OTHER_ACCOUNT))).published == []

@@ -128,6 +128,7 @@ async def test_parking_locks_only_the_missing_workflows(h: EnrollmentHarness) ->
         "lock_workflows",
         "current_workflows",
         "park_enrolls",
+        "workflow_statuses",
         *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",

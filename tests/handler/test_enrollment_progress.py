@@ -29,6 +29,8 @@ from tests.support.builders.enrollment_commands import (
 from tests.support.builders.enrollment_events import T0
 from tests.support.builders.enrollment_setup import (
     EnrollmentHarness,
+    answers,
+    changes,
     enrolled_in,
     enrollment_harness,
     only,
@@ -149,7 +151,7 @@ async def test_pausing_publishes_paused(h: EnrollmentHarness) -> None:
         h.store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
         is Status.PAUSED
     )
-    assert (await h.when(pause_cmd())).published == []
+    assert answers(await h.when(pause_cmd())) == ["already_paused"]
 
 
 @pytest.mark.parametrize(("resumed_after", "due_after"), [(HOUR, 2 * HOUR), (3 * HOUR, 3 * HOUR)])
@@ -173,7 +175,7 @@ async def test_resuming_publishes_resumed_and_schedules_the_current_step(
         h.store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)].status
         is Status.ACTIVE
     )
-    assert (await h.when(resume_cmd())).published == []
+    assert answers(await h.when(resume_cmd())) == ["not_paused"]
 
 
 async def test_a_step_sent_while_paused_is_recorded_and_the_next_waits_for_resume(
@@ -199,11 +201,12 @@ async def test_a_pause_and_a_resume_in_one_batch_leave_the_enrollment_active(
 
     outcome = await h.when(pause_cmd(), pause_cmd(), resume_cmd(), resume_cmd())
 
-    assert [m.type for m in outcome.published] == [
+    assert [m.type for m in changes(outcome)] == [
         EnrollmentPaused.TYPE,
         EnrollmentResumed.TYPE,
         EnrollmentStepScheduled.TYPE,
     ]
+    assert answers(outcome) == ["already_paused", "not_paused"]
     saved = h.store.enrollments[(enrolled.account_id, enrolled.payload.enrollment_id)]
     assert (saved.status, saved.next_due_at) == (Status.ACTIVE, T0 + 2 * HOUR)
     assert h.store.calls == [

@@ -30,6 +30,8 @@ from tests.support.builders.enrollment_commands import (
 from tests.support.builders.enrollment_events import ACCOUNT, T0
 from tests.support.builders.enrollment_setup import (
     EnrollmentHarness,
+    answers,
+    changes,
     enrolled_in,
     enrollment_harness,
     only,
@@ -93,7 +95,7 @@ async def test_the_scheduler_s_resume_at_the_end_resumes_once(
 
     outcome = await h.when(resume, resume)
 
-    assert [m.type for m in outcome.published] == [
+    assert [m.type for m in changes(outcome)] == [
         EnrollmentResumed.TYPE,
         EnrollmentStepScheduled.TYPE,
     ]
@@ -117,7 +119,8 @@ async def test_a_manual_resume_then_the_stale_timer_changes_nothing(
     await h.when(resume_cmd())
     before = h.store.snapshot()
 
-    assert (await h.when(stale)).published == []
+    outcome = await h.when(stale)
+    assert (changes(outcome), answers(outcome)) == ([], ["not_paused"])
     assert h.store.snapshot() == before
 
 
@@ -129,7 +132,8 @@ async def test_a_stale_timer_does_not_end_a_later_pause(
     await h.when(resume_cmd())
     later = only(await h.when(pause_cmd()), EnrollmentPaused)
 
-    assert (await h.when(stale)).published == []
+    outcome = await h.when(stale)
+    assert (changes(outcome), answers(outcome)) == ([], ["stale_pause"])
     saved = h.store.enrollments[(ACCOUNT, enrolled.payload.enrollment_id)]
     assert (saved.status, saved.pause_id) == (Status.PAUSED, later.message_id)
 
@@ -141,4 +145,5 @@ async def test_a_timed_resume_for_an_exited_enrollment_changes_nothing(
     _, resume = await pause_until(h, scheduler, 3)
     await h.when(exit_cmd())
 
-    assert (await h.when(resume)).published == []
+    outcome = await h.when(resume)
+    assert (changes(outcome), answers(outcome)) == ([], ["already_exited"])

@@ -11,7 +11,23 @@ import pytest
 
 from services.enrollment.domain import Status
 from shared.contracts import TOPIC_OF_TYPE, Message, decode
-from shared.contracts.commands import ApplyWorkflow, ContactDetails, Enroll, Exit, Pause, Resume
+from shared.contracts.commands import (
+    ApplyWorkflow,
+    BulkExit,
+    BulkRestore,
+    ContactDetails,
+    DeleteWorkflow,
+    Enroll,
+    Exit,
+    Pause,
+    PauseWorkflow,
+    RemoveOwner,
+    ReorderWorkflows,
+    Restore,
+    Resume,
+    ResumeWorkflow,
+    SetOwnerRemoval,
+)
 from shared.contracts.events import (
     EnrollmentCompleted,
     EnrollmentEnrolled,
@@ -29,7 +45,7 @@ from shared.contracts.events import (
     WorkflowApplied,
 )
 from shared.contracts.exclusions import EXCLUSION_COMMANDS
-from shared.contracts.inbound import CRM_EVENTS
+from shared.contracts.inbound import CRM_EVENTS, UserChanged
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_commands import (
     ALICE,
@@ -47,6 +63,8 @@ from tests.support.builders.enrollment_setup import (
     SCREENING_CALLS,
     TOO_LONG,
     EnrollmentHarness,
+    answers,
+    changes,
     enrolled_in,
     enrollment_harness,
     expire,
@@ -65,6 +83,18 @@ def h() -> EnrollmentHarness:
 
 def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None:
     commands = {ApplyWorkflow.TYPE, Enroll.TYPE, Exit.TYPE, Pause.TYPE, Resume.TYPE}
+    commands |= {
+        PauseWorkflow.TYPE,
+        ResumeWorkflow.TYPE,
+        DeleteWorkflow.TYPE,
+        ReorderWorkflows.TYPE,
+        BulkExit.TYPE,
+        Restore.TYPE,
+        BulkRestore.TYPE,
+        SetOwnerRemoval.TYPE,
+        RemoveOwner.TYPE,
+        UserChanged.TYPE,  # the CRM's, for owner removal
+    }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
     dispatch = {StepDue.TYPE, MessageDeferred.TYPE}
     exclusions = {m.TYPE for m in EXCLUSION_COMMANDS} | {
@@ -135,10 +165,14 @@ async def test_applying_a_new_workflow_publishes_version_one(h: EnrollmentHarnes
     assert h.store.heads == {(ACCOUNT, "onboarding"): 1}
 
 
-async def test_re_applying_the_same_definition_publishes_nothing(h: EnrollmentHarness) -> None:
+async def test_re_applying_the_same_definition_changes_nothing_and_says_so(
+    h: EnrollmentHarness,
+) -> None:
     await h.when(apply_cmd(definition()))
 
-    assert (await h.when(apply_cmd(definition()))).published == []
+    outcome = await h.when(apply_cmd(definition()))
+
+    assert (changes(outcome), answers(outcome)) == ([], ["unchanged"])
     assert list(h.store.versions) == [(ACCOUNT, "onboarding", 1)]
 
 
@@ -253,6 +287,7 @@ async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(
     assert [r.code for r in rejected.payload.rejections] == ["already_enrolled"]
     assert h.store.calls == [
         "current_workflows",
+        "workflow_statuses",
         *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",

@@ -128,6 +128,7 @@ async def test_the_webhook_gets_json_with_the_idempotency_key(server: HttpProvid
         body="Hi!",
         channel=Channel.CHAT,
         record="contact:c-1",
+        enrollment_id="5f0c1a3e-0000-4000-8000-000000000001",
     )
     reference = await provider.send(chat)
     await provider.close()
@@ -140,6 +141,7 @@ async def test_the_webhook_gets_json_with_the_idempotency_key(server: HttpProvid
         "subject": None,
         "body": "Hi!",
         "record": "contact:c-1",
+        "offramp_enrollment_id": "5f0c1a3e-0000-4000-8000-000000000001",
     }
     assert request.headers["Authorization"] == "Bearer hook-token"
     assert request.headers["Idempotency-Key"] == MESSAGE_ID

@@ -8,8 +8,13 @@ from typing import TypeVar
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.exclusion_handlers import build_all_handlers
 from services.enrollment.parking import expire_round
-from shared.contracts import RecordRef
-from shared.contracts.events import EnrollmentEnrolled
+from shared.contracts import Message, RecordRef
+from shared.contracts.events import (
+    EnrollmentEnrolled,
+)
+from shared.contracts.lifecycle_events import (
+    CommandRefused,
+)
 from shared.contracts.workflow import WorkflowDefinition
 from tests.support.builders.enrollment_commands import ALICE, apply_cmd, definition, enroll_cmd
 from tests.support.builders.enrollment_events import T0
@@ -59,3 +64,13 @@ async def expire(h: EnrollmentHarness, *, after: timedelta) -> Outcome:
         lambda uow: expire_round(uow, now=h.now + after, max_wait_s=PARK_MAX.total_seconds())
     )
     return outcome
+
+
+def answers(outcome: Outcome) -> list[str]:
+    """The codes of the ``command.refused`` answers the outcome published, in order."""
+    return [m.payload.code for m in outcome.of_type(CommandRefused)]
+
+
+def changes(outcome: Outcome) -> list[Message]:
+    """What the outcome published besides ``command.refused`` answers."""
+    return [m for m in outcome.published if not isinstance(m, CommandRefused)]

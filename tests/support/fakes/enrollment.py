@@ -23,6 +23,7 @@ from services.enrollment.ports import (
 )
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
+from tests.support.fakes.enrollment_lifecycle import FakeLifecycleStore, LifecycleState
 from tests.support.fakes.exclusions import FakeExclusionStore
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
@@ -43,7 +44,7 @@ def _unique_violation(what: str) -> asyncpg.UniqueViolationError:
 
 
 @dataclass
-class FakeEnrollmentStore(FakeExclusionStore):
+class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
     versions: dict[VersionKey, tuple[WorkflowVersion, str]] = field(default_factory=dict)
     """Every workflow version and its definition hash."""
     heads: dict[WorkflowKey, int] = field(default_factory=dict)
@@ -59,6 +60,8 @@ class FakeEnrollmentStore(FakeExclusionStore):
     """Enrolls waiting for their workflow, by (account, message id), in arrival order."""
     locked: set[WorkflowKey] = field(default_factory=set)
     """Workflows ``lock_workflows`` was asked for (a lock in the SQL store)."""
+    lifecycle: LifecycleState = field(default_factory=LifecycleState)
+    """Workflow status, order and activity, sweeps, restores (``FakeLifecycleStore``)."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order, each standing for one SQL statement (none is run for
     no rows, as in the SQL store)."""
@@ -72,6 +75,7 @@ class FakeEnrollmentStore(FakeExclusionStore):
             dict(self.exits),
             list(self.entries),
             list(self.parked.items()),
+            self.lifecycle.snapshot(),
             self.exclusion_snapshot(),
         )
 
