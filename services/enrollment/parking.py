@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from services.enrollment.admission import admit
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.handlers import admit
 from services.enrollment.ports import EnrollmentStore
 from shared.logging import get_logger
 from shared.uow import UnitOfWork

@@ -99,6 +99,8 @@ class ExitReason(StrEnum):
     WORKFLOW_PAUSED = "workflow_paused"
     WORKFLOW_DELETED = "workflow_deleted"
     OWNER_REMOVED = "owner_removed"
+    REENROLLED = "reenrolled"
+    """An ``anytime`` workflow enrolled the record again: the live enrollment made way."""
     SEND_FAILED = "send_failed"
 
 
