@@ -6,6 +6,7 @@ from __future__ import annotations
 from services.enrollment.answers import Answer
 from services.enrollment.dispatch import Granted
 from services.enrollment.domain import Admitted, Refused, VersionApplied
+from services.enrollment.exclusivity import ExclusivitySet
 from services.enrollment.exits import Exited, ExitPending
 from services.enrollment.lifecycle import Reordered, StatusChanged
 from services.enrollment.owners import OwnerRemovalSet, OwnerRemoved
@@ -31,5 +32,6 @@ Decision = (
     | Restored
     | OwnerRemoved
     | OwnerRemovalSet
+    | ExclusivitySet
 )
 """Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

@@ -31,6 +31,7 @@ from services.enrollment.recording import key as _key
 from services.enrollment.recording import record, save_changes
 from services.enrollment.recording import version_key as _version_key
 from services.enrollment.restore_handlers import bulk_restore, restore_one
+from services.enrollment.rules_handlers import set_exclusivity
 from shared.consumer import Handler
 from shared.contracts.commands import (
     ApplyWorkflow,
@@ -48,6 +49,7 @@ from shared.contracts.commands import (
     ResumeWorkflow,
     SetOwnerRemoval,
 )
+from shared.contracts.enrollment_rules import SetExclusivity
 from shared.contracts.events import (
     MessageCancelled,
     MessageDeferred,
@@ -344,6 +346,7 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         Restore.TYPE: restore_one,
         BulkRestore.TYPE: bulk_restore,
         SetOwnerRemoval.TYPE: set_owner_removal,
+        SetExclusivity.TYPE: set_exclusivity,
         RemoveOwner.TYPE: remove_owner,
         UserChanged.TYPE: users_changed,
     }

@@ -15,6 +15,7 @@ from services.enrollment import (
     decisions,
     dispatch,
     domain,
+    exclusivity,
     exits,
     lifecycle,
     owners,
@@ -112,6 +113,7 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
             | lifecycle.Reordered()
             | owners.OwnerRemoved()
             | owners.OwnerRemovalSet()
+            | exclusivity.ExclusivitySet()
         ):
             return []  # about commands and workflows, not one enrollment's story
         case restore.Restored():

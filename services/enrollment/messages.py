@@ -14,12 +14,14 @@ from services.enrollment import (
     decisions,
     dispatch,
     domain,
+    exclusivity,
     exits,
     lifecycle,
     lifecycle_messages,
     owners,
     pauses,
     restore,
+    rules_messages,
     steps,
 )
 from shared.contracts import Contract, Message
@@ -267,6 +269,8 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
             reassigned = decision.reassigned
             applied = [] if reassigned is None else [workflow_applied(reassigned, cause)]
             return [*applied, lifecycle_messages.owner_removed(decision, cause)]
+        case exclusivity.ExclusivitySet():
+            return [rules_messages.exclusivity_set(decision, cause)]
         case restore.Restored():
             restored = lifecycle_messages.restored(decision, cause)
             return [*restored, step_scheduled(decision.enrollment, decision.scheduled, cause)]

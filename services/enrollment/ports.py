@@ -16,6 +16,7 @@ from services.enrollment.domain import Admitted, Enrollment, VersionApplied, Wor
 from services.enrollment.exclusions_ports import ExclusionStore
 from services.enrollment.exits import Exited
 from services.enrollment.lifecycle_ports import LifecycleStore
+from services.enrollment.rules_ports import RulesStore
 from shared.contracts import RecordRef
 from shared.contracts.commands import Enroll
 
@@ -64,7 +65,7 @@ class ParkedEnroll:
         return (self.command.account_id, self.command.payload.workflow_id)
 
 
-class EnrollmentStore(ExclusionStore, LifecycleStore, Protocol):
+class EnrollmentStore(ExclusionStore, LifecycleStore, RulesStore, Protocol):
     """Each method takes many rows and costs one statement however many there are
     (``current_workflows`` two at most), so a run of messages costs a fixed number."""
 

@@ -32,6 +32,7 @@ from services.enrollment.ports import (
     WorkflowRecordKey,
 )
 from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of, pending_exit_json
+from services.enrollment.rules_repository import PostgresRulesStore
 from shared.contracts.commands import Enroll
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
@@ -46,7 +47,7 @@ _VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
 
 
-class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
+class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore, PostgresRulesStore):
     """``EnrollmentStore`` on the transaction's connection (exclusions' and the lifecycle's
     SQL mixed in)."""
 

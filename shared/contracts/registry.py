@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import events, exclusions, inbound, lifecycle_events, topics
+from shared.contracts import enrollment_rules, events, exclusions, inbound, lifecycle_events, topics
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -19,10 +19,15 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.INBOUND_WEB: inbound.WEB_EVENTS,
     topics.INBOUND_CRM: inbound.CRM_EVENTS,
     topics.INBOUND_CONVERSATION: inbound.CONVERSATION_EVENTS,
-    topics.COMMANDS: COMMAND_MESSAGES + exclusions.EXCLUSION_COMMANDS,
+    topics.COMMANDS: (
+        *COMMAND_MESSAGES,
+        *exclusions.EXCLUSION_COMMANDS,
+        *enrollment_rules.RULE_COMMANDS,
+    ),
     topics.WORKFLOW_EVENTS: (
         *events.WORKFLOW_EVENT_MESSAGES,
         *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
+        *enrollment_rules.RULE_EVENTS,
     ),
     topics.ENROLLMENT_EVENTS: (
         *events.ENROLLMENT_EVENT_MESSAGES,

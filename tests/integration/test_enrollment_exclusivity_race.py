@@ -1,0 +1,69 @@
+"""Where only PostgreSQL can tell: two enrolls of one record into two workflows, in two
+transactions at once, under a one-workflow account: one wins, the other is rejected
+naming it (``lock_records``; without it both pass)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.enrollment import handlers
+from services.enrollment.rules_handlers import set_exclusivity
+from shared.consumer import Handler
+from shared.contracts import Message, RecordRef, RecordType
+from shared.contracts.enrollment_rules import Exclusivity
+from tests.conftest import SessionEnv
+from tests.contract.conftest import migrated_schema
+from tests.integration.test_enrollment_parking_race import run
+from tests.support.builders.enrollment_commands import apply_cmd, definition, enroll_cmd
+from tests.support.builders.rules_commands import exclusivity_cmd
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 30
+
+
+@pytest.fixture
+async def schema(test_env: SessionEnv) -> AsyncIterator[str]:
+    async with migrated_schema(test_env, "enrollment") as conn:
+        yield str(await conn.fetchval("SELECT current_schema()"))
+
+
+async def test_two_enrolls_of_one_record_into_two_workflows_at_once_admit_one(
+    test_env: SessionEnv, schema: str
+) -> None:
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
+
+    first, second = await connect(), await connect()
+    setup: list[tuple[Handler, Message]] = [
+        (set_exclusivity, exclusivity_cmd(Exclusivity.ONE_WORKFLOW)),
+        (handlers.apply_workflows, apply_cmd(definition(0, workflow_id="a"))),
+        (handlers.apply_workflows, apply_cmd(definition(0, workflow_id="b"))),
+    ]
+    try:
+        for handler, message in setup:
+            await run(first, handler, message, 0)
+        for round_ in range(ROUNDS):
+            record = RecordRef(type=RecordType.CONTACT, id=f"c-{round_}")
+            hold = 0.01 if round_ % 2 else 0.0  # the other transaction gets in between
+            await asyncio.gather(
+                run(first, handlers.enroll, enroll_cmd(record, "a"), hold),
+                run(second, handlers.enroll, enroll_cmd(record, "b"), hold),
+            )
+        per_record = await first.fetch(
+            """SELECT record_id, count(*) AS live FROM enrollments
+               WHERE status IN ('active', 'paused') GROUP BY record_id"""
+        )
+        rejected = await first.fetchval(
+            """SELECT count(*) FROM enrollment_history WHERE event_type = 'enrollment.rejected'
+                 AND detail::text LIKE '%in_another_workflow%'"""
+        )
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(r["live"] for r in per_record) == [1] * ROUNDS
+    assert rejected == ROUNDS
