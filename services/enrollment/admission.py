@@ -1,8 +1,11 @@
-"""Admitting enrolls: every enroll is decided now (``enrollment.enrolled`` or
-``enrollment.rejected`` with every reason), the enroll handler's and the parked enrolls'
-common path. An ``anytime`` workflow's enroll of a live record restarts it
-(``reenrollment``): the live enrollment exits (``reenrolled``) in the same transaction,
-before the new one is inserted."""
+"""Admitting enrolls (``enrollment.enroll``, ``enrollment.bulk_enroll``): every enroll
+is decided now (``enrollment.enrolled`` or ``enrollment.rejected`` with every reason), or
+parked while its workflow is not applied; the parked enrolls' loop comes back here.
+
+An ``anytime`` workflow's enroll of a live record restarts it (``reenrollment``): the
+live enrollment exits (``reenrolled``) in the same transaction, before the new one is
+inserted. The account's exclusivity rule (``exclusivity``) is decided under a lock per
+record."""
 
 from __future__ import annotations
 
@@ -11,9 +14,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from services.enrollment import domain, exclusivity, exits, lifecycle, screening
-from services.enrollment.ports import EnrollmentStore, RecordKey, WorkflowKey, WorkflowRecordKey
+from services.enrollment.ports import (
+    EnrollmentStore,
+    ParkedEnroll,
+    RecordKey,
+    WorkflowKey,
+    WorkflowRecordKey,
+)
 from services.enrollment.recording import record, save_changes
-from shared.contracts.commands import Enroll, ExitReason, ExitSource
+from shared.contracts import derived_message_id
+from shared.contracts.commands import BulkEnroll, Enroll, EnrollPayload, ExitReason, ExitSource
 from shared.contracts.enrollment_rules import Exclusivity
 from shared.contracts.events import Rejection
 from shared.logging import get_logger
@@ -22,6 +32,60 @@ from shared.uow import UnitOfWork
 log = get_logger(__name__)
 
 Uow = UnitOfWork[EnrollmentStore]
+
+
+async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
+    """Admit each record into its workflow's current version, or reject it with every
+    reason; an enroll whose workflow is not applied yet is parked until it is."""
+    keys = [(c.account_id, c.payload.workflow_id) for c in commands]
+    workflows = await uow.store.current_workflows(keys)
+    if missing := [k for k in dict.fromkeys(keys) if k not in workflows]:
+        # Once the lock is ours, an apply that committed meanwhile is seen here; one that
+        # commits after will find what we park (it takes the same lock).
+        await uow.store.lock_workflows(missing)
+        workflows |= await uow.store.current_workflows(missing)
+    waiting = [c for c, k in zip(commands, keys, strict=True) if k not in workflows]
+    for command in waiting:
+        log.info("enroll_parked", workflow_id=command.payload.workflow_id)
+    await uow.store.park_enrolls([ParkedEnroll(c, now) for c in waiting])
+    await admit(
+        uow,
+        [c for c, k in zip(commands, keys, strict=True) if k in workflows],
+        now,
+        workflows=workflows,
+    )
+
+
+async def bulk_enroll(uow: Uow, commands: list[BulkEnroll], now: datetime) -> None:
+    """Each record of each command as an ``enrollment.enroll`` of its own (its id derived
+    from the command's and the record, so a replay enrolls no one twice; correlated to the
+    command), decided as one run: each record is answered ``enrollment.enrolled`` or
+    ``enrollment.rejected``, or parked with the others while the workflow is not applied."""
+    await enroll(uow, [e for c in commands for e in enrolls_of(c)], now)
+
+
+def enrolls_of(command: BulkEnroll) -> list[Enroll]:
+    """The ``enrollment.enroll`` of each record ``command`` names (the first, if twice)."""
+    payload = command.payload
+    targets = {t.record: t for t in reversed(payload.records)}
+    return [
+        Enroll.create(
+            message_id=derived_message_id(
+                "bulk_enroll", command.account_id, command.message_id, f"{r.type}/{r.id}"
+            ),
+            account_id=command.account_id,
+            occurred_at=command.occurred_at,
+            caused_by=command,
+            payload=EnrollPayload(
+                workflow_id=payload.workflow_id,
+                record=r,
+                contact=targets[r].contact,
+                actor=payload.actor,
+                audience_id=payload.audience_id,
+            ),
+        )
+        for r in dict.fromkeys(t.record for t in payload.records)
+    ]
 
 
 async def admit(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TypeGuard, TypeVar
 
 from services.enrollment import answers, domain, exits, lifecycle, pauses, steps
-from services.enrollment.admission import admit
+from services.enrollment.admission import admit, bulk_enroll, enroll
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
@@ -23,7 +23,6 @@ from services.enrollment.owner_handlers import remove_owner, set_owner_removal, 
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
-    ParkedEnroll,
     RecordKey,
     VersionKey,
 )
@@ -35,6 +34,7 @@ from services.enrollment.rules_handlers import set_exclusivity
 from shared.consumer import Handler
 from shared.contracts.commands import (
     ApplyWorkflow,
+    BulkEnroll,
     BulkExit,
     BulkRestore,
     DeleteWorkflow,
@@ -189,28 +189,6 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
     await admit(uow, parked, now)
 
 
-async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
-    """Admit each record into its workflow's current version, or reject it with every
-    reason; an enroll whose workflow is not applied yet is parked until it is."""
-    keys = [(c.account_id, c.payload.workflow_id) for c in commands]
-    workflows = await uow.store.current_workflows(keys)
-    if missing := [k for k in dict.fromkeys(keys) if k not in workflows]:
-        # Once the lock is ours, an apply that committed meanwhile is seen here; one that
-        # commits after will find what we park (it takes the same lock).
-        await uow.store.lock_workflows(missing)
-        workflows |= await uow.store.current_workflows(missing)
-    waiting = [c for c, k in zip(commands, keys, strict=True) if k not in workflows]
-    for command in waiting:
-        log.info("enroll_parked", workflow_id=command.payload.workflow_id)
-    await uow.store.park_enrolls([ParkedEnroll(c, now) for c in waiting])
-    await admit(
-        uow,
-        [c for c, k in zip(commands, keys, strict=True) if k in workflows],
-        now,
-        workflows=workflows,
-    )
-
-
 async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
     """End the live enrollments each command names, once; a workflow may keep agents from
     stopping it."""
@@ -330,6 +308,7 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         MessageDeferred.TYPE: RenewGrants(lease),
         ApplyWorkflow.TYPE: apply_workflows,
         Enroll.TYPE: enroll,
+        BulkEnroll.TYPE: bulk_enroll,
         Exit.TYPE: exit,
         Pause.TYPE: pause,
         Resume.TYPE: resume,

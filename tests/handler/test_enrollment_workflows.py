@@ -13,6 +13,7 @@ from services.enrollment.domain import Status
 from shared.contracts import TOPIC_OF_TYPE, Message, decode
 from shared.contracts.commands import (
     ApplyWorkflow,
+    BulkEnroll,
     BulkExit,
     BulkRestore,
     ContactDetails,
@@ -95,6 +96,7 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
         SetOwnerRemoval.TYPE,
         RemoveOwner.TYPE,
         SetExclusivity.TYPE,
+        BulkEnroll.TYPE,
         UserChanged.TYPE,  # the CRM's, for owner removal
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.enrollment import handlers
+from services.enrollment import admission, handlers
 from services.enrollment.rules_handlers import set_exclusivity
 from shared.consumer import Handler
 from shared.contracts import Message, RecordRef, RecordType
@@ -51,8 +51,8 @@ async def test_two_enrolls_of_one_record_into_two_workflows_at_once_admit_one(
             record = RecordRef(type=RecordType.CONTACT, id=f"c-{round_}")
             hold = 0.01 if round_ % 2 else 0.0  # the other transaction gets in between
             await asyncio.gather(
-                run(first, handlers.enroll, enroll_cmd(record, "a"), hold),
-                run(second, handlers.enroll, enroll_cmd(record, "b"), hold),
+                run(first, admission.enroll, enroll_cmd(record, "a"), hold),
+                run(second, admission.enroll, enroll_cmd(record, "b"), hold),
             )
         per_record = await first.fetch(
             """SELECT record_id, count(*) AS live FROM enrollments
