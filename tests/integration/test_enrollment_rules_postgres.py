@@ -1,4 +1,4 @@
-"""Where only PostgreSQL can tell: two enrolls of one record into two workflows, in two
+"""Enrollment rules on PostgreSQL. Where only it can tell: two enrolls of one record into two workflows, in two
 transactions at once, under a one-workflow account: one wins, the other is rejected
 naming it (``lock_records``; without it both pass)."""
 
@@ -67,3 +67,25 @@ async def test_two_enrolls_of_one_record_into_two_workflows_at_once_admit_one(
         await second.close()
     assert sorted(r["live"] for r in per_record) == [1] * ROUNDS
     assert rejected == ROUNDS
+
+
+async def test_an_anytime_enroll_restarts_a_live_enrollment_on_postgresql(
+    test_env: SessionEnv, schema: str
+) -> None:
+    conn = await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
+    record = RecordRef(type=RecordType.CONTACT, id="c-1")
+    try:
+        wf = definition(0, 24, workflow_id="again", reenrollment="anytime")
+        await run(conn, handlers.apply_workflows, apply_cmd(wf), 0)
+        for _ in range(3):
+            await run(conn, admission.enroll, enroll_cmd(record, "again"), 0)
+        rows = await conn.fetch(
+            "SELECT status, exit_reason FROM enrollments ORDER BY enrolled_at, status"
+        )
+    finally:
+        await conn.close()
+    assert sorted((r["status"], r["exit_reason"]) for r in rows) == [
+        ("active", None),
+        ("exited", "reenrolled"),
+        ("exited", "reenrolled"),
+    ]
