@@ -1,4 +1,5 @@
-"""Enrollment rules on PostgreSQL. Where only it can tell: two enrolls of one record into two workflows, in two
+"""Enrollment rules on PostgreSQL: an ``anytime`` restart through the real store, and
+where only PostgreSQL can tell: two enrolls of one record into two workflows, in two
 transactions at once, under a one-workflow account: one wins, the other is rejected
 naming it (``lock_records``; without it both pass)."""
 
