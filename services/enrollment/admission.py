@@ -9,11 +9,13 @@ record."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from services.enrollment import domain, exclusivity, exits, lifecycle, screening
+from services.enrollment import caps, domain, exclusivity, exits, lifecycle, screening
+from services.enrollment.cap_gate import CapGate
 from services.enrollment.ports import (
     EnrollmentStore,
     ParkedEnroll,
@@ -32,6 +34,8 @@ from shared.uow import UnitOfWork
 log = get_logger(__name__)
 
 Uow = UnitOfWork[EnrollmentStore]
+Outcome = domain.Admitted | domain.Refused | caps.Deferred
+"""What becomes of an enroll: admitted, refused, or waiting for the daily cap."""
 
 
 async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
@@ -94,6 +98,7 @@ async def admit(
     now: datetime,
     *,
     workflows: Mapping[WorkflowKey, domain.WorkflowVersion] | None = None,
+    arrived: Mapping[uuid.UUID, datetime] | None = None,
 ) -> None:
     """Decide each enroll now: admitted, or rejected with every reason (``unknown_workflow``
     when its workflow does not exist). ``workflows`` are the current versions, if known.
@@ -112,6 +117,7 @@ async def admit(
     statuses = await uow.store.workflow_statuses(
         [(c.account_id, c.payload.workflow_id) for c in commands]
     )
+    gate = await CapGate.load(uow.store, commands, workflows, now, released=arrived is not None)
     rules = await _Exclusivity.load(uow.store, commands, workflows)
     excluded = await screening.screen_enrolls(uow.store, commands, now)
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
@@ -122,7 +128,7 @@ async def admit(
             enrollment
         )
     admitted_now: set[WorkflowRecordKey] = set()
-    decided: list[tuple[domain.Admitted | domain.Refused, Enroll]] = []
+    decided: list[tuple[Outcome, Enroll]] = []
     later: Sequence[Enroll] = ()
     for index, command in enumerate(commands):
         payload = command.payload
@@ -147,6 +153,12 @@ async def admit(
         if isinstance(decision, domain.Admitted) and key in admitted_now and decision.restarts:
             later = commands[index:]
             break
+        if isinstance(decision, domain.Admitted) and (
+            deferred := gate.defer(command, arrived or {}, now)
+        ):
+            log.info("enrollment_deferred_by_cap", day=str(deferred.day))
+            decided.append((deferred, command))
+            continue
         if isinstance(decision, domain.Admitted):
             previous[key].append(decision.enrollment)
             admitted_now.add(key)
@@ -155,14 +167,25 @@ async def admit(
             log.info("enrollment_rejected", codes=[r.code for r in decision.rejections])
         decided.append((decision, command))
     await _save(uow, decided, now)
-    await admit(uow, later, now, workflows=workflows)
+    await admit(uow, later, now, workflows=workflows, arrived=arrived)
 
 
 async def _save(
-    uow: Uow, decided: list[tuple[domain.Admitted | domain.Refused, Enroll]], now: datetime
+    uow: Uow,
+    decided: list[tuple[Outcome, Enroll]],
+    now: datetime,
 ) -> None:
     admitted = [d for d, _ in decided if isinstance(d, domain.Admitted)]
-    ordered: list[tuple[domain.Admitted | domain.Refused | exits.Exited, Enroll]] = []
+    await uow.store.park_enrolls(
+        [
+            ParkedEnroll(d.command, d.arrived_at, d.release_at)
+            for d, _ in decided
+            if isinstance(d, caps.Deferred)
+        ]
+    )
+    ordered: list[
+        tuple[domain.Admitted | domain.Refused | exits.Exited | caps.Deferred, Enroll]
+    ] = []
     for decision, command in decided:
         if isinstance(decision, domain.Admitted) and (made_way := _restart(decision, now)):
             ordered.append((made_way, command))
@@ -181,7 +204,8 @@ async def _save(
     log.info(
         "enroll_run",
         admitted=len(admitted),
-        rejected=len(decided) - len(admitted),
+        rejected=sum(isinstance(d, domain.Refused) for d, _ in decided),
+        deferred=sum(isinstance(d, caps.Deferred) for d, _ in decided),
         restarted=len(restarted),
     )
 

@@ -4,6 +4,7 @@ its outputs."""
 from __future__ import annotations
 
 from services.enrollment.answers import Answer
+from services.enrollment.caps import Deferred
 from services.enrollment.dispatch import Granted
 from services.enrollment.domain import Admitted, Refused, VersionApplied
 from services.enrollment.exclusivity import ExclusivitySet
@@ -33,5 +34,6 @@ Decision = (
     | OwnerRemoved
     | OwnerRemovalSet
     | ExclusivitySet
+    | Deferred
 )
 """Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

@@ -134,6 +134,7 @@ LATER_SETTINGS = frozenset(
         "exits_workflows_on_enroll",
         "exits_workflows_on_exit",
         "exit_company_on_deal_opened",
+        "daily_enrollment_cap",
     }
 )
 """Workflow settings added after the first contract: left out of the hash while at their

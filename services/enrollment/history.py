@@ -12,6 +12,7 @@ from typing import Any
 
 from services.enrollment import (
     answers,
+    caps,
     decisions,
     dispatch,
     domain,
@@ -114,6 +115,7 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
             | owners.OwnerRemoved()
             | owners.OwnerRemovalSet()
             | exclusivity.ExclusivitySet()
+            | caps.Deferred()
         ):
             return []  # about commands and workflows, not one enrollment's story
         case restore.Restored():

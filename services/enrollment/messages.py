@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from services.enrollment import (
     answers,
+    caps,
     decisions,
     dispatch,
     domain,
@@ -269,6 +270,8 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
             reassigned = decision.reassigned
             applied = [] if reassigned is None else [workflow_applied(reassigned, cause)]
             return [*applied, lifecycle_messages.owner_removed(decision, cause)]
+        case caps.Deferred():
+            return [rules_messages.deferred_by_cap(decision, cause)]
         case exclusivity.ExclusivitySet():
             return [rules_messages.exclusivity_set(decision, cause)]
         case restore.Restored():

@@ -55,10 +55,12 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class ParkedEnroll:
-    """An ``enrollment.enroll`` waiting for its workflow's first version, since when."""
+    """An ``enrollment.enroll`` waiting for its workflow's first version, since when; or,
+    with ``release_at``, for the day its workflow's daily cap admits it (``caps``)."""
 
     command: Enroll
     parked_at: datetime
+    release_at: datetime | None = None
 
     @property
     def workflow(self) -> WorkflowKey:
@@ -141,10 +143,11 @@ class EnrollmentStore(ExclusionStore, LifecycleStore, RulesStore, Protocol):
         ...
 
     async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
-        """Remove and return the enrolls parked for each workflow, in arrival order."""
+        """Remove and return the enrolls parked for each workflow (not those waiting for the
+        cap), in arrival order."""
         ...
 
     async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
-        """Remove and return up to ``limit`` enrolls parked before ``parked_before``, in
-        arrival order; replicas skip each other's rows."""
+        """Remove and return up to ``limit`` enrolls parked before ``parked_before`` (not
+        those waiting for the cap), in arrival order; replicas skip each other's rows."""
         ...

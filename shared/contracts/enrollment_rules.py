@@ -5,10 +5,13 @@ The command is on ``offramp.commands.v1``; its answer, ``account.exclusivity_set
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
-from shared.contracts.base import Actor, Contract, Message
+from pydantic import AwareDatetime, Field
+
+from shared.contracts.base import Actor, Contract, Identifier, Message, RecordRef
 
 
 class Exclusivity(StrEnum):
@@ -58,5 +61,25 @@ class AccountExclusivitySet(Message):
         return f"{self.account_id}/account"
 
 
+class DeferredByCapPayload(Contract):
+    workflow_id: Identifier
+    record: RecordRef
+    actor: Actor
+    cap: int = Field(ge=1, description="The workflow's daily enrollment cap.")
+    day: date = Field(description="The local day (workflow time zone) it will be admitted on.")
+    release_at: AwareDatetime = Field(description="When that day starts: decided from then.")
+
+
+class EnrollmentDeferredByCap(Message):
+    """An enroll over its workflow's daily cap waits for the next day, in order (answer to
+    ``enrollment.enroll`` / ``enrollment.bulk_enroll``); it is decided then, and answered
+    ``enrollment.enrolled`` or ``enrollment.rejected`` (or deferred again if that day is
+    full too)."""
+
+    type: Literal["enrollment.deferred_by_cap"] = "enrollment.deferred_by_cap"
+    payload: DeferredByCapPayload
+
+
 RULE_COMMANDS: tuple[type[Message], ...] = (SetExclusivity,)
 RULE_EVENTS: tuple[type[Message], ...] = (AccountExclusivitySet,)
+RULE_ENROLLMENT_EVENTS: tuple[type[Message], ...] = (EnrollmentDeferredByCap,)

@@ -32,6 +32,7 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.ENROLLMENT_EVENTS: (
         *events.ENROLLMENT_EVENT_MESSAGES,
         *lifecycle_events.ENROLLMENT_LIFECYCLE_MESSAGES,
+        *enrollment_rules.RULE_ENROLLMENT_EVENTS,
     ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES,

@@ -194,6 +194,14 @@ class WorkflowSettings(Contract):
     send_window: SendWindow | None = Field(
         None, description="When steps may be sent; null: any time."
     )
+    daily_enrollment_cap: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="New enrollments a day (the send window's time zone, else UTC); "
+        "enrolls over it wait for the next day, in order (`enrollment.deferred_by_cap`). "
+        "Null: no cap.",
+    )
 
 
 class WorkflowDefinition(Contract):

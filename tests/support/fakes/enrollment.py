@@ -245,11 +245,17 @@ class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore, FakeRulesStore
 
     async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
         self._called("take_parked", keys)
-        return self._take([k for k, p in self.parked.items() if p.workflow in set(keys)])
+        return self._take(
+            [k for k, p in self.parked.items() if p.workflow in set(keys) and p.release_at is None]
+        )
 
     async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
         self.calls.append("take_expired_parked")
-        expired = [k for k, p in self.parked.items() if p.parked_at < parked_before]
+        expired = [
+            k
+            for k, p in self.parked.items()
+            if p.parked_at < parked_before and p.release_at is None
+        ]
         oldest = sorted(expired, key=lambda k: self.parked[k].parked_at)[:limit]
         return self._take([k for k in self.parked if k in set(oldest)])
 
