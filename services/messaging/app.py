@@ -5,7 +5,9 @@ renewal), re-checks the enrollment at send time, sends through the provider outs
 transaction and reports every send's outcome: ``message.sent``, ``message.cancelled`` or
 ``message.failed`` (each answers a revoked grant). Records providers' delivery-status
 callbacks (``message.delivery_status``) and publishes ``message.undelivered`` for a sent
-message that will not arrive."""
+message that will not arrive. Keeps each account's SMS balance (``sms_balance.credit`` and
+``.configure`` on the commands topic): reserves scheduled SMS steps' segments, debits them
+on send, refunds unsent ones (``sms_balance.refunded``)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ SPEC = ServiceSpec(
     schema="messaging",
     description=__doc__ or "",
     migrations_dir=Path(__file__).parent / "migrations",
-    consumes=(topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS, topics.INBOUND_CONVERSATION),
+    consumes=(
+        topics.ENROLLMENT_EVENTS,
+        topics.WORKFLOW_EVENTS,
+        topics.INBOUND_CONVERSATION,
+        topics.COMMANDS,
+    ),
     publishes=(topics.MESSAGING_EVENTS, topics.DEAD_LETTER),
     settings=MessagingSettings,
     store=PostgresMessagingStore,

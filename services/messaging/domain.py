@@ -183,6 +183,8 @@ class ClaimedSend:
     due_at: datetime | None = None
     """When it fell due (its next attempt): the order a full sender's sends go out in."""
     recipient_phone: str | None = None
+    unreserved: bool = False
+    """An SMS of a metered account whose segments are not reserved (yet)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,15 +5,17 @@ re-checks at claim time, revoked grants, and ended enrollments.
 of it that comes back to the queue, e.g. after a transient failure, is cancelled, never
 sent), cancels that step's send if no call was handed to a provider, and answers the
 revoke (``stopping``). ``enrollment.exited`` and ``enrollment.completed`` cancel the
-enrollment's unsent steps at once. ``enrollment.resumed`` only makes the projection active
-again: a step cancelled for the pause is queued again by its new grant, never without one.
+enrollment's unsent steps at once; they and ``enrollment.paused`` refund its unsent
+reserved SMS segments (``balance``; a resume re-schedules, and so reserves, the step).
+``enrollment.resumed`` only makes the projection active again: a step cancelled for the
+pause is queued again by its new grant, never without one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from services.messaging import messages, projection, stopping
+from services.messaging import balance, messages, projection, stopping
 from services.messaging.ports import MessagingStore
 from shared.contracts import Message
 from shared.contracts.events import (
@@ -25,6 +27,7 @@ from shared.contracts.events import (
     EnrollmentPaused,
     EnrollmentResumed,
 )
+from shared.contracts.sms_balance import RefundReason
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -47,6 +50,13 @@ ENROLLMENT_CHANGES: tuple[type[Message], ...] = (
     EnrollmentDispatchRevoked,
 )
 """The events ``enrollments_changed`` takes (all of them one handler: one run)."""
+
+_REFUNDED_BECAUSE = {
+    EnrollmentExited: RefundReason.ENROLLMENT_EXITED,
+    EnrollmentCompleted: RefundReason.ENROLLMENT_COMPLETED,
+    EnrollmentPaused: RefundReason.ENROLLMENT_PAUSED,
+}
+"""The events that refund the enrollment's unsent reserved SMS segments (``balance``)."""
 
 _ENDED_BECAUSE = {
     projection.EnrollmentStatus.EXITED: CancelReason.ENROLLMENT_EXITED,
@@ -88,6 +98,13 @@ async def enrollments_changed(
     await uow.store.save_enrollments(list(changed.values()))
     if stops:
         await _stop(uow, stops)
+    refunds = {
+        seen_.key: _REFUNDED_BECAUSE[type(event)]
+        for event, seen_ in zip(events, seen, strict=True)
+        if type(event) in _REFUNDED_BECAUSE
+    }
+    if refunds:
+        await balance.settle(uow, now=now, enrollments=refunds)
 
 
 async def _stop(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from services.messaging import domain, messages, parking
+from services.messaging import balance, domain, messages, parking
 from services.messaging.config import MessagingSettings
 from services.messaging.delivery_reports import delivery_reported
 from services.messaging.enrollment_changes import ENROLLMENT_CHANGES, enrollments_changed
@@ -26,8 +26,9 @@ from services.messaging.errors import StepMismatchError, UnknownWorkflowStepErro
 from services.messaging.parking import VersionKey
 from services.messaging.ports import MessagingStore, StepKey
 from shared.consumer import Handler
-from shared.contracts.events import EnrollmentStepGranted, WorkflowApplied
+from shared.contracts.events import EnrollmentStepGranted, EnrollmentStepScheduled, WorkflowApplied
 from shared.contracts.inbound import MessageDeliveryStatus
+from shared.contracts.sms_balance import SMS_BALANCE_COMMANDS
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -117,6 +118,7 @@ class WorkflowsApplied:
         if queued:
             await uow.store.wake_senders()
         await uow.store.fail_parked(failed)
+        await balance.refund_failed_parked(uow, failed, now)
         for failure in failed:
             uow.publish(messages.message_failed(failure))
             log.error("parked_step_failed", reason=failure.reason, **_step_fields(failure.parked))
@@ -277,7 +279,8 @@ def build_handlers(settings: MessagingSettings) -> Mapping[str, Handler]:
     """Message type -> handler, for ``ServiceSpec.handlers``.
 
     The enrollment events other than grants share one handler, so a stream mixing them is
-    still one run.
+    still one run; so do the SMS balance's commands (every other command on
+    ``offramp.commands.v1`` is skipped: messaging has no handler for it).
     """
     rendering = Rendering(settings.message_id_domain, settings.default_sender)
     return {
@@ -285,4 +288,6 @@ def build_handlers(settings: MessagingSettings) -> Mapping[str, Handler]:
         EnrollmentStepGranted.TYPE: GrantedSteps(rendering),
         **{change.TYPE: enrollments_changed for change in ENROLLMENT_CHANGES},
         MessageDeliveryStatus.TYPE: delivery_reported,
+        EnrollmentStepScheduled.TYPE: balance.reserve_scheduled,
+        **{command.TYPE: balance.balance_commands for command in SMS_BALANCE_COMMANDS},
     }

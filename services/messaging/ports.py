@@ -26,6 +26,8 @@ from services.messaging.domain import (
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.projection import EnrollmentKey, EnrollmentView
 from services.messaging.send_limits import SenderKey, SenderQueue, SenderUsage
+from services.messaging.sms_balance import Book
+from services.messaging.sms_balance import StepKey as SmsStepKey
 from services.messaging.stopping import QueuedStep, Stopped
 
 StepKey = tuple[str, str, int, int]
@@ -193,4 +195,32 @@ class MessagingStore(Protocol):
 
     async def record_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
         """Store each send's latest delivery report."""
+        ...
+
+    # --- the SMS balance (``sms_balance``): balances locked by a run, reservations, ledger ---
+
+    async def meter_accounts(self, accounts: Collection[str]) -> None:
+        """Give ``accounts`` a balance of 0 if they have none (metered from now on)."""
+        ...
+
+    async def sms_books(
+        self,
+        accounts: Collection[str],
+        *,
+        steps: Collection[SmsStepKey] = (),
+        enrollments: Collection[EnrollmentKey] = (),
+        credit_ids: Collection[tuple[str, str]] = (),
+        short: bool = False,
+    ) -> dict[str, Book]:
+        """The metered ones of ``accounts``, their balances locked until the transaction
+        ends, with the reservations of ``steps`` and of ``enrollments`` (and, ``short``,
+        every short one of theirs) and which of ``credit_ids`` were applied already."""
+        ...
+
+    async def save_sms_books(self, books: Sequence[Book]) -> None:
+        """Save the balances, reservations and ledger movements the books changed."""
+        ...
+
+    async def sms_ledger_sum(self, account_id: str) -> tuple[int, int]:
+        """(balance, sum of the ledger's deltas) of one account."""
         ...

@@ -26,13 +26,14 @@ from services.messaging.send_queue_sql import (
     queued_of_row,
     send_keys,
 )
+from services.messaging.sms_balance_sql import SmsBalanceSql
 from services.messaging.stopping import QueuedStep, Stopped
 from shared.contracts import RecordRef, RecordType
 from shared.contracts.inbound import Channel
 from shared.db import DbConnection
 
 
-class PostgresMessagingStore(SendQueueSql, SendLimitSql, DeliverySql):
+class PostgresMessagingStore(SendQueueSql, SendLimitSql, DeliverySql, SmsBalanceSql):
     """``MessagingStore`` on the transaction's connection: the projections, queueing and
     parking here; the send queue in ``SendQueueSql``, send limits in ``SendLimitSql``,
     delivery reports in ``DeliverySql``."""

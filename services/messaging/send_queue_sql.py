@@ -53,6 +53,13 @@ _AWAITS_RENEWAL = """s.lease_until <= $1
 """A send whose grant lapsed and whose renewal was asked for (``message.deferred``) and
 has not come: no call may start for it, and asking again would say nothing new."""
 
+_UNRESERVED = """(s.status = 'pending' AND b.account_id IS NOT NULL
+                AND r.state IS DISTINCT FROM 'reserved')"""
+"""An SMS of a metered account (``sms_balance``) whose segments are not reserved: the
+claim reserves them first (``balance.reserve_claimed``). One found short already is not
+claimed while its account waits for credit (a credit reserves it). A crash's send
+(``sending``) was reserved when it was claimed: its outcome settles it."""
+
 SEND_KEY = """s.account_id = u.account_id AND s.enrollment_id = u.enrollment_id
                  AND s.step_index = u.step_index"""
 
@@ -152,18 +159,25 @@ class SendQueueSql:
         then sees the exit. The inner join leaves a send whose enrollment is not projected
         yet (the projection may start from any point of the topic) for a later claim. A
         send waiting for the renewal of its lapsed grant is not due until it comes, nor is
-        one whose sender is full (``send_limits``) until capacity frees.
+        one whose sender is full (``send_limits``) until capacity frees, nor an SMS whose
+        metered account found its segments short (``_UNRESERVED``) until a credit covers it.
         """
         rows = await self._conn.fetch(
             f"""SELECT {SEND_COLUMNS}, s.status = 'sending' AS after_crash,
                        e.status AS enrollment_status, e.recipient_email, e.recipient_phone,
-                       s.next_attempt_at
+                       s.next_attempt_at, {_UNRESERVED} AS unreserved
                 FROM sends s
                 JOIN enrollments e
                   ON e.enrollment_id = s.enrollment_id AND e.account_id = s.account_id
+                LEFT JOIN sms_balances b ON b.account_id = s.account_id AND s.channel = 'sms'
+                LEFT JOIN sms_reservations r
+                  ON r.account_id = s.account_id AND r.enrollment_id = s.enrollment_id
+                 AND r.step_index = s.step_index
                 WHERE ((s.status = 'pending' AND s.next_attempt_at <= $1)
                        OR (s.status = 'sending' AND s.claimed_until <= $1))
                   AND NOT COALESCE({_AWAITS_RENEWAL}, false)
+                  AND NOT COALESCE(s.status = 'pending' AND r.state = 'short'
+                                    AND b.when_short = 'wait', false)
                   AND NOT EXISTS (SELECT 1 FROM send_quotas q
                                   WHERE q.account_id = s.account_id AND q.sender = s.sender
                                     AND q.blocked_until > $1)
@@ -182,6 +196,7 @@ class SendQueueSql:
                 after_crash=row["after_crash"],
                 due_at=row["next_attempt_at"],
                 recipient_phone=row["recipient_phone"],
+                unreserved=row["unreserved"],
             )
             for row in rows
         ]

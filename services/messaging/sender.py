@@ -39,13 +39,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from services.messaging import domain, limiting, messages, parking
+from services.messaging import balance, domain, limiting, messages
 from services.messaging.config import MessagingSettings
 from services.messaging.errors import ProviderError
 from services.messaging.ports import MessagingStore
 from services.messaging.provider_choice import build_providers
 from services.messaging.providers import AcceptanceLookup, EmailProvider
 from services.messaging.send_limits import NO_LIMITS, Limits
+from services.messaging.sender_housekeeping import Housekeeping, SenderStats
 from shared.contracts.inbound import Channel
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -64,30 +65,6 @@ is still right: it applies only if no other sender took the send over meanwhile.
 RECORD_PAUSE_MAX_S = 5.0
 
 
-@dataclass(slots=True)
-class SenderStats:
-    sent: int = 0
-    cancelled: int = 0
-    retried: int = 0
-    failed: int = 0
-    sends_resent_after_crash: int = 0
-    """Sends found ``sending`` after a crash and given to a provider that cannot tell
-    whether it accepted them already: possibly delivered twice (same Message-ID)."""
-    sends_resolved_after_crash: int = 0
-    """Sends found ``sending`` after a crash that the provider said it had accepted:
-    marked sent without sending."""
-    parked_expired: int = 0
-    deferred: int = 0
-    """Sends whose grant lapsed before a call started: ``message.deferred`` published."""
-    calls_not_started_lease_lapsed: int = 0
-    """Claimed sends whose grant lapsed between the claim and the provider call."""
-    stale_outcomes: int = 0
-    """Outcomes not recorded because the send's attempt had lost its lease meanwhile."""
-    waited_for_limit: int = 0
-    """Claims of a send left waiting because its sender had reached its send limit."""
-    last_tick_monotonic: float = 0.0
-
-
 @dataclass(frozen=True, slots=True)
 class _Call:
     """One claimed send to carry out outside any transaction."""
@@ -99,9 +76,15 @@ class _Call:
     after_crash: bool
     lookup: AcceptanceLookup | None
     """Set when the send must first be looked up (a crash's send, a provider that can tell)."""
+    short: bool = False
+    """An SMS its account's balance cannot cover (set to fail when short): no call."""
 
 
 Outcome = domain.Sent | domain.Failed | domain.Cancelled | domain.Deferred | domain.Released
+
+
+def _delivers(item: domain.ClaimedSend, now: datetime) -> bool:
+    return isinstance(domain.decide_send(item, now=now), domain.Deliver)
 
 
 def _fields(send: domain.Send) -> dict[str, object]:
@@ -114,7 +97,7 @@ def _fields(send: domain.Send) -> dict[str, object]:
     }
 
 
-class Sender:
+class Sender(Housekeeping):
     """Claims, sends and records; storage comes through the units of work it opens."""
 
     def __init__(
@@ -197,8 +180,20 @@ class Sender:
         cancelled: list[domain.Cancelled] = []
         deferred: list[domain.Deferred] = []
         calls: list[_Call] = []
+        short: list[_Call] = []
+        covered, failing = await balance.reserve_claimed(
+            uow,
+            [i.send for i in claimed if i.unreserved and _delivers(i, now)],
+            now,
+        )
         for item in claimed:
             decision = domain.decide_send(item, now=now)
+            if item.unreserved and isinstance(decision, domain.Deliver):
+                if item.send.key in failing:
+                    attempt = replace(item.send, attempt_id=uuid.uuid4())
+                    short.append(_Call(attempt, decision, None, False, None, short=True))
+                if item.send.key not in covered:
+                    continue  # short: stays pending; a credit reserves it
             # A crash's send that the provider can look up is looked up first, even one the
             # re-check would cancel: whether it went out before the crash is a fact to keep.
             lookup = self._lookup(item)
@@ -221,9 +216,12 @@ class Sender:
             lapsed=[d.send for d in deferred if not d.after_crash],
         )
         self.stats.waited_for_limit += len(waiting)
-        calls = [call for call in calls if call.send.key not in waiting]
+        calls = [call for call in calls if call.send.key not in waiting] + short
         deferred = [d for d in deferred if d.send.key not in waiting]
-        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        recorded = await uow.store.mark_cancelled(cancelled)
+        self._publish_cancelled(uow, cancelled, recorded)
+        stopped = [c.send for c in cancelled if c.send.key in recorded]
+        await balance.settle_outcomes(uow, now=now, cancelled=stopped)
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.mark_sending([call.send for call in calls], until=now + self.lease)
         return calls
@@ -234,12 +232,14 @@ class Sender:
             return provider
         return None
 
-    async def _carry_out(self, call: _Call, *, now: datetime) -> Outcome:
+    async def _carry_out(self, call: _Call, *, now: datetime) -> Outcome:  # noqa: PLR0911
         """One provider call (or look-up); a ``Released`` when none could start."""
         send = call.send
         async with self._semaphore:
             if self._stopping():
                 return domain.Released(send, call.after_crash)
+            if call.short:
+                return balance.balance_exhausted(send, now)
             if call.lookup is not None:
                 try:
                     async with asyncio.timeout(self._timeout_s):
@@ -324,11 +324,16 @@ class Sender:
                 self.stats.sent += 1
                 uow.publish(messages.message_sent(item))
                 log.info("message_sent", channel=item.send.channel.value, **_fields(item.send))
+        debited = [o.send for o in sent if o.send.key in recorded]
         recorded = await uow.store.record_failures(failures)
         for failure in failures:
             if self._fresh(failure.send, recorded):
                 self._failed(uow, failure)
-        self._publish_cancelled(uow, cancelled, await uow.store.mark_cancelled(cancelled))
+        ended = [o.send for o in failures if o.send.key in recorded and o.retry_at is None]
+        recorded = await uow.store.mark_cancelled(cancelled)
+        self._publish_cancelled(uow, cancelled, recorded)
+        stopped = [o.send for o in cancelled if o.send.key in recorded]
+        await balance.settle_outcomes(uow, now=now, sent=debited, failed=ended, cancelled=stopped)
         deferred = [o for o in outcomes if isinstance(o, domain.Deferred)]
         self._publish_deferred(uow, deferred, await uow.store.defer(deferred, now=now))
         await uow.store.release(released, now=now)
@@ -403,37 +408,3 @@ class Sender:
                     await close()
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.warning("provider_close_failed", error=repr(exc))
-
-    async def cancel_orphans(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
-        """Cancel sends whose enrollment never arrived within the grace period."""
-        orphans = await uow.store.cancel_orphans(
-            created_before=now - self._orphan_grace, limit=self.claim_limit
-        )
-        for send in orphans:
-            uow.publish(messages.message_cancelled(domain.orphaned(send)))
-            log.warning(
-                "send_cancelled_enrollment_unknown",
-                enrollment_id=str(send.enrollment_id),
-                step_index=send.step_index,
-                account_id=send.account_id,
-            )
-        self.stats.cancelled += len(orphans)
-        return len(orphans)
-
-    async def expire_parked(self, uow: UnitOfWork[MessagingStore], *, now: datetime) -> int:
-        """Fail steps that waited longer than ``park_max_s`` for their workflow version."""
-        before = parking.expires_before(now, max_age_s=self._park_max_s)
-        expired = await uow.store.parked_before(before, limit=self.claim_limit)
-        failed = [parking.never_arrived(p, now=now, max_age_s=self._park_max_s) for p in expired]
-        await uow.store.fail_parked(failed)
-        for failure in failed:
-            uow.publish(messages.message_failed(failure))
-            log.error(
-                "parked_step_expired",
-                enrollment_id=str(failure.parked.enrollment_id),
-                step_index=failure.parked.step_index,
-                account_id=failure.parked.account_id,
-                reason=failure.reason,
-            )
-        self.stats.parked_expired += len(failed)
-        return len(failed)

@@ -16,7 +16,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from services.messaging.config import MessagingSettings
 from services.messaging.ports import MessagingStore
 from services.messaging.send_limits import SenderQueue
-from services.messaging.sender import Sender, SenderStats
+from services.messaging.sender import Sender
+from services.messaging.sender_housekeeping import SenderStats
 from services.messaging.wakeups import Wakeup, listen
 from shared.logging import get_logger
 

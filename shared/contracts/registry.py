@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import enrollment_rules, events, exclusions, inbound, lifecycle_events, topics
+from shared.contracts import (
+    enrollment_rules,
+    events,
+    exclusions,
+    inbound,
+    lifecycle_events,
+    sms_balance,
+    topics,
+)
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -22,6 +30,7 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.COMMANDS: (
         *COMMAND_MESSAGES,
         *exclusions.EXCLUSION_COMMANDS,
+        *sms_balance.SMS_BALANCE_COMMANDS,
         *enrollment_rules.RULE_COMMANDS,
     ),
     topics.WORKFLOW_EVENTS: (
@@ -35,7 +44,7 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
         *enrollment_rules.RULE_ENROLLMENT_EVENTS,
     ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
-    topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES,
+    topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES + sms_balance.SMS_BALANCE_EVENTS,
     topics.EXCLUSION_EVENTS: exclusions.EXCLUSION_EVENTS,
     topics.DEAD_LETTER: events.DEAD_LETTER_MESSAGES,
 }

@@ -72,7 +72,12 @@ async def test_enrolled_then_exited_in_one_run_leaves_the_enrollment_exited(
 ) -> None:
     await h.when(enrollment_enrolled(ENROLLMENT), enrollment_enrolled(OTHER), exited(ENROLLMENT))
     # One read of the ended enrollment's sends (none: nothing to cancel).
-    assert h.store.calls == ["enrollments_for_update", "save_enrollments", "queued_of"]
+    assert h.store.calls == [
+        "enrollments_for_update",
+        "save_enrollments",
+        "queued_of",
+        "sms_books",  # the run's accounts' SMS balances: none metered, nothing more
+    ]
     view = h.view()
     assert (view.status, view.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
     assert h.view(OTHER).status is EnrollmentStatus.ACTIVE
@@ -93,7 +98,7 @@ async def test_a_pause_and_resume_in_one_run_requeue_nothing(h: MessagingHarness
     wakeups = h.store.wakeups
     h.store.calls.clear()
     await h.when(resumed(ENROLLMENT), paused(ENROLLMENT), resumed(ENROLLMENT))
-    assert h.store.calls == ["enrollments_for_update", "save_enrollments"]
+    assert h.store.calls == ["enrollments_for_update", "save_enrollments", "sms_books"]
     assert h.row().status == "cancelled"
     assert h.store.wakeups == wakeups
     assert h.view().status is EnrollmentStatus.ACTIVE
@@ -115,6 +120,7 @@ async def test_revokes_and_exits_of_several_enrollments_in_one_run_cost_one_read
         "save_enrollments",
         "queued_of",
         "stop_unsent",
+        "sms_books",
     ]
     reasons = {m.payload.enrollment_id: m.payload.reason for m in outcome.published}
     assert reasons == {
@@ -132,7 +138,12 @@ async def test_another_accounts_events_in_the_run_project_their_own_enrollment(
         enrollment_enrolled(ENROLLMENT, email="bob@example.com", account=OTHER_ACCOUNT),
         exited(ENROLLMENT),
     )
-    assert h.store.calls == ["enrollments_for_update", "save_enrollments", "queued_of"]
+    assert h.store.calls == [
+        "enrollments_for_update",
+        "save_enrollments",
+        "queued_of",
+        "sms_books",  # the run's accounts' SMS balances: none metered, nothing more
+    ]
     ours, theirs = h.view(), h.view(account=OTHER_ACCOUNT)
     assert (ours.status, ours.recipient_email) == (EnrollmentStatus.EXITED, "ada@example.com")
     assert (theirs.status, theirs.recipient_email) == (

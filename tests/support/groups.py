@@ -35,7 +35,12 @@ CONSUMES: Mapping[str, tuple[str, ...]] = {
         topics.ENROLLMENT_EVENTS,
         topics.MESSAGING_EVENTS,
     ),
-    "messaging": (topics.ENROLLMENT_EVENTS, topics.WORKFLOW_EVENTS, topics.INBOUND_CONVERSATION),
+    "messaging": (
+        topics.ENROLLMENT_EVENTS,
+        topics.WORKFLOW_EVENTS,
+        topics.INBOUND_CONVERSATION,
+        topics.COMMANDS,
+    ),
 }
 """What each service reads (see each ``services/<name>/app.py``)."""
 

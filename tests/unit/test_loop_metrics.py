@@ -12,7 +12,7 @@ import pytest
 
 from services.messaging.config import MessagingSettings
 from services.messaging.send_limits import SenderQueue
-from services.messaging.sender import SenderStats
+from services.messaging.sender_housekeeping import SenderStats
 from services.messaging.sender_loop import SenderLoop
 from shared.metrics import _loop_stats
 from tests.support.builders.enrollment_events import T0

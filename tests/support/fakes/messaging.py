@@ -28,8 +28,13 @@ from services.messaging.domain import (
 from services.messaging.parking import ParkedFailed, ParkedStep, VersionKey
 from services.messaging.ports import StepKey
 from services.messaging.projection import EnrollmentKey, EnrollmentView
+from services.messaging.sms_balance import Movement, Reservation, State
+from services.messaging.sms_balance import StepKey as SmsStepKey
 from services.messaging.stopping import UNSTARTED, QueuedStep, Stopped
 from shared.contracts.events import CancelReason, FailureKind
+from shared.contracts.inbound import Channel
+from shared.contracts.sms_balance import WhenShort
+from tests.support.fakes.messaging_balance import FakeSmsBalance
 from tests.support.fakes.messaging_limits import FakeSendLimits
 
 
@@ -72,7 +77,7 @@ class ParkedRow:
 
 
 @dataclass
-class FakeMessagingStore(FakeSendLimits):
+class FakeMessagingStore(FakeSendLimits, FakeSmsBalance):
     steps: dict[StepKey, WorkflowStep] = field(default_factory=dict)
     enrollments: dict[EnrollmentKey, EnrollmentView] = field(default_factory=dict)
     sends: dict[SendKey, SendRow] = field(default_factory=dict)
@@ -87,6 +92,10 @@ class FakeMessagingStore(FakeSendLimits):
     """Send limits' quota rows: a limited sender -> until when it is full."""
     usage: dict[tuple[str, str], dict[uuid.UUID, datetime]] = field(default_factory=dict)
     """Send limits' ledger: a sender -> the attempts counted against it, when."""
+    balances: dict[str, tuple[int, WhenShort]] = field(default_factory=dict)
+    """SMS balances of metered accounts: balance and what a short step does."""
+    reservations: dict[SmsStepKey, Reservation] = field(default_factory=dict)
+    ledger: list[Movement] = field(default_factory=list)
 
     def snapshot(self) -> object:
         return (
@@ -96,6 +105,7 @@ class FakeMessagingStore(FakeSendLimits):
             copy.deepcopy(self.parked),
             copy.deepcopy(self.quotas),
             copy.deepcopy(self.usage),
+            self.balance_snapshot(),
         )
 
     # --- the consumer side ---
@@ -254,6 +264,11 @@ class FakeMessagingStore(FakeSendLimits):
                 and not row.awaits_renewal(now)
                 and not self.blocked(row, now)
                 and key[:2] in self.enrollments  # the inner join
+                and not (
+                    self._unreserved(row)
+                    and self.reservation_state(key) is State.SHORT
+                    and self.balances[key[0]][1] is WhenShort.WAIT
+                )
             ),
             key=lambda row: row.next_attempt_at,
         )[:limit]
@@ -268,9 +283,20 @@ class FakeMessagingStore(FakeSendLimits):
                     after_crash=row.status == "sending",
                     due_at=row.next_attempt_at,
                     recipient_phone=enrollment.recipient_phone,
+                    unreserved=self._unreserved(row),
                 )
             )
         return claimed
+
+    def _unreserved(self, row: SendRow) -> bool:
+        """An SMS of a metered account, pending, whose segments are not reserved."""
+        send = row.send
+        return (
+            row.status == "pending"
+            and send.channel is Channel.SMS
+            and send.account_id in self.balances
+            and self.reservation_state(send.key) is not State.RESERVED
+        )
 
     async def mark_sending(self, sends: Sequence[Send], *, until: datetime) -> None:
         self.calls.append("mark_sending")
