@@ -1,7 +1,8 @@
 """Enrollment rules on PostgreSQL: an ``anytime`` restart through the real store, and
 where only PostgreSQL can tell: two enrolls of one record into two workflows, in two
 transactions at once, under a one-workflow account: one wins, the other is rejected
-naming it (``lock_records``; without it both pass)."""
+naming it (``lock_records``; without it both pass); two enrolls into a workflow capped
+at one a day: one enters, the other waits (``lock_workflows`` in ``cap_gate``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from tests.support.builders.rules_commands import exclusivity_cmd
 pytestmark = pytest.mark.integration
 
 ROUNDS = 30
+ALICE_ = RecordRef(type=RecordType.CONTACT, id="alice")
+BOB_ = RecordRef(type=RecordType.CONTACT, id="bob")
 
 
 @pytest.fixture
@@ -90,3 +93,32 @@ async def test_an_anytime_enroll_restarts_a_live_enrollment_on_postgresql(
         ("exited", "reenrolled"),
         ("exited", "reenrolled"),
     ]
+
+
+async def test_two_enrolls_into_a_capped_workflow_at_once_admit_only_the_cap(
+    test_env: SessionEnv, schema: str
+) -> None:
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(test_env.database_url, server_settings={"search_path": schema})
+
+    first, second = await connect(), await connect()
+    try:
+        for round_ in range(ROUNDS // 3):
+            wf = definition(0, workflow_id=f"capped-{round_}", daily_enrollment_cap=1)
+            await run(first, handlers.apply_workflows, apply_cmd(wf), 0)
+            hold = 0.01 if round_ % 2 else 0.0  # the other transaction gets in between
+            await asyncio.gather(
+                run(first, admission.enroll, enroll_cmd(ALICE_, wf.workflow_id), hold),
+                run(second, admission.enroll, enroll_cmd(BOB_, wf.workflow_id), hold),
+            )
+        per_workflow = await first.fetch(
+            "SELECT workflow_id, count(*) AS n FROM enrollments GROUP BY workflow_id"
+        )
+        waiting = await first.fetchval(
+            "SELECT count(*) FROM parked_enrolls WHERE release_at IS NOT NULL"
+        )
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(r["n"] for r in per_workflow) == [1] * (ROUNDS // 3)
+    assert waiting == ROUNDS // 3
