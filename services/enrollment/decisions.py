@@ -4,8 +4,10 @@ its outputs."""
 from __future__ import annotations
 
 from services.enrollment.answers import Answer
+from services.enrollment.caps import Deferred
 from services.enrollment.dispatch import Granted
 from services.enrollment.domain import Admitted, Refused, VersionApplied
+from services.enrollment.exclusivity import ExclusivitySet
 from services.enrollment.exits import Exited, ExitPending
 from services.enrollment.lifecycle import Reordered, StatusChanged
 from services.enrollment.owners import OwnerRemovalSet, OwnerRemoved
@@ -31,5 +33,7 @@ Decision = (
     | Restored
     | OwnerRemoved
     | OwnerRemovalSet
+    | ExclusivitySet
+    | Deferred
 )
 """Every change a message can cause; ``messages`` and ``history`` map each to its outputs."""

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.enrollment import send_windows
+from services.enrollment import reenrollment, send_windows
 from shared.contracts import Actor, RecordRef, derived_message_id
 from shared.contracts.commands import ContactDetails, ExitReason, ExitSource, TriggeringEvent
 from shared.contracts.events import ExclusionHit, Rejection
-from shared.contracts.workflow import ReenrollmentPolicy, Step, WorkflowDefinition
+from shared.contracts.workflow import Step, WorkflowDefinition
 
 
 class Status(StrEnum):
@@ -134,6 +134,7 @@ LATER_SETTINGS = frozenset(
         "exits_workflows_on_enroll",
         "exits_workflows_on_exit",
         "exit_company_on_deal_opened",
+        "daily_enrollment_cap",
     }
 )
 """Workflow settings added after the first contract: left out of the hash while at their
@@ -229,6 +230,9 @@ class Admitted:
     scheduled: ScheduledStep
     contact: ContactDetails | None
     actor: Actor
+    restarts: Enrollment | None = None
+    """The record's live enrollment this one replaces (an ``anytime`` workflow's): it
+    exits, reason ``reenrolled``, before this one starts."""
 
     @property
     def first_step(self) -> Step:
@@ -283,7 +287,8 @@ def decide_enrollment(
         time_zone=time_zone,
     )
     scheduled = scheduled_step(enrollment, first, due_at, unplanned_at=unplanned)
-    return Admitted(enrollment, scheduled, contact, actor)
+    restarts = reenrollment.restarted(workflow.definition.settings, previous)
+    return Admitted(enrollment, scheduled, contact, actor, restarts)
 
 
 def _rejections(
@@ -310,28 +315,5 @@ def _rejections(
                 ),
             )
         )
-    if any(e.status.live for e in previous):
-        rejections.append(
-            Rejection(code="already_enrolled", detail="the record is already in this workflow")
-        )
-    elif previous:
-        rejections.extend(_reenrollment_rejections(definition, previous, now))
+    rejections.extend(reenrollment.rejections(definition.settings, previous, now))
     return rejections
-
-
-def _reenrollment_rejections(
-    definition: WorkflowDefinition, previous: list[Enrollment], now: datetime
-) -> list[Rejection]:
-    settings = definition.settings
-    if settings.reenrollment is ReenrollmentPolicy.NEVER:
-        return [Rejection(code="reenrollment_not_allowed", detail="the workflow never re-enrolls")]
-    latest = max(previous, key=lambda e: e.enrolled_at)
-    min_days = settings.min_days_between_enrollments
-    if min_days and now - latest.enrolled_at < timedelta(days=min_days):
-        return [
-            Rejection(
-                code="reenrollment_too_soon",
-                detail=f"the workflow allows re-enrollment {min_days} days after the last one",
-            )
-        ]
-    return []

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeGuard, TypeVar
 
-from services.enrollment import answers, domain, exits, lifecycle, pauses, screening, steps
+from services.enrollment import answers, domain, exits, lifecycle, pauses, steps
+from services.enrollment.admission import admit, bulk_enroll, enroll
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
@@ -22,19 +23,18 @@ from services.enrollment.owner_handlers import remove_owner, set_owner_removal, 
 from services.enrollment.ports import (
     EnrollmentKey,
     EnrollmentStore,
-    ParkedEnroll,
     RecordKey,
     VersionKey,
-    WorkflowKey,
-    WorkflowRecordKey,
 )
 from services.enrollment.recording import key as _key
 from services.enrollment.recording import record, save_changes
 from services.enrollment.recording import version_key as _version_key
 from services.enrollment.restore_handlers import bulk_restore, restore_one
+from services.enrollment.rules_handlers import set_exclusivity
 from shared.consumer import Handler
 from shared.contracts.commands import (
     ApplyWorkflow,
+    BulkEnroll,
     BulkExit,
     BulkRestore,
     DeleteWorkflow,
@@ -49,6 +49,7 @@ from shared.contracts.commands import (
     ResumeWorkflow,
     SetOwnerRemoval,
 )
+from shared.contracts.enrollment_rules import SetExclusivity
 from shared.contracts.events import (
     MessageCancelled,
     MessageDeferred,
@@ -188,95 +189,6 @@ async def apply_workflows(uow: Uow, commands: list[ApplyWorkflow], now: datetime
     await admit(uow, parked, now)
 
 
-async def enroll(uow: Uow, commands: list[Enroll], now: datetime) -> None:
-    """Admit each record into its workflow's current version, or reject it with every
-    reason; an enroll whose workflow is not applied yet is parked until it is."""
-    keys = [(c.account_id, c.payload.workflow_id) for c in commands]
-    workflows = await uow.store.current_workflows(keys)
-    if missing := [k for k in dict.fromkeys(keys) if k not in workflows]:
-        # Once the lock is ours, an apply that committed meanwhile is seen here; one that
-        # commits after will find what we park (it takes the same lock).
-        await uow.store.lock_workflows(missing)
-        workflows |= await uow.store.current_workflows(missing)
-    waiting = [c for c, k in zip(commands, keys, strict=True) if k not in workflows]
-    for command in waiting:
-        log.info("enroll_parked", workflow_id=command.payload.workflow_id)
-    await uow.store.park_enrolls([ParkedEnroll(c, now) for c in waiting])
-    await admit(
-        uow,
-        [c for c, k in zip(commands, keys, strict=True) if k in workflows],
-        now,
-        workflows=workflows,
-    )
-
-
-async def admit(
-    uow: Uow,
-    commands: Sequence[Enroll],
-    now: datetime,
-    *,
-    workflows: Mapping[WorkflowKey, domain.WorkflowVersion] | None = None,
-) -> None:
-    """Decide each enroll now: admitted, or rejected with every reason (``unknown_workflow``
-    when its workflow does not exist). ``workflows`` are the current versions, if known."""
-    if not commands:
-        return
-    if workflows is None:
-        workflows = await uow.store.current_workflows(
-            [(c.account_id, c.payload.workflow_id) for c in commands]
-        )
-    # Key-share locked: a workflow pause or delete waits for this run, and one that
-    # committed first is seen (a paused or deleted workflow enrolls no one).
-    statuses = await uow.store.workflow_statuses(
-        [(c.account_id, c.payload.workflow_id) for c in commands]
-    )
-    excluded = await screening.screen_enrolls(uow.store, commands, now)
-    previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
-    for enrollment in await uow.store.enrollments_in_workflows_for_update(
-        [(c.account_id, c.payload.workflow_id, c.payload.record) for c in commands]
-    ):
-        previous[(enrollment.account_id, enrollment.workflow_id, enrollment.record)].append(
-            enrollment
-        )
-    decided: list[tuple[domain.Admitted | domain.Refused, Enroll]] = []
-    for command in commands:
-        payload = command.payload
-        key = (command.account_id, payload.workflow_id, payload.record)
-        decision = domain.decide_enrollment(
-            workflow=workflows.get((command.account_id, payload.workflow_id)),
-            workflow_id=payload.workflow_id,
-            record=payload.record,
-            account_id=command.account_id,
-            previous=previous[key],
-            now=now,
-            enrollment_id=domain.enrollment_id_for(
-                command.account_id, command.message_id, payload.workflow_id
-            ),
-            contact=payload.contact,
-            actor=payload.actor,
-            excluded=excluded.get(command.message_id, ()),
-        )
-        decision = lifecycle.closed_to_enrollment(
-            decision, statuses.get((command.account_id, payload.workflow_id))
-        )
-        if isinstance(decision, domain.Admitted):
-            previous[key].append(decision.enrollment)
-        else:
-            log.info("enrollment_rejected", codes=[r.code for r in decision.rejections])
-        decided.append((decision, command))
-    admitted = [d for d, _ in decided if isinstance(d, domain.Admitted)]
-    await uow.store.insert_enrollments(admitted)
-    await uow.store.save_audiences(
-        [
-            (d.enrollment.account_id, d.enrollment.enrollment_id, c.payload.audience_id)
-            for d, c in decided
-            if isinstance(d, domain.Admitted) and c.payload.audience_id
-        ]
-    )
-    await record(uow, decided, now)
-    log.info("enroll_run", admitted=len(admitted), rejected=len(commands) - len(admitted))
-
-
 async def exit(uow: Uow, commands: list[Exit], now: datetime) -> None:
     """End the live enrollments each command names, once; a workflow may keep agents from
     stopping it."""
@@ -396,6 +308,7 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         MessageDeferred.TYPE: RenewGrants(lease),
         ApplyWorkflow.TYPE: apply_workflows,
         Enroll.TYPE: enroll,
+        BulkEnroll.TYPE: bulk_enroll,
         Exit.TYPE: exit,
         Pause.TYPE: pause,
         Resume.TYPE: resume,
@@ -412,6 +325,7 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         Restore.TYPE: restore_one,
         BulkRestore.TYPE: bulk_restore,
         SetOwnerRemoval.TYPE: set_owner_removal,
+        SetExclusivity.TYPE: set_exclusivity,
         RemoveOwner.TYPE: remove_owner,
         UserChanged.TYPE: users_changed,
     }

@@ -12,9 +12,11 @@ from typing import Any
 
 from services.enrollment import (
     answers,
+    caps,
     decisions,
     dispatch,
     domain,
+    exclusivity,
     exits,
     lifecycle,
     owners,
@@ -112,6 +114,8 @@ def entries(  # noqa: PLR0911 - one case per kind of decision
             | lifecycle.Reordered()
             | owners.OwnerRemoved()
             | owners.OwnerRemovalSet()
+            | exclusivity.ExclusivitySet()
+            | caps.Deferred()
         ):
             return []  # about commands and workflows, not one enrollment's story
         case restore.Restored():

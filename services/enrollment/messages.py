@@ -11,15 +11,18 @@ from typing import Any, TypeVar
 
 from services.enrollment import (
     answers,
+    caps,
     decisions,
     dispatch,
     domain,
+    exclusivity,
     exits,
     lifecycle,
     lifecycle_messages,
     owners,
     pauses,
     restore,
+    rules_messages,
     steps,
 )
 from shared.contracts import Contract, Message
@@ -267,6 +270,10 @@ def of(decision: AnyDecision, cause: Message) -> list[Message]:  # noqa: PLR0911
             reassigned = decision.reassigned
             applied = [] if reassigned is None else [workflow_applied(reassigned, cause)]
             return [*applied, lifecycle_messages.owner_removed(decision, cause)]
+        case caps.Deferred():
+            return [rules_messages.deferred_by_cap(decision, cause)]
+        case exclusivity.ExclusivitySet():
+            return [rules_messages.exclusivity_set(decision, cause)]
         case restore.Restored():
             restored = lifecycle_messages.restored(decision, cause)
             return [*restored, step_scheduled(decision.enrollment, decision.scheduled, cause)]

@@ -7,6 +7,9 @@ decided by this loop, as it would have been at once: rejected with ``unknown_wor
 A loop rather than the next command for that workflow, so that an enroll whose workflow
 is never applied is answered anyway. Replicas share the work (``SKIP LOCKED``), and the
 rejection commits with the removal, through the outbox.
+
+The same loop releases the enrolls that waited for their workflow's daily cap
+(``caps``): once their day starts, oldest first (``release_round``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from services.enrollment.admission import admit
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.handlers import admit
 from services.enrollment.ports import EnrollmentStore
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
@@ -41,6 +44,18 @@ async def expire_round(
     )
     await admit(uow, expired, now)
     return len(expired)
+
+
+async def release_round(
+    uow: UnitOfWork[EnrollmentStore], *, now: datetime, limit: int = BATCH
+) -> int:
+    """Decide up to ``limit`` enrolls whose wait for their workflow's daily cap is over,
+    oldest first (those the day cannot take wait again); returns how many."""
+    released = await uow.store.take_released(now=now, limit=limit)
+    await admit(
+        uow, [c for c, _ in released], now, arrived={c.message_id: at for c, at in released}
+    )
+    return len(released)
 
 
 @dataclass(slots=True)
@@ -65,7 +80,11 @@ class ParkedEnrolls:
             )
         if expired:
             log.info("parked_enrolls_expired", count=expired)
-        return expired
+        async with runtime.begin() as uow:
+            released = await release_round(uow, now=runtime.clock())
+        if released:
+            log.info("capped_enrolls_released", count=released)
+        return expired + released
 
     async def run(self) -> None:
         stopping = self._runtime.stopping

@@ -16,6 +16,7 @@ from services.enrollment.domain import Admitted, Enrollment, VersionApplied, Wor
 from services.enrollment.exclusions_ports import ExclusionStore
 from services.enrollment.exits import Exited
 from services.enrollment.lifecycle_ports import LifecycleStore
+from services.enrollment.rules_ports import RulesStore
 from shared.contracts import RecordRef
 from shared.contracts.commands import Enroll
 
@@ -54,17 +55,19 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class ParkedEnroll:
-    """An ``enrollment.enroll`` waiting for its workflow's first version, since when."""
+    """An ``enrollment.enroll`` waiting for its workflow's first version, since when; or,
+    with ``release_at``, for the day its workflow's daily cap admits it (``caps``)."""
 
     command: Enroll
     parked_at: datetime
+    release_at: datetime | None = None
 
     @property
     def workflow(self) -> WorkflowKey:
         return (self.command.account_id, self.command.payload.workflow_id)
 
 
-class EnrollmentStore(ExclusionStore, LifecycleStore, Protocol):
+class EnrollmentStore(ExclusionStore, LifecycleStore, RulesStore, Protocol):
     """Each method takes many rows and costs one statement however many there are
     (``current_workflows`` two at most), so a run of messages costs a fixed number."""
 
@@ -140,10 +143,11 @@ class EnrollmentStore(ExclusionStore, LifecycleStore, Protocol):
         ...
 
     async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
-        """Remove and return the enrolls parked for each workflow, in arrival order."""
+        """Remove and return the enrolls parked for each workflow (not those waiting for the
+        cap), in arrival order."""
         ...
 
     async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
-        """Remove and return up to ``limit`` enrolls parked before ``parked_before``, in
-        arrival order; replicas skip each other's rows."""
+        """Remove and return up to ``limit`` enrolls parked before ``parked_before`` (not
+        those waiting for the cap), in arrival order; replicas skip each other's rows."""
         ...

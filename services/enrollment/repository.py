@@ -32,6 +32,7 @@ from services.enrollment.ports import (
     WorkflowRecordKey,
 )
 from services.enrollment.rows import ENROLLMENT_COLUMNS, enrollment_of, pending_exit_json
+from services.enrollment.rules_repository import PostgresRulesStore
 from shared.contracts.commands import Enroll
 from shared.contracts.workflow import WorkflowDefinition
 from shared.db import DbConnection
@@ -46,7 +47,7 @@ _VERSION_CACHE: VersionCache = {}
 _VERSION_CACHE_LIMIT = 10_000
 
 
-class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
+class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore, PostgresRulesStore):
     """``EnrollmentStore`` on the transaction's connection (exclusions' and the lifecycle's
     SQL mixed in)."""
 
@@ -340,10 +341,11 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
             return
         await self._conn.execute(
             """INSERT INTO parked_enrolls (account_id, message_id, workflow_id, command,
-                                           parked_at)
-               SELECT a, m, w, c::jsonb, at
-               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
-                    WITH ORDINALITY AS p(a, m, w, c, at, n)
+                                           parked_at, release_at)
+               SELECT a, m, w, c::jsonb, at, r
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
+                           $6::timestamptz[])
+                    WITH ORDINALITY AS p(a, m, w, c, at, r, n)
                ORDER BY n
                ON CONFLICT DO NOTHING""",
             [p.command.account_id for p in parked],
@@ -351,6 +353,7 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
             [p.command.payload.workflow_id for p in parked],
             [p.command.model_dump_json() for p in parked],
             [p.parked_at for p in parked],
+            [p.release_at for p in parked],
         )
 
     async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
@@ -359,7 +362,7 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
             return []
         rows = await self._conn.fetch(
             """DELETE FROM parked_enrolls p USING unnest($1::text[], $2::text[]) AS k(a, w)
-               WHERE p.account_id = k.a AND p.workflow_id = k.w
+               WHERE p.account_id = k.a AND p.workflow_id = k.w AND p.release_at IS NULL
                RETURNING p.seq, p.command""",
             [k[0] for k in wanted],
             [k[1] for k in wanted],
@@ -370,7 +373,7 @@ class PostgresEnrollmentStore(PostgresExclusionStore, PostgresLifecycleStore):
         rows = await self._conn.fetch(
             f"""DELETE FROM parked_enrolls p
                 USING (SELECT account_id, message_id FROM parked_enrolls
-                       WHERE parked_at < $1
+                       WHERE parked_at < $1 AND release_at IS NULL
                        ORDER BY parked_at, seq
                        LIMIT {int(limit)}
                        FOR UPDATE SKIP LOCKED) AS due

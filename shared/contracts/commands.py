@@ -73,6 +73,34 @@ class Enroll(Message):
     payload: EnrollPayload
 
 
+class EnrollTarget(Contract):
+    """One record of an ``enrollment.bulk_enroll``."""
+
+    record: RecordRef
+    contact: ContactDetails | None = None
+
+
+class BulkEnrollPayload(Contract):
+    workflow_id: Identifier
+    records: tuple[EnrollTarget, ...] = Field(min_length=1, max_length=1000)
+    actor: Actor
+    audience_id: Identifier | None = Field(
+        None, description="The audience the records came from: its exclusion rules apply too."
+    )
+
+
+class BulkEnroll(Message):
+    """Enroll many records into one workflow; answered per record, as one
+    ``enrollment.enroll`` each (``enrollment.enrolled`` or ``enrollment.rejected`` with
+    every reason), correlated to this command. A record named twice is enrolled once."""
+
+    type: Literal["enrollment.bulk_enroll"] = "enrollment.bulk_enroll"
+    payload: BulkEnrollPayload
+
+    def partition_key(self) -> str:
+        return f"{self.account_id}/workflow/{self.payload.workflow_id}"
+
+
 class ExitReason(StrEnum):
     """Why an enrollment ended before completing. Trigger reasons match ``ExitTrigger``."""
 
@@ -99,6 +127,8 @@ class ExitReason(StrEnum):
     WORKFLOW_PAUSED = "workflow_paused"
     WORKFLOW_DELETED = "workflow_deleted"
     OWNER_REMOVED = "owner_removed"
+    REENROLLED = "reenrolled"
+    """An ``anytime`` workflow enrolled the record again: the live enrollment made way."""
     SEND_FAILED = "send_failed"
 
 
@@ -364,6 +394,7 @@ class RemoveOwner(Message):
 COMMAND_MESSAGES: tuple[type[Message], ...] = (
     ApplyWorkflow,
     Enroll,
+    BulkEnroll,
     Exit,
     Pause,
     Resume,

@@ -75,6 +75,11 @@ class Rejection(Contract):
     exclusion: ExclusionHit | None = Field(
         None, description="Code `excluded`: the rule, its version and level, what matched."
     )
+    workflow_id: Identifier | None = Field(
+        None,
+        description="Codes `in_another_workflow`, `in_another_exclusive_workflow`: the "
+        "workflow the record is live in.",
+    )
 
 
 class RejectedPayload(Contract):

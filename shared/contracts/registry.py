@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import events, exclusions, inbound, lifecycle_events, sms_balance, topics
+from shared.contracts import (
+    enrollment_rules,
+    events,
+    exclusions,
+    inbound,
+    lifecycle_events,
+    sms_balance,
+    topics,
+)
 from shared.contracts.base import ACCOUNT_PATTERN, Message
 from shared.contracts.commands import COMMAND_MESSAGES
 
@@ -19,16 +27,21 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
     topics.INBOUND_WEB: inbound.WEB_EVENTS,
     topics.INBOUND_CRM: inbound.CRM_EVENTS,
     topics.INBOUND_CONVERSATION: inbound.CONVERSATION_EVENTS,
-    topics.COMMANDS: COMMAND_MESSAGES
-    + exclusions.EXCLUSION_COMMANDS
-    + sms_balance.SMS_BALANCE_COMMANDS,
+    topics.COMMANDS: (
+        *COMMAND_MESSAGES,
+        *exclusions.EXCLUSION_COMMANDS,
+        *sms_balance.SMS_BALANCE_COMMANDS,
+        *enrollment_rules.RULE_COMMANDS,
+    ),
     topics.WORKFLOW_EVENTS: (
         *events.WORKFLOW_EVENT_MESSAGES,
         *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
+        *enrollment_rules.RULE_EVENTS,
     ),
     topics.ENROLLMENT_EVENTS: (
         *events.ENROLLMENT_EVENT_MESSAGES,
         *lifecycle_events.ENROLLMENT_LIFECYCLE_MESSAGES,
+        *enrollment_rules.RULE_ENROLLMENT_EVENTS,
     ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES + sms_balance.SMS_BALANCE_EVENTS,

@@ -56,6 +56,23 @@ TRIGGERS_BY_RECORD_TYPE: dict[RecordType, frozenset[ExitTrigger]] = {
 
 
 class ReenrollmentPolicy(StrEnum):
+    """What an enroll of a record that was, or is, in the workflow does.
+
+    A record is live (active or paused) in a workflow at most once, so:
+
+    - ``never``: one enrollment per record, ever; any earlier one refuses the enroll
+      (``reenrollment_not_allowed``, or ``already_enrolled`` while it is live).
+    - ``when_not_active``: again once the earlier enrollment ended (completed or exited);
+      while it is live the enroll is refused (``already_enrolled``).
+    - ``anytime``: as ``when_not_active`` once it ended; while it is live the enroll
+      restarts it: the live enrollment exits (reason ``reenrolled``, source ``workflow``)
+      and the record enters the current version at its first step. While one of its steps
+      is being sent, or it is already exiting, the enroll is refused (``already_enrolled``).
+
+    ``min_days_between_enrollments`` applies to the last two: it counts from the start of
+    the record's latest enrollment in the workflow (``reenrollment_too_soon``).
+    """
+
     NEVER = "never"
     WHEN_NOT_ACTIVE = "when_not_active"
     ANYTIME = "anytime"
@@ -122,8 +139,19 @@ class SendWindow(Contract):
 
 class WorkflowSettings(Contract):
     exit_triggers: frozenset[ExitTrigger] = frozenset()
-    reenrollment: ReenrollmentPolicy = ReenrollmentPolicy.NEVER
-    min_days_between_enrollments: int = Field(0, ge=0, le=3650)
+    reenrollment: ReenrollmentPolicy = Field(
+        ReenrollmentPolicy.NEVER,
+        description="`never`: once per record; `when_not_active`: again once the last one "
+        "ended; `anytime`: also while live (the live one exits `reenrolled` and the record "
+        "starts over).",
+    )
+    min_days_between_enrollments: int = Field(
+        0,
+        ge=0,
+        le=3650,
+        description="Days from the start of a record's latest enrollment before it may "
+        "enter again (0: no minimum).",
+    )
     unenroll_company_on_reply: bool = False
     agents_may_stop: bool = True
     exclusive: bool = False
@@ -165,6 +193,14 @@ class WorkflowSettings(Contract):
     )
     send_window: SendWindow | None = Field(
         None, description="When steps may be sent; null: any time."
+    )
+    daily_enrollment_cap: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="New enrollments a day (the send window's time zone, else UTC); "
+        "enrolls over it wait for the next day, in order (`enrollment.deferred_by_cap`). "
+        "Null: no cap.",
     )
 
 

@@ -129,6 +129,7 @@ async def test_parking_locks_only_the_missing_workflows(h: EnrollmentHarness) ->
         "current_workflows",
         "park_enrolls",
         "workflow_statuses",
+        "account_exclusivity",
         *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",

@@ -13,6 +13,7 @@ from services.enrollment.domain import Status
 from shared.contracts import TOPIC_OF_TYPE, Message, decode
 from shared.contracts.commands import (
     ApplyWorkflow,
+    BulkEnroll,
     BulkExit,
     BulkRestore,
     ContactDetails,
@@ -28,6 +29,7 @@ from shared.contracts.commands import (
     ResumeWorkflow,
     SetOwnerRemoval,
 )
+from shared.contracts.enrollment_rules import SetExclusivity
 from shared.contracts.events import (
     EnrollmentCompleted,
     EnrollmentEnrolled,
@@ -93,6 +95,8 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
         BulkRestore.TYPE,
         SetOwnerRemoval.TYPE,
         RemoveOwner.TYPE,
+        SetExclusivity.TYPE,
+        BulkEnroll.TYPE,
         UserChanged.TYPE,  # the CRM's, for owner removal
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
@@ -288,6 +292,7 @@ async def test_a_run_of_enrollments_admits_the_first_and_rejects_the_repeat(
     assert h.store.calls == [
         "current_workflows",
         "workflow_statuses",
+        "account_exclusivity",
         *SCREENING_CALLS,
         "enrollments_in_workflows_for_update",
         "insert_enrollments",

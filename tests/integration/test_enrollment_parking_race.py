@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.enrollment import handlers
+from services.enrollment import admission, handlers
 from services.enrollment.repository import PostgresEnrollmentStore
 from shared.consumer import Handler
 from shared.contracts import Message, RecordRef, RecordType, utc_now
@@ -51,7 +51,7 @@ async def test_an_enroll_racing_its_apply_is_enrolled_every_time(
 
             hold = 0.01 if round_ % 2 else 0.0  # the other transaction gets in between
             await asyncio.gather(
-                run(enroller, handlers.enroll, enroll, hold),
+                run(enroller, admission.enroll, enroll, hold),
                 run(applier, handlers.apply_workflows, apply_cmd(wf), hold),
             )
         enrolled = await enroller.fetchval("SELECT count(*) FROM enrollments")

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.enrollment import handlers
+from services.enrollment import admission, handlers
 from services.enrollment.lifecycle_handlers import change_status
 from services.enrollment.ports import EnrollmentStore
 from services.enrollment.repository import PostgresEnrollmentStore
@@ -59,7 +59,7 @@ async def test_an_enroll_racing_a_workflow_pause_is_swept_or_refused(
             )
             hold = 0.01 if round_ % 2 else 0.0  # the other transaction gets in between
             pause = pause_wf_cmd(wf.workflow_id)
-            racing = [run(enroller, handlers.enroll, enroll, hold)]
+            racing = [run(enroller, admission.enroll, enroll, hold)]
             racing.insert(round_ % 2, run(pauser, change_status, pause, hold))  # either first
             await asyncio.gather(*racing)
         while True:

@@ -96,7 +96,7 @@ def test_a_record_of_another_type_is_refused() -> None:
 @pytest.mark.parametrize("status", [Status.ACTIVE, Status.PAUSED])
 def test_a_record_already_in_the_workflow_is_refused(status: Status) -> None:
     decision = enroll(
-        workflow(reenrollment=ReenrollmentPolicy.ANYTIME), previous=[enrollment(status)]
+        workflow(reenrollment=ReenrollmentPolicy.WHEN_NOT_ACTIVE), previous=[enrollment(status)]
     )
     assert codes(decision) == ["already_enrolled"]
 

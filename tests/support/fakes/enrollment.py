@@ -24,6 +24,7 @@ from services.enrollment.ports import (
 from shared.contracts import Actor
 from shared.contracts.commands import ContactDetails, Enroll, ExitSource, TriggeringEvent
 from tests.support.fakes.enrollment_lifecycle import FakeLifecycleStore, LifecycleState
+from tests.support.fakes.enrollment_rules import FakeRulesStore, RulesState
 from tests.support.fakes.exclusions import FakeExclusionStore
 
 ExitDetails = tuple[ExitSource, Actor, TriggeringEvent | None]
@@ -44,7 +45,7 @@ def _unique_violation(what: str) -> asyncpg.UniqueViolationError:
 
 
 @dataclass
-class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
+class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore, FakeRulesStore):
     versions: dict[VersionKey, tuple[WorkflowVersion, str]] = field(default_factory=dict)
     """Every workflow version and its definition hash."""
     heads: dict[WorkflowKey, int] = field(default_factory=dict)
@@ -62,6 +63,8 @@ class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
     """Workflows ``lock_workflows`` was asked for (a lock in the SQL store)."""
     lifecycle: LifecycleState = field(default_factory=LifecycleState)
     """Workflow status, order and activity, sweeps, restores (``FakeLifecycleStore``)."""
+    rules: RulesState = field(default_factory=RulesState)
+    """The account's exclusivity setting, records locked (``FakeRulesStore``)."""
     calls: list[str] = field(default_factory=list)
     """Method names in call order, each standing for one SQL statement (none is run for
     no rows, as in the SQL store)."""
@@ -77,6 +80,7 @@ class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
             list(self.parked.items()),
             self.lifecycle.snapshot(),
             self.exclusion_snapshot(),
+            self.rules.snapshot(),
         )
 
     @property
@@ -241,11 +245,17 @@ class FakeEnrollmentStore(FakeExclusionStore, FakeLifecycleStore):
 
     async def take_parked(self, keys: Sequence[WorkflowKey]) -> list[Enroll]:
         self._called("take_parked", keys)
-        return self._take([k for k, p in self.parked.items() if p.workflow in set(keys)])
+        return self._take(
+            [k for k, p in self.parked.items() if p.workflow in set(keys) and p.release_at is None]
+        )
 
     async def take_expired_parked(self, *, parked_before: datetime, limit: int) -> list[Enroll]:
         self.calls.append("take_expired_parked")
-        expired = [k for k, p in self.parked.items() if p.parked_at < parked_before]
+        expired = [
+            k
+            for k, p in self.parked.items()
+            if p.parked_at < parked_before and p.release_at is None
+        ]
         oldest = sorted(expired, key=lambda k: self.parked[k].parked_at)[:limit]
         return self._take([k for k in self.parked if k in set(oldest)])
 
