@@ -98,6 +98,17 @@ async def test_a_workflow_pause_refunds_exactly_the_unsent_segments_once(
                 payload=CreditPayload(credit_id="top-up-1", segments=CREDIT, actor=USER),
             )
         )
+        # An account is metered from its first credit: steps scheduled before it reserve
+        # nothing (the credit and the steps travel on different topics).
+        await eventually(
+            lambda: fetch(
+                own_env,
+                "SELECT balance FROM messaging.sms_balances WHERE account_id = $1",
+                ACCOUNT,
+            ),
+            until=lambda rows: bool(rows) and rows[0]["balance"] == CREDIT,
+            what="the credit applied",
+        )
         await kafka.publish(
             ApplyWorkflow.create(
                 account_id=ACCOUNT, payload=ApplyWorkflowPayload(actor=USER, definition=WORKFLOW)
