@@ -114,6 +114,16 @@ async def test_a_workflow_pause_refunds_exactly_the_unsent_segments_once(
                 account_id=ACCOUNT, payload=ApplyWorkflowPayload(actor=USER, definition=WORKFLOW)
             )
         )
+        # Reserving reads the step's body from messaging's projection of the workflow: a
+        # step scheduled before it is reserved later, by the claim that sends it.
+        await eventually(
+            lambda: fetch(
+                own_env,
+                "SELECT 1 FROM messaging.workflow_steps WHERE account_id = $1",
+                ACCOUNT,
+            ),
+            what="the workflow's steps projected in messaging",
+        )
         for i in range(CONTACTS):
             await kafka.publish(enroll(i))
         reserved = await eventually(
