@@ -92,6 +92,11 @@ def dispatch_id_for(
     return event_id("dispatch", account_id, due_message_id, enrollment_id)
 
 
+def _of_version(definition: WorkflowDefinition, step: DueStep) -> bool:
+    steps = definition.steps
+    return step.index < len(steps) and steps[step.index].step_id == step.step_id
+
+
 def decide_grant(
     enrollment: Enrollment,
     step: DueStep,
@@ -113,7 +118,11 @@ def decide_grant(
         return Unchanged(f"enrollment is {enrollment.status.value}")
     if enrollment.pending_exit is not None:
         return Unchanged("enrollment is exiting")
-    if step.index != enrollment.current_step:
+    # A timer armed before the enrollment moved to another version (workflow.migrate) may
+    # have the current index: its step id is not the version's step there.
+    if step.index != enrollment.current_step or (
+        definition is not None and not _of_version(definition, step)
+    ):
         return Unchanged(f"step {step.index} is not the current step {enrollment.current_step}")
     if enrollment.dispatch is not None and enrollment.dispatch.step_index == step.index:
         return Unchanged(f"step {step.index} is already granted")
