@@ -46,6 +46,9 @@ async def _migrate(uow: Uow, command: MigrateWorkflow, now: datetime) -> None:
     moved = [d for d in decided if isinstance(d, migration.Moved)]
     if not p.dry_run:
         await uow.store.save_migrations([d.enrollment for d in moved])
+        await uow.store.add_history(
+            [migration_messages.history(d, command.message_id, now) for d in moved]
+        )
         for decision in moved:
             for message in migration_messages.moved(decision, command):
                 uow.publish(message)

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from services.enrollment import domain, messages
 from services.enrollment.migration import Moved, Skipped
+from services.enrollment.ports import HistoryEntry
 from shared.contracts import Message
 from shared.contracts.migration import (
     EnrollmentMigrated,
@@ -94,3 +97,24 @@ def moved(decision: Moved, command: MigrateWorkflow) -> list[Message]:
     if decision.scheduled is not None:
         out.append(messages.step_scheduled(new, decision.scheduled, command))
     return out
+
+
+def history(decision: Moved, caused_by: uuid.UUID, at: datetime) -> HistoryEntry:
+    """The enrollment's history row of its move."""
+    old, new = decision.moved_from, decision.enrollment
+    return HistoryEntry(
+        account_id=new.account_id,
+        workflow_id=new.workflow_id,
+        record=new.record,
+        event_type=EnrollmentMigrated.TYPE,
+        detail={
+            "step": new.current_step,
+            "status": new.status.value,
+            "from_version": old.workflow_version,
+            "to_version": new.workflow_version,
+            "from_step": old.current_step,
+        },
+        enrollment_id=new.enrollment_id,
+        caused_by=caused_by,
+        at=at,
+    )

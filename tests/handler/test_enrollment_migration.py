@@ -95,6 +95,8 @@ async def test_a_migrate_dry_run_says_what_the_migration_then_does(h: Enrollment
         for m in outcome.of_type(EnrollmentStepScheduled)
     }
     assert scheduled[BOB] == (1, 2, bob_due)
+    moves = [e for e in h.store.entries if e.event_type == EnrollmentMigrated.TYPE]
+    assert sorted((e.detail["from_step"], e.detail["step"]) for e in moves) == [(0, 0), (1, 1)]
 
 
 async def test_a_second_migrate_finds_nobody_left_on_the_old_version(h: EnrollmentHarness) -> None:
