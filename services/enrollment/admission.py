@@ -14,20 +14,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from services.enrollment import caps, domain, exclusivity, exits, lifecycle, screening
+from services.enrollment import caps, domain, exits, lifecycle, screening
 from services.enrollment.cap_gate import CapGate
+from services.enrollment.exclusivity_gate import ExclusivityGate
 from services.enrollment.ports import (
     EnrollmentStore,
     ParkedEnroll,
-    RecordKey,
     WorkflowKey,
     WorkflowRecordKey,
 )
 from services.enrollment.recording import record, save_changes
 from shared.contracts import derived_message_id
 from shared.contracts.commands import BulkEnroll, Enroll, EnrollPayload, ExitReason, ExitSource
-from shared.contracts.enrollment_rules import Exclusivity
-from shared.contracts.events import Rejection
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -118,7 +116,7 @@ async def admit(
         [(c.account_id, c.payload.workflow_id) for c in commands]
     )
     gate = await CapGate.load(uow.store, commands, workflows, now, released=arrived is not None)
-    rules = await _Exclusivity.load(uow.store, commands, workflows)
+    rules = await ExclusivityGate.load(uow.store, commands, workflows)
     excluded = await screening.screen_enrolls(uow.store, commands, now)
     previous: dict[WorkflowRecordKey, list[domain.Enrollment]] = defaultdict(list)
     for enrollment in await uow.store.enrollments_in_workflows_for_update(
@@ -227,64 +225,3 @@ def _restart(admitted: domain.Admitted, now: datetime) -> exits.Exited | None:
     if not isinstance(exited, exits.Exited):
         raise TypeError(f"a restarted enrollment exits at once, not {exited!r}")
     return exited
-
-
-class _Exclusivity:
-    """The account's exclusivity rule for a run's enrolls: where each ruled record is live
-    in other workflows, loaded under a per-record lock (two runs enrolling one record into
-    two workflows decide one after the other), kept current as the run admits."""
-
-    def __init__(
-        self,
-        settings: Mapping[str, Exclusivity],
-        live: Mapping[RecordKey, list[exclusivity.LiveElsewhere]],
-        workflows: Mapping[WorkflowKey, domain.WorkflowVersion],
-    ) -> None:
-        self._settings = settings
-        self._live = defaultdict(list, {k: list(v) for k, v in live.items()})
-        self._workflows = workflows
-
-    @staticmethod
-    async def load(
-        store: EnrollmentStore,
-        commands: Sequence[Enroll],
-        workflows: Mapping[WorkflowKey, domain.WorkflowVersion],
-    ) -> _Exclusivity:
-        settings = await store.account_exclusivity(sorted({c.account_id for c in commands}))
-        ruled = [
-            (c.account_id, c.payload.record)
-            for c in commands
-            if settings.get(c.account_id, Exclusivity.NO_LIMIT) is not Exclusivity.NO_LIMIT
-        ]
-        await store.lock_records(ruled)
-        live = await store.live_enrollments_for_update(ruled)
-        current = await store.current_workflows(
-            sorted({(e.account_id, e.workflow_id) for e in live} - set(workflows))
-        )
-        known = {**current, **workflows}
-        found: dict[RecordKey, list[exclusivity.LiveElsewhere]] = defaultdict(list)
-        for e in live:
-            workflow = known.get((e.account_id, e.workflow_id))
-            exclusive = workflow.definition.settings.exclusive if workflow else False
-            found[(e.account_id, e.record)].append(
-                exclusivity.LiveElsewhere(e.workflow_id, exclusive)
-            )
-        return _Exclusivity(settings, found, known)
-
-    def _exclusive(self, command: Enroll) -> bool:
-        workflow = self._workflows.get((command.account_id, command.payload.workflow_id))
-        return workflow.definition.settings.exclusive if workflow else False
-
-    def rejections(self, command: Enroll) -> list[Rejection]:
-        setting = self._settings.get(command.account_id, Exclusivity.NO_LIMIT)
-        return exclusivity.rejections(
-            setting,
-            workflow_id=command.payload.workflow_id,
-            exclusive=self._exclusive(command),
-            live=self._live[(command.account_id, command.payload.record)],
-        )
-
-    def admitted(self, command: Enroll) -> None:
-        self._live[(command.account_id, command.payload.record)].append(
-            exclusivity.LiveElsewhere(command.payload.workflow_id, self._exclusive(command))
-        )

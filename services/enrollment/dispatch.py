@@ -92,6 +92,22 @@ def dispatch_id_for(
     return event_id("dispatch", account_id, due_message_id, enrollment_id)
 
 
+def _not_current(
+    enrollment: Enrollment, step: DueStep, definition: WorkflowDefinition | None
+) -> str | None:
+    """Why ``step`` is not the enrollment's current step, if it is not. A timer armed
+    before the enrollment moved to another version (``workflow.migrate``) may fire at its
+    new index: the step id says it is the old version's step."""
+    if step.index != enrollment.current_step:
+        return f"step {step.index} is not the current step {enrollment.current_step}"
+    steps = definition.steps if definition is not None else None
+    if steps is not None and (
+        step.index >= len(steps) or steps[step.index].step_id != step.step_id
+    ):
+        return f"step {step.index} ({step.step_id}) is not a step of the enrollment's version"
+    return None
+
+
 def decide_grant(
     enrollment: Enrollment,
     step: DueStep,
@@ -113,8 +129,8 @@ def decide_grant(
         return Unchanged(f"enrollment is {enrollment.status.value}")
     if enrollment.pending_exit is not None:
         return Unchanged("enrollment is exiting")
-    if step.index != enrollment.current_step:
-        return Unchanged(f"step {step.index} is not the current step {enrollment.current_step}")
+    if (why := _not_current(enrollment, step, definition)) is not None:
+        return Unchanged(why)
     if enrollment.dispatch is not None and enrollment.dispatch.step_index == step.index:
         return Unchanged(f"step {step.index} is already granted")
     lease_until = _lease_until(enrollment, definition, now, lease)

@@ -19,6 +19,7 @@ from services.enrollment.config import EnrollmentSettings
 from services.enrollment.dispatch_handlers import GrantSteps, RenewGrants, StepsUnsent
 from services.enrollment.errors import MissingWorkflowVersionError
 from services.enrollment.lifecycle_handlers import bulk_exit, change_status, reorder
+from services.enrollment.migration_handlers import migrate
 from services.enrollment.owner_handlers import remove_owner, set_owner_removal, users_changed
 from services.enrollment.ports import (
     EnrollmentKey,
@@ -58,6 +59,7 @@ from shared.contracts.events import (
     StepDue,
 )
 from shared.contracts.inbound import UserChanged
+from shared.contracts.migration import MigrateWorkflow
 from shared.logging import get_logger
 from shared.uow import UnitOfWork
 
@@ -328,4 +330,5 @@ def build_handlers(settings: EnrollmentSettings) -> Mapping[str, Handler]:
         SetExclusivity.TYPE: set_exclusivity,
         RemoveOwner.TYPE: remove_owner,
         UserChanged.TYPE: users_changed,
+        MigrateWorkflow.TYPE: migrate,
     }

@@ -55,6 +55,17 @@ class LifecycleStore(Protocol):
         by its cutoff, locked in id order."""
         ...
 
+    async def live_of_version_for_update(
+        self, key: WorkflowKey, version: int, *, limit: int
+    ) -> list[Enrollment]:
+        """Up to ``limit`` live enrollments of one version of a workflow, locked: those
+        with nothing in flight (no grant, not exiting) first, each group in id order."""
+        ...
+
+    async def save_migrations(self, enrollments: Sequence[Enrollment]) -> None:
+        """Save each enrollment's workflow version, current step and steps completed."""
+        ...
+
     async def save_sweep(self, sweep: Sweep) -> None:
         """Save the sweep's progress (and that it is done)."""
         ...

@@ -159,6 +159,39 @@ class PostgresLifecycleStore:
         )
         return [enrollment_of(r) for r in rows]
 
+    async def live_of_version_for_update(
+        self, key: WorkflowKey, version: int, *, limit: int
+    ) -> list[Enrollment]:
+        rows = await self._conn.fetch(
+            f"""SELECT {ENROLLMENT_COLUMNS} FROM enrollments e
+                WHERE e.account_id = $1 AND e.workflow_id = $2 AND e.workflow_version = $3
+                  AND e.status IN ('active', 'paused')
+                ORDER BY (e.dispatch_id IS NOT NULL OR e.pending_exit IS NOT NULL),
+                         e.enrollment_id
+                LIMIT {int(limit)}
+                FOR UPDATE OF e""",
+            key[0],
+            key[1],
+            version,
+        )
+        return [enrollment_of(r) for r in rows]
+
+    async def save_migrations(self, enrollments: Sequence[Enrollment]) -> None:
+        if not enrollments:
+            return
+        await self._conn.execute(
+            """UPDATE enrollments e SET workflow_version = u.v, current_step = u.cs,
+                   steps_completed = u.sc, updated_at = now()
+               FROM unnest($1::text[], $2::uuid[], $3::int[], $4::int[], $5::int[])
+                    AS u(a, id, v, cs, sc)
+               WHERE e.account_id = u.a AND e.enrollment_id = u.id""",
+            [e.account_id for e in enrollments],
+            [e.enrollment_id for e in enrollments],
+            [e.workflow_version for e in enrollments],
+            [e.current_step for e in enrollments],
+            [e.steps_completed for e in enrollments],
+        )
+
     async def save_sweep(self, sweep: Sweep) -> None:
         await self._conn.execute(
             """UPDATE workflow_sweeps SET exited = $3, waiting = $4, chunks = $5,

@@ -70,13 +70,16 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
     workflow_status: WorkflowStatus | None,
     live_in_workflow: bool,
     blocked_by: Rejection | None,
+    exclusivity: Rejection | None = None,
     enrollment_id: uuid.UUID,
     actor: Actor,
     now: datetime,
 ) -> Restored | Unchanged:
     """Restore an exited enrollment, or say why not: it did not exit, was restored
     already, its workflow is paused or deleted, the record is in the workflow again, a
-    blocking exclusion matches it (``blocked_by``), or no step is left to run."""
+    blocking exclusion matches it (``blocked_by``), the account's exclusivity rule refuses
+    it (``exclusivity``: the record is live in another workflow), or no step is left to run.
+    The workflow's daily cap is the caller's (``over_cap``), asked of a restore only."""
     old = exit.enrollment
     if old.status is not Status.EXITED:
         return Unchanged(f"the enrollment is {old.status.value}, not exited", "not_exited")
@@ -94,6 +97,8 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
         return Unchanged("the record is in this workflow again", "already_enrolled")
     if blocked_by is not None:
         return Unchanged(f"a blocking exclusion matches: {blocked_by.detail}", "exclusion_blocks")
+    if exclusivity is not None:
+        return Unchanged(exclusivity.detail, exclusivity.code)
     index = next_step_index(old)
     steps = version.definition.steps
     if index >= len(steps):
@@ -116,3 +121,10 @@ def decide_restore(  # noqa: PLR0911 - one refusal a rule
     )
     scheduled = scheduled_step(new, step, due_at, unplanned_at=unplanned)
     return Restored(new, old, scheduled, exit.contact, actor)
+
+
+def over_cap(cap: int) -> Unchanged:
+    """The refusal of a restore the workflow's daily cap has no room for today."""
+    return Unchanged(
+        f"the workflow's daily cap of {cap} enrollments is reached today", "daily_cap_reached"
+    )

@@ -5,10 +5,12 @@ previewed by a dry run first. Each enrollment is answered: restored, or refused 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from services.enrollment import answers, domain, restore, screening
+from services.enrollment.cap_gate import CapGate
+from services.enrollment.exclusivity_gate import ExclusivityGate
 from services.enrollment.ports import EnrollmentKey, EnrollmentStore, WorkflowRecordKey
 from services.enrollment.recording import record, version_key
 from shared.contracts import SYSTEM_ACTOR, Actor, Message
@@ -30,6 +32,26 @@ Uow = UnitOfWork[EnrollmentStore]
 Decided = list[tuple[restore.Restored | answers.Answer, Message]]
 
 
+def as_enrolls(
+    exits: Sequence[restore.Exit], audiences: Mapping[EnrollmentKey, str]
+) -> list[Enroll]:
+    """Each exit as the enroll its restore amounts to (its id the old enrollment's)."""
+    return [
+        Enroll.create(
+            message_id=x.enrollment.enrollment_id,
+            account_id=x.enrollment.account_id,
+            payload=EnrollPayload(
+                workflow_id=x.enrollment.workflow_id,
+                record=x.enrollment.record,
+                contact=x.contact,
+                actor=SYSTEM_ACTOR,
+                audience_id=audiences.get((x.enrollment.account_id, x.enrollment.enrollment_id)),
+            ),
+        )
+        for x in exits
+    ]
+
+
 async def blocking_exclusions(
     uow: Uow, exits: Sequence[restore.Exit], now: datetime
 ) -> dict[EnrollmentKey, Rejection]:
@@ -40,21 +62,8 @@ async def blocking_exclusions(
         return {}
     olds = [x.enrollment for x in exits]
     audiences = await uow.store.audiences_of([(e.account_id, e.enrollment_id) for e in olds])
-    as_enrolls = [
-        Enroll.create(
-            message_id=old.enrollment_id,
-            account_id=old.account_id,
-            payload=EnrollPayload(
-                workflow_id=old.workflow_id,
-                record=old.record,
-                contact=exit.contact,
-                actor=SYSTEM_ACTOR,
-                audience_id=audiences.get((old.account_id, old.enrollment_id)),
-            ),
-        )
-        for exit, old in zip(exits, olds, strict=True)
-    ]
-    rejected = await screening.screen_enrolls(uow.store, as_enrolls, now)
+    as_enrolls_ = as_enrolls(exits, audiences)
+    rejected = await screening.screen_enrolls(uow.store, as_enrolls_, now)
     return {
         (old.account_id, old.enrollment_id): found[0]
         for old in olds
@@ -69,6 +78,14 @@ async def _decide(
     olds = [x.enrollment for x, _, _ in pairs]
     versions = await uow.store.workflow_versions([version_key(e) for e in olds])
     statuses = await uow.store.workflow_statuses([(e.account_id, e.workflow_id) for e in olds])
+    # As an enroll: the account's exclusivity rule and the workflow's daily cap (a
+    # restore over the cap is refused, not parked: the requester restores it later).
+    enrolls = as_enrolls([x for x, _, _ in pairs], {})
+    by_workflow = {
+        (e.account_id, e.workflow_id): v for e in olds if (v := versions.get(version_key(e)))
+    }
+    gate = await CapGate.load(uow.store, enrolls, by_workflow, now, released=True)
+    rules = await ExclusivityGate.load(uow.store, enrolls, by_workflow)
     live: set[WorkflowRecordKey] = {
         (e.account_id, e.workflow_id, e.record)
         for e in await uow.store.enrollments_in_workflows_for_update(
@@ -79,7 +96,7 @@ async def _decide(
     blocked = await blocking_exclusions(uow, [x for x, _, _ in pairs], now)
     restored_as: dict[EnrollmentKey, uuid.UUID] = {}
     decided: Decided = []
-    for exit, command, actor in pairs:
+    for (exit, command, actor), as_enroll in zip(pairs, enrolls, strict=True):
         old = exit.enrollment
         key = (old.account_id, old.workflow_id, old.record)
         done = restored_as.get((old.account_id, old.enrollment_id))
@@ -89,17 +106,21 @@ async def _decide(
             workflow_status=statuses.get((old.account_id, old.workflow_id)),
             live_in_workflow=key in live,
             blocked_by=blocked.get((old.account_id, old.enrollment_id)),
+            exclusivity=next(iter(rules.rejections(as_enroll)), None),
             enrollment_id=restore.restored_id_for(
                 old.account_id, command.message_id, old.enrollment_id
             ),
             actor=actor,
             now=now,
         )
+        if isinstance(decision, restore.Restored) and (deferred := gate.defer(as_enroll, {}, now)):
+            decision = restore.over_cap(deferred.cap)
         if isinstance(decision, domain.Unchanged):
             log.info("restore_refused", enrollment_id=str(old.enrollment_id), why=decision.why)
             decided.append((answers.unchanged(command, old, decision), command))
             continue
         live.add(key)
+        rules.admitted(as_enroll)
         restored_as[(old.account_id, old.enrollment_id)] = decision.enrollment.enrollment_id
         decided.append((decision, command))
     return decided

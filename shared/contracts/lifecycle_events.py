@@ -107,7 +107,9 @@ class RefusedPayload(Contract):
         "`exiting`, `agents_may_not_stop`, `already_paused`, `not_paused`, `stale_pause`, "
         "`unchanged`, `unknown_workflow`, `workflow_paused`, `workflow_deleted`, "
         "`already_restored`, `not_exited`, `already_enrolled`, `nothing_left`, "
-        "`exclusion_blocks`, `nothing_to_restore`, `owns_no_workflow` (README: Commands and "
+        "`exclusion_blocks`, `in_another_workflow`, `in_another_exclusive_workflow`, "
+        "`daily_cap_reached`, `nothing_to_restore`, `unknown_version`, `same_version`, "
+        "`invalid_step_map`, `owns_no_workflow` (README: Commands and "
         "their answers).",
     )
     detail: str = Field(max_length=2000)

@@ -16,6 +16,7 @@ from shared.contracts import (
     exclusions,
     inbound,
     lifecycle_events,
+    migration,
     sms_balance,
     topics,
 )
@@ -32,16 +33,19 @@ MESSAGES_BY_TOPIC: dict[str, tuple[type[Message], ...]] = {
         *exclusions.EXCLUSION_COMMANDS,
         *sms_balance.SMS_BALANCE_COMMANDS,
         *enrollment_rules.RULE_COMMANDS,
+        *migration.MIGRATION_COMMANDS,
     ),
     topics.WORKFLOW_EVENTS: (
         *events.WORKFLOW_EVENT_MESSAGES,
         *lifecycle_events.WORKFLOW_LIFECYCLE_MESSAGES,
         *enrollment_rules.RULE_EVENTS,
+        *migration.MIGRATION_WORKFLOW_EVENTS,
     ),
     topics.ENROLLMENT_EVENTS: (
         *events.ENROLLMENT_EVENT_MESSAGES,
         *lifecycle_events.ENROLLMENT_LIFECYCLE_MESSAGES,
         *enrollment_rules.RULE_ENROLLMENT_EVENTS,
+        *migration.MIGRATION_ENROLLMENT_EVENTS,
     ),
     topics.SCHEDULER_STEPS: events.SCHEDULER_MESSAGES,
     topics.MESSAGING_EVENTS: events.MESSAGING_MESSAGES + sms_balance.SMS_BALANCE_EVENTS,

@@ -11,6 +11,7 @@ import pytest
 
 from services.enrollment.domain import (
     Admitted,
+    Dispatch,
     Enrollment,
     ScheduledStep,
     Status,
@@ -279,3 +280,30 @@ async def test_exits_by_an_exclusion_rule_are_picked_by_the_rule_and_its_version
     assert await picked("r-1", 2) == [by_rule.enrollment_id]
     assert await picked("r-1", 1) == []
     assert await picked("r-2", None) == []
+
+
+async def test_a_version_s_live_enrollments_load_free_first_and_migrate_to_another_version(
+    store: EnrollmentStore,
+) -> None:
+    await with_workflows(store, "wf")
+    v2 = definition(0, 3600, 7200, workflow_id="wf")
+    await store.add_workflow_versions([VersionApplied("acc-a", v2, 2, definition_hash(v2), ACTOR)])
+    free, busy, gone = active("c-1"), active("c-2"), active("c-3")
+    await enrolled(store, free, busy, gone)
+    granted = replace(busy, dispatch=Dispatch(uuid.uuid4(), 0, "s0", NOW + timedelta(minutes=5)))
+    await store.save_progress([granted])
+    await store.save_exits([exit_of(gone)])
+
+    live = await store.live_of_version_for_update(("acc-a", "wf"), 1, limit=10)
+    first = await store.live_of_version_for_update(("acc-a", "wf"), 1, limit=1)
+    await store.save_migrations(
+        [replace(free, workflow_version=2, current_step=1, steps_completed=1)]
+    )
+    left = await store.live_of_version_for_update(("acc-a", "wf"), 1, limit=10)
+    (moved,) = await store.enrollments_for_update([("acc-a", free.enrollment_id)])
+
+    assert [e.enrollment_id for e in live] == [free.enrollment_id, busy.enrollment_id]
+    assert [e.enrollment_id for e in first] == [free.enrollment_id]
+    assert [e.enrollment_id for e in left] == [busy.enrollment_id]
+    assert (moved.workflow_version, moved.current_step, moved.steps_completed) == (2, 1, 1)
+    assert moved.next_due_at == free.next_due_at

@@ -12,6 +12,7 @@ import pytest
 
 from services.enrollment.domain import Status
 from shared.contracts.commands import ExitReason, ExitSource
+from shared.contracts.enrollment_rules import Exclusivity
 from shared.contracts.events import (
     EnrollmentEnrolled,
     EnrollmentExited,
@@ -49,6 +50,7 @@ from tests.support.builders.lifecycle_commands import (
     pause_wf_cmd,
     restore_cmd,
 )
+from tests.support.builders.rules_commands import exclusivity_cmd
 
 pytestmark = pytest.mark.handler
 
@@ -252,3 +254,40 @@ async def test_a_bulk_restore_by_rule_restores_what_a_wrong_exclusion_rule_exite
     assert only(other_version, RestorePreviewed).payload.would_restore == 0
     (restored,) = outcome.of_type(EnrollmentRestored)
     assert restored.payload.record == ALICE
+
+
+async def test_a_restore_is_refused_while_the_record_is_live_in_another_workflow_of_a_one_workflow_account(  # noqa: E501
+    h: EnrollmentHarness,
+) -> None:
+    old = await exited_after_first_step(h)
+    await h.when(exclusivity_cmd(Exclusivity.ONE_WORKFLOW))
+    await h.when(apply_cmd(definition(0, 24, workflow_id="other")))
+    await h.when(enroll_cmd(workflow_id="other"))
+
+    outcome = await h.when(restore_cmd(old.payload.enrollment_id))
+
+    assert (changes(outcome), answers(outcome)) == ([], ["in_another_workflow"])
+
+
+async def test_a_restore_is_refused_once_the_workflow_s_daily_cap_is_reached(
+    h: EnrollmentHarness,
+) -> None:
+    await h.given(apply_cmd(definition(0, 24, 48, daily_enrollment_cap=1)))
+    old = only(await h.when(enroll_cmd()), EnrollmentEnrolled)
+    await h.when(exit_cmd())
+
+    outcome = await h.when(restore_cmd(old.payload.enrollment_id))
+
+    assert (changes(outcome), answers(outcome)) == ([], ["daily_cap_reached"])
+
+
+async def test_a_restore_under_the_daily_cap_counts_against_it(h: EnrollmentHarness) -> None:
+    await h.given(apply_cmd(definition(0, 24, 48, daily_enrollment_cap=2)))
+    old = only(await h.when(enroll_cmd()), EnrollmentEnrolled)
+    await h.when(exit_cmd())
+
+    restored = await h.when(restore_cmd(old.payload.enrollment_id))
+    bob = await h.when(enroll_cmd(BOB))
+
+    assert only(restored, EnrollmentRestored).payload.restored_from == old.payload.enrollment_id
+    assert bob.of_type(EnrollmentEnrolled) == []

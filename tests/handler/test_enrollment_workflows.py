@@ -48,6 +48,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.exclusions import EXCLUSION_COMMANDS
 from shared.contracts.inbound import CRM_EVENTS, UserChanged
+from shared.contracts.migration import MigrateWorkflow
 from shared.uow import UnitOfWork
 from tests.support.builders.enrollment_commands import (
     ALICE,
@@ -98,6 +99,7 @@ def test_enrollment_handles_its_commands_and_sends(h: EnrollmentHarness) -> None
         SetExclusivity.TYPE,
         BulkEnroll.TYPE,
         UserChanged.TYPE,  # the CRM's, for owner removal
+        MigrateWorkflow.TYPE,
     }
     outcomes = {MessageSent.TYPE, MessageFailed.TYPE, MessageCancelled.TYPE}
     dispatch = {StepDue.TYPE, MessageDeferred.TYPE}

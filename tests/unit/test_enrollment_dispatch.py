@@ -12,6 +12,7 @@ import pytest
 
 from services.enrollment.dispatch import (
     Granted,
+    decide_grant,
     decide_renewal,
     dispatch_id_for,
     lapse_exit,
@@ -51,6 +52,7 @@ from tests.support.builders.enrollment_dispatch_decisions import (
 from tests.support.builders.enrollment_domain import (
     ACCOUNT,
     NOW,
+    definition,
     enrollment,
     workflow,
 )
@@ -404,3 +406,23 @@ def test_a_pending_exit_commits_only_once_the_lease_and_the_skew_are_over(
 def test_a_lapsed_lease_without_a_pending_exit_commits_nothing(current: Enrollment) -> None:
     later = NOW + timedelta(days=1)
     assert lapse_exit(current, skew=SKEW, now=later) == Unchanged("no exit is pending")
+
+
+def test_a_timer_of_another_version_s_step_at_the_current_index_is_not_granted() -> None:
+    """After ``workflow.migrate``, a timer armed for the old version's step may fire at
+    the enrollment's new index: its step id is not that version's step there."""
+    current = enrollment(current_step=1, steps_completed=1, next_due_at=NOW)
+    version = definition(0, 24)
+    renamed = version.model_copy(
+        update={"steps": (version.steps[0], version.steps[1].model_copy(update={"step_id": "n1"}))}
+    )
+
+    stale = decide_grant(
+        current, due(1), dispatch_id=uuid.uuid4(), lease=LEASE, now=NOW, definition=renamed
+    )
+    fresh = decide_grant(
+        current, due(1), dispatch_id=uuid.uuid4(), lease=LEASE, now=NOW, definition=version
+    )
+
+    assert stale == Unchanged("step 1 (s1) is not a step of the enrollment's version")
+    assert isinstance(fresh, Granted)

@@ -46,6 +46,7 @@ def restore(
     status: WorkflowStatus | None = WorkflowStatus.RUNNING,
     live: bool = False,
     blocked_by: Rejection | None = None,
+    exclusivity: Rejection | None = None,
 ) -> Restored | Unchanged:
     return decide_restore(
         Exit(old, CONTACT, restored_as),
@@ -53,6 +54,7 @@ def restore(
         workflow_status=status,
         live_in_workflow=live,
         blocked_by=blocked_by,
+        exclusivity=exclusivity,
         enrollment_id=uuid.uuid4(),
         actor=USER,
         now=NOW,
@@ -96,6 +98,11 @@ def test_a_step_sent_while_the_exit_waited_counts_as_completed() -> None:
             {"blocked_by": Rejection(code="excluded", detail="domain example.com is excluded")},
             exited(),
             "exclusion_blocks",
+        ),
+        (
+            {"exclusivity": Rejection(code="in_another_workflow", detail="live in 'b'")},
+            exited(),
+            "in_another_workflow",
         ),
         ({}, exited(current_step=2, steps_completed=3), "nothing_left"),
     ],

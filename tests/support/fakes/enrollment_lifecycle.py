@@ -21,6 +21,10 @@ from shared.contracts.lifecycle_events import (
 )
 
 
+def _busy_then_id(e: Enrollment) -> tuple[bool, uuid.UUID]:
+    return (e.dispatch is not None or e.pending_exit is not None, e.enrollment_id)
+
+
 def _key(enrollment: Enrollment) -> EnrollmentKey:
     return (enrollment.account_id, enrollment.enrollment_id)
 
@@ -119,6 +123,25 @@ class FakeLifecycleStore:
             if e.pending_exit is None and e.enrolled_at <= sweep.cutoff
         ]
         return sorted(live, key=_key)[:limit]
+
+    async def live_of_version_for_update(
+        self, key: WorkflowKey, version: int, *, limit: int
+    ) -> list[Enrollment]:
+        self._called("live_of_version_for_update", [key])
+        live = [e for e in self._live(key) if e.workflow_version == version]
+        return sorted(live, key=_busy_then_id)[:limit]
+
+    async def save_migrations(self, enrollments: Sequence[Enrollment]) -> None:
+        self._called("save_migrations", enrollments)
+        for e in enrollments:
+            known = self.enrollments.get(_key(e))
+            if known is not None:
+                self.enrollments[_key(e)] = replace(
+                    known,
+                    workflow_version=e.workflow_version,
+                    current_step=e.current_step,
+                    steps_completed=e.steps_completed,
+                )
 
     async def save_sweep(self, sweep: Sweep) -> None:
         self._called("save_sweep", [sweep])
