@@ -69,6 +69,18 @@ def enroll(account: str, workflow_id: str, record: RecordRef, **contact: Any) ->
     )
 
 
+async def projected_enrollments(env: SessionEnv, account: str) -> int:
+    conn = await asyncpg.connect(env.database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM trigger_evaluator.enrollments WHERE account_id = $1", account
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def links_of(test_env: SessionEnv, account: str) -> int:
     conn = await asyncpg.connect(test_env.database_url)
     try:
@@ -177,6 +189,14 @@ async def test_a_deal_opening_at_a_company_exits_every_enrollment_of_its_contact
             lambda: links_of(test_env, account),
             until=lambda count: count == 8,
             what="the organization's associations projected",
+        )
+        # The company's contacts are found through trigger-evaluator's projection of their
+        # enrollments: a deal event read before they are projected is not re-driven by
+        # them (see the issue-10 note), so this test starts from a projected state.
+        await eventually(
+            lambda: projected_enrollments(test_env, account),
+            until=lambda count: count == 4,
+            what="the four enrollments projected in trigger-evaluator",
         )
         opened = DealStageChanged.create(
             account_id=account,
