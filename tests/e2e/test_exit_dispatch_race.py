@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -33,12 +31,10 @@ from shared.contracts.commands import (
     EnrollPayload,
 )
 from shared.contracts.workflow import Step, WorkflowDefinition
-from tests.conftest import SessionEnv, private_env
+from tests.e2e.conftest import System
 from tests.support.exit_race import ExitRacer, racing, spread, tally
 from tests.support.groups import Groups
-from tests.support.infra import Infra
 from tests.support.kafka import TopicClient, of_type
-from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -63,17 +59,6 @@ WORKFLOW = WorkflowDefinition(
         Step(step_id="s2", delay_seconds=3600, subject="S2", body="Never due in the test."),
     ),
 )
-
-System = tuple[SessionEnv, SmtpSink, list[ServiceProcess]]
-
-
-@pytest.fixture
-async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
-    async with (
-        private_env(infra) as own,
-        running_services(own.service_env(), tmp_path) as (sink, services),
-    ):
-        yield own, sink, services
 
 
 def enroll(record_id: str) -> Enroll:

@@ -5,9 +5,7 @@ read from its body (plus the workflow's margin), and the enrollment resumes then
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,10 +21,8 @@ from shared.contracts.commands import (
 from shared.contracts.inbound import EmailHeader, EmailReplied, EmailRepliedPayload
 from shared.contracts.trigger_settings import OutOfOfficeSettings
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
-from tests.conftest import SessionEnv, private_env
-from tests.support.infra import Infra
+from tests.e2e.conftest import System
 from tests.support.kafka import TopicClient, of_type
-from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -36,20 +32,6 @@ USER = Actor(kind=ActorKind.USER, id="user-1")
 PAUSED_FOR = timedelta(seconds=15)
 """How long after the workflow is applied the pause ends: the return date is today, and
 the workflow's margin is chosen to end the pause then (an injected clock, in effect)."""
-
-
-System = tuple[SessionEnv, SmtpSink, list[ServiceProcess]]
-
-
-@pytest.fixture
-async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
-    """The four services on a database and topics of their own (other tests' messages
-    never count here, nor these in theirs)."""
-    async with (
-        private_env(infra) as own,
-        running_services(own.service_env(), tmp_path) as (sink, services),
-    ):
-        yield own, sink, services
 
 
 async def test_an_out_of_office_reply_pauses_and_the_enrollment_resumes_after_its_return_date(

@@ -3,8 +3,6 @@ a workflow's trigger rules decide which events exit, within a second of the even
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,29 +27,14 @@ from shared.contracts.inbound import (
 )
 from shared.contracts.trigger_settings import UrlMatch, UrlRule
 from shared.contracts.workflow import ExitTrigger, Step, WorkflowDefinition, WorkflowSettings
-from tests.conftest import SessionEnv, private_env
-from tests.support.infra import Infra
+from tests.conftest import SessionEnv
+from tests.e2e.conftest import System
 from tests.support.kafka import TopicClient, of_type
-from tests.support.processes import ServiceProcess, SmtpSink, running_services
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 USER = Actor(kind=ActorKind.USER, id="user-1")
-
-
-System = tuple[SessionEnv, SmtpSink, list[ServiceProcess]]
-
-
-@pytest.fixture
-async def system(infra: Infra, tmp_path: Path) -> AsyncIterator[System]:
-    """The four services on a database and topics of their own (other tests' messages
-    never count here, nor these in theirs)."""
-    async with (
-        private_env(infra) as own,
-        running_services(own.service_env(), tmp_path) as (sink, services),
-    ):
-        yield own, sink, services
 
 
 def apply(account: str, workflow: WorkflowDefinition) -> ApplyWorkflow:
