@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -72,16 +73,23 @@ def enrollment_columns(
     return [account_id for account_id, _ in keys], [enrollment_id for _, enrollment_id in keys]
 
 
+def _step_of(row: asyncpg.Record) -> dict[str, Any]:
+    """The columns every row of ``sends`` maps the same way: whose step, which one."""
+    return {
+        "enrollment_id": row["enrollment_id"],
+        "step_index": row["step_index"],
+        "account_id": row["account_id"],
+        "workflow_id": row["workflow_id"],
+        "workflow_version": row["workflow_version"],
+        "record": RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
+        "step_id": row["step_id"],
+        "channel": Channel(row["channel"]),
+    }
+
+
 def send_of(row: asyncpg.Record) -> Send:
     return Send(
-        enrollment_id=row["enrollment_id"],
-        step_index=row["step_index"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        step_id=row["step_id"],
-        channel=Channel(row["channel"]),
+        **_step_of(row),
         sender=row["sender"],
         subject=row["subject"],
         body=row["body"],
@@ -98,14 +106,7 @@ def send_of(row: asyncpg.Record) -> Send:
 
 def parked_of_row(row: asyncpg.Record) -> ParkedStep:
     return ParkedStep(
-        enrollment_id=row["enrollment_id"],
-        step_index=row["step_index"],
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        step_id=row["step_id"],
-        channel=Channel(row["channel"]),
+        **_step_of(row),
         provider_message_id=row["provider_message_id"],
         parked_at=row["created_at"],
         cause_message_id=row["cause_message_id"],
@@ -117,14 +118,7 @@ def parked_of_row(row: asyncpg.Record) -> ParkedStep:
 
 def queued_of_row(row: asyncpg.Record) -> QueuedStep:
     return QueuedStep(
-        account_id=row["account_id"],
-        enrollment_id=row["enrollment_id"],
-        step_index=row["step_index"],
-        workflow_id=row["workflow_id"],
-        workflow_version=row["workflow_version"],
-        record=RecordRef(type=RecordType(row["record_type"]), id=row["record_id"]),
-        step_id=row["step_id"],
-        channel=Channel(row["channel"]),
+        **_step_of(row),
         status=row["status"],
         dispatch_id=row["dispatch_id"],
         cause_message_id=row["cause_message_id"],
